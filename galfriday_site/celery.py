@@ -1,0 +1,44 @@
+"""The Celery app: Redis broker in production, kombu's SQLAlchemy transport on SQLite when embedded.
+
+Queues by kind of work: `trading` (latency-sensitive), `ingest`, `lifecycle` (training, drift, experiments),
+`reconciliation`, and `default` for the rest. Configuration lives in Django settings under `CELERY_`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery, signals
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "galfriday_site.settings")
+
+
+def make_celery_app(main: str = "galfriday_site", **overrides: Any) -> Celery:
+    """Build a Celery app configured from Django settings; `overrides` replace settings (tests use this to
+    point a second app at another broker)."""
+    celery_app = Celery(main)
+    celery_app.config_from_object("django.conf:settings", namespace="CELERY")
+    if overrides:
+        if "broker_url" in overrides and not str(overrides["broker_url"]).startswith(("redis://", "rediss://")):
+            overrides.setdefault("broker_transport_options", {})  # the Redis socket options mean nothing there
+        celery_app.conf.update(**overrides)
+    celery_app.autodiscover_tasks()
+    return celery_app
+
+
+app = make_celery_app()
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _refuse_unsafe_production_start(**_: Any) -> None:
+    """Run the project's system checks when a worker or beat starts, as `manage.py` does for its commands:
+    a production worker must not start on SQLite or without a SECRET_KEY any more than the web process."""
+    import django
+    from django.core import checks
+
+    django.setup()
+    errors = [m for m in checks.run_checks(tags=["galfriday"]) if m.is_serious()]
+    if errors:
+        raise SystemExit("Refusing to start:\n" + "\n".join(str(e) for e in errors))

@@ -1,0 +1,70 @@
+"""The periodic tasks the system runs, in one place; `manage.py setup_periodic_tasks` writes them to
+django-celery-beat's database schedule (idempotently). Later issues add reconciliation, drift checks and
+retraining here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+MANAGED_PREFIX = "galfriday: "
+
+
+@dataclass(frozen=True)
+class PeriodicTaskSpec:
+    name: str
+    task: str
+    every_seconds: int
+    queue: str = "default"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    expires_seconds: int | None = None
+
+    @property
+    def full_name(self) -> str:
+        return MANAGED_PREFIX + self.name
+
+
+PERIODIC_TASKS: list[PeriodicTaskSpec] = [
+    # Deletes expired task results (the embedded result backend is a SQLite file that would otherwise grow).
+    PeriodicTaskSpec("clean up expired task results", "celery.backend_cleanup", every_seconds=3600),
+]
+
+
+@transaction.atomic
+def sync_periodic_tasks(specs: list[PeriodicTaskSpec] | None = None) -> tuple[int, int, int]:
+    """Write `specs` (default: PERIODIC_TASKS) to the beat schedule; returns (created, updated, disabled)."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    specs = PERIODIC_TASKS if specs is None else specs
+    created = updated = 0
+    for spec in specs:
+        interval, _ = IntervalSchedule.objects.get_or_create(every=spec.every_seconds, period=IntervalSchedule.SECONDS)
+        wanted = {
+            "task": spec.task,
+            "interval": interval,
+            "queue": spec.queue,
+            "kwargs": json.dumps(spec.kwargs, sort_keys=True),
+            "expire_seconds": spec.expires_seconds,
+        }
+        task = PeriodicTask.objects.filter(name=spec.full_name).first()
+        if task is None:
+            PeriodicTask.objects.create(name=spec.full_name, enabled=True, **wanted)
+            created += 1
+            continue
+        if any(getattr(task, key) != value for key, value in wanted.items()):
+            for key, value in wanted.items():
+                setattr(task, key, value)
+            task.save()
+            updated += 1
+    stale = PeriodicTask.objects.filter(name__startswith=MANAGED_PREFIX, enabled=True).exclude(
+        name__in=[s.full_name for s in specs]
+    )
+    disabled = 0
+    for task in stale:
+        task.enabled = False
+        task.save(update_fields=["enabled"])
+        disabled += 1
+    return created, updated, disabled

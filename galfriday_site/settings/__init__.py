@@ -1,0 +1,296 @@
+"""Gal-Friday settings.
+
+Everything that differs between deployments comes from the environment (django-environ); `.env.example`
+documents every variable. Each backing service has a production URL and an embedded default, so that an empty
+environment runs the whole system on one machine (SQLite, an embedded Celery transport, local-memory cache, the
+in-memory channel layer, a relational time-series table and the local Kraken simulator).
+
+A production start (DEBUG off) is refused by the system checks in `galfriday_site.checks` when it would run on
+SQLite, the in-memory channel layer or without a SECRET_KEY.
+"""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from pathlib import Path
+
+import environ
+from kombu import Exchange, Queue
+
+from galfriday_site.settings.logging import build_logging
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+# A local `.env` (see .env.example) is read if present; GALFRIDAY_ENV_FILE points elsewhere (/dev/null: none).
+_env_file = Path(env.str("GALFRIDAY_ENV_FILE", default=str(BASE_DIR / ".env")))
+if _env_file.is_file():
+    environ.Env.read_env(_env_file, overwrite=False)
+
+VAR_DIR = Path(env.str("GALFRIDAY_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DEBUG", default=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment; in DEBUG a generated key kept under var/ so sessions survive restarts.
+
+    With DEBUG off and no SECRET_KEY the value stays empty: the `galfriday.E003` check says what to set, and
+    Django itself refuses to use an empty key.
+    """
+    key = env.str("SECRET_KEY", default="")
+    if key or not DEBUG:
+        return key
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "simple_history",
+    "channels",
+    "galfriday_site.apps.GalFridaySiteConfig",
+    "trading.apps.TradingConfig",
+    "models_registry.apps.ModelsRegistryConfig",
+    "reconciliation.apps.ReconciliationConfig",
+    "experiments.apps.ExperimentsConfig",
+    "ingest.apps.IngestConfig",
+]
+INSTALLED_APPS += env.list("GALFRIDAY_EXTRA_APPS", default=[])
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
+]
+
+ROOT_URLCONF = "galfriday_site.urls"
+WSGI_APPLICATION = "galfriday_site.wsgi.application"
+ASGI_APPLICATION = "galfriday_site.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "galfriday_site" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Relational store -------------------------------------------------------------------------------------
+SQLITE_PATH = VAR_DIR / "galfriday.sqlite3"
+DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{SQLITE_PATH}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share the file: WAL and IMMEDIATE transactions avoid "database is locked" under the
+    # light concurrency of a standalone run.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+        }
+    )
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: broker, cache and channel layer ----------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env.str("CACHE_URL", default="") or REDIS_URL,
+            "KEY_PREFIX": "galfriday",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [env.str("CHANNEL_LAYER_URL", default="") or REDIS_URL],
+                "prefix": "galfriday:channels",
+                "capacity": 1000,
+                "expiry": 30,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "galfriday"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Celery ------------------------------------------------------------------------------------------------
+# Production: Redis. Embedded: kombu's SQLAlchemy transport on a SQLite file (a real broker shared by the
+# worker, beat and web processes; never eager mode).
+CELERY_BROKER_URL = (
+    env.str("CELERY_BROKER_URL", default="") or REDIS_URL or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+)
+CELERY_RESULT_BACKEND = (
+    env.str("CELERY_RESULT_BACKEND", default="") or REDIS_URL or f"db+sqlite:///{VAR_DIR / 'celery-results.sqlite3'}"
+)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+GALFRIDAY_CELERY_QUEUES = ("default", "trading", "ingest", "lifecycle", "reconciliation")
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name, type="direct"), routing_key=name) for name in GALFRIDAY_CELERY_QUEUES
+)
+CELERY_TASK_ROUTES = {
+    "trading.tasks.*": {"queue": "trading"},
+    "ingest.tasks.*": {"queue": "ingest"},
+    "models_registry.tasks.*": {"queue": "lifecycle"},
+    "experiments.tasks.*": {"queue": "lifecycle"},
+    "reconciliation.tasks.*": {"queue": "reconciliation"},
+}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=15 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=14 * 60)
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {"visibility_timeout": 3600, "socket_connect_timeout": 5, "socket_timeout": 5}
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+    else {}
+)
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Time-series store -------------------------------------------------------------------------------------
+# InfluxDB through its v1 HTTP API (InfluxDB 1.8+, and 2.x/3.x through their v1 compatibility endpoints);
+# a relational table otherwise.
+INFLUXDB_URL = env.str("INFLUXDB_URL", default="")
+INFLUXDB_DATABASE = env.str("INFLUXDB_DATABASE", default="galfriday")
+INFLUXDB_USERNAME = env.str("INFLUXDB_USERNAME", default="")
+INFLUXDB_PASSWORD = env.str("INFLUXDB_PASSWORD", default="")
+INFLUXDB_TOKEN = env.str("INFLUXDB_TOKEN", default="")
+INFLUXDB_TIMEOUT = env.float("INFLUXDB_TIMEOUT", default=5.0)
+
+# --- Exchange ----------------------------------------------------------------------------------------------
+KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", default="")
+KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", default="")
+KRAKEN_REST_URL = env.str("KRAKEN_REST_URL", default="")
+KRAKEN_WS_URL = env.str("KRAKEN_WS_URL", default="")
+KRAKEN_WS_AUTH_URL = env.str("KRAKEN_WS_AUTH_URL", default="")
+GALFRIDAY_EXCHANGE = env.str("GALFRIDAY_EXCHANGE", default="sim")  # "kraken" or "sim"
+TRADING_MODE = env.str("TRADING_MODE", default="paper")  # "live" or "paper"
+
+# --- API ---------------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["galfriday_site.permissions.ReadAuthenticatedWriteStaff"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "galfriday_site.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "COERCE_DECIMAL_TO_STRING": True,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Gal-Friday API",
+    "DESCRIPTION": "Automated trading on Kraken: orders, positions, models, experiments and reconciliation.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Auth, i18n, static ------------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = DEBUG
+# WhiteNoise serves files through a synchronous iterator; under ASGI Django warns on each static file. Harmless
+# for the admin's few assets, and noise in the logs otherwise.
+warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
+
+# --- Security (production) ---------------------------------------------------------------------------------
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Joining the browsers' HSTS preload list commits the whole domain to HTTPS for years: the operator's choice
+# (SECURE_HSTS_PRELOAD=true), so its absence is not a deployment warning.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Logging -----------------------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="") or ("console" if DEBUG else "json")
+LOGGING = build_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
+
+# --- Standalone and operations -----------------------------------------------------------------------------
+GALFRIDAY_ADMIN_USERNAME = env.str("GALFRIDAY_ADMIN_USERNAME", default="admin")
+GALFRIDAY_ADMIN_PASSWORD = env.str("GALFRIDAY_ADMIN_PASSWORD", default="")
+# Components whose failure makes /api/health/ answer 503. All of them by default.
+HEALTH_REQUIRED_COMPONENTS = env.list(
+    "HEALTH_REQUIRED_COMPONENTS", default=["database", "broker", "cache", "channel_layer", "timeseries"]
+)
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=3.0)

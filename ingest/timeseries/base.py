@@ -1,0 +1,94 @@
+"""The time-series store interface: write a batch, query a range, read the latest point, ping.
+
+Market series (bars, trades, book tops) go through this interface so that the InfluxDB adapter (production)
+and the relational adapter (embedded default) are interchangeable. A point is identified by its measurement,
+its tags and its time: writing the same identity again replaces its fields (InfluxDB's semantics), which makes
+replays and backfills idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+FieldValue = Decimal | int | bool | str
+# InfluxDB keeps decimal fields as float64: exact for decimals of at most 15 significant digits, so the store
+# refuses anything longer rather than silently rounding money.
+MAX_DECIMAL_DIGITS = 15
+# Names are restricted to identifiers so that both adapters can filter on them without quoting surprises.
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+class TimeSeriesError(Exception):
+    """The store could not be reached or refused the request."""
+
+
+class InvalidPoint(ValueError):
+    """A point that cannot be stored as given (names, tag values, field types, naive time, precision)."""
+
+
+@dataclass(frozen=True)
+class Point:
+    measurement: str
+    time: datetime
+    fields: Mapping[str, FieldValue]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for kind, names in (("measurement", [self.measurement]), ("tag", self.tags), ("field", self.fields)):
+            for name in names:
+                if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
+                    raise InvalidPoint(
+                        f"{kind} name {name!r} is not allowed: use letters, digits and single underscores"
+                    )
+        if self.time.tzinfo is None or self.time.utcoffset() is None:
+            raise InvalidPoint(f"point time must be timezone-aware UTC, got naive {self.time!r}")
+        if not self.fields:
+            raise InvalidPoint(f"point {self.measurement!r} at {self.time.isoformat()} has no fields")
+        for key, value in self.tags.items():
+            if not isinstance(value, str) or value == "" or "\n" in value:
+                raise InvalidPoint(f"tag {key!r} must be a non-empty one-line string, got {value!r}")
+        for key, value in self.fields.items():
+            if isinstance(value, float):
+                raise InvalidPoint(f"field {key!r} is a float; pass a Decimal so nothing is rounded silently")
+            if isinstance(value, Decimal):
+                if not value.is_finite():
+                    raise InvalidPoint(f"field {key!r} is not finite: {value}")
+                if len(value.normalize().as_tuple().digits) > MAX_DECIMAL_DIGITS:
+                    raise InvalidPoint(
+                        f"field {key!r}={value} has more than {MAX_DECIMAL_DIGITS} significant digits; "
+                        "quantize it first"
+                    )
+            elif not isinstance(value, int | str):
+                raise InvalidPoint(f"field {key!r} has unsupported type {type(value).__name__}")
+
+    @property
+    def series_key(self) -> str:
+        """Canonical text of measurement and sorted tags: the series identity."""
+        return self.measurement + "".join(f",{k}={v}" for k, v in sorted(self.tags.items()))
+
+
+class TimeSeriesStore(Protocol):
+    backend: str
+
+    def write_batch(self, points: Sequence[Point]) -> int:
+        """Store the points (all or nothing per call where the backend allows); returns how many."""
+        ...
+
+    def query_range(
+        self, measurement: str, start: datetime, end: datetime, tags: Mapping[str, str] | None = None
+    ) -> list[Point]:
+        """Points with start <= time < end, matching every given tag, oldest first."""
+        ...
+
+    def latest(self, measurement: str, tags: Mapping[str, str] | None = None) -> Point | None:
+        """The newest point of the measurement matching the tags, or None."""
+        ...
+
+    def ping(self) -> None:
+        """Raise TimeSeriesError unless the store answers."""
+        ...

@@ -1,0 +1,210 @@
+"""InfluxDB adapter over the v1 HTTP API (`/write` with line protocol, `/query` with InfluxQL).
+
+InfluxDB 1.8+ serves this API natively; 2.x and 3.x serve it through their v1 compatibility endpoints (with a
+DBRP mapping from the database name to a bucket, and a token). Decimal fields are written as float64 text and
+read back as Decimal from the exact JSON token; `Point` refuses decimals longer than 15 significant digits, so
+the round trip is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from ingest.timeseries.base import FieldValue, Point, TimeSeriesError
+
+logger = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+
+def _escape_key(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _escape_measurement(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def _field_text(value: FieldValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_nanoseconds(moment: datetime) -> int:
+    return ((moment - EPOCH) // _ONE_MICROSECOND) * 1000
+
+
+def from_nanoseconds(ns: int) -> datetime:
+    return EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def line_protocol(point: Point) -> str:
+    """One line of InfluxDB line protocol for the point (tags sorted, as InfluxDB recommends)."""
+    head = _escape_measurement(point.measurement) + "".join(
+        f",{_escape_key(k)}={_escape_key(v)}" for k, v in sorted(point.tags.items())
+    )
+    fields = ",".join(f"{_escape_key(k)}={_field_text(v)}" for k, v in point.fields.items())
+    return f"{head} {fields} {to_nanoseconds(point.time)}"
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _time_literal(moment: datetime) -> str:
+    return f"{to_nanoseconds(moment)}"
+
+
+class InfluxStore:
+    backend = "influxdb"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        database: str,
+        username: str = "",
+        password: str = "",
+        token: str = "",
+        timeout: float = 5.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        headers = {"User-Agent": "gal-friday"}
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        auth = (username, password) if username else None
+        self._client = client or httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=timeout)
+        self._field_types: dict[str, dict[str, str]] = {}
+        self._database_ready = False
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- HTTP ------------------------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise TimeSeriesError(f"InfluxDB at {self.url} unreachable: {exc!r}") from exc
+        if response.status_code >= 400:
+            raise TimeSeriesError(
+                f"InfluxDB {method} {path} answered {response.status_code}: {response.text.strip()[:300]}"
+            )
+        return response
+
+    def _query(self, statement: str, *, write: bool = False) -> list[dict[str, Any]]:
+        params = {"db": self.database, "q": statement, "epoch": "ns"}
+        response = self._request("POST" if write else "GET", "/query", params=params)
+        body = json.loads(response.text, parse_float=Decimal)
+        results = body.get("results", [])
+        for result in results:
+            if "error" in result:
+                raise TimeSeriesError(f"InfluxQL error for {statement!r}: {result['error']}")
+        return results
+
+    def ensure_database(self) -> None:
+        """Create the database if missing: InfluxDB 1.x (idempotent there). InfluxDB 2.x/3.x refuse CREATE
+        DATABASE; there the bucket's (virtual) DBRP mapping makes the database name usable, so a refusal is
+        logged and the first real query says whether the database exists."""
+        if self._database_ready:
+            return
+        try:
+            self._query(f"CREATE DATABASE {_quote_ident(self.database)}", write=True)
+        except TimeSeriesError as exc:
+            if "unreachable" in str(exc):
+                raise
+            logger.info("influxdb refused CREATE DATABASE; relying on a DBRP mapping", extra={"error": str(exc)})
+        self._database_ready = True
+
+    # -- interface -------------------------------------------------------------------------------------------
+    def ping(self) -> None:
+        self._request("GET", "/ping")
+        self.ensure_database()
+        self._query("SHOW MEASUREMENTS LIMIT 1")
+
+    def write_batch(self, points: Sequence[Point]) -> int:
+        if not points:
+            return 0
+        self.ensure_database()
+        body = "\n".join(line_protocol(p) for p in points).encode()
+        self._request("POST", "/write", params={"db": self.database, "precision": "ns"}, content=body)
+        for p in points:  # a new field may have appeared: re-read the types on the next query
+            known = self._field_types.get(p.measurement)
+            if known is not None and not set(p.fields) <= set(known):
+                self._field_types.pop(p.measurement, None)
+        return len(points)
+
+    def _types(self, measurement: str) -> dict[str, str]:
+        if measurement not in self._field_types:
+            results = self._query(f"SHOW FIELD KEYS FROM {_quote_ident(measurement)}")
+            types: dict[str, str] = {}
+            for series in results[0].get("series", []) if results else []:
+                for name, kind in series["values"]:
+                    types[name] = kind
+            self._field_types[measurement] = types
+        return self._field_types[measurement]
+
+    def _select(self, measurement: str, conditions: list[str], suffix: str) -> list[Point]:
+        where = " AND ".join(conditions)
+        statement = f"SELECT * FROM {_quote_ident(measurement)}"
+        if where:
+            statement += f" WHERE {where}"
+        statement += f" GROUP BY * {suffix}".rstrip()
+        self.ensure_database()
+        results = self._query(statement)
+        types = self._types(measurement)
+        points: list[Point] = []
+        for series in results[0].get("series", []) if results else []:
+            tags = {k: v for k, v in (series.get("tags") or {}).items() if v != ""}
+            columns = series["columns"]
+            for row in series["values"]:
+                values = dict(zip(columns, row, strict=True))
+                ns = values.pop("time")
+                fields = {k: self._convert(v, types.get(k)) for k, v in values.items() if v is not None}
+                if fields:
+                    points.append(Point(measurement, from_nanoseconds(int(ns)), fields, tags))
+        points.sort(key=lambda p: p.time)
+        return points
+
+    @staticmethod
+    def _convert(value: Any, kind: str | None) -> FieldValue:
+        if kind == "integer":
+            return int(value)
+        if kind == "float":
+            return Decimal(value) if not isinstance(value, Decimal) else value
+        if kind == "boolean":
+            return bool(value)
+        return str(value)
+
+    @staticmethod
+    def _tag_conditions(tags: Mapping[str, str] | None) -> list[str]:
+        return [f"{_quote_ident(k)} = {_quote_literal(v)}" for k, v in sorted((tags or {}).items())]
+
+    def query_range(
+        self, measurement: str, start: datetime, end: datetime, tags: Mapping[str, str] | None = None
+    ) -> list[Point]:
+        conditions = [f"time >= {_time_literal(start)}", f"time < {_time_literal(end)}"]
+        return self._select(measurement, conditions + self._tag_conditions(tags), "")
+
+    def latest(self, measurement: str, tags: Mapping[str, str] | None = None) -> Point | None:
+        points = self._select(measurement, self._tag_conditions(tags), "ORDER BY time DESC LIMIT 1")
+        return points[-1] if points else None

@@ -1,0 +1,86 @@
+"""/api/health/ checks every component for real and answers 503 when a required one fails."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.django_db
+
+
+def get_health() -> tuple[int, dict]:  # type: ignore[type-arg]
+    response = APIClient().get("/api/health/")
+    return response.status_code, response.json()
+
+
+def test_health_reports_every_component_ok_with_latency() -> None:
+    status, body = get_health()
+    assert status == 200, body
+    assert body["status"] == "ok"
+    assert set(body["components"]) == {"database", "broker", "cache", "channel_layer", "timeseries"}
+    for name, component in body["components"].items():
+        assert component["status"] == "ok", (name, component)
+        assert component["latency_ms"] >= 0
+        assert component["backend"]
+
+
+@pytest.mark.services("postgres", "redis", "influxdb")
+def test_health_uses_the_production_services_when_configured() -> None:
+    status, body = get_health()
+    assert status == 200, body
+    backends = {name: c["backend"] for name, c in body["components"].items()}
+    assert backends == {
+        "database": "postgresql",
+        "broker": "redis",
+        "cache": "RedisCache",
+        "channel_layer": "RedisChannelLayer",
+        "timeseries": "influxdb",
+    }
+
+
+def test_health_reports_stopped_redis_as_failing_with_503() -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    with override_settings(
+        CELERY_BROKER_URL=dead,
+        CACHES={
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": dead,
+                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            }
+        },
+        CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [dead]}}},
+        HEALTH_CHECK_TIMEOUT=2.0,
+    ):
+        status, body = get_health()
+    assert status == 503
+    assert body["status"] == "failing"
+    components = body["components"]
+    for name in ("broker", "cache", "channel_layer"):
+        assert components[name]["status"] == "failing", (name, components[name])
+        assert components[name]["error"]
+    assert components["database"]["status"] == "ok"
+    assert components["timeseries"]["status"] == "ok"
+
+
+def test_health_reports_unreachable_influxdb_as_failing_with_503() -> None:
+    with override_settings(INFLUXDB_URL=f"http://127.0.0.1:{free_port()}", INFLUXDB_TIMEOUT=1.0):
+        status, body = get_health()
+    assert status == 503
+    assert body["components"]["timeseries"]["status"] == "failing"
+    assert "unreachable" in body["components"]["timeseries"]["error"]
+
+
+def test_optional_component_failure_does_not_make_health_503() -> None:
+    required = ["database", "broker", "cache", "channel_layer"]
+    with override_settings(
+        INFLUXDB_URL=f"http://127.0.0.1:{free_port()}", INFLUXDB_TIMEOUT=1.0, HEALTH_REQUIRED_COMPONENTS=required
+    ):
+        status, body = get_health()
+    assert status == 200
+    assert (
+        body["components"]["timeseries"] | {"status": "failing", "required": False} == body["components"]["timeseries"]
+    )

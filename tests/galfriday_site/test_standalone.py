@@ -1,0 +1,120 @@
+"""`manage.py standalone` on embedded defaults: web, a real Celery worker and beat, stopped cleanly by Ctrl-C.
+
+Runs the command as a user would, in a process of its own with an empty environment (no PostgreSQL, Redis or
+InfluxDB URLs) and its own var/ directory, and talks to it over HTTP and through its embedded broker."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from galfriday_site.celery import make_celery_app
+from tests.conftest import ROOT, free_port
+
+
+def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except (httpx.HTTPError, OSError) as exc:
+            last_error = exc
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last_error!r})")
+
+
+class Standalone:
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "standalone", "--port", str(port), "--concurrency", "1"],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=40)
+
+
+@pytest.fixture
+def standalone(embedded_env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+    started: list[Standalone] = []
+
+    def start() -> Standalone:
+        instance = Standalone(embedded_env, free_port(), tmp_path / f"standalone-{len(started)}.log")
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        if instance.process.poll() is None:
+            instance.process.kill()
+            instance.process.wait()
+
+
+def child_pids(parent: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True, check=False).stdout
+    return {int(pid) for pid in out.split()}
+
+
+def test_standalone_serves_admin_and_health_runs_tasks_and_stops_cleanly(
+    standalone, embedded_env: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
+    system = standalone()
+    base = f"http://127.0.0.1:{system.port}"
+
+    health = wait_for(lambda: httpx.get(f"{base}/api/health/", timeout=10), 90, "the web server")
+    assert health.status_code == 200, health.text
+    components = health.json()["components"]
+    assert {name: c["status"] for name, c in components.items()} == dict.fromkeys(components, "ok")
+    assert components["database"]["backend"] == "sqlite"
+    assert components["timeseries"]["backend"] == "relational"
+    assert httpx.get(f"{base}/admin/login/", timeout=10).status_code == 200
+
+    # The admin user is created with a generated password that is printed once.
+    assert "generated password" in wait_for(lambda: system.output(), 5, "output")
+
+    # The worker consumes from the embedded broker.
+    var = Path(embedded_env["GALFRIDAY_VAR_DIR"])
+    app = make_celery_app(
+        "standalone_client",
+        broker_url=f"sqla+sqlite:///{var / 'celery-broker.sqlite3'}",
+        result_backend=f"db+sqlite:///{var / 'celery-results.sqlite3'}",
+    )
+    token = uuid.uuid4().hex
+    assert app.send_task("galfriday_site.ping", args=[token], queue="trading").get(timeout=60)["token"] == token
+
+    children = child_pids(system.process.pid)
+    assert len(children) == 3  # web, worker, beat
+    assert system.stop() == 0
+    assert "stopped" in system.output()
+    for pid in children:
+        assert subprocess.run(["kill", "-0", str(pid)], capture_output=True, check=False).returncode != 0
+
+
+def test_second_start_does_not_print_a_new_password(standalone) -> None:  # type: ignore[no-untyped-def]
+    first = standalone()
+    wait_for(lambda: httpx.get(f"http://127.0.0.1:{first.port}/api/health/", timeout=10), 90, "first start")
+    assert first.stop() == 0
+    second = standalone()
+    wait_for(lambda: httpx.get(f"http://127.0.0.1:{second.port}/api/health/", timeout=10), 90, "second start")
+    assert second.stop() == 0
+    assert "generated password" in first.output()
+    assert "generated password" not in second.output()
