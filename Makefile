@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# Packages checked by mypy (with django-stubs).
+TYPED := galfriday_site ingest
 
 .PHONY: run test lint format typecheck services up down migrate clean
 
@@ -25,19 +27,20 @@ run: $(VENV)/.requirements
 test: $(VENV)/.requirements-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(TYPED)
 	$(PY) -m pytest
 
 lint: $(VENV)/.requirements-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy galfriday_site ingest/timeseries
+	$(VENV)/bin/mypy $(TYPED)
 
 format: $(VENV)/.requirements-dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
 typecheck: $(VENV)/.requirements-dev
-	$(VENV)/bin/mypy galfriday_site ingest/timeseries
+	$(VENV)/bin/mypy $(TYPED)
 
 # Start PostgreSQL, Redis and InfluxDB on this machine if they are not running (what CI does).
 services:

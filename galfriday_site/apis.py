@@ -26,7 +26,7 @@ class HealthApi(APIView):
         status = serializers.ChoiceField(choices=["ok", "failing"])
         latency_ms = serializers.FloatField()
         backend = serializers.CharField()
-        required = serializers.BooleanField()
+        required = serializers.BooleanField()  # type: ignore[assignment]  # a field named like Field.required
         error = serializers.CharField(required=False)
 
     class OutputSerializer(serializers.Serializer):

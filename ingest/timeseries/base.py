@@ -49,9 +49,9 @@ class Point:
             raise InvalidPoint(f"point time must be timezone-aware UTC, got naive {self.time!r}")
         if not self.fields:
             raise InvalidPoint(f"point {self.measurement!r} at {self.time.isoformat()} has no fields")
-        for key, value in self.tags.items():
-            if not isinstance(value, str) or value == "" or "\n" in value:
-                raise InvalidPoint(f"tag {key!r} must be a non-empty one-line string, got {value!r}")
+        for key, tag in self.tags.items():
+            if not isinstance(tag, str) or tag == "" or "\n" in tag:
+                raise InvalidPoint(f"tag {key!r} must be a non-empty one-line string, got {tag!r}")
         for key, value in self.fields.items():
             if isinstance(value, float):
                 raise InvalidPoint(f"field {key!r} is a float; pass a Decimal so nothing is rounded silently")
