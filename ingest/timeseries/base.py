@@ -24,7 +24,12 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
 
 class TimeSeriesError(Exception):
-    """The store could not be reached or refused the request."""
+    """The store could not be reached or refused the request. `retryable` is False when the store rejected
+    the data itself (sending it again cannot help)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class InvalidPoint(ValueError):

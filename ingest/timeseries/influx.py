@@ -106,8 +106,10 @@ class InfluxStore:
         except httpx.HTTPError as exc:
             raise TimeSeriesError(f"InfluxDB at {self.url} unreachable: {exc!r}") from exc
         if response.status_code >= 400:
+            code = response.status_code
             raise TimeSeriesError(
-                f"InfluxDB {method} {path} answered {response.status_code}: {response.text.strip()[:300]}"
+                f"InfluxDB {method} {path} answered {code}: {response.text.strip()[:300]}",
+                retryable=code >= 500 or code in (408, 429),
             )
         return response
 
