@@ -74,6 +74,7 @@ class Command(BaseCommand):
                 f"and /api/health/ (Ctrl-C stops it)"
             )
         )
+        self.stdout.flush()  # the password and the address must show even when stdout is a file or a pipe
         exit_code = self._supervise(children)
         self._stop(children)
         if exit_code:
