@@ -1,0 +1,193 @@
+"""The simulator's own HTTP API on the REST port, under ``/_sim/`` (not part of Kraken's protocol).
+
+- ``POST /_sim/faults`` ``{"fault": "<name>", ...arguments}``: inject a fault (see ``FAULTS``).
+- ``DELETE /_sim/faults``: clear every fault. ``GET /_sim/faults``: the active faults.
+- ``GET /_sim/state``: orders, trades, ledger, balances, connections and sequences, faults, market, and
+  every public market message sent when recording is on (``?messages=0`` leaves them out).
+- ``POST /_sim/market`` ``{"action": "pause"|"resume"|"step"|"place"|"cancel", ...}``: drive the market.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from kraken_sim.engine import Owner, Side
+from kraken_sim.faults import FaultError
+from kraken_sim.wire import dumps_bytes
+
+if TYPE_CHECKING:
+    from kraken_sim.server import Simulator
+
+log = logging.getLogger(__name__)
+
+# fault name → (argument names accepted, converter per argument)
+_INT: Callable[[Any], Any] = int
+_FLOAT: Callable[[Any], Any] = float
+_STR: Callable[[Any], Any] = str
+
+
+def _BOOL(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "1", 1):
+        return True
+    if value in ("false", "0", 0):
+        return False
+    raise ValueError(value)
+
+
+def _OPT_INT(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+FAULTS: dict[str, dict[str, Callable[[Any], Any]]] = {
+    "drop_connections": {"scope": _STR, "connection_id": _OPT_INT, "mode": _STR},
+    "silence": {"seconds": _FLOAT, "scope": _STR, "connection_id": _OPT_INT, "mode": _STR},
+    "skip_sequence": {"channel": _STR, "count": _INT},
+    "corrupt_checksum": {"symbol": _STR, "count": _INT},
+    "system_status": {"status": _STR},
+    "rest_errors": {"count": _INT, "error": _STR},
+    "rest_delay": {"ms": _INT, "count": _OPT_INT, "phase": _STR},
+    "withhold_executions": {"count": _INT, "consume_sequence": _BOOL},
+    "external_order": {
+        "symbol": _STR,
+        "side": _STR,
+        "qty": _STR,
+        "price": _STR,
+        "order_type": _STR,
+        "userref": _INT,
+    },
+    "external_fill": {"order_id": _STR, "qty": _STR},
+}
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=dumps_bytes(data), status=status, content_type="application/json")
+
+
+class AdminApi:
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/_sim/faults", self.post_fault)
+        app.router.add_delete("/_sim/faults", self.clear_faults)
+        app.router.add_get("/_sim/faults", self.get_faults)
+        app.router.add_get("/_sim/state", self.get_state)
+        app.router.add_post("/_sim/market", self.post_market)
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise FaultError("the body must be a JSON object") from exc
+        if not isinstance(body, dict):
+            raise FaultError("the body must be a JSON object")
+        return body
+
+    async def post_fault(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request)
+            return _json({"ok": True, **self.apply_fault(body)})
+        except FaultError as exc:
+            return _json({"ok": False, "error": str(exc)}, status=400)
+
+    def apply_fault(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body.get("fault")
+        spec = FAULTS.get(str(name))
+        if spec is None:
+            raise FaultError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+        kwargs: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "fault":
+                continue
+            if key not in spec:
+                raise FaultError(f"fault {name} does not take {key!r} (takes {', '.join(spec)})")
+            try:
+                kwargs[key] = spec[key](value)
+            except (TypeError, ValueError) as exc:
+                raise FaultError(f"bad value for {key}: {value!r}") from exc
+        faults = self.sim.faults
+        log.info("fault requested: %s %s", name, kwargs)
+        try:
+            method = getattr(faults, str(name))
+            result = method(**kwargs)
+        except TypeError as exc:
+            raise FaultError(str(exc)) from exc
+        if name == "external_order":
+            return {"order_id": result.order_id, "status": result.status.value}
+        if name == "external_fill":
+            return {
+                "txid": result.txid,
+                "order_id": result.order.order_id,
+                "qty": str(result.qty),
+                "price": str(result.price),
+            }
+        if name in ("drop_connections", "skip_sequence"):
+            return {"affected": result}
+        return {}
+
+    async def clear_faults(self, request: web.Request) -> web.Response:
+        self.sim.faults.clear()
+        return _json({"ok": True})
+
+    async def get_faults(self, request: web.Request) -> web.Response:
+        return _json(self.sim.faults.describe())
+
+    async def get_state(self, request: web.Request) -> web.Response:
+        include = request.query.get("messages", "1") not in ("0", "false")
+        return _json(self.sim.state(include_messages=include))
+
+    async def post_market(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request)
+            return _json({"ok": True, **self.market_action(body)})
+        except FaultError as exc:
+            return _json({"ok": False, "error": str(exc)}, status=400)
+
+    def market_action(self, body: dict[str, Any]) -> dict[str, Any]:
+        market = self.sim.market
+        exchange = self.sim.exchange
+        action = body.get("action")
+        if action == "pause":
+            market.paused = True
+        elif action == "resume":
+            market.paused = False
+        elif action == "step":
+            steps = body.get("steps", 1)
+            if not isinstance(steps, int) or not 0 < steps <= 100_000:
+                raise FaultError("steps must be an integer in 1..100000")
+            market.step(steps, body.get("symbol"))
+        elif action == "place":
+            inst = exchange.registry.by_symbol(str(body.get("symbol")))
+            if inst is None:
+                raise FaultError("unknown symbol")
+            try:
+                side = Side(str(body.get("side")))
+                price = Decimal(str(body.get("price")))
+                qty = Decimal(str(body.get("qty")))
+            except (ValueError, InvalidOperation) as exc:
+                raise FaultError("place needs side buy|sell, price and qty") from exc
+            if price <= 0 or qty <= 0 or price % inst.tick_size or qty != qty.quantize(inst.lot_step):
+                raise FaultError("price must be a positive multiple of the tick, qty positive at lot precision")
+            order = exchange.participant_limit(inst, side, price, qty)
+            if order is None:
+                raise FaultError("the market is not matching (system status) and the order would trade")
+            return {"order_id": order.order_id, "status": order.status.value, "filled": str(order.filled)}
+        elif action == "cancel":
+            book_order = None
+            for book in exchange.books.values():
+                book_order = book.orders.get(str(body.get("order_id")))
+                if book_order is not None:
+                    break
+            if book_order is None or book_order.owner is not Owner.MARKET:
+                raise FaultError("no resting participant order with that id")
+            exchange.participant_cancel(book_order)
+        else:
+            raise FaultError("action must be pause, resume, step, place or cancel")
+        return {}

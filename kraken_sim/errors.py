@@ -1,0 +1,31 @@
+"""Kraken's error strings (PROTOCOL.md §1.4) as one exception type."""
+
+from __future__ import annotations
+
+
+class KrakenError(Exception):
+    """An error Kraken reports in the ``error`` array (REST) or the ``error`` string (WebSocket)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+INVALID_ARGUMENTS = "EGeneral:Invalid arguments"
+UNKNOWN_PAIR = "EQuery:Unknown asset pair"
+UNKNOWN_ORDER = "EOrder:Unknown order"
+INSUFFICIENT_FUNDS = "EOrder:Insufficient funds"
+ORDER_MINIMUM = "EOrder:Order minimum not met"
+COST_MINIMUM = "EOrder:Cost minimum not met"
+TICK_SIZE = "EOrder:Tick size check failed"
+INVALID_PRICE = "EOrder:Invalid price"
+ORDERS_LIMIT = "EOrder:Orders limit exceeded"
+ORDER_RATE_LIMIT = "EOrder:Rate limit exceeded"
+API_RATE_LIMIT = "EAPI:Rate limit exceeded"
+# Third-party clients match this string for a repeated cl_ord_id; not confirmed in Kraken's docs.
+DUPLICATE_ORDER = "EOrder:Duplicate order"
+UNAVAILABLE = "EService:Unavailable"
+CANCEL_ONLY = "EService:Market in cancel_only mode"
+POST_ONLY = "EService:Market in post_only mode"
+UNKNOWN_METHOD = "EGeneral:Unknown method"
+INTERNAL_ERROR = "EGeneral:Internal error"

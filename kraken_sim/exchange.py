@@ -1,0 +1,523 @@
+"""The exchange: order validation and placement for the account, the market participants' order flow,
+system status, and the events that the WebSocket layer turns into messages.
+
+Everything runs on one asyncio loop and every method here is synchronous, so a call sees and leaves a
+consistent state (no locks). Public book changes and trades are collected during a ``batch()`` and published
+once at its end: one market action gives one book update per subscribed depth, as on Kraken.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from kraken_sim import errors as E
+from kraken_sim.accounts import Account, AccountTrade, LedgerEntry
+from kraken_sim.config import SimConfig
+from kraken_sim.engine import (
+    Fill,
+    Order,
+    OrderBook,
+    OrderStatus,
+    OrderType,
+    Owner,
+    Side,
+    TimeInForce,
+)
+from kraken_sim.errors import KrakenError
+from kraken_sim.ids import IdGenerator
+from kraken_sim.instruments import Instrument, InstrumentRegistry
+from kraken_sim.marketdata import Candle, MarketData, PublicTrade
+from kraken_sim.ratelimit import DecayingCounter, cancel_cost
+from kraken_sim.wire import NS, Clock, fixed
+
+log = logging.getLogger(__name__)
+ZERO = Decimal(0)
+SYSTEM_STATUSES = ("online", "maintenance", "cancel_only", "post_only")
+
+# Reasons on canceled orders. "User requested" and "Post only order" are Kraken's (recorded / matched by
+# third-party clients); the others are constructed in the same style.
+REASON_USER = "User requested"
+REASON_POST_ONLY = "Post only order"
+REASON_IOC = "Immediate or cancel"  # constructed
+REASON_NO_LIQUIDITY = "Insufficient liquidity"  # constructed
+REASON_SELF_TRADE = "Self trade prevention"  # constructed
+
+
+@dataclass(slots=True)
+class OrderRequest:
+    instrument: Instrument
+    side: Side
+    order_type: OrderType
+    qty: Decimal
+    limit_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    cl_ord_id: str | None = None
+    userref: int = 0
+    validate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExecEvent:
+    """One change to one of the account's orders, with the order's figures at that moment."""
+
+    exec_type: str  # pending_new | new | trade | filled | canceled
+    order: Order
+    ts_ns: int
+    order_status: str
+    cum_qty: Decimal
+    cum_cost: Decimal
+    fee_total: Decimal
+    trade: AccountTrade | None = None
+    reason: str | None = None
+
+    @property
+    def avg_price(self) -> Decimal:
+        return self.cum_cost / self.cum_qty if self.cum_qty else ZERO
+
+
+class EventSink(Protocol):
+    def book_changed(self, symbol: str) -> None: ...
+
+    def public_trades(self, symbol: str, trades: list[PublicTrade], candles: list[Candle]) -> None: ...
+
+    def bbo_changed(self, symbol: str) -> None: ...
+
+    def execution(self, event: ExecEvent) -> None: ...
+
+    def ledger(self, entry: LedgerEntry) -> None: ...
+
+    def status_changed(self, status: str) -> None: ...
+
+
+class NullSink:
+    def book_changed(self, symbol: str) -> None:
+        pass
+
+    def public_trades(self, symbol: str, trades: list[PublicTrade], candles: list[Candle]) -> None:
+        pass
+
+    def bbo_changed(self, symbol: str) -> None:
+        pass
+
+    def execution(self, event: ExecEvent) -> None:
+        pass
+
+    def ledger(self, entry: LedgerEntry) -> None:
+        pass
+
+    def status_changed(self, status: str) -> None:
+        pass
+
+
+def decimals_of(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+def order_description(order: Order) -> str:
+    inst = order.instrument
+    text = f"{order.side.value} {fixed(order.qty, inst.lot_decimals)} {inst.altname} @ "
+    if order.order_type is OrderType.MARKET:
+        return text + "market"
+    assert order.limit_price is not None
+    return text + f"limit {fixed(order.limit_price, inst.price_decimals)}"
+
+
+class Exchange:
+    def __init__(self, config: SimConfig, registry: InstrumentRegistry, clock: Clock, ids: IdGenerator) -> None:
+        self.config = config
+        self.registry = registry
+        self.clock = clock
+        self.ids = ids
+        self.books: dict[str, OrderBook] = {i.symbol: OrderBook(i) for i in registry}
+        self.account = Account(registry, config.balances, ids, config.maker_fee, config.taker_fee)
+        self.marketdata = MarketData(list(registry))
+        self.orders: dict[str, Order] = {}  # every account order, open and closed, in creation order
+        self._open_cl_ord_ids: dict[str, Order] = {}
+        self.status = "online"
+        self.sink: EventSink = NullSink()
+        self.trade_counters: dict[str, DecayingCounter] = {
+            i.symbol: DecayingCounter(config.tier.trade_threshold, config.tier.trade_decay) for i in registry
+        }
+        self._trade_ids = {i.symbol: self._trade_id_iter(i.symbol) for i in registry}
+        self._batch_depth = 0
+        self._pending_trades: dict[str, list[PublicTrade]] = {}
+        self._pending_candles: dict[str, dict[int, Candle]] = {}
+        self._bbo: dict[str, tuple[Decimal | None, Decimal, Decimal | None, Decimal]] = {}
+
+    def _trade_id_iter(self, symbol: str) -> Iterator[int]:
+        while True:
+            yield self.ids.public_trade_id(symbol)
+
+    # -- batching and publication -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                self._flush()
+
+    def _flush(self) -> None:
+        for symbol, book in self.books.items():
+            trades = self._pending_trades.pop(symbol, None)
+            candles = self._pending_candles.pop(symbol, None)
+            if book.dirty:
+                book.dirty = False
+                self.sink.book_changed(symbol)
+                bbo = self._bbo_of(book)
+                if bbo != self._bbo.get(symbol):
+                    self._bbo[symbol] = bbo
+                    self.sink.bbo_changed(symbol)
+            if trades:
+                self.sink.public_trades(symbol, trades, list((candles or {}).values()))
+
+    @staticmethod
+    def _bbo_of(book: OrderBook) -> tuple[Decimal | None, Decimal, Decimal | None, Decimal]:
+        bid, ask = book.bids.best(), book.asks.best()
+        return (
+            bid,
+            book.bids.qty[bid] if bid is not None else ZERO,
+            ask,
+            book.asks.qty[ask] if ask is not None else ZERO,
+        )
+
+    def _emit(
+        self, exec_type: str, order: Order, *, trade: AccountTrade | None = None, reason: str | None = None
+    ) -> None:
+        self.sink.execution(
+            ExecEvent(
+                exec_type=exec_type,
+                order=order,
+                ts_ns=self.clock.now_ns(),
+                order_status=order.ws_status,
+                cum_qty=order.filled,
+                cum_cost=order.cost,
+                fee_total=order.fee,
+                trade=trade,
+                reason=reason,
+            )
+        )
+
+    # -- system status ----------------------------------------------------------------------------------
+    def set_status(self, status: str) -> None:
+        if status not in SYSTEM_STATUSES:
+            raise ValueError(f"unknown system status {status!r}")
+        if status != self.status:
+            log.info("system status %s -> %s", self.status, status)
+            self.status = status
+            self.sink.status_changed(status)
+
+    @property
+    def matching_enabled(self) -> bool:
+        return self.status == "online"
+
+    # -- account orders ---------------------------------------------------------------------------------
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return [o for o in self.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]
+
+    def check_status_for_add(self, req: OrderRequest) -> None:
+        if self.status == "maintenance":
+            raise KrakenError(E.UNAVAILABLE)
+        if self.status == "cancel_only":
+            raise KrakenError(E.CANCEL_ONLY)
+        if self.status == "post_only" and not (req.order_type is OrderType.LIMIT and req.post_only):
+            raise KrakenError(E.POST_ONLY)
+
+    def validate(self, req: OrderRequest) -> None:
+        """Kraken's order checks, in the order it reports them. Raises ``KrakenError``."""
+        inst = req.instrument
+        self.check_status_for_add(req)
+        if req.qty <= 0 or decimals_of(req.qty) > inst.lot_decimals:
+            raise KrakenError(E.INVALID_ARGUMENTS)
+        if req.order_type is OrderType.LIMIT:
+            price = req.limit_price
+            if price is None or price <= 0:
+                raise KrakenError(E.INVALID_PRICE)
+            if decimals_of(price) > inst.price_decimals:
+                raise KrakenError(
+                    f"{E.INVALID_PRICE}:{inst.rest_key} price can only be specified up to "
+                    f"{inst.price_decimals} decimals."
+                )
+            if price % inst.tick_size != 0:
+                raise KrakenError(E.TICK_SIZE)
+        elif req.post_only:
+            raise KrakenError(E.INVALID_ARGUMENTS)
+        if req.qty < inst.ordermin:
+            raise KrakenError(E.ORDER_MINIMUM)
+        book = self.books[inst.symbol]
+        if req.order_type is OrderType.LIMIT:
+            assert req.limit_price is not None
+            est_cost = req.limit_price * req.qty
+        else:
+            filled, est_cost = book.fill_estimate(req.side, req.qty, None)
+            if filled < req.qty:
+                # Not enough liquidity to price the whole order: value the rest at the last touched price.
+                last = self.marketdata[inst.symbol].last_price
+                est_cost += (req.qty - filled) * last
+        if est_cost < inst.costmin:
+            raise KrakenError(E.COST_MINIMUM)
+        if req.cl_ord_id is not None and req.cl_ord_id in self._open_cl_ord_ids:
+            raise KrakenError(E.DUPLICATE_ORDER)
+
+    def place_order(self, req: OrderRequest, *, source: str = "api") -> Order:
+        """Validate, charge the rate counter, check funds, then accept and match. Raises ``KrakenError``."""
+        self.validate(req)
+        inst = req.instrument
+        limited = source != "external" and self.config.enforce_rate_limits
+        if limited and len(self.open_orders(inst.symbol)) >= self.config.tier.max_open_orders:
+            raise KrakenError(E.ORDERS_LIMIT)
+        counter = self.trade_counters[inst.symbol]
+        if limited and counter.would_exceed(Decimal(1)):
+            raise KrakenError(E.ORDER_RATE_LIMIT)
+        now = self.clock.now_ns()
+        order = Order(
+            order_id=self.ids.order_id(),
+            instrument=inst,
+            side=req.side,
+            order_type=req.order_type,
+            qty=req.qty,
+            limit_price=req.limit_price,
+            owner=Owner.ACCOUNT,
+            time_in_force=req.time_in_force,
+            post_only=req.post_only,
+            cl_ord_id=req.cl_ord_id,
+            userref=req.userref,
+            source=source,
+            opened_ns=now,
+        )
+        book = self.books[inst.symbol]
+        est_cost = ZERO
+        if req.order_type is OrderType.MARKET:
+            _, est_cost = book.fill_estimate(req.side, req.qty, None)
+        asset, needed = self.account.required_funds(order, est_cost)
+        if self.account.available(asset) < needed:
+            raise KrakenError(E.INSUFFICIENT_FUNDS)
+        if req.validate:
+            return order
+        if limited:
+            counter.add(Decimal(1))
+        self.orders[order.order_id] = order
+        if order.cl_ord_id is not None:
+            self._open_cl_ord_ids[order.cl_ord_id] = order
+        log.info("order %s accepted: %s (%s)", order.order_id, order_description(order), source)
+        with self.batch():
+            self._emit("pending_new", order)
+            if order.post_only and book.crosses(order.side, order.limit_price or ZERO):
+                self._close(order, OrderStatus.CANCELED, REASON_POST_ONLY)
+                return order
+            order.status = OrderStatus.OPEN
+            self.account.update_hold(order)
+            self._emit("new", order)
+            self._execute(order, book)
+        return order
+
+    def _execute(self, order: Order, book: OrderBook) -> None:
+        """Match an accepted (open) order, then rest or close what is left."""
+        result = (
+            book.match(order, self._trade_ids[order.symbol], self.clock.now_ns(), self._on_fill)
+            if self.matching_enabled or order.post_only
+            else None
+        )
+        if not order.is_open:
+            return  # fully filled inside _on_fill
+        if result is not None and result.self_trade:
+            self._close(order, OrderStatus.CANCELED, REASON_SELF_TRADE)
+        elif order.order_type is OrderType.MARKET:
+            self._close(order, OrderStatus.CANCELED, REASON_NO_LIQUIDITY)
+        elif order.time_in_force is TimeInForce.IOC:
+            self._close(order, OrderStatus.CANCELED, REASON_IOC)
+        else:
+            book.rest(order)
+            if order.owner is Owner.ACCOUNT:
+                self.account.update_hold(order)
+
+    def _on_fill(self, fill: Fill) -> None:
+        symbol = fill.maker.symbol
+        trade = PublicTrade(
+            symbol,
+            fill.price,
+            fill.qty,
+            fill.taker.side,
+            fill.taker.order_type.value,
+            fill.trade_id,
+            fill.ts_ns,
+        )
+        self._pending_trades.setdefault(symbol, []).append(trade)
+        for candle in self.marketdata[symbol].record(trade):
+            self._pending_candles.setdefault(symbol, {})[candle.interval] = candle
+        for order, maker in ((fill.maker, True), (fill.taker, False)):
+            if order.remaining <= 0:
+                order.status = OrderStatus.CLOSED
+                order.closed_ns = fill.ts_ns
+            if order.owner is not Owner.ACCOUNT:
+                continue
+            account_trade = self.account.apply_fill(
+                order, fill.price, fill.qty, maker=maker, trade_id=fill.trade_id, ts_ns=fill.ts_ns
+            )
+            self.account.update_hold(order)
+            self._emit("trade", order, trade=account_trade)
+            for entry in account_trade.ledger:
+                self.sink.ledger(entry)
+            if order.status is OrderStatus.CLOSED:
+                if order.cl_ord_id is not None:
+                    self._open_cl_ord_ids.pop(order.cl_ord_id, None)
+                self._emit("filled", order)
+            log.info(
+                "fill %s %s %s @ %s (%s)",
+                order.order_id,
+                order.side.value,
+                fill.qty,
+                fill.price,
+                "maker" if maker else "taker",
+            )
+
+    def _close(self, order: Order, status: OrderStatus, reason: str) -> None:
+        order.status = status
+        order.reason = reason
+        order.closed_ns = self.clock.now_ns()
+        self.books[order.symbol].remove(order)
+        if order.owner is Owner.ACCOUNT:
+            self.account.update_hold(order)
+            if order.cl_ord_id is not None:
+                self._open_cl_ord_ids.pop(order.cl_ord_id, None)
+            self._emit("canceled", order, reason=reason)
+
+    def find_open(
+        self, *, txid: str | None = None, cl_ord_id: str | None = None, userref: int | None = None
+    ) -> list[Order]:
+        if txid is not None:
+            order = self.orders.get(txid)
+            return [order] if order is not None and order.is_open else []
+        if cl_ord_id is not None:
+            found = self._open_cl_ord_ids.get(cl_ord_id)
+            return [found] if found is not None else []
+        if userref is not None:
+            return [o for o in self.open_orders() if o.userref == userref]
+        return []
+
+    def cancel_orders(self, orders: list[Order], *, source: str = "api") -> int:
+        """Cancel open account orders, charging the per-pair counter by each order's age."""
+        if self.status == "maintenance":
+            raise KrakenError(E.UNAVAILABLE)
+        if not orders:
+            raise KrakenError(E.UNKNOWN_ORDER)
+        limited = source != "external" and self.config.enforce_rate_limits
+        now = self.clock.now_ns()
+        costs: dict[str, Decimal] = {}
+        for order in orders:
+            age = Decimal(max(0, now - order.opened_ns)) / NS
+            costs[order.symbol] = costs.get(order.symbol, ZERO) + cancel_cost(age)
+        if limited:
+            for symbol, cost in costs.items():
+                if self.trade_counters[symbol].would_exceed(cost):
+                    raise KrakenError(E.ORDER_RATE_LIMIT)
+            for symbol, cost in costs.items():
+                self.trade_counters[symbol].add(cost)
+        with self.batch():
+            for order in orders:
+                self._close(order, OrderStatus.CANCELED, REASON_USER)
+                log.info("order %s canceled (%s)", order.order_id, source)
+        return len(orders)
+
+    def cancel_all(self, *, source: str = "api") -> int:
+        orders = self.open_orders()
+        if not orders:
+            if self.status == "maintenance":
+                raise KrakenError(E.UNAVAILABLE)
+            return 0
+        return self.cancel_orders(orders, source=source)
+
+    # -- faults: actions on the account from outside our system -------------------------------------------
+    def external_fill(self, order_id: str, qty: Decimal | None = None) -> AccountTrade:
+        """A counterparty takes (part of) one of the account's resting orders, whatever its queue position."""
+        order = self.orders.get(order_id)
+        if order is None or not order.is_open or order.limit_price is None:
+            raise KrakenError(E.UNKNOWN_ORDER)
+        book = self.books[order.symbol]
+        if order.order_id not in book.orders:
+            raise KrakenError(E.UNKNOWN_ORDER)
+        take = order.remaining if qty is None else min(qty, order.remaining)
+        if take <= 0:
+            raise KrakenError(E.INVALID_ARGUMENTS)
+        taker = Order(
+            order_id=self.ids.participant_order_id(),
+            instrument=order.instrument,
+            side=order.side.opposite,
+            order_type=OrderType.LIMIT,
+            qty=take,
+            limit_price=order.limit_price,
+            owner=Owner.MARKET,
+            source="external",
+            opened_ns=self.clock.now_ns(),
+            status=OrderStatus.OPEN,
+        )
+        before = len(self.account.trades)
+        with self.batch():
+            book.fill_resting(
+                order, taker, take, next(self._trade_ids[order.symbol]), self.clock.now_ns(), self._on_fill
+            )
+        return self.account.trades[before]
+
+    # -- the market participants -------------------------------------------------------------------------
+    def participant_limit(self, inst: Instrument, side: Side, price: Decimal, qty: Decimal) -> Order | None:
+        """A participant's limit order. Outside ``online`` an order that would trade is not placed."""
+        book = self.books[inst.symbol]
+        if not self.matching_enabled and book.crosses(side, price):
+            return None
+        order = Order(
+            order_id=self.ids.participant_order_id(),
+            instrument=inst,
+            side=side,
+            order_type=OrderType.LIMIT,
+            qty=qty,
+            limit_price=price,
+            owner=Owner.MARKET,
+            source="market",
+            opened_ns=self.clock.now_ns(),
+            status=OrderStatus.OPEN,
+        )
+        with self.batch():
+            self._execute(order, book)
+        return order
+
+    def participant_market(self, inst: Instrument, side: Side, qty: Decimal) -> Order | None:
+        if not self.matching_enabled:
+            return None
+        order = Order(
+            order_id=self.ids.participant_order_id(),
+            instrument=inst,
+            side=side,
+            order_type=OrderType.MARKET,
+            qty=qty,
+            limit_price=None,
+            owner=Owner.MARKET,
+            source="market",
+            opened_ns=self.clock.now_ns(),
+            status=OrderStatus.OPEN,
+        )
+        with self.batch():
+            self._execute(order, self.books[inst.symbol])
+        return order
+
+    def participant_cancel(self, order: Order) -> bool:
+        if not order.is_open or order.owner is not Owner.MARKET:
+            return False
+        with self.batch():
+            order.status = OrderStatus.CANCELED
+            order.closed_ns = self.clock.now_ns()
+            return self.books[order.symbol].remove(order)
+
+    def participant_amend(self, order: Order, new_remaining: Decimal) -> None:
+        if order.is_open and order.owner is Owner.MARKET and new_remaining > 0:
+            with self.batch():
+                self.books[order.symbol].amend_remaining(order, new_remaining)

@@ -1,0 +1,235 @@
+"""Fault injection: the Python API. ``admin.py`` exposes the same operations over HTTP.
+
+Every fault is one-shot or time-boxed and applies from the moment it is set; ``clear()`` removes them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from kraken_sim.accounts import AccountTrade
+from kraken_sim.engine import Order, OrderType, Side, TimeInForce
+from kraken_sim.errors import KrakenError
+from kraken_sim.exchange import OrderRequest
+
+if TYPE_CHECKING:
+    from kraken_sim.exchange import Exchange
+    from kraken_sim.ws import Connection, WsHub
+
+log = logging.getLogger(__name__)
+
+SCOPES = ("all", "public", "private")
+SILENCE_MODES = ("hold", "drop")
+PRIVATE_CHANNELS = ("executions", "balances")
+
+
+class FaultError(ValueError):
+    """A fault request that cannot be applied (bad arguments, unknown order)."""
+
+
+@dataclass(slots=True)
+class _Silence:
+    scope: str
+    connection_id: int | None
+    until: float
+    mode: str
+
+
+class Faults:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.hub: WsHub | None = None
+        self.exchange: Exchange | None = None
+        self._rest_errors: deque[str] = deque()
+        self._rest_delay_ms = 0
+        self._rest_delay_count: int | None = None
+        self._rest_delay_phase = "after"
+        self._silences: list[_Silence] = []
+        self._corrupt: dict[str, int] = {}
+        self._withhold = 0
+        self._withhold_consume = False
+
+    # -- REST -----------------------------------------------------------------------------------------
+    def rest_errors(self, count: int = 1, error: str = "EService:Unavailable") -> None:
+        """The next ``count`` REST calls (public or private) answer ``{"error":[error]}`` and do nothing."""
+        if count < 1 or not error.startswith(("E", "W")) or ":" not in error:
+            raise FaultError("rest_errors needs count >= 1 and a Kraken error string like EService:Unavailable")
+        self._rest_errors.extend([error] * count)
+
+    def take_rest_error(self) -> str | None:
+        return self._rest_errors.popleft() if self._rest_errors else None
+
+    def rest_delay(self, ms: int, count: int | None = None, phase: str = "after") -> None:
+        """Delay REST responses by ``ms``; ``phase`` ``after`` applies the call first then waits (the effect
+        is visible before the response arrives), ``before`` waits first. ``count`` None: until cleared."""
+        if ms < 0 or (count is not None and count < 1) or phase not in ("before", "after"):
+            raise FaultError("rest_delay needs ms >= 0, count >= 1 or null, phase before|after")
+        self._rest_delay_ms = ms
+        self._rest_delay_count = count
+        self._rest_delay_phase = phase
+
+    def take_rest_delay(self) -> tuple[float, str]:
+        if self._rest_delay_ms <= 0:
+            return 0.0, "after"
+        if self._rest_delay_count is not None:
+            self._rest_delay_count -= 1
+            if self._rest_delay_count <= 0:
+                ms, phase = self._rest_delay_ms, self._rest_delay_phase
+                self._rest_delay_ms, self._rest_delay_count = 0, None
+                return ms / 1000, phase
+        return self._rest_delay_ms / 1000, self._rest_delay_phase
+
+    # -- WebSocket ------------------------------------------------------------------------------------
+    def drop_connections(self, scope: str = "all", connection_id: int | None = None, mode: str = "abort") -> int:
+        """Drop WebSocket connections: ``abort`` cuts the TCP connection (no close frame), ``close`` sends a
+        close frame (1001). Returns how many were dropped."""
+        if scope not in SCOPES or mode not in ("abort", "close"):
+            raise FaultError("drop_connections needs scope all|public|private and mode abort|close")
+        assert self.hub is not None
+        return self.hub.drop(scope=scope, connection_id=connection_id, mode=mode)
+
+    def silence(self, seconds: float, scope: str = "all", connection_id: int | None = None, mode: str = "hold") -> None:
+        """Send nothing (not even heartbeats) for ``seconds``. ``hold`` delivers the withheld messages
+        afterwards, ``drop`` loses them."""
+        if seconds <= 0 or scope not in SCOPES or mode not in SILENCE_MODES:
+            raise FaultError("silence needs seconds > 0, scope all|public|private, mode hold|drop")
+        self._silences.append(_Silence(scope, connection_id, self._clock() + seconds, mode))
+
+    def silence_state(self, conn: Connection) -> tuple[float, str]:
+        """(seconds left, mode) of the longest silence that applies to ``conn``; (0, "") if none."""
+        now = self._clock()
+        self._silences = [s for s in self._silences if s.until > now]
+        best = (0.0, "")
+        for s in self._silences:
+            if s.connection_id is not None and s.connection_id != conn.connection_id:
+                continue
+            if s.scope == "public" and conn.private or s.scope == "private" and not conn.private:
+                continue
+            if s.until - now > best[0]:
+                best = (s.until - now, s.mode)
+        return best
+
+    def skip_sequence(self, channel: str = "executions", count: int = 1) -> int:
+        """The next message on ``channel`` (every current subscription) skips ``count`` sequence numbers.
+        Returns the number of subscriptions affected."""
+        if channel not in PRIVATE_CHANNELS or count < 1:
+            raise FaultError("skip_sequence needs channel executions|balances and count >= 1")
+        assert self.hub is not None
+        return self.hub.skip_sequence(channel, count)
+
+    def corrupt_checksum(self, symbol: str, count: int = 1) -> None:
+        """The next ``count`` book updates for ``symbol`` carry a wrong checksum (the book data is right)."""
+        if count < 1:
+            raise FaultError("corrupt_checksum needs count >= 1")
+        assert self.exchange is not None
+        if self.exchange.registry.by_symbol(symbol) is None:
+            raise FaultError(f"unknown symbol {symbol}")
+        self._corrupt[symbol] = self._corrupt.get(symbol, 0) + count
+
+    def take_corrupt_checksum(self, symbol: str) -> bool:
+        left = self._corrupt.get(symbol, 0)
+        if left <= 0:
+            return False
+        self._corrupt[symbol] = left - 1
+        return True
+
+    def withhold_executions(self, count: int = 1, consume_sequence: bool = False) -> None:
+        """Do not send the next ``count`` ``executions`` messages for the account (the engine applies them;
+        REST shows the truth). With ``consume_sequence`` the sequence still advances, so a client sees a gap;
+        without it the loss is invisible on the socket."""
+        if count < 1:
+            raise FaultError("withhold_executions needs count >= 1")
+        self._withhold += count
+        self._withhold_consume = consume_sequence
+
+    def take_withhold(self) -> tuple[bool, bool]:
+        if self._withhold <= 0:
+            return False, False
+        self._withhold -= 1
+        return True, self._withhold_consume
+
+    # -- exchange -------------------------------------------------------------------------------------
+    def system_status(self, status: str) -> None:
+        """online | maintenance | cancel_only | post_only: pushed on ``status`` and enforced."""
+        assert self.exchange is not None
+        try:
+            self.exchange.set_status(status)
+        except ValueError as exc:
+            raise FaultError(str(exc)) from exc
+
+    def external_order(
+        self,
+        symbol: str,
+        side: str,
+        qty: Decimal | str,
+        price: Decimal | str | None = None,
+        order_type: str = "limit",
+        userref: int = 0,
+    ) -> Order:
+        """An order on the account placed outside our system (as from Kraken's website)."""
+        assert self.exchange is not None
+        inst = self.exchange.registry.by_symbol(symbol) or self.exchange.registry.by_rest_name(symbol)
+        if inst is None:
+            raise FaultError(f"unknown symbol {symbol}")
+        try:
+            req = OrderRequest(
+                instrument=inst,
+                side=Side(side),
+                order_type=OrderType(order_type),
+                qty=Decimal(str(qty)),
+                limit_price=Decimal(str(price)) if price is not None else None,
+                time_in_force=TimeInForce.GTC,
+                userref=int(userref),
+            )
+            return self.exchange.place_order(req, source="external")
+        except KrakenError as exc:
+            raise FaultError(exc.code) from exc
+        except (ValueError, ArithmeticError) as exc:
+            raise FaultError(f"invalid external order: {exc}") from exc
+
+    def external_fill(self, order_id: str, qty: Decimal | str | None = None) -> AccountTrade:
+        """A counterparty fills (part of) one of the account's resting orders, out of queue order."""
+        assert self.exchange is not None
+        try:
+            return self.exchange.external_fill(order_id, Decimal(str(qty)) if qty is not None else None)
+        except KrakenError as exc:
+            raise FaultError(exc.code) from exc
+        except ArithmeticError as exc:
+            raise FaultError(f"invalid qty: {exc}") from exc
+
+    # -- all --------------------------------------------------------------------------------------------
+    def clear(self) -> None:
+        self._rest_errors.clear()
+        self._rest_delay_ms, self._rest_delay_count = 0, None
+        self._silences.clear()
+        self._corrupt.clear()
+        self._withhold = 0
+        if self.hub is not None:
+            self.hub.clear_skips()
+        log.info("faults cleared")
+
+    def describe(self) -> dict[str, Any]:
+        now = self._clock()
+        return {
+            "rest_errors": list(self._rest_errors),
+            "rest_delay_ms": self._rest_delay_ms,
+            "rest_delay_count": self._rest_delay_count,
+            "silences": [
+                {
+                    "scope": s.scope,
+                    "connection_id": s.connection_id,
+                    "seconds_left": round(s.until - now, 3),
+                    "mode": s.mode,
+                }
+                for s in self._silences
+                if s.until > now
+            ],
+            "corrupt_checksum": {k: v for k, v in self._corrupt.items() if v > 0},
+            "withhold_executions": self._withhold,
+        }

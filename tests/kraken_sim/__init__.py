@@ -1,0 +1,1 @@
+"""Tests of the local Kraken simulator (kraken_sim), with raw clients only."""
