@@ -18,12 +18,41 @@ def production_configuration(app_configs: Any = None, **kwargs: Any) -> list[Err
         secret_key = settings.SECRET_KEY
     except ImproperlyConfigured:  # Django refuses to hand out an empty key
         secret_key = ""
-    return production_problems(
+    return exchange_problems(
+        exchange=settings.GALFRIDAY_EXCHANGE,
+        trading_mode=settings.TRADING_MODE,
+        api_key=settings.KRAKEN_API_KEY,
+        api_secret=settings.KRAKEN_API_SECRET,
+    ) + production_problems(
         debug=settings.DEBUG,
         databases=settings.DATABASES,
         channel_layers=settings.CHANNEL_LAYERS,
         secret_key=secret_key,
     )
+
+
+def exchange_problems(*, exchange: str, trading_mode: str, api_key: str, api_secret: str) -> list[Error]:
+    """Exchange and trading-mode settings that cannot work, in any mode."""
+    errors: list[Error] = []
+    if exchange not in {"sim", "kraken"}:
+        errors.append(
+            Error(
+                f"GALFRIDAY_EXCHANGE is {exchange!r}.",
+                hint="Use 'sim' (the local simulator) or 'kraken'.",
+                id="galfriday.E004",
+            )
+        )
+    if trading_mode not in {"paper", "live"}:
+        errors.append(Error(f"TRADING_MODE is {trading_mode!r}.", hint="Use 'paper' or 'live'.", id="galfriday.E005"))
+    if trading_mode == "live" and not (api_key and api_secret):
+        errors.append(
+            Error(
+                "TRADING_MODE is 'live' but no Kraken API key is configured.",
+                hint="Set KRAKEN_API_KEY and KRAKEN_API_SECRET, or use TRADING_MODE=paper.",
+                id="galfriday.E006",
+            )
+        )
+    return errors
 
 
 def production_problems(

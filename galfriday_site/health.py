@@ -109,12 +109,26 @@ def check_timeseries() -> str:
     return store.backend
 
 
+def check_exchange() -> str:
+    from ingest.kraken.rest import KrakenRestClient
+
+    async def status() -> str:
+        async with KrakenRestClient(base_url=settings.KRAKEN_REST_URL, timeout=_timeout()) as client:
+            return (await client.system_status()).status
+
+    exchange_status = async_to_sync(status)()
+    if exchange_status != "online":
+        raise RuntimeError(f"exchange status is {exchange_status}")
+    return f"{settings.GALFRIDAY_EXCHANGE} ({settings.KRAKEN_REST_URL})"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "database": check_database,
     "broker": check_broker,
     "cache": check_cache,
     "channel_layer": check_channel_layer,
     "timeseries": check_timeseries,
+    "exchange": check_exchange,
 }
 
 

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -119,3 +120,26 @@ def staff_user(django_user_model):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def plain_user(django_user_model):  # type: ignore[no-untyped-def]
     return django_user_model.objects.create_user(username="viewer", password="pw-viewer-123")
+
+
+@pytest.fixture(scope="session")
+def simulator_process() -> Iterator[dict[str, str]]:
+    """`python -m kraken_sim` as a user runs it, on free ports, with no background market; yields its URLs."""
+    import json
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kraken_sim", "--market", "none", "--warmup", "0", "--log-level", "WARNING"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.kill()
+        pytest.fail("the simulator exited before printing its URLs")
+    try:
+        yield json.loads(line)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

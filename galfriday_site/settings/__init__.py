@@ -207,13 +207,36 @@ INFLUXDB_TOKEN = env.str("INFLUXDB_TOKEN", default="")
 INFLUXDB_TIMEOUT = env.float("INFLUXDB_TIMEOUT", default=5.0)
 
 # --- Exchange ----------------------------------------------------------------------------------------------
-KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", default="")
-KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", default="")
-KRAKEN_REST_URL = env.str("KRAKEN_REST_URL", default="")
-KRAKEN_WS_URL = env.str("KRAKEN_WS_URL", default="")
-KRAKEN_WS_AUTH_URL = env.str("KRAKEN_WS_AUTH_URL", default="")
-GALFRIDAY_EXCHANGE = env.str("GALFRIDAY_EXCHANGE", default="sim")  # "kraken" or "sim"
+# "sim": the local Kraken (`python -m kraken_sim`, started by `manage.py standalone`); "kraken": the real one.
+GALFRIDAY_EXCHANGE = env.str("GALFRIDAY_EXCHANGE", default="sim")
 TRADING_MODE = env.str("TRADING_MODE", default="paper")  # "live" or "paper"
+KRAKEN_SIM_HOST = env.str("KRAKEN_SIM_HOST", default="127.0.0.1")
+KRAKEN_SIM_REST_PORT = env.int("KRAKEN_SIM_REST_PORT", default=8901)
+KRAKEN_SIM_WS_PORT = env.int("KRAKEN_SIM_WS_PORT", default=8902)
+KRAKEN_SIM_WS_AUTH_PORT = env.int("KRAKEN_SIM_WS_AUTH_PORT", default=8903)
+if GALFRIDAY_EXCHANGE == "sim":
+    # The simulator's documented default credentials (kraken_sim/README.md): not secrets.
+    _exchange_defaults = {
+        "KRAKEN_REST_URL": f"http://{KRAKEN_SIM_HOST}:{KRAKEN_SIM_REST_PORT}",
+        "KRAKEN_WS_URL": f"ws://{KRAKEN_SIM_HOST}:{KRAKEN_SIM_WS_PORT}/v2",
+        "KRAKEN_WS_AUTH_URL": f"ws://{KRAKEN_SIM_HOST}:{KRAKEN_SIM_WS_AUTH_PORT}/v2",
+        "KRAKEN_API_KEY": "kraken-sim-key",
+        "KRAKEN_API_SECRET": "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg==",
+    }
+else:
+    _exchange_defaults = {
+        "KRAKEN_REST_URL": "https://api.kraken.com",
+        "KRAKEN_WS_URL": "wss://ws.kraken.com/v2",
+        "KRAKEN_WS_AUTH_URL": "wss://ws-auth.kraken.com/v2",
+        "KRAKEN_API_KEY": "",
+        "KRAKEN_API_SECRET": "",
+    }
+KRAKEN_REST_URL = env.str("KRAKEN_REST_URL", default="") or _exchange_defaults["KRAKEN_REST_URL"]
+KRAKEN_WS_URL = env.str("KRAKEN_WS_URL", default="") or _exchange_defaults["KRAKEN_WS_URL"]
+KRAKEN_WS_AUTH_URL = env.str("KRAKEN_WS_AUTH_URL", default="") or _exchange_defaults["KRAKEN_WS_AUTH_URL"]
+KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", default="") or _exchange_defaults["KRAKEN_API_KEY"]
+KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", default="") or _exchange_defaults["KRAKEN_API_SECRET"]
+KRAKEN_TIMEOUT = env.float("KRAKEN_TIMEOUT", default=10.0)
 
 # --- API ---------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -294,3 +317,5 @@ HEALTH_REQUIRED_COMPONENTS = env.list(
     "HEALTH_REQUIRED_COMPONENTS", default=["database", "broker", "cache", "channel_layer", "timeseries"]
 )
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=3.0)
+# The exchange is reported by /api/health/ but not required by default: Kraken being down must not make an
+# orchestrator restart our web servers.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
@@ -9,6 +10,11 @@ from rest_framework.test import APIClient
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _exchange_is_the_simulator(simulator_process, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.KRAKEN_REST_URL = simulator_process["rest_url"]
 
 
 def get_health() -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -20,7 +26,7 @@ def test_health_reports_every_component_ok_with_latency() -> None:
     status, body = get_health()
     assert status == 200, body
     assert body["status"] == "ok"
-    assert set(body["components"]) == {"database", "broker", "cache", "channel_layer", "timeseries"}
+    assert set(body["components"]) == {"database", "broker", "cache", "channel_layer", "timeseries", "exchange"}
     for name, component in body["components"].items():
         assert component["status"] == "ok", (name, component)
         assert component["latency_ms"] >= 0
@@ -38,6 +44,7 @@ def test_health_uses_the_production_services_when_configured() -> None:
         "cache": "RedisCache",
         "channel_layer": "RedisChannelLayer",
         "timeseries": "influxdb",
+        "exchange": f"sim ({backends['exchange'].split('(')[1]}",
     }
 
 
@@ -84,3 +91,24 @@ def test_optional_component_failure_does_not_make_health_503() -> None:
     assert (
         body["components"]["timeseries"] | {"status": "failing", "required": False} == body["components"]["timeseries"]
     )
+
+
+def test_exchange_down_is_reported_but_not_required_by_default() -> None:
+    with override_settings(KRAKEN_REST_URL=f"http://127.0.0.1:{free_port()}", HEALTH_CHECK_TIMEOUT=1.0):
+        status, body = get_health()
+    assert status == 200
+    assert body["components"]["exchange"]["status"] == "failing"
+    assert body["components"]["exchange"]["required"] is False
+
+
+def test_exchange_not_online_is_failing(simulator_process) -> None:  # type: ignore[no-untyped-def]
+    admin = simulator_process["admin_url"]
+    httpx.post(
+        f"{admin}/faults", json={"fault": "system_status", "status": "maintenance"}, timeout=5
+    ).raise_for_status()
+    try:
+        _, body = get_health()
+    finally:
+        httpx.post(f"{admin}/faults", json={"fault": "system_status", "status": "online"}, timeout=5)
+    assert body["components"]["exchange"]["status"] == "failing"
+    assert "maintenance" in body["components"]["exchange"]["error"]

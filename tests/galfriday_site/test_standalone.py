@@ -1,4 +1,5 @@
-"""`manage.py standalone` on embedded defaults: web, a real Celery worker and beat, stopped cleanly by Ctrl-C.
+"""`manage.py standalone` on embedded defaults: the simulator, web, a real Celery worker and beat, stopped cleanly
+by Ctrl-C.
 
 Runs the command as a user would, in a process of its own with an empty environment (no PostgreSQL, Redis or
 InfluxDB URLs) and its own var/ directory, and talks to it over HTTP and through its embedded broker."""
@@ -58,7 +59,13 @@ def standalone(embedded_env: dict[str, str], tmp_path: Path):  # type: ignore[no
     started: list[Standalone] = []
 
     def start() -> Standalone:
-        instance = Standalone(embedded_env, free_port(), tmp_path / f"standalone-{len(started)}.log")
+        env = {
+            **embedded_env,
+            "KRAKEN_SIM_REST_PORT": str(free_port()),
+            "KRAKEN_SIM_WS_PORT": str(free_port()),
+            "KRAKEN_SIM_WS_AUTH_PORT": str(free_port()),
+        }
+        instance = Standalone(env, free_port(), tmp_path / f"standalone-{len(started)}.log")
         started.append(instance)
         return instance
 
@@ -86,6 +93,7 @@ def test_standalone_serves_admin_and_health_runs_tasks_and_stops_cleanly(
     assert {name: c["status"] for name, c in components.items()} == dict.fromkeys(components, "ok")
     assert components["database"]["backend"] == "sqlite"
     assert components["timeseries"]["backend"] == "relational"
+    assert components["exchange"]["backend"].startswith("sim (http://127.0.0.1:")
     assert httpx.get(f"{base}/admin/login/", timeout=10).status_code == 200
 
     # The admin user is created with a generated password that is printed once.
@@ -102,7 +110,7 @@ def test_standalone_serves_admin_and_health_runs_tasks_and_stops_cleanly(
     assert app.send_task("galfriday_site.ping", args=[token], queue="trading").get(timeout=60)["token"] == token
 
     children = child_pids(system.process.pid)
-    assert len(children) == 3  # web, worker, beat
+    assert len(children) == 4  # simulator, web, worker, beat
     assert system.stop() == 0
     assert "stopped" in system.output()
     for pid in children:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from galfriday_site.checks import production_problems
+from galfriday_site.checks import exchange_problems, production_problems
 from tests.conftest import run_manage
 
 PG_DB = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "x", "HOST": "127.0.0.1"}}
@@ -67,3 +67,16 @@ def test_check_deploy_passes_with_production_environment(embedded_env: dict[str,
     }
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_unknown_exchange_and_trading_mode_are_refused() -> None:
+    errors = exchange_problems(exchange="binance", trading_mode="yolo", api_key="", api_secret="")
+    assert ids(errors) == {"galfriday.E004", "galfriday.E005"}
+
+
+def test_live_trading_needs_api_keys() -> None:
+    assert ids(exchange_problems(exchange="kraken", trading_mode="live", api_key="", api_secret="")) == {
+        "galfriday.E006"
+    }
+    assert exchange_problems(exchange="kraken", trading_mode="live", api_key="k", api_secret="s") == []
+    assert exchange_problems(exchange="sim", trading_mode="paper", api_key="", api_secret="") == []

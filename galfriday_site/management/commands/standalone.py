@@ -1,4 +1,5 @@
-"""Run the whole system on one machine: web (ASGI), Celery worker and Celery beat, each a real process.
+"""Run the whole system on one machine: the local Kraken simulator (when GALFRIDAY_EXCHANGE=sim, the default),
+web (ASGI), Celery worker and Celery beat, each a real process.
 
 Embedded defaults come from settings (SQLite, kombu's SQLAlchemy transport, local-memory cache, in-memory
 channel layer, relational time series). The command prepares the database (migrate, periodic tasks, the admin
@@ -45,7 +46,9 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = "Start web, Celery worker and beat on embedded defaults in one command; Ctrl-C stops them all."
+    help = (
+        "Start the simulator, web, Celery worker and beat on embedded defaults in one command; Ctrl-C stops them all."
+    )
     requires_system_checks = "__all__"
 
     def add_arguments(self, parser: Any) -> None:
@@ -54,6 +57,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
         parser.add_argument("--no-beat", action="store_true", help="do not start Celery beat")
         parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+        parser.add_argument(
+            "--no-simulator",
+            action="store_true",
+            help="do not start the local Kraken simulator (it starts when GALFRIDAY_EXCHANGE=sim)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self._stopping = False
@@ -103,7 +111,21 @@ class Command(BaseCommand):
 
     def _children(self, options: dict[str, Any]) -> list[Child]:
         python = sys.executable
-        children = [
+        children = []
+        if settings.GALFRIDAY_EXCHANGE == "sim" and not options["no_simulator"]:
+            children.append(
+                Child(
+                    "simulator",
+                    [
+                        python, "-m", "kraken_sim", "--host", settings.KRAKEN_SIM_HOST,
+                        "--rest-port", str(settings.KRAKEN_SIM_REST_PORT),
+                        "--ws-port", str(settings.KRAKEN_SIM_WS_PORT),
+                        "--ws-auth-port", str(settings.KRAKEN_SIM_WS_AUTH_PORT),
+                        "--api-key", settings.KRAKEN_API_KEY, "--api-secret", settings.KRAKEN_API_SECRET,
+                    ],
+                )
+            )  # fmt: skip
+        children.append(
             Child(
                 "web",
                 [
@@ -112,7 +134,7 @@ class Command(BaseCommand):
                     "--no-access-log", "--lifespan", "off",
                 ],
             )
-        ]  # fmt: skip
+        )  # fmt: skip
         if not options["no_worker"]:
             queues = ",".join(settings.GALFRIDAY_CELERY_QUEUES)
             children.append(
