@@ -49,6 +49,10 @@ def current_actor() -> str | None:
     return _actor.get()
 
 
+def current_reason() -> str | None:
+    return _reason.get()
+
+
 class AuditedHistoricalModel(models.Model):
     """Base of every historical table: adds the actor (user or system component) to simple-history's
     `history_user`, `history_date`, `history_type` and `history_change_reason`."""

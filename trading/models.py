@@ -1,0 +1,339 @@
+"""Trading data: instruments, balances, orders with their event history, fills, positions, equity and the
+trading state. Invariants are database constraints; writes go through `trading.services`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+
+from galfriday_site.audit import audited_history
+from trading.executions import EventSource
+from trading.order_states import OrderState
+from trading.pnl import MONEY_PLACES, PRICE_PLACES, QTY_PLACES
+
+
+def qty_field(**kwargs: object) -> models.DecimalField:
+    return models.DecimalField(max_digits=30, decimal_places=QTY_PLACES, **kwargs)  # type: ignore[arg-type]
+
+
+def price_field(**kwargs: object) -> models.DecimalField:
+    return models.DecimalField(max_digits=30, decimal_places=PRICE_PLACES, **kwargs)  # type: ignore[arg-type]
+
+
+def money_field(**kwargs: object) -> models.DecimalField:
+    return models.DecimalField(max_digits=32, decimal_places=MONEY_PLACES, **kwargs)  # type: ignore[arg-type]
+
+
+class Side(models.TextChoices):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(models.TextChoices):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class TimeInForce(models.TextChoices):
+    GTC = "gtc", "good till canceled"
+    IOC = "ioc", "immediate or cancel"
+    GTD = "gtd", "good till date"
+
+
+class Instrument(models.Model):
+    """A Kraken spot pair in every spelling: v2 `BTC/USD` (the key), REST `XXBTZUSD`, altname `XBTUSD`, v1
+    `XBT/USD`."""
+
+    class Status(models.TextChoices):
+        ONLINE = "online"
+        CANCEL_ONLY = "cancel_only"
+        POST_ONLY = "post_only"
+        LIMIT_ONLY = "limit_only"
+        REDUCE_ONLY = "reduce_only"
+        MAINTENANCE = "maintenance"
+        DELISTED = "delisted"
+        WORK_IN_PROGRESS = "work_in_progress"
+
+    symbol = models.CharField(max_length=32, unique=True, help_text="WebSocket v2 symbol, e.g. BTC/USD")
+    rest_symbol = models.CharField(max_length=32, blank=True, default="", help_text="REST key, e.g. XXBTZUSD")
+    altname = models.CharField(max_length=32, blank=True, default="", help_text="e.g. XBTUSD")
+    v1_symbol = models.CharField(max_length=32, blank=True, default="", help_text="WebSocket v1 wsname, e.g. XBT/USD")
+    base = models.CharField(max_length=16, help_text="v2 asset name, e.g. BTC")
+    quote = models.CharField(max_length=16, help_text="v2 asset name, e.g. USD")
+    price_precision = models.PositiveSmallIntegerField()
+    qty_precision = models.PositiveSmallIntegerField()
+    tick_size = price_field()
+    qty_increment = qty_field(null=True, blank=True)
+    ordermin = qty_field()
+    costmin = money_field(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ONLINE)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = audited_history()
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.UniqueConstraint(fields=["rest_symbol"], condition=~Q(rest_symbol=""), name="instrument_rest_uniq"),
+            models.UniqueConstraint(fields=["altname"], condition=~Q(altname=""), name="instrument_altname_uniq"),
+            models.CheckConstraint(condition=Q(tick_size__gt=0), name="instrument_tick_positive"),
+            models.CheckConstraint(condition=Q(ordermin__gte=0), name="instrument_ordermin_nonneg"),
+            models.CheckConstraint(condition=Q(costmin__isnull=True) | Q(costmin__gte=0), name="instrument_costmin"),
+            models.CheckConstraint(condition=~Q(base=F("quote")), name="instrument_base_ne_quote"),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class Balance(models.Model):
+    """Our view of one asset's balance on the exchange: moved by fills, reset by balance snapshots."""
+
+    asset = models.CharField(max_length=16, unique=True)
+    total = money_field(default=Decimal(0))
+    updated_at = models.DateTimeField(auto_now=True)
+    history = audited_history()
+
+    class Meta:
+        ordering = ["asset"]
+        constraints = [models.CheckConstraint(condition=~Q(asset=""), name="balance_asset_nonempty")]
+
+    def __str__(self) -> str:
+        return f"{self.asset} {self.total}"
+
+
+class Order(models.Model):
+    client_order_id = models.CharField(max_length=64, unique=True)
+    exchange_order_id = models.CharField(max_length=64, blank=True, default="")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="orders")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    order_type = models.CharField(max_length=10, choices=OrderType.choices)
+    post_only = models.BooleanField(default=False)
+    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.GTC)
+    quantity = qty_field()
+    limit_price = price_field(null=True, blank=True)
+    state = models.CharField(max_length=20, choices=OrderState.choices(), default=OrderState.CREATED)
+    filled_qty = qty_field(default=Decimal(0))
+    filled_cost = money_field(default=Decimal(0))
+    avg_price = price_field(null=True, blank=True)
+    fees = money_field(default=Decimal(0), help_text="in quote currency")
+    reason = models.TextField(blank=True, default="", help_text="why it was placed, rejected or canceled")
+    external = models.BooleanField(default=False, help_text="first learned from the exchange, not placed by us")
+    created_at = models.DateTimeField(auto_now_add=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = audited_history()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state"]), models.Index(fields=["instrument", "-created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["exchange_order_id"], condition=~Q(exchange_order_id=""), name="order_exchange_id_uniq"
+            ),
+            models.CheckConstraint(condition=~Q(client_order_id=""), name="order_client_id_nonempty"),
+            models.CheckConstraint(condition=Q(side__in=Side.values), name="order_side_valid"),
+            models.CheckConstraint(condition=Q(order_type__in=OrderType.values), name="order_type_valid"),
+            models.CheckConstraint(condition=Q(time_in_force__in=TimeInForce.values), name="order_tif_valid"),
+            models.CheckConstraint(condition=Q(state__in=[s.value for s in OrderState]), name="order_state_valid"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(condition=Q(filled_qty__gte=0), name="order_filled_nonneg"),
+            models.CheckConstraint(condition=Q(filled_qty__lte=F("quantity")), name="order_not_overfilled"),
+            models.CheckConstraint(condition=Q(filled_cost__gte=0), name="order_filled_cost_nonneg"),
+            models.CheckConstraint(
+                condition=(Q(order_type="limit") & Q(limit_price__gt=0)) | Q(order_type="market", limit_price=None),
+                name="order_limit_price_iff_limit",
+            ),
+            models.CheckConstraint(condition=Q(post_only=False) | Q(order_type="limit"), name="order_post_only_limit"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_order_id} {self.side} {self.quantity} {self.instrument_id} [{self.state}]"
+
+    @property
+    def remaining_qty(self) -> Decimal:
+        return self.quantity - self.filled_qty
+
+
+class OrderEvent(models.Model):
+    """One applied transition or fact of an order, with its source: the order's history explains its state."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created"
+        SUBMITTED = "submitted"
+        ACCEPTED = "accepted"
+        REJECTED = "rejected"
+        FILL = "fill"
+        FILLED = "filled"
+        CANCEL_REQUESTED = "cancel_requested"
+        CANCEL_REJECTED = "cancel_rejected"
+        CANCELED = "canceled"
+        EXPIRED = "expired"
+        AMENDED = "amended"
+        UNKNOWN = "unknown"
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    sequence = models.PositiveIntegerField()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    source = models.CharField(max_length=20, choices=EventSource.choices())
+    from_state = models.CharField(max_length=20, choices=OrderState.choices())
+    to_state = models.CharField(max_length=20, choices=OrderState.choices())
+    exec_id = models.CharField(max_length=64, blank=True, default="")
+    exchange_timestamp = models.DateTimeField(null=True, blank=True)
+    actor = models.CharField(max_length=200, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    payload = models.JSONField(default=dict, blank=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["order", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "sequence"], name="order_event_seq_uniq"),
+            models.UniqueConstraint(
+                fields=["order", "exec_id"], condition=~Q(exec_id=""), name="order_event_exec_uniq"
+            ),
+            models.CheckConstraint(condition=Q(source__in=[s.value for s in EventSource]), name="order_event_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}#{self.sequence} {self.kind} {self.from_state}->{self.to_state}"
+
+
+class Fill(models.Model):
+    """One execution, keyed by the exchange's execution id: applying it twice is impossible."""
+
+    class Liquidity(models.TextChoices):
+        MAKER = "m", "maker"
+        TAKER = "t", "taker"
+        UNKNOWN = "", "unknown"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="fills")
+    exec_id = models.CharField(max_length=64, unique=True)
+    trade_id = models.BigIntegerField(null=True, blank=True)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity = qty_field()
+    price = price_field()
+    cost = money_field()
+    fee = money_field(default=Decimal(0), help_text="in quote currency")
+    fee_details = models.JSONField(default=list, blank=True, help_text="fees as reported: [{asset, qty}]")
+    liquidity = models.CharField(max_length=1, choices=Liquidity.choices, blank=True, default="")
+    realised_pnl = money_field(default=Decimal(0), help_text="realised on the position by this fill, gross")
+    source = models.CharField(max_length=20, choices=EventSource.choices())
+    executed_at = models.DateTimeField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-executed_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(exec_id=""), name="fill_exec_id_nonempty"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
+            models.CheckConstraint(condition=Q(cost__gte=0), name="fill_cost_nonneg"),
+            models.CheckConstraint(condition=Q(side__in=Side.values), name="fill_side_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.exec_id} {self.side} {self.quantity}@{self.price}"
+
+
+class ParkedExecution(models.Model):
+    """An execution for an order we do not know yet (a trade that overtook its `new`), replayed when the order
+    becomes known. Kept, never dropped: reconciliation sees what is still parked."""
+
+    exchange_order_id = models.CharField(max_length=64, db_index=True)
+    exec_type = models.CharField(max_length=20)
+    exec_id = models.CharField(max_length=64, blank=True, default="")
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["exec_id"], condition=~Q(exec_id=""), name="parked_exec_id_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"parked {self.exec_type} for {self.exchange_order_id}"
+
+
+class Position(models.Model):
+    """Average-cost position per instrument (see `trading.pnl`); quantity is signed (short < 0)."""
+
+    instrument = models.OneToOneField(Instrument, on_delete=models.PROTECT, related_name="position")
+    quantity = qty_field(default=Decimal(0))
+    avg_price = price_field(default=Decimal(0))
+    realised_pnl = money_field(default=Decimal(0), help_text="gross of fees, quote currency")
+    fees = money_field(default=Decimal(0), help_text="quote currency")
+    opened_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = audited_history()
+
+    class Meta:
+        ordering = ["instrument__symbol"]
+        constraints = [
+            models.CheckConstraint(condition=Q(avg_price__gte=0), name="position_avg_nonneg"),
+            models.CheckConstraint(
+                condition=(Q(quantity=0) & Q(avg_price=0)) | (~Q(quantity=0) & Q(avg_price__gt=0)),
+                name="position_avg_iff_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.quantity}@{self.avg_price}"
+
+    @property
+    def net_realised_pnl(self) -> Decimal:
+        return self.realised_pnl - self.fees
+
+
+class EquitySnapshot(models.Model):
+    taken_at = models.DateTimeField(db_index=True)
+    currency = models.CharField(max_length=16)
+    equity = money_field()
+    realised_pnl = money_field()
+    unrealised_pnl = money_field()
+    fees = money_field()
+    high_water_mark = money_field()
+    drawdown = models.DecimalField(max_digits=12, decimal_places=8, help_text="fraction of the high-water mark")
+
+    class Meta:
+        ordering = ["-taken_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(high_water_mark__gte=F("equity")), name="equity_hwm_ge_equity"),
+            models.CheckConstraint(condition=Q(drawdown__gte=0), name="equity_drawdown_nonneg"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.taken_at:%Y-%m-%d %H:%M} {self.equity} {self.currency}"
+
+
+class TradingState(models.Model):
+    """The one row saying whether the system may trade: ACTIVE, REDUCING (only orders that shrink positions) or
+    HALTED; with who, why and when. Its audit history is the log of every switch."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active"
+        REDUCING = "reducing"
+        HALTED = "halted"
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ACTIVE)
+    reason = models.TextField(blank=True, default="")
+    changed_by = models.CharField(max_length=200, blank=True, default="")
+    changed_at = models.DateTimeField(null=True, blank=True)
+    history = audited_history()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="trading_state_singleton"),
+            models.CheckConstraint(condition=Q(state__in=["active", "reducing", "halted"]), name="trading_state_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return self.state

@@ -1,0 +1,120 @@
+"""Reads of the trading books."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+
+from trading.models import Balance, EquitySnapshot, Fill, Order, OrderEvent, Position, TradingState
+from trading.order_states import OPEN
+from trading.pnl import unrealised_pnl
+
+
+def order_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Order]:
+    """Orders, newest first. Filters: state, side, symbol, client_order_id, exchange_order_id, open (bool),
+    created_after, created_before."""
+    filters = filters or {}
+    qs = Order.objects.select_related("instrument")
+    if filters.get("state"):
+        qs = qs.filter(state=filters["state"])
+    if filters.get("side"):
+        qs = qs.filter(side=filters["side"])
+    if filters.get("symbol"):
+        qs = qs.filter(instrument__symbol=filters["symbol"])
+    if filters.get("client_order_id"):
+        qs = qs.filter(client_order_id=filters["client_order_id"])
+    if filters.get("exchange_order_id"):
+        qs = qs.filter(exchange_order_id=filters["exchange_order_id"])
+    if filters.get("open") is True:
+        qs = qs.filter(state__in=[s.value for s in OPEN])
+    elif filters.get("open") is False:
+        qs = qs.exclude(state__in=[s.value for s in OPEN])
+    if filters.get("created_after"):
+        qs = qs.filter(created_at__gte=filters["created_after"])
+    if filters.get("created_before"):
+        qs = qs.filter(created_at__lt=filters["created_before"])
+    return qs.order_by("-created_at", "-id")
+
+
+def order_get(*, order_id: int) -> Order | None:
+    return (
+        Order.objects.select_related("instrument")
+        .prefetch_related(
+            Prefetch("events", queryset=OrderEvent.objects.order_by("sequence")),
+            Prefetch("fills", queryset=Fill.objects.order_by("executed_at", "id")),
+        )
+        .filter(pk=order_id)
+        .first()
+    )
+
+
+def open_orders() -> QuerySet[Order]:
+    """Orders live (or possibly live) on the exchange: what a HALT must cancel."""
+    return order_list(filters={"open": True})
+
+
+def fill_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Fill]:
+    filters = filters or {}
+    qs = Fill.objects.select_related("instrument", "order")
+    if filters.get("order_id"):
+        qs = qs.filter(order_id=filters["order_id"])
+    if filters.get("symbol"):
+        qs = qs.filter(instrument__symbol=filters["symbol"])
+    if filters.get("executed_after"):
+        qs = qs.filter(executed_at__gte=filters["executed_after"])
+    return qs.order_by("-executed_at", "-id")
+
+
+def position_list(*, include_flat: bool = True) -> QuerySet[Position]:
+    qs = Position.objects.select_related("instrument")
+    if not include_flat:
+        qs = qs.exclude(quantity=0)
+    return qs.order_by("instrument__symbol")
+
+
+@dataclass(frozen=True)
+class PositionValuation:
+    symbol: str
+    quantity: Decimal
+    avg_price: Decimal
+    mark: Decimal
+    unrealised_pnl: Decimal
+    realised_pnl: Decimal
+    fees: Decimal
+
+    @property
+    def total_pnl(self) -> Decimal:
+        return self.realised_pnl + self.unrealised_pnl - self.fees
+
+
+def position_valuation(*, position: Position, mark: Decimal) -> PositionValuation:
+    return PositionValuation(
+        symbol=position.instrument.symbol,
+        quantity=position.quantity,
+        avg_price=position.avg_price,
+        mark=mark,
+        unrealised_pnl=unrealised_pnl(quantity=position.quantity, avg_price=position.avg_price, mark=mark),
+        realised_pnl=position.realised_pnl,
+        fees=position.fees,
+    )
+
+
+def balance_list() -> QuerySet[Balance]:
+    return Balance.objects.order_by("asset")
+
+
+def trading_state_get() -> TradingState:
+    """The trading state; ACTIVE with no history when nobody has switched it yet (not written by a read)."""
+    return TradingState.objects.filter(id=TradingState.SINGLETON_ID).first() or TradingState()
+
+
+def equity_snapshot_list(*, currency: str = "USD", since: datetime | None = None) -> QuerySet[EquitySnapshot]:
+    qs = EquitySnapshot.objects.filter(currency=currency)
+    if since is not None:
+        qs = qs.filter(taken_at__gte=since)
+    return qs.order_by("-taken_at", "-id")
