@@ -28,6 +28,7 @@ def production_configuration(app_configs: Any = None, **kwargs: Any) -> list[Err
         databases=settings.DATABASES,
         channel_layers=settings.CHANNEL_LAYERS,
         secret_key=secret_key,
+        artifact_keys=settings.MODELS_REGISTRY_ARTIFACT_KEYS,
     )
 
 
@@ -56,7 +57,12 @@ def exchange_problems(*, exchange: str, trading_mode: str, api_key: str, api_sec
 
 
 def production_problems(
-    *, debug: bool, databases: dict[str, Any], channel_layers: dict[str, Any], secret_key: str
+    *,
+    debug: bool,
+    databases: dict[str, Any],
+    channel_layers: dict[str, Any],
+    secret_key: str,
+    artifact_keys: list[str] | None = None,
 ) -> list[Error]:
     """What makes this configuration unfit for a production start; nothing when DEBUG is on."""
     if debug:
@@ -87,6 +93,16 @@ def production_problems(
                 hint="Set SECRET_KEY in the environment to a long random value "
                 "(python -c 'import secrets; print(secrets.token_urlsafe(50))').",
                 id="galfriday.E003",
+            )
+        )
+    if artifact_keys is not None and not artifact_keys:
+        errors.append(
+            Error(
+                "MODELS_REGISTRY_ARTIFACT_KEYS is not set: model artifacts would be encrypted with a key kept beside "
+                "them on disk.",
+                hint="Set MODELS_REGISTRY_ARTIFACT_KEYS to 'kid:<base64url of 32 random bytes>' (newest first), e.g. "
+                "python -c \"import base64,os; print('k1:'+base64.urlsafe_b64encode(os.urandom(32)).decode())\"",
+                id="galfriday.E007",
             )
         )
     return errors

@@ -30,6 +30,10 @@ class PeriodicTaskSpec:
 PERIODIC_TASKS: list[PeriodicTaskSpec] = [
     # Deletes expired task results (the embedded result backend is a SQLite file that would otherwise grow).
     PeriodicTaskSpec("clean up expired task results", "celery.backend_cleanup", every_seconds=3600),
+    # Equity snapshot + drawdown / daily-loss check; halts trading on a breach (trading.risk_services).
+    PeriodicTaskSpec(
+        "risk monitor", "trading.tasks.risk_monitor_run", every_seconds=10, queue="trading", expires_seconds=10
+    ),
 ]
 
 

@@ -238,6 +238,18 @@ KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", default="") or _exchange_defaults["KR
 KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", default="") or _exchange_defaults["KRAKEN_API_SECRET"]
 KRAKEN_TIMEOUT = env.float("KRAKEN_TIMEOUT", default=10.0)
 
+# --- Model registry ----------------------------------------------------------------------------------------
+# Artifact encryption keys, newest first: "kid:base64url(32 bytes)" each. The newest encrypts, any decrypts, so a
+# rotation prepends a new key and keeps the old ones. Without keys (DEBUG only) one is generated into var/.
+MODELS_REGISTRY_ARTIFACT_KEYS = env.list("MODELS_REGISTRY_ARTIFACT_KEYS", default=[])
+MODELS_REGISTRY_ARTIFACT_DIR = env.str("MODELS_REGISTRY_ARTIFACT_DIR", default="") or str(VAR_DIR / "artifacts")
+MODELS_REGISTRY_ARTIFACT_STORAGE = env.str("MODELS_REGISTRY_ARTIFACT_STORAGE", default="")
+MODELS_REGISTRY_TRUSTED_TYPES = env.list("MODELS_REGISTRY_TRUSTED_TYPES", default=[])
+# Promotion gates per stage, e.g. {"production": {"sharpe": {"min": 1.0}, "max_drawdown": {"max": 0.15}}}.
+MODELS_REGISTRY_PROMOTION_GATES = env.json("MODELS_REGISTRY_PROMOTION_GATES", default={})
+MODELS_REGISTRY_EXTRA_GATES: list[str] = []
+GALFRIDAY_CODE_VERSION = env.str("GALFRIDAY_CODE_VERSION", default="")
+
 # --- API ---------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -245,7 +257,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["galfriday_site.permissions.ReadAuthenticatedWriteStaff"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "galfriday_site.schema.AutoSchema",
     "EXCEPTION_HANDLER": "galfriday_site.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,

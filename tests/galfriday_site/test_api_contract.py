@@ -114,3 +114,10 @@ def test_openapi_schema_and_docs_are_served(plain_user) -> None:  # type: ignore
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+
+
+def test_openapi_schema_is_valid_and_free_of_warnings(embedded_env: dict[str, str]) -> None:
+    from tests.conftest import run_manage
+
+    result = run_manage("spectacular", "--validate", "--fail-on-warn", "--file", "/dev/null", env=embedded_env)
+    assert result.returncode == 0, result.stderr[-3000:]

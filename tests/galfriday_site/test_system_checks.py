@@ -64,6 +64,7 @@ def test_check_deploy_passes_with_production_environment(embedded_env: dict[str,
         "DATABASE_URL": os.environ["DATABASE_URL"],
         "REDIS_URL": os.environ["REDIS_URL"],
         "ALLOWED_HOSTS": "galfriday.example.com",
+        "MODELS_REGISTRY_ARTIFACT_KEYS": "k1:" + "A" * 43,
     }
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -80,3 +81,10 @@ def test_live_trading_needs_api_keys() -> None:
     }
     assert exchange_problems(exchange="kraken", trading_mode="live", api_key="k", api_secret="s") == []
     assert exchange_problems(exchange="sim", trading_mode="paper", api_key="", api_secret="") == []
+
+
+def test_production_needs_artifact_encryption_keys() -> None:
+    errors = production_problems(
+        debug=False, databases=PG_DB, channel_layers=REDIS_LAYER, secret_key="k" * 50, artifact_keys=[]
+    )
+    assert ids(errors) == {"galfriday.E007"}

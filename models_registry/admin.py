@@ -1,0 +1,148 @@
+"""Admin: models, versions (read-only lineage and metrics), aliases and the stage history. Stages and aliases
+move only through the "Change stage or alias" page of a version, which calls the same services as the API:
+gates, permissions, reasons and history are the same whichever door is used."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from galfriday_site.errors import ApplicationError
+from models_registry import services
+from models_registry.models import ModelAlias, ModelVersion, RegisteredModel, Stage, StageEvent
+from models_registry.selectors import promotion_gate_report
+
+
+class ReadOnlyMixin:
+    """Registry rows change only through services (so every move has an actor, a reason and a history row);
+    every staff account may look (the API's read rule)."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StageChangeForm(forms.Form):
+    ACTIONS = [
+        ("promote:staging", "promote to staging"),
+        ("promote:production", "promote to production"),
+        ("archive", "archive"),
+        ("alias", "point alias at this version"),
+    ]
+    action = forms.ChoiceField(choices=ACTIONS)
+    alias = forms.CharField(required=False, max_length=64, help_text="for the alias action, e.g. champion")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+    override = forms.BooleanField(required=False, help_text="promote despite failed gates (needs the permission)")
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(SimpleHistoryAdmin):
+    history_list_display = ["actor", "promotion_gates"]
+    list_display = ["name", "description", "created_at", "updated_at"]
+    search_fields = ["name"]
+    fields = ["name", "description", "promotion_gates"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["name"] if obj is not None else []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class StageEventInline(ReadOnlyMixin, admin.TabularInline):
+    model = StageEvent
+    fk_name = "version"
+    extra = 0
+    ordering = ["at", "id"]
+    fields = readonly_fields = ("at", "kind", "from_stage", "to_stage", "alias", "actor", "reason", "gate_overridden")
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
+    history_list_display = ["actor", "stage"]
+    list_display = ["model", "version", "stage", "feature_set_name", "feature_set_version", "n_trials", "created_at"]
+    list_filter = ["stage", "model"]
+    search_fields = ["model__name", "artifact_sha256", "code_version"]
+    readonly_fields = ["stage_link"]
+    inlines = [StageEventInline]
+
+    @admin.display(description="stage or alias")
+    def stage_link(self, obj: ModelVersion) -> str:
+        url = reverse("admin:models_registry_modelversion_stage", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Change stage or alias</a>', url)
+
+    def get_urls(self) -> list[URLPattern]:
+        extra = [
+            path(
+                "<int:pk>/stage/",
+                self.admin_site.admin_view(self.stage_view),
+                name="models_registry_modelversion_stage",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def stage_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        version = get_object_or_404(ModelVersion.objects.select_related("model"), pk=pk)
+        form = StageChangeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            common = {"model_name": version.model.name, "version": version.version, "reason": data["reason"]}
+            try:
+                if data["action"].startswith("promote:"):
+                    services.model_version_promote(
+                        **common, stage=data["action"].split(":", 1)[1], user=request.user, override=data["override"]
+                    )
+                elif data["action"] == "archive":
+                    services.model_version_archive(**common, user=request.user)
+                else:
+                    services.model_alias_set(
+                        **common, alias=data["alias"], user=request.user, override=data["override"]
+                    )
+            except ApplicationError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, f"{version.model.name} v{version.version}: done", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:models_registry_modelversion_change", args=[pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Change stage or alias of {version}",
+            "version": version,
+            "form": form,
+            "gate_report": promotion_gate_report(version=version, target=Stage.PRODUCTION).as_json(),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/models_registry/modelversion/stage_form.html", context)
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
+    history_list_display = ["actor", "version"]
+    list_display = ["model", "name", "version", "updated_at"]
+    list_filter = ["model", "name"]
+
+
+@admin.register(StageEvent)
+class StageEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["at", "model", "version", "kind", "from_stage", "to_stage", "alias", "actor", "gate_overridden"]
+    list_filter = ["model", "kind", "to_stage", "gate_overridden"]
+    search_fields = ["actor", "reason", "alias"]
+    date_hierarchy = "at"

@@ -1,0 +1,172 @@
+"""The model registry: registered models, their integer versions (with lineage, metrics, signature and a
+content-addressed artifact), stages, named aliases and the append-only log of every stage and alias move.
+
+Invariants are database constraints: one version number per model, at most one production version per model,
+one target per alias. Writes go through `models_registry.services`; the stage log is append-only (the admin
+cannot edit it and, on PostgreSQL, a trigger refuses UPDATE and DELETE).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+
+from galfriday_site.audit import audited_history
+
+NAME_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+ALIAS_REGEX = r"^[a-z][a-z0-9_-]{0,63}$"
+SHA256_REGEX = r"^[0-9a-f]{64}$"
+
+
+class Stage(models.TextChoices):
+    NONE = "none"
+    STAGING = "staging"
+    PRODUCTION = "production"
+    ARCHIVED = "archived"
+
+
+class RegisteredModel(models.Model):
+    """A named model (e.g. `btc-usd-1m-direction`) whose versions move through stages."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    promotion_gates = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='per-target minimum/maximum metrics, e.g. {"production": {"sharpe": {"min": 1.0}}}; '
+        "merged over the MODELS_REGISTRY_PROMOTION_GATES setting",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = audited_history()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.CheckConstraint(condition=Q(name__regex=NAME_REGEX), name="regmodel_name_valid")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    """One trained model: an immutable artifact plus where it came from (lineage) and how good it looked."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    stage = models.CharField(max_length=12, choices=Stage.choices, default=Stage.NONE)
+    description = models.TextField(blank=True, default="")
+
+    # artifact: SHA-256 of the serialised (plaintext) model; the stored blob is encrypted
+    artifact_sha256 = models.CharField(max_length=64)
+    artifact_size = models.PositiveBigIntegerField()
+    artifact_format = models.CharField(max_length=16, default="skops")
+
+    # signature: ordered [{"name": ..., "type": ...}] the model expects
+    signature = models.JSONField()
+
+    # lineage
+    data_start = models.DateTimeField(help_text="training data window start (inclusive, UTC)")
+    data_end = models.DateTimeField(help_text="training data window end (exclusive, UTC)")
+    symbols = models.JSONField(help_text="v2 symbols the model was trained on")
+    feature_set_name = models.CharField(max_length=100)
+    feature_set_version = models.CharField(max_length=50)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    code_version = models.CharField(max_length=64, blank=True, default="", help_text="git commit if known")
+    metrics = models.JSONField(default=dict, blank=True, help_text="evaluation metrics, name -> number")
+    n_trials = models.PositiveIntegerField(default=1, help_text="configurations tried before this one")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+
+    created_by = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = audited_history()
+
+    class Meta:
+        ordering = ["model", "-version"]
+        permissions = [
+            ("override_promotion_gate", "Can promote a model version that fails its promotion gates"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version"], name="modelversion_number_uniq"),
+            models.UniqueConstraint(
+                fields=["model"], condition=Q(stage=Stage.PRODUCTION), name="modelversion_one_production"
+            ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="modelversion_number_positive"),
+            models.CheckConstraint(condition=Q(stage__in=Stage.values), name="modelversion_stage_valid"),
+            models.CheckConstraint(condition=Q(artifact_sha256__regex=SHA256_REGEX), name="modelversion_sha256"),
+            models.CheckConstraint(condition=Q(artifact_size__gt=0), name="modelversion_artifact_nonempty"),
+            models.CheckConstraint(condition=Q(data_start__lt=F("data_end")), name="modelversion_window_order"),
+            models.CheckConstraint(condition=Q(n_trials__gte=1), name="modelversion_trials_positive"),
+            models.CheckConstraint(condition=~Q(feature_set_name=""), name="modelversion_feature_set_named"),
+            models.CheckConstraint(condition=~Q(parent=F("pk")), name="modelversion_not_own_parent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model.name} v{self.version} [{self.stage}]"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [column["name"] for column in self.signature]
+
+
+class ModelAlias(models.Model):
+    """A named pointer (`champion`, `challenger`, free-form) to one version of a model; moving it is one UPDATE."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="aliases")
+    name = models.CharField(max_length=64)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    updated_at = models.DateTimeField(auto_now=True)
+    history = audited_history()
+
+    class Meta:
+        ordering = ["model", "name"]
+        verbose_name_plural = "model aliases"
+        constraints = [
+            models.UniqueConstraint(fields=["model", "name"], name="modelalias_name_uniq"),
+            models.CheckConstraint(condition=Q(name__regex=ALIAS_REGEX), name="modelalias_name_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_id}@{self.name}"
+
+
+class StageEvent(models.Model):
+    """One move of a stage or an alias: who, when, why, and what the gates said. Append-only."""
+
+    class Kind(models.TextChoices):
+        STAGE = "stage"
+        ALIAS_SET = "alias_set"
+        ALIAS_REMOVED = "alias_removed"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="stage_events")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="stage_events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    from_stage = models.CharField(max_length=12, choices=Stage.choices, blank=True, default="")
+    to_stage = models.CharField(max_length=12, choices=Stage.choices, blank=True, default="")
+    alias = models.CharField(max_length=64, blank=True, default="")
+    previous_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="alias moves"
+    )
+    actor = models.CharField(max_length=200)
+    reason = models.TextField()
+    gate_report = models.JSONField(default=list, blank=True)
+    gate_overridden = models.BooleanField(default=False)
+    at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["model", "at", "id"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=["stage", "alias_set", "alias_removed"]), name="stageev_kind"),
+            models.CheckConstraint(
+                condition=(Q(kind="stage") & ~Q(to_stage="") & ~Q(from_stage="") & Q(alias=""))
+                | (~Q(kind="stage") & ~Q(alias="") & Q(from_stage="", to_stage="")),
+                name="stageev_fields_match_kind",
+            ),
+            models.CheckConstraint(condition=~Q(actor=""), name="stageev_actor_nonempty"),
+            models.CheckConstraint(condition=~Q(reason=""), name="stageev_reason_nonempty"),
+        ]
+
+    def __str__(self) -> str:
+        if self.kind == self.Kind.STAGE:
+            return f"{self.model_id} v{self.version_id}: {self.from_stage} -> {self.to_stage}"
+        return f"{self.model_id}@{self.alias} {self.kind} v{self.version_id}"

@@ -1,0 +1,13 @@
+"""Signals the registry sends. Receivers (prediction caches, experiments, dashboards) connect here instead of
+the registry importing them.
+
+`model_stage_changed` is sent after the transaction that moved a stage or alias commits, with keyword
+arguments `model_name` (str), `generation` (int: the model's new cache generation, or None if the cache was
+unreachable) and `events` (list of dicts: id, kind, version, from_stage, to_stage, alias, actor, reason).
+Other processes do not receive Django signals: they watch the cache key
+`models_registry:generation:<model name>` (see `selectors.model_generation`), which is bumped at the same time.
+"""
+
+from django.dispatch import Signal
+
+model_stage_changed = Signal()

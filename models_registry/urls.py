@@ -1,0 +1,33 @@
+from django.urls import path
+
+from models_registry.apis import (
+    AliasListApi,
+    AliasRemoveApi,
+    HistoryApi,
+    ModelDetailApi,
+    ModelListApi,
+    ProductionAtApi,
+    VersionArchiveApi,
+    VersionArtifactApi,
+    VersionDetailApi,
+    VersionListApi,
+    VersionMetricsApi,
+    VersionPromoteApi,
+)
+
+app_name = "models_registry"
+
+urlpatterns = [
+    path("", ModelListApi.as_view(), name="model-list"),
+    path("<str:name>/", ModelDetailApi.as_view(), name="model-detail"),
+    path("<str:name>/versions/", VersionListApi.as_view(), name="version-list"),
+    path("<str:name>/versions/<int:version>/", VersionDetailApi.as_view(), name="version-detail"),
+    path("<str:name>/versions/<int:version>/metrics/", VersionMetricsApi.as_view(), name="version-metrics"),
+    path("<str:name>/versions/<int:version>/promote/", VersionPromoteApi.as_view(), name="version-promote"),
+    path("<str:name>/versions/<int:version>/archive/", VersionArchiveApi.as_view(), name="version-archive"),
+    path("<str:name>/versions/<int:version>/artifact/", VersionArtifactApi.as_view(), name="version-artifact"),
+    path("<str:name>/aliases/", AliasListApi.as_view(), name="alias-list"),
+    path("<str:name>/aliases/<str:alias>/remove/", AliasRemoveApi.as_view(), name="alias-remove"),
+    path("<str:name>/history/", HistoryApi.as_view(), name="history"),
+    path("<str:name>/production/", ProductionAtApi.as_view(), name="production"),
+]
