@@ -1,24 +1,33 @@
-"""Admin: the books, read-mostly, with each audited row's history (simple-history's "History" button)."""
+"""Admin: the books, read-mostly, with each audited row's history (simple-history's "History" button); actions
+for traders (cancel orders, halt trading); risk limits editable by staff, with their history."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
+from galfriday_site.errors import ApplicationError
+from trading import risk_services
+from trading.executions import EventSource
 from trading.models import (
+    Alert,
     Balance,
     EquitySnapshot,
     Fill,
     Instrument,
+    MarketQuote,
     Order,
     OrderEvent,
     ParkedExecution,
     Position,
+    RiskLimit,
     TradingState,
 )
+from trading.permissions import actor_name, can_trade
 
 
 class ReadOnlyMixin:
@@ -84,6 +93,31 @@ class OrderAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
     list_filter = ["state", "side", "order_type", "instrument"]
     search_fields = ["client_order_id", "exchange_order_id"]
     inlines = [OrderEventInline, FillInline]
+    actions = ["cancel_orders", "halt_trading"]
+
+    @admin.action(description="Cancel selected orders")
+    def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        if not _trader_or_refuse(request):
+            return
+        done, refused = 0, []
+        for order in queryset.order_by("pk"):
+            try:
+                risk_services.order_cancel(
+                    order_id=order.pk,
+                    reason="canceled from the admin",
+                    source=EventSource.OPERATOR,
+                    actor=actor_name(request.user),
+                )
+                done += 1
+            except ApplicationError as exc:
+                refused.append(f"{order.client_order_id}: {exc.message}")
+        self.message_user(request, f"Cancel requested for {done} order(s).", messages.SUCCESS)
+        if refused:
+            self.message_user(request, "Not canceled: " + "; ".join(refused), messages.WARNING)
+
+    @admin.action(description="HALT trading (kill switch: cancel every open order)")
+    def halt_trading(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        _halt_from_admin(self, request)
 
 
 @admin.register(Fill)
@@ -109,6 +143,83 @@ class BalanceAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
 class TradingStateAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
     history_list_display = ["actor", "state", "reason"]
     list_display = ["state", "reason", "changed_by", "changed_at"]
+    actions = ["halt_trading"]
+
+    @admin.action(description="HALT trading (kill switch: cancel every open order)")
+    def halt_trading(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        _halt_from_admin(self, request)
+
+
+def _trader_or_refuse(request: HttpRequest) -> bool:
+    if can_trade(request.user):
+        return True
+    messages.error(request, "Only members of the traders group may do this.")
+    return False
+
+
+def _halt_from_admin(model_admin: admin.ModelAdmin, request: HttpRequest) -> None:  # type: ignore[type-arg]
+    if not _trader_or_refuse(request):
+        return
+    result = risk_services.trading_halt(reason="halted from the admin", actor=actor_name(request.user))
+    model_admin.message_user(
+        request,
+        f"Trading halted; {len(result.sweep.pending_cancel)} cancel(s) requested, "
+        f"{len(result.sweep.canceled)} unsent order(s) canceled.",
+        messages.WARNING,
+    )
+
+
+@admin.register(RiskLimit)
+class RiskLimitAdmin(SimpleHistoryAdmin):
+    """Staff edit limits here; every change is in the row's history with the user."""
+
+    history_list_display = ["actor", "max_order_notional", "max_position_notional", "max_drawdown"]
+    list_display = [
+        "__str__",
+        "max_order_notional",
+        "max_position_notional",
+        "max_gross_exposure",
+        "price_band",
+        "max_orders_per_minute",
+        "max_data_age_seconds",
+        "daily_loss_limit",
+        "max_drawdown",
+        "updated_at",
+    ]
+    autocomplete_fields = ["instrument"]
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "severity", "kind", "message", "acknowledged_by", "acknowledged_at"]
+    list_filter = ["severity", "kind", ("acknowledged_at", admin.EmptyFieldListFilter)]
+    readonly_fields = [
+        "kind",
+        "severity",
+        "message",
+        "context",
+        "created_at",
+        "acknowledged_by",
+        "acknowledged_at",
+    ]
+    actions = ["acknowledge"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Acknowledge selected alerts")
+    def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
+        for alert in queryset.order_by("pk"):
+            risk_services.alert_acknowledge(alert_id=alert.pk, actor=actor_name(request.user))
+        self.message_user(request, "Acknowledged.", messages.SUCCESS)
+
+
+@admin.register(MarketQuote)
+class MarketQuoteAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ["instrument", "bid", "ask", "mid", "quoted_at", "updated_at"]
 
 
 @admin.register(EquitySnapshot)

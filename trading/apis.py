@@ -1,7 +1,10 @@
-"""Read endpoints of the trading books (authenticated users; writes arrive with the execution issue)."""
+"""Endpoints of the trading books: reads for authenticated users; orders, cancels and the kill switch for the
+`traders` group; risk limits changed by staff."""
 
 from __future__ import annotations
 
+import uuid
+from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
@@ -11,10 +14,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from galfriday_site.errors import NotFoundError
-from trading import selectors
-from trading.models import Side
+from galfriday_site.errors import ApplicationError, NotFoundError
+from trading import risk_services, selectors
+from trading.executions import EventSource
+from trading.models import Instrument, OrderType, Side, TimeInForce
 from trading.order_states import OrderState
+from trading.permissions import IsTrader, actor_name
+from trading.risk import OrderIntent, check_instrument_rules
+from trading.risk_services import instrument_rules
 
 
 def _paginated(request: Request, view: APIView, queryset: Any, serializer: type[serializers.Serializer]) -> Response:
@@ -169,3 +176,286 @@ class TradingStateApi(APIView):
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request) -> Response:
         return Response(self.OutputSerializer(selectors.trading_state_get()).data)
+
+
+# --- writes: orders, the kill switch, risk limits ---------------------------------------------------------------
+
+# No Kraken pair trades anything near these; larger values are input errors, not orders.
+ABSURD_QUANTITY = Decimal("1e12")
+ABSURD_PRICE = Decimal("1e12")
+
+
+class _ReasonInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=1000, allow_blank=False, trim_whitespace=True)
+
+
+def _valid(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise ApplicationError("The body must be a JSON object.", code="malformed_request")
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
+
+
+def _instrument(symbol: str) -> Instrument:
+    instrument = Instrument.objects.filter(symbol=symbol).first()
+    if instrument is None:
+        raise ApplicationError(
+            f"Unknown symbol {symbol!r}.", code="unknown_symbol", details={"symbol": f"no instrument {symbol!r}"}
+        )
+    return instrument
+
+
+class OrderCreateApi(APIView):
+    """Place a manual order: validated against the instrument's rules (400, nothing written), then created and
+    risk-checked in one transaction: 201 `submitted`, or 422 `risk_rejected` with every reason (the rejected
+    order is kept, audited)."""
+
+    permission_classes = [IsTrader]
+
+    class InputSerializer(serializers.Serializer):
+        symbol = serializers.CharField(max_length=32)
+        side = serializers.ChoiceField(choices=Side.values)
+        order_type = serializers.ChoiceField(choices=OrderType.values)
+        quantity = serializers.DecimalField(max_digits=30, decimal_places=10)
+        limit_price = serializers.DecimalField(max_digits=30, decimal_places=12, required=False, allow_null=True)
+        time_in_force = serializers.ChoiceField(choices=TimeInForce.values, default=TimeInForce.GTC)
+        post_only = serializers.BooleanField(default=False)
+        client_order_id = serializers.RegexField(r"^[A-Za-z0-9_.:-]{1,64}$", required=False)
+        reason = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+
+        def validate_quantity(self, value: Decimal) -> Decimal:
+            if value <= 0:
+                raise serializers.ValidationError("must be positive")
+            if value > ABSURD_QUANTITY:
+                raise serializers.ValidationError(f"must not exceed {ABSURD_QUANTITY}")
+            return value
+
+        def validate_limit_price(self, value: Decimal | None) -> Decimal | None:
+            if value is not None and value <= 0:
+                raise serializers.ValidationError("must be positive")
+            if value is not None and value > ABSURD_PRICE:
+                raise serializers.ValidationError(f"must not exceed {ABSURD_PRICE}")
+            return value
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            limit = attrs.get("limit_price")
+            if attrs["order_type"] == OrderType.LIMIT and limit is None:
+                raise serializers.ValidationError({"limit_price": "a limit order needs a limit price"})
+            if attrs["order_type"] == OrderType.MARKET and limit is not None:
+                raise serializers.ValidationError({"limit_price": "a market order has no limit price"})
+            if attrs["post_only"] and attrs["order_type"] != OrderType.LIMIT:
+                raise serializers.ValidationError({"post_only": "only limit orders can be post-only"})
+            return attrs
+
+    @extend_schema(request=InputSerializer, responses={201: OrderOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = _valid(self.InputSerializer, request)
+        instrument = _instrument(data["symbol"])
+        intent = OrderIntent(
+            side=data["side"],
+            order_type=data["order_type"],
+            quantity=data["quantity"],
+            limit_price=data.get("limit_price"),
+            post_only=data["post_only"],
+        )
+        problems = check_instrument_rules(instrument_rules(instrument), intent, data.get("limit_price"))
+        if problems:
+            raise ApplicationError(
+                "; ".join(p.reason for p in problems),
+                code=problems[0].code.value,
+                details={"problems": [p.to_json() for p in problems]},
+            )
+        decision = risk_services.order_place(
+            instrument=instrument,
+            client_order_id=data.get("client_order_id") or f"manual-{uuid.uuid4().hex[:24]}",
+            side=data["side"],
+            order_type=data["order_type"],
+            quantity=data["quantity"],
+            limit_price=data.get("limit_price"),
+            time_in_force=data["time_in_force"],
+            post_only=data["post_only"],
+            reason=data["reason"] or "manual order",
+            source=EventSource.OPERATOR,
+            actor=actor_name(request.user),
+        )
+        if decision.failures:
+            raise risk_services.OrderRiskRejected(
+                "The risk manager rejected the order: " + "; ".join(f.reason for f in decision.failures),
+                details={
+                    "order_id": decision.order.pk,
+                    "client_order_id": decision.order.client_order_id,
+                    "failures": [f.to_json() for f in decision.failures],
+                },
+            )
+        status_code = 200 if decision.already_decided else 201
+        return Response(OrderOutputSerializer(decision.order).data, status=status_code)
+
+
+class OrderCancelApi(APIView):
+    permission_classes = [IsTrader]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+
+    @extend_schema(request=InputSerializer, responses=OrderOutputSerializer)
+    def post(self, request: Request, order_id: int) -> Response:
+        data = _valid(self.InputSerializer, request)
+        order = risk_services.order_cancel(
+            order_id=order_id,
+            reason=data["reason"] or "canceled by an operator",
+            source=EventSource.OPERATOR,
+            actor=actor_name(request.user),
+        )
+        return Response(OrderOutputSerializer(order).data)
+
+
+@extend_schema_serializer(component_name="TradingCancelSweep")
+class CancelSweepOutputSerializer(serializers.Serializer):
+    canceled = serializers.ListField(child=serializers.IntegerField())
+    pending_cancel = serializers.ListField(child=serializers.IntegerField())
+    already_pending = serializers.ListField(child=serializers.IntegerField())
+
+
+class OrderCancelAllApi(APIView):
+    permission_classes = [IsTrader]
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
+        symbol = serializers.CharField(max_length=32, required=False)
+
+    @extend_schema(request=InputSerializer, responses=CancelSweepOutputSerializer)
+    def post(self, request: Request) -> Response:
+        data = _valid(self.InputSerializer, request)
+        instrument = _instrument(data["symbol"]) if data.get("symbol") else None
+        sweep = risk_services.order_cancel_all(
+            reason=data["reason"] or "cancel all by an operator",
+            source=EventSource.OPERATOR,
+            actor=actor_name(request.user),
+            instrument=instrument,
+        )
+        return Response(CancelSweepOutputSerializer(sweep).data)
+
+
+class TradingHaltApi(APIView):
+    """The kill switch: HALTED, open orders to pending_cancel, an alert. A reason is required."""
+
+    permission_classes = [IsTrader]
+    InputSerializer = _ReasonInput
+
+    @extend_schema_serializer(component_name="TradingHaltResult")
+    class OutputSerializer(serializers.Serializer):
+        state = TradingStateApi.OutputSerializer()
+        changed = serializers.BooleanField()
+        sweep = CancelSweepOutputSerializer()
+        alert_id = serializers.IntegerField(source="alert.pk", allow_null=True, default=None)
+
+    @extend_schema(request=_ReasonInput, responses=OutputSerializer)
+    def post(self, request: Request) -> Response:
+        data = _valid(self.InputSerializer, request)
+        result = risk_services.trading_halt(reason=data["reason"], actor=actor_name(request.user))
+        return Response(self.OutputSerializer(result).data)
+
+
+class TradingReduceApi(APIView):
+    permission_classes = [IsTrader]
+
+    @extend_schema(request=_ReasonInput, responses=TradingStateApi.OutputSerializer)
+    def post(self, request: Request) -> Response:
+        data = _valid(_ReasonInput, request)
+        state = risk_services.trading_reduce(reason=data["reason"], actor=actor_name(request.user))
+        return Response(TradingStateApi.OutputSerializer(state).data)
+
+
+class TradingResumeApi(APIView):
+    permission_classes = [IsTrader]
+
+    @extend_schema(request=_ReasonInput, responses=TradingStateApi.OutputSerializer)
+    def post(self, request: Request) -> Response:
+        data = _valid(_ReasonInput, request)
+        state = risk_services.trading_resume(reason=data["reason"], actor=actor_name(request.user))
+        return Response(TradingStateApi.OutputSerializer(state).data)
+
+
+@extend_schema_serializer(component_name="TradingRiskLimit")
+class RiskLimitOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    symbol = serializers.CharField(source="instrument.symbol", allow_null=True, default=None)
+    max_order_notional = serializers.DecimalField(max_digits=32, decimal_places=12, allow_null=True)
+    max_position_notional = serializers.DecimalField(max_digits=32, decimal_places=12, allow_null=True)
+    max_gross_exposure = serializers.DecimalField(max_digits=32, decimal_places=12, allow_null=True)
+    price_band = serializers.DecimalField(max_digits=8, decimal_places=6, allow_null=True)
+    max_orders_per_minute = serializers.IntegerField(allow_null=True)
+    max_data_age_seconds = serializers.IntegerField(allow_null=True)
+    daily_loss_limit = serializers.DecimalField(max_digits=32, decimal_places=12, allow_null=True)
+    max_drawdown = serializers.DecimalField(max_digits=8, decimal_places=6, allow_null=True)
+    note = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+
+
+class RiskLimitListApi(APIView):
+    """The global limits first, then per-instrument overrides (empty values inherit the global ones)."""
+
+    @extend_schema(responses=RiskLimitOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return _paginated(request, self, selectors.risk_limit_list(), RiskLimitOutputSerializer)
+
+
+class RiskLimitUpdateApi(APIView):
+    """Staff: set the global limits (`symbol` null) or an instrument's overrides (null inherits). Audited with the
+    required reason."""
+
+    class InputSerializer(serializers.Serializer):
+        symbol = serializers.CharField(max_length=32, allow_null=True)
+        reason = serializers.CharField(max_length=1000)
+        max_order_notional = serializers.DecimalField(
+            max_digits=32, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
+        )
+        max_position_notional = serializers.DecimalField(
+            max_digits=32, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
+        )
+        max_gross_exposure = serializers.DecimalField(
+            max_digits=32, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
+        )
+        price_band = serializers.DecimalField(max_digits=8, decimal_places=6, required=False, allow_null=True)
+        max_orders_per_minute = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+        max_data_age_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+        daily_loss_limit = serializers.DecimalField(
+            max_digits=32, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
+        )
+        max_drawdown = serializers.DecimalField(max_digits=8, decimal_places=6, required=False, allow_null=True)
+        note = serializers.CharField(max_length=1000, required=False, allow_blank=True)
+
+    @extend_schema(request=InputSerializer, responses=RiskLimitOutputSerializer)
+    def post(self, request: Request) -> Response:
+        data = _valid(self.InputSerializer, request)
+        symbol = data.pop("symbol")
+        reason = data.pop("reason")
+        instrument = _instrument(symbol) if symbol is not None else None
+        row = risk_services.risk_limit_set(
+            instrument=instrument, values=data, reason=reason, actor=actor_name(request.user)
+        )
+        return Response(RiskLimitOutputSerializer(row).data)
+
+
+class AlertListApi(APIView):
+    @extend_schema_serializer(component_name="TradingAlert")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        kind = serializers.CharField()
+        severity = serializers.CharField()
+        message = serializers.CharField()
+        context = serializers.JSONField()  # type: ignore[assignment]  # a field named like Field.context
+        created_at = serializers.DateTimeField()
+        acknowledged_by = serializers.CharField()
+        acknowledged_at = serializers.DateTimeField(allow_null=True)
+
+    class FilterSerializer(serializers.Serializer):
+        unacknowledged = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        qs = selectors.alert_list(unacknowledged=filters.validated_data["unacknowledged"])
+        return _paginated(request, self, qs, self.OutputSerializer)

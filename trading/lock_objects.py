@@ -1,8 +1,10 @@
 """The one place trading takes row locks (after Saleor's lock_objects.py).
 
-Every writer locks in the same order — order, then position, then balances (by pk) — so two transactions
-never wait on each other in a cycle. Keep the locked block short. SQLite ignores `select_for_update`; the
-concurrency tests run on PostgreSQL.
+Every writer locks in the same order — the trading state, then order(s) (by pk), then position, then balances
+(by pk) — so two transactions never wait on each other in a cycle. The trading-state row comes first and is taken
+by every risk-checked submission and by the kill switch: checked submissions are serialised (their order-rate and
+exposure checks cannot race) and a halt waits for a submission in flight, then cancels it. Keep the locked block
+short. SQLite ignores `select_for_update`; the concurrency tests run on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterable
 from django.db.models import QuerySet
 
 from trading.models import Balance, Instrument, Order, ParkedExecution, Position, TradingState
+from trading.order_states import OPEN, OrderState
 
 
 def order_qs_select_for_update() -> QuerySet[Order]:
@@ -43,3 +46,9 @@ def parked_qs_select_for_update(exchange_order_id: str) -> QuerySet[ParkedExecut
 def trading_state_lock() -> TradingState:
     TradingState.objects.get_or_create(id=TradingState.SINGLETON_ID)
     return TradingState.objects.select_for_update().get(id=TradingState.SINGLETON_ID)
+
+
+def open_orders_qs_select_for_update(*, include_created: bool = True) -> QuerySet[Order]:
+    """Orders live (or possibly live) on the exchange, and optionally those never sent, locked in pk order."""
+    states = {s.value for s in OPEN} | ({OrderState.CREATED.value} if include_created else set())
+    return order_qs_select_for_update().filter(state__in=sorted(states))

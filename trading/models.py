@@ -6,7 +6,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 
 from galfriday_site.audit import audited_history
 from trading.executions import EventSource
@@ -337,3 +338,150 @@ class TradingState(models.Model):
 
     def __str__(self) -> str:
         return self.state
+
+
+class MarketQuote(models.Model):
+    """The last top of book per instrument, written (throttled) by the ingest worker through
+    `trading.risk_services.market_quote_set`: the risk manager's mid price and its age, the monitor's marks.
+    Not audited (market data, not books)."""
+
+    instrument = models.OneToOneField(Instrument, on_delete=models.CASCADE, related_name="quote_top")
+    bid = price_field()
+    ask = price_field()
+    mid = price_field()
+    quoted_at = models.DateTimeField(help_text="exchange time of the quote")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["instrument__symbol"]
+        constraints = [
+            models.CheckConstraint(condition=Q(bid__gt=0) & Q(ask__gte=F("bid")), name="quote_bid_ask_sane"),
+            models.CheckConstraint(condition=Q(mid__gt=0), name="quote_mid_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.bid}/{self.ask}"
+
+
+def _positive_or_null(name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(
+        condition=Q(**{f"{name}__isnull": True}) | Q(**{f"{name}__gt": 0}),
+        name=f"risklimit_{name}_positive",
+        violation_error_message=f"{name} must be positive.",
+    )
+
+
+def _fraction_or_null(name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(
+        condition=Q(**{f"{name}__isnull": True}) | (Q(**{f"{name}__gt": 0}) & Q(**{f"{name}__lt": 1})),
+        name=f"risklimit_{name}_fraction",
+        violation_error_message=f"{name} must be a fraction strictly between 0 and 1.",
+    )
+
+
+RISK_LIMIT_FIELDS = (
+    "max_order_notional",
+    "max_position_notional",
+    "max_gross_exposure",
+    "price_band",
+    "max_orders_per_minute",
+    "max_data_age_seconds",
+    "daily_loss_limit",
+    "max_drawdown",
+)
+# Account-wide limits: only the global row carries them.
+ACCOUNT_LIMIT_FIELDS = ("max_gross_exposure", "daily_loss_limit", "max_drawdown")
+
+
+class RiskLimit(models.Model):
+    """Risk limits: one global row (instrument empty) with every value, and per-instrument overrides whose empty
+    values inherit the global one. Account-wide limits (gross exposure, daily loss, drawdown) live on the global
+    row only. Notional limits are in the quote currency (one account currency is assumed). Audited."""
+
+    instrument = models.OneToOneField(
+        Instrument, on_delete=models.CASCADE, null=True, blank=True, related_name="risk_limit"
+    )
+    max_order_notional = money_field(null=True, blank=True, help_text="largest single order, quote currency")
+    max_position_notional = money_field(null=True, blank=True, help_text="largest position, quote currency")
+    max_gross_exposure = money_field(null=True, blank=True, help_text="sum of |positions| at marks (global only)")
+    price_band = models.DecimalField(
+        max_digits=8, decimal_places=6, null=True, blank=True, help_text="largest limit-price distance from the mid"
+    )
+    max_orders_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_data_age_seconds = models.PositiveIntegerField(null=True, blank=True, help_text="oldest usable mid price")
+    daily_loss_limit = money_field(null=True, blank=True, help_text="loss today that halts trading (global only)")
+    max_drawdown = models.DecimalField(
+        max_digits=8, decimal_places=6, null=True, blank=True, help_text="fraction of the high-water mark (global)"
+    )
+    note = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+    history = audited_history()
+
+    class Meta:
+        ordering = ["instrument__symbol"]
+        constraints = [
+            models.UniqueConstraint(
+                Coalesce("instrument", Value(0)),
+                name="risklimit_one_per_scope",
+                violation_error_message="There is already a limit row for this scope.",
+            ),
+            models.CheckConstraint(
+                condition=Q(instrument__isnull=False) | Q(**{f"{f}__isnull": False for f in RISK_LIMIT_FIELDS}),
+                name="risklimit_global_complete",
+                violation_error_message="The global limits need every value.",
+            ),
+            models.CheckConstraint(
+                condition=Q(instrument__isnull=True) | Q(**{f"{f}__isnull": True for f in ACCOUNT_LIMIT_FIELDS}),
+                name="risklimit_account_limits_global",
+                violation_error_message="Gross exposure, daily loss and drawdown are account-wide (global only).",
+            ),
+            _positive_or_null("max_order_notional"),
+            _positive_or_null("max_position_notional"),
+            _positive_or_null("max_gross_exposure"),
+            _positive_or_null("max_orders_per_minute"),
+            _positive_or_null("max_data_age_seconds"),
+            _positive_or_null("daily_loss_limit"),
+            _fraction_or_null("price_band"),
+            _fraction_or_null("max_drawdown"),
+        ]
+
+    def __str__(self) -> str:
+        return f"risk limits {self.instrument_id or 'global'}"
+
+
+class Alert(models.Model):
+    """Something an operator must see (a halt, a breached limit, a blind monitor). Lives in trading for now; the
+    alerting issue may move it and add delivery."""
+
+    class Kind(models.TextChoices):
+        TRADING_HALTED = "trading_halted"
+        DRAWDOWN_BREACH = "drawdown_breach"
+        DAILY_LOSS_BREACH = "daily_loss_breach"
+        RISK_MONITOR_BLIND = "risk_monitor_blind"
+
+    class Severity(models.TextChoices):
+        INFO = "info"
+        WARNING = "warning"
+        CRITICAL = "critical"
+
+    kind = models.CharField(max_length=40, choices=Kind.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    message = models.TextField()
+    context = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    acknowledged_by = models.CharField(max_length=200, blank=True, default="")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(severity__in=["info", "warning", "critical"]), name="alert_severity"),
+            models.CheckConstraint(
+                condition=(Q(acknowledged_by="") & Q(acknowledged_at__isnull=True))
+                | (~Q(acknowledged_by="") & Q(acknowledged_at__isnull=False)),
+                name="alert_ack_by_iff_at",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.kind}: {self.message[:60]}"

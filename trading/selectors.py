@@ -8,11 +8,24 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
-from trading.models import Balance, EquitySnapshot, Fill, Order, OrderEvent, Position, TradingState
+from trading.models import (
+    Alert,
+    Balance,
+    EquitySnapshot,
+    Fill,
+    Instrument,
+    MarketQuote,
+    Order,
+    OrderEvent,
+    Position,
+    RiskLimit,
+    TradingState,
+)
 from trading.order_states import OPEN
 from trading.pnl import unrealised_pnl
+from trading.risk import DEFAULT_LIMITS, Limits, limits_merged
 
 
 def order_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Order]:
@@ -118,3 +131,43 @@ def equity_snapshot_list(*, currency: str = "USD", since: datetime | None = None
     if since is not None:
         qs = qs.filter(taken_at__gte=since)
     return qs.order_by("-taken_at", "-id")
+
+
+# --- risk -----------------------------------------------------------------------------------------------------
+
+
+def risk_limit_list() -> QuerySet[RiskLimit]:
+    """The global row first, then the per-instrument overrides by symbol."""
+    return RiskLimit.objects.select_related("instrument").order_by(F("instrument__symbol").asc(nulls_first=True))
+
+
+def _limit_values(row: RiskLimit | None) -> dict[str, Any]:
+    if row is None:
+        return {}
+    return {name: getattr(row, name) for name in Limits.__slots__}  # type: ignore[attr-defined]
+
+
+def risk_limits_effective(*, instrument: Instrument | None = None) -> Limits:
+    """The limits in force for `instrument` (or the account): built-in defaults, overridden by the global row,
+    overridden by the instrument's row."""
+    rows = {r.instrument_id: r for r in RiskLimit.objects.filter(instrument__isnull=True)}
+    if instrument is not None:
+        rows.update({r.instrument_id: r for r in RiskLimit.objects.filter(instrument=instrument)})
+    limits = limits_merged(DEFAULT_LIMITS, _limit_values(rows.get(None)))
+    if instrument is not None:
+        limits = limits_merged(limits, _limit_values(rows.get(instrument.pk)))
+    return limits
+
+
+def market_quotes() -> dict[str, MarketQuote]:
+    """The last quote of every instrument that has one, by v2 symbol."""
+    return {q.instrument.symbol: q for q in MarketQuote.objects.select_related("instrument")}
+
+
+def alert_list(*, unacknowledged: bool | None = None) -> QuerySet[Alert]:
+    qs = Alert.objects.all()
+    if unacknowledged is True:
+        qs = qs.filter(acknowledged_at__isnull=True)
+    elif unacknowledged is False:
+        qs = qs.filter(acknowledged_at__isnull=False)
+    return qs.order_by("-created_at", "-id")

@@ -65,6 +65,17 @@ class OrderConflict(ConflictError):
     code = "order_conflict"
 
 
+# simple-history's change reason is a 100-character column: longer reasons (they stay whole on the order, its
+# events and the trading state) are clipped in the audit record instead of failing the write on PostgreSQL.
+AUDIT_REASON_MAX = 100
+
+
+def audit_reason(reason: str | None) -> str | None:
+    if not reason:
+        return None
+    return reason if len(reason) <= AUDIT_REASON_MAX else reason[: AUDIT_REASON_MAX - 1] + "…"
+
+
 @contextmanager
 def _attributed(actor: str | None, source: EventSource, reason: str = "") -> Iterator[str]:
     """Attribute audited changes to `actor`, else to whoever the caller already named, else to the source.
@@ -75,7 +86,7 @@ def _attributed(actor: str | None, source: EventSource, reason: str = "") -> Ite
         return
     # A reason the caller gave (audit_actor(..., reason=...)) wins over the service's own description.
     caller_reason = current_reason()
-    with audit_actor(name or f"trading:{source}", reason=caller_reason or reason or None):
+    with audit_actor(name or f"trading:{source}", reason=audit_reason(caller_reason or reason)):
         yield name or f"trading:{source}"
 
 
@@ -769,7 +780,7 @@ def trading_state_set(*, state: str, reason: str, actor: str) -> TradingState:
         )
     if not reason.strip() or not actor.strip():
         raise ApplicationError("A trading state change needs an actor and a reason.", code="validation_error")
-    with audit_actor(actor, reason=reason):
+    with audit_actor(actor, reason=audit_reason(reason)):
         current = lock_objects.trading_state_lock()
         current.state = state
         current.reason = reason

@@ -238,6 +238,13 @@ KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", default="") or _exchange_defaults["KR
 KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", default="") or _exchange_defaults["KRAKEN_API_SECRET"]
 KRAKEN_TIMEOUT = env.float("KRAKEN_TIMEOUT", default=10.0)
 
+# --- Trading -----------------------------------------------------------------------------------------------
+# How checked orders reach the exchange (trading.gateway). The default only logs and counts: orders pass the risk
+# checks and stay `submitted` until the execution piece provides `trading.gateway.CeleryExecutionGateway`'s tasks.
+GALFRIDAY_EXECUTION_GATEWAY = env.str("GALFRIDAY_EXECUTION_GATEWAY", default="trading.gateway.UnwiredExecutionGateway")
+# The currency notional limits, equity and PnL are expressed in.
+GALFRIDAY_ACCOUNT_CURRENCY = env.str("GALFRIDAY_ACCOUNT_CURRENCY", default="USD")
+
 # --- Model registry ----------------------------------------------------------------------------------------
 # Artifact encryption keys, newest first: "kid:base64url(32 bytes)" each. The newest encrypts, any decrypts, so a
 # rotation prepends a new key and keeps the old ones. Without keys (DEBUG only) one is generated into var/.

@@ -1,0 +1,67 @@
+"""The seam between deciding and executing: services hand order ids to an `ExecutionGateway` after their
+transaction commits (`transaction.on_commit`), never before, so a rolled-back decision sends nothing.
+
+The implementation is chosen by the setting `GALFRIDAY_EXECUTION_GATEWAY` (a dotted path to a class built with no
+arguments). The execution issue provides the real one (orders to Kraken or the paper broker); until then the
+default, `UnwiredExecutionGateway`, logs and counts every hand-over so nothing is lost silently: the orders stay
+`submitted` / `pending_cancel` and reconciliation sees them. `CeleryExecutionGateway` enqueues tasks by name on
+the `trading` queue, ready for when those tasks exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Protocol
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GATEWAY = "trading.gateway.UnwiredExecutionGateway"
+counters: Counter[str] = Counter()
+
+
+class ExecutionGateway(Protocol):
+    def submit_order(self, *, order_id: int) -> None:
+        """Send an order that passed the risk check (state `submitted`) to the exchange."""
+
+    def cancel_order(self, *, order_id: int) -> None:
+        """Ask the exchange to cancel an order (state `pending_cancel`)."""
+
+
+class UnwiredExecutionGateway:
+    """No execution layer yet: say so loudly and count, do nothing else."""
+
+    def submit_order(self, *, order_id: int) -> None:
+        counters["submit_unwired"] += 1
+        logger.warning("execution not wired: order not sent", extra={"order_id": order_id})
+
+    def cancel_order(self, *, order_id: int) -> None:
+        counters["cancel_unwired"] += 1
+        logger.warning("execution not wired: cancel not sent", extra={"order_id": order_id})
+
+
+class CeleryExecutionGateway:
+    """Enqueue the execution tasks by name (the trading layer never imports the execution code)."""
+
+    submit_task = "trading.tasks.execute_order"
+    cancel_task = "trading.tasks.cancel_order"
+    queue = "trading"
+
+    def submit_order(self, *, order_id: int) -> None:
+        from celery import current_app
+
+        current_app.send_task(self.submit_task, kwargs={"order_id": order_id}, queue=self.queue)
+
+    def cancel_order(self, *, order_id: int) -> None:
+        from celery import current_app
+
+        current_app.send_task(self.cancel_task, kwargs={"order_id": order_id}, queue=self.queue)
+
+
+def execution_gateway() -> ExecutionGateway:
+    gateway_class = import_string(getattr(settings, "GALFRIDAY_EXECUTION_GATEWAY", DEFAULT_GATEWAY))
+    gateway: ExecutionGateway = gateway_class()
+    return gateway

@@ -1,0 +1,567 @@
+"""Risk writes: the risk-checked submission, the kill switch (halt / reduce / resume), the continuous risk monitor,
+risk limits, alerts and the market quotes the checks read.
+
+The check and the state it allows are one transaction: `order_submit_checked` locks the trading state, the order,
+its position and balances, loads the snapshot, runs `trading.risk.check_order` and moves the order to `submitted`
+(or `rejected` with every reason) before committing; only after the commit is the order handed to the execution
+gateway. A crash anywhere before the commit leaves the order `created` and nothing sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from galfriday_site.audit import audit_actor
+from galfriday_site.errors import ApplicationError, NotFoundError
+from trading import lock_objects, selectors
+from trading.executions import EventSource
+from trading.gateway import execution_gateway
+from trading.models import (
+    ACCOUNT_LIMIT_FIELDS,
+    RISK_LIMIT_FIELDS,
+    Alert,
+    EquitySnapshot,
+    Fill,
+    Instrument,
+    MarketQuote,
+    Order,
+    OrderEvent,
+    Position,
+    RiskLimit,
+    TimeInForce,
+    TradingState,
+)
+from trading.order_states import OPEN, OrderState
+from trading.pnl import ZERO, q_price, unrealised_pnl
+from trading.risk import (
+    FEE_RESERVE,
+    ORDER_RATE_WINDOW,
+    InstrumentRules,
+    OrderIntent,
+    RiskFailure,
+    RiskSnapshot,
+    check_order,
+)
+from trading.services import (
+    _locked,
+    _transition_locked,
+    audit_reason,
+    counters,
+    equity_snapshot_take,
+    order_create,
+    order_request_cancel,
+    trading_state_set,
+)
+
+logger = logging.getLogger(__name__)
+
+State = TradingState.State
+MONITOR_ACTOR = "risk:monitor"
+
+
+def account_currency() -> str:
+    return str(getattr(settings, "GALFRIDAY_ACCOUNT_CURRENCY", "USD"))
+
+
+# --- market quotes --------------------------------------------------------------------------------------------
+
+
+def market_quote_set(*, instrument: Instrument, bid: Decimal, ask: Decimal, at: datetime) -> MarketQuote:
+    """Record the top of book (the ingest worker calls this, throttled). An older quote never replaces a newer."""
+    if bid <= 0 or ask < bid:
+        raise ApplicationError("Invalid quote.", code="validation_error", details={"bid": str(bid), "ask": str(ask)})
+    if at.tzinfo is None:
+        raise ApplicationError("Quote time must be timezone-aware.", code="validation_error")
+    mid = q_price((bid + ask) / 2)
+    with transaction.atomic():
+        quote, created = MarketQuote.objects.select_for_update().get_or_create(
+            instrument=instrument, defaults={"bid": bid, "ask": ask, "mid": mid, "quoted_at": at}
+        )
+        if not created and at >= quote.quoted_at:
+            quote.bid, quote.ask, quote.mid, quote.quoted_at = bid, ask, mid, at
+            quote.save()
+    return quote
+
+
+# --- alerts ---------------------------------------------------------------------------------------------------
+
+
+def alert_raise(
+    *, kind: str, severity: str, message: str, context: Mapping[str, Any] | None = None, dedupe: bool = False
+) -> Alert | None:
+    """Record an alert; with `dedupe`, none when an unacknowledged alert of the same kind is already open."""
+    if dedupe and Alert.objects.filter(kind=kind, acknowledged_at__isnull=True).exists():
+        return None
+    alert = Alert.objects.create(kind=kind, severity=severity, message=message, context=dict(context or {}))
+    log = logger.critical if severity == Alert.Severity.CRITICAL else logger.warning
+    log("alert raised: %s", message, extra={"alert_id": alert.pk, "kind": kind, "severity": severity})
+    return alert
+
+
+@transaction.atomic
+def alert_acknowledge(*, alert_id: int, actor: str) -> Alert:
+    alert = Alert.objects.select_for_update().filter(pk=alert_id).first()
+    if alert is None:
+        raise NotFoundError(f"alert {alert_id} does not exist")
+    if alert.acknowledged_at is None:
+        alert.acknowledged_by = actor
+        alert.acknowledged_at = timezone.now()
+        alert.save()
+    return alert
+
+
+# --- risk limits ----------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def risk_limit_set(*, instrument: Instrument | None, values: Mapping[str, Any], reason: str, actor: str) -> RiskLimit:
+    """Create or change the global limits (`instrument` None) or an instrument's overrides. `values` maps limit
+    names to a value, or to None (an override inherits the global value again). Audited with actor and reason."""
+    unknown = set(values) - set(RISK_LIMIT_FIELDS) - {"note"}
+    if unknown:
+        raise ApplicationError("Unknown risk limits.", code="validation_error", details={"unknown": sorted(unknown)})
+    if not reason.strip():
+        raise ApplicationError(
+            "A risk limit change needs a reason.", code="validation_error", details={"reason": "required"}
+        )
+    if instrument is not None:
+        account_wide = sorted(k for k in ACCOUNT_LIMIT_FIELDS if values.get(k) is not None)
+        if account_wide:
+            raise ApplicationError(
+                "Account-wide limits belong to the global row.",
+                code="validation_error",
+                details={name: "global only" for name in account_wide},
+            )
+    with audit_actor(actor, reason=audit_reason(reason)):
+        row = RiskLimit.objects.select_for_update().filter(instrument=instrument).order_by("pk").first()
+        if row is None:
+            base: dict[str, Any] = {}
+            if instrument is None:
+                effective = selectors.risk_limits_effective()
+                base = {name: getattr(effective, name) for name in RISK_LIMIT_FIELDS}
+            row = RiskLimit(instrument=instrument, **{k: v for k, v in base.items()})
+        for name, value in values.items():
+            setattr(row, name, value if value is not None or name != "note" else "")
+        row.full_clean()
+        row.save()
+    scope = instrument.symbol if instrument else "global"
+    logger.warning("risk limits changed", extra={"scope": scope, "actor": actor, "reason": reason})
+    return row
+
+
+# --- the snapshot ---------------------------------------------------------------------------------------------
+
+
+def _day_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def daily_pnl(*, now: datetime, marks: Mapping[str, Decimal]) -> Decimal:
+    """Today's (UTC) realised PnL net of fees, plus the unrealised PnL of the open positions at `marks` (a
+    position without a mark counts at its entry price, i.e. zero)."""
+    realised = (
+        Fill.objects.filter(executed_at__gte=_day_start(now)).aggregate(r=Sum(F("realised_pnl") - F("fee")))["r"]
+        or ZERO
+    )
+    unrealised = ZERO
+    for position in Position.objects.select_related("instrument").exclude(quantity=0):
+        mark = marks.get(position.instrument.symbol)
+        if mark is not None:
+            unrealised += unrealised_pnl(quantity=position.quantity, avg_price=position.avg_price, mark=mark)
+    return Decimal(realised) + unrealised
+
+
+def instrument_rules(instrument: Instrument) -> InstrumentRules:
+    return InstrumentRules(
+        symbol=instrument.symbol,
+        base=instrument.base,
+        quote=instrument.quote,
+        tick_size=instrument.tick_size,
+        ordermin=instrument.ordermin,
+        costmin=instrument.costmin,
+        qty_increment=instrument.qty_increment,
+        status=instrument.status,
+    )
+
+
+def _snapshot_locked(order: Order, state: TradingState, now: datetime) -> RiskSnapshot:
+    """Everything the check reads, with the order's position and balances locked (the caller holds the trading
+    state and the order)."""
+    instrument = order.instrument
+    position = lock_objects.position_lock(instrument)
+    balances = lock_objects.balances_lock([instrument.base, instrument.quote])
+    quotes = selectors.market_quotes()
+    marks = {symbol: q.mid for symbol, q in quotes.items()}
+
+    open_buy = open_sell = ZERO
+    quote_held = base_held = ZERO
+    for other in (
+        Order.objects.filter(state__in=[s.value for s in OPEN]).exclude(pk=order.pk).select_related("instrument")
+    ):
+        remaining = other.quantity - other.filled_qty
+        if remaining <= 0:
+            continue
+        if other.instrument_id == instrument.pk:
+            if other.side == "buy":
+                open_buy += remaining
+            else:
+                open_sell += remaining
+        if other.side == "buy" and other.instrument.quote == instrument.quote:
+            price = other.limit_price or marks.get(other.instrument.symbol) or ZERO
+            quote_held += remaining * price * (1 + FEE_RESERVE)
+        elif other.side == "sell" and other.instrument.base == instrument.base:
+            base_held += remaining
+
+    gross = ZERO
+    for pos in Position.objects.select_related("instrument").exclude(quantity=0):
+        gross += abs(pos.quantity) * marks.get(pos.instrument.symbol, pos.avg_price)
+
+    recent = list(
+        Order.objects.filter(submitted_at__gt=now - ORDER_RATE_WINDOW, external=False).values_list(
+            "submitted_at", flat=True
+        )
+    )
+    latest = EquitySnapshot.objects.filter(currency=account_currency()).order_by("-taken_at", "-id").first()
+    quote = quotes.get(instrument.symbol)
+    return RiskSnapshot(
+        now=now,
+        trading_state=state.state,
+        rules=instrument_rules(instrument),
+        limits=selectors.risk_limits_effective(instrument=instrument),
+        position_qty=position.quantity,
+        open_buy_qty=open_buy,
+        open_sell_qty=open_sell,
+        base_available=balances[instrument.base].total - base_held,
+        quote_available=balances[instrument.quote].total - quote_held,
+        mid=quote.mid if quote is not None else None,
+        mid_at=quote.quoted_at if quote is not None else None,
+        gross_exposure=gross,
+        recent_orders=[t for t in recent if t is not None],
+        daily_pnl=daily_pnl(now=now, marks=marks),
+        equity=latest.equity if latest is not None else None,
+        high_water_mark=latest.high_water_mark if latest is not None else None,
+    )
+
+
+# --- checked submission ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubmitDecision:
+    order: Order
+    submitted: bool
+    failures: tuple[RiskFailure, ...] = ()
+    already_decided: bool = False  # the order had left `created` before this call: nothing was checked again
+
+    @property
+    def rejected(self) -> bool:
+        return self.order.state == OrderState.REJECTED
+
+
+class OrderRiskRejected(ApplicationError):
+    """The order was recorded as rejected by the risk manager (it exists, in state `rejected`)."""
+
+    code = "risk_rejected"
+    http_status = 422
+
+
+@transaction.atomic
+def order_submit_checked(
+    *,
+    order_id: int,
+    source: EventSource = EventSource.SYSTEM,
+    actor: str | None = None,
+    now: datetime | None = None,
+) -> SubmitDecision:
+    """Risk-check a `created` order and, in the same transaction, mark it `submitted` (handed to the execution
+    gateway after commit) or `rejected` with every failure (audited; nothing else changes). Safe to call twice:
+    an order already past `created` is returned as it is."""
+    state = lock_objects.trading_state_lock()
+    order = _locked(order_id)
+    if order.state != OrderState.CREATED:
+        return SubmitDecision(order=order, submitted=False, already_decided=True)
+    now = now or timezone.now()
+    snapshot = _snapshot_locked(order, state, now)
+    intent = OrderIntent(
+        side=order.side,
+        order_type=order.order_type,
+        quantity=order.quantity,
+        limit_price=order.limit_price,
+        post_only=order.post_only,
+    )
+    result = check_order(intent, snapshot)
+    if not result.ok:
+        reason = "risk: " + "; ".join(f.reason for f in result.failures)
+        _transition_locked(
+            order,
+            OrderState.REJECTED,
+            kind=OrderEvent.Kind.REJECTED,
+            source=source,
+            actor=actor,
+            reason=reason,
+            at=now,
+            payload={"risk": result.to_json()},
+        )
+        counters["risk_rejected"] += 1
+        logger.warning(
+            "order rejected by risk",
+            extra={"order_id": order.pk, "client_order_id": order.client_order_id, "codes": result.codes},
+        )
+        return SubmitDecision(order=order, submitted=False, failures=result.failures)
+    _transition_locked(
+        order,
+        OrderState.SUBMITTED,
+        kind=OrderEvent.Kind.SUBMITTED,
+        source=source,
+        actor=actor,
+        at=now,
+        payload={"risk": "passed", "mid": str(snapshot.mid), "position": str(snapshot.position_qty)},
+    )
+    transaction.on_commit(partial(execution_gateway().submit_order, order_id=order.pk), robust=True)
+    logger.info("order passed risk", extra={"order_id": order.pk, "client_order_id": order.client_order_id})
+    return SubmitDecision(order=order, submitted=True)
+
+
+@transaction.atomic
+def order_place(
+    *,
+    instrument: Instrument,
+    client_order_id: str,
+    side: str,
+    order_type: str,
+    quantity: Decimal,
+    limit_price: Decimal | None = None,
+    time_in_force: str = TimeInForce.GTC,
+    post_only: bool = False,
+    reason: str = "",
+    source: EventSource = EventSource.OPERATOR,
+    actor: str | None = None,
+) -> SubmitDecision:
+    """Create an order and risk-check it in one transaction (a manual order, or the pipeline's)."""
+    order = order_create(
+        client_order_id=client_order_id,
+        instrument=instrument,
+        side=side,
+        order_type=order_type,
+        quantity=quantity,
+        limit_price=limit_price,
+        time_in_force=time_in_force,
+        post_only=post_only,
+        reason=reason,
+        source=source,
+        actor=actor,
+    )
+    return order_submit_checked(order_id=order.pk, source=source, actor=actor)
+
+
+# --- cancels and the kill switch --------------------------------------------------------------------------------
+
+
+def _cancel_locked_order(order: Order, *, reason: str, source: EventSource, actor: str | None) -> Order:
+    """Move one (locked) order towards canceled and hand a live one's cancel to the gateway after commit."""
+    updated = order_request_cancel(order_id=order.pk, reason=reason, source=source, actor=actor)
+    if updated.state == OrderState.PENDING_CANCEL:
+        transaction.on_commit(partial(execution_gateway().cancel_order, order_id=updated.pk), robust=True)
+    return updated
+
+
+@transaction.atomic
+def order_cancel(
+    *, order_id: int, reason: str, source: EventSource = EventSource.OPERATOR, actor: str | None = None
+) -> Order:
+    """Cancel one order: never sent → canceled at once; live → pending_cancel and the cancel goes to the exchange."""
+    return _cancel_locked_order(_locked(order_id), reason=reason, source=source, actor=actor)
+
+
+@dataclass
+class CancelSweep:
+    canceled: list[int] = field(default_factory=list)  # never sent: canceled locally
+    pending_cancel: list[int] = field(default_factory=list)  # cancel requested from the exchange
+    already_pending: list[int] = field(default_factory=list)
+
+
+def _cancel_sweep(
+    *, reason: str, source: EventSource, actor: str | None, instrument: Instrument | None = None
+) -> CancelSweep:
+    sweep = CancelSweep()
+    qs = lock_objects.open_orders_qs_select_for_update()
+    if instrument is not None:
+        qs = qs.filter(instrument=instrument)
+    for order in list(qs):
+        if order.state == OrderState.PENDING_CANCEL:
+            sweep.already_pending.append(order.pk)
+            continue
+        updated = _cancel_locked_order(order, reason=reason, source=source, actor=actor)
+        (sweep.pending_cancel if updated.state == OrderState.PENDING_CANCEL else sweep.canceled).append(updated.pk)
+    return sweep
+
+
+@transaction.atomic
+def order_cancel_all(
+    *,
+    reason: str,
+    source: EventSource = EventSource.OPERATOR,
+    actor: str | None = None,
+    instrument: Instrument | None = None,
+) -> CancelSweep:
+    """Cancel every open (or never sent) order, optionally of one instrument."""
+    lock_objects.trading_state_lock()  # lock order: trading state before orders
+    return _cancel_sweep(reason=reason, source=source, actor=actor, instrument=instrument)
+
+
+@dataclass
+class HaltResult:
+    state: TradingState
+    changed: bool
+    sweep: CancelSweep
+    alert: Alert | None = None
+
+
+def _require(reason: str, actor: str) -> None:
+    if not reason or not reason.strip() or not actor or not actor.strip():
+        raise ApplicationError(
+            "A trading state change needs an actor and a reason.",
+            code="validation_error",
+            details={"reason": "required"},
+        )
+
+
+@transaction.atomic
+def trading_halt(
+    *,
+    reason: str,
+    actor: str,
+    source: EventSource = EventSource.OPERATOR,
+    alert_kind: str = Alert.Kind.TRADING_HALTED,
+    context: Mapping[str, Any] | None = None,
+) -> HaltResult:
+    """The kill switch: HALTED (audited), every open order to pending_cancel through the state machine with its
+    cancel handed to the gateway after commit (never-sent orders canceled at once), and a critical alert.
+    Halting when already halted sweeps again but neither records a new switch nor raises a new alert."""
+    _require(reason, actor)
+    state = lock_objects.trading_state_lock()
+    changed = state.state != State.HALTED
+    if changed:
+        state = trading_state_set(state=State.HALTED, reason=reason, actor=actor)
+    sweep = _cancel_sweep(reason=f"halt: {reason}", source=source, actor=actor)
+    alert = None
+    if changed:
+        alert = alert_raise(
+            kind=alert_kind,
+            severity=Alert.Severity.CRITICAL,
+            message=f"Trading halted by {actor}: {reason}",
+            context={
+                **dict(context or {}),
+                "actor": actor,
+                "canceled": sweep.canceled,
+                "pending_cancel": sweep.pending_cancel,
+            },
+        )
+    return HaltResult(state=state, changed=changed, sweep=sweep, alert=alert)
+
+
+@transaction.atomic
+def trading_reduce(*, reason: str, actor: str) -> TradingState:
+    """REDUCING: only orders that shrink a position pass the risk check; open orders are left working."""
+    _require(reason, actor)
+    lock_objects.trading_state_lock()
+    return trading_state_set(state=State.REDUCING, reason=reason, actor=actor)
+
+
+@transaction.atomic
+def trading_resume(*, reason: str, actor: str) -> TradingState:
+    """ACTIVE again. The monitor halts again at its next run if a loss limit is still breached."""
+    _require(reason, actor)
+    lock_objects.trading_state_lock()
+    return trading_state_set(state=State.ACTIVE, reason=reason, actor=actor)
+
+
+# --- the continuous check -------------------------------------------------------------------------------------
+
+
+@dataclass
+class MonitorResult:
+    status: str  # "ok", "breach", "missing_marks"
+    equity: Decimal | None = None
+    high_water_mark: Decimal | None = None
+    drawdown: Decimal | None = None
+    daily_pnl: Decimal | None = None
+    breaches: list[str] = field(default_factory=list)
+    halted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "equity": None if self.equity is None else str(self.equity),
+            "high_water_mark": None if self.high_water_mark is None else str(self.high_water_mark),
+            "drawdown": None if self.drawdown is None else str(self.drawdown),
+            "daily_pnl": None if self.daily_pnl is None else str(self.daily_pnl),
+            "breaches": self.breaches,
+            "halted": self.halted,
+        }
+
+
+def risk_monitor_check(*, now: datetime | None = None) -> MonitorResult:
+    """Take an equity snapshot at the last quotes and halt ACTIVE trading when the maximum drawdown or the daily
+    loss limit is breached. REDUCING (an operator unwinding) is left as it is: the pre-trade check already refuses
+    every order that would add risk while a limit is breached. Safe to run twice (a second run adds a snapshot;
+    halting an already halted system changes nothing)."""
+    now = now or timezone.now()
+    marks = {symbol: q.mid for symbol, q in selectors.market_quotes().items()}
+    try:
+        snapshot = equity_snapshot_take(marks=marks, currency=account_currency(), at=now)
+    except ApplicationError as exc:
+        if exc.code != "missing_marks":
+            raise
+        counters["risk_monitor_missing_marks"] += 1
+        alert_raise(
+            kind=Alert.Kind.RISK_MONITOR_BLIND,
+            severity=Alert.Severity.WARNING,
+            message=f"Risk monitor cannot value the account: {exc.message}",
+            context=exc.details,
+            dedupe=True,
+        )
+        return MonitorResult(status="missing_marks")
+    limits = selectors.risk_limits_effective()
+    pnl = daily_pnl(now=now, marks=marks)
+    result = MonitorResult(
+        status="ok",
+        equity=snapshot.equity,
+        high_water_mark=snapshot.high_water_mark,
+        drawdown=snapshot.drawdown,
+        daily_pnl=pnl,
+    )
+    kind = None
+    if snapshot.drawdown >= limits.max_drawdown:
+        result.breaches.append(
+            f"drawdown {snapshot.drawdown:.2%} of the high-water mark {snapshot.high_water_mark} "
+            f"reaches the limit {limits.max_drawdown:.2%}"
+        )
+        kind = Alert.Kind.DRAWDOWN_BREACH
+    if pnl <= -limits.daily_loss_limit:
+        result.breaches.append(f"today's PnL {pnl} breaches the daily loss limit {limits.daily_loss_limit}")
+        kind = kind or Alert.Kind.DAILY_LOSS_BREACH
+    if not result.breaches:
+        return result
+    result.status = "breach"
+    if selectors.trading_state_get().state == State.ACTIVE and kind is not None:
+        halt = trading_halt(
+            reason="; ".join(result.breaches),
+            actor=MONITOR_ACTOR,
+            source=EventSource.SYSTEM,
+            alert_kind=kind,
+            context={"monitor": result.to_json(), "limits": limits.to_json()},
+        )
+        result.halted = halt.changed
+    return result
