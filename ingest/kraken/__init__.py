@@ -9,6 +9,8 @@ Modules (one folder per exchange, after hummingbot):
 - ``book``: the order book with checksum verification.
 - ``ratelimit``: models of the REST call counter and the per-pair trading-engine counter.
 - ``rest`` / ``rest_types``: the REST client (async, with a sync facade) and its typed results.
+- ``ws``: the WebSocket v2 client (public and private endpoints, reconnect/resubscribe, watchdog, books,
+  sequence tracking, trading over the socket).
 - ``replay``: ``python -m ingest.kraken.replay`` to verify a recorded book stream.
 
 Submodules are imported explicitly (``from ingest.kraken.book import OrderBook``) so that the hot path does
