@@ -122,6 +122,25 @@ def check_exchange() -> str:
     return f"{settings.GALFRIDAY_EXCHANGE} ({settings.KRAKEN_REST_URL})"
 
 
+INGEST_STALE_SECONDS = 30
+
+
+def check_ingest() -> str:
+    from django.utils import timezone
+
+    from ingest.models import IngestStatus
+
+    status = IngestStatus.objects.order_by("-updated_at").first()
+    if status is None:
+        raise RuntimeError("no ingest worker has reported (python manage.py ingest)")
+    age = (timezone.now() - status.updated_at).total_seconds()
+    if age > INGEST_STALE_SECONDS:
+        raise RuntimeError(f"ingest worker {status.name} last reported {age:.0f} s ago")
+    if status.connection_state != "connected":
+        raise RuntimeError(f"ingest worker {status.name} is {status.connection_state}")
+    return f"{status.name} ({status.exchange_status})"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "database": check_database,
     "broker": check_broker,
@@ -129,6 +148,7 @@ CHECKS: dict[str, Callable[[], str]] = {
     "channel_layer": check_channel_layer,
     "timeseries": check_timeseries,
     "exchange": check_exchange,
+    "ingest": check_ingest,
 }
 
 

@@ -34,6 +34,19 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
     PeriodicTaskSpec(
         "risk monitor", "trading.tasks.risk_monitor_run", every_seconds=10, queue="trading", expires_seconds=10
     ),
+    # Paper mode: fill resting paper limit orders the market traded through (a no-op in live mode).
+    PeriodicTaskSpec(
+        "paper broker sweep", "trading.tasks.paper_broker_sweep", every_seconds=5, queue="trading", expires_seconds=5
+    ),
+    # Books against Kraken (reconciliation.services); single-flight, so an overlapping tick just skips.
+    PeriodicTaskSpec(
+        "reconciliation",
+        "reconciliation.tasks.reconciliation_run_task",
+        every_seconds=60,
+        queue="reconciliation",
+        kwargs={"trigger": "schedule"},
+        expires_seconds=60,
+    ),
 ]
 
 

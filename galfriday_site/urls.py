@@ -17,6 +17,7 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
     path("trading/", include("trading.urls")),
     path("models/", include("models_registry.urls")),
+    path("reconciliation/", include("reconciliation.urls")),
 ]
 
 urlpatterns = [

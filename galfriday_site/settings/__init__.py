@@ -237,6 +237,20 @@ KRAKEN_WS_AUTH_URL = env.str("KRAKEN_WS_AUTH_URL", default="") or _exchange_defa
 KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", default="") or _exchange_defaults["KRAKEN_API_KEY"]
 KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", default="") or _exchange_defaults["KRAKEN_API_SECRET"]
 KRAKEN_TIMEOUT = env.float("KRAKEN_TIMEOUT", default=10.0)
+# Every process that signs private requests with the same key draws nonces from this file (strictly increasing
+# across processes on one machine; several machines sharing a key need one nonce window configured at Kraken).
+KRAKEN_NONCE_FILE = env.str("KRAKEN_NONCE_FILE", default="") or str(VAR_DIR / "kraken-nonce")
+
+# --- Ingest ------------------------------------------------------------------------------------------------
+INGEST_SYMBOLS = env.list("INGEST_SYMBOLS", default=["BTC/USD", "ETH/USD"])
+INGEST_BOOK_DEPTH = env.int("INGEST_BOOK_DEPTH", default=10)
+# Bar intervals in seconds (1-minute bars drive the decision pipeline; multiples are stored too).
+INGEST_BAR_INTERVALS = [int(v) for v in env.list("INGEST_BAR_INTERVALS", default=["60", "300"])]
+# Celery tasks the worker enqueues by name: after a closed 1-minute bar is stored, and after a private gap or
+# reconnect. Empty: not enqueued (until the decision pipeline and reconciliation tasks are deployed).
+INGEST_BAR_CLOSED_TASK = env.str("INGEST_BAR_CLOSED_TASK", default="")
+INGEST_RECONCILE_TASK = env.str("INGEST_RECONCILE_TASK", default="")
+INGEST_DISCONNECT_ALERT_SECONDS = env.float("INGEST_DISCONNECT_ALERT_SECONDS", default=300.0)
 
 # --- Trading -----------------------------------------------------------------------------------------------
 # How checked orders reach the exchange (trading.gateway). The default only logs and counts: orders pass the risk

@@ -19,6 +19,12 @@ from ingest.timeseries.relational_codec import decode_fields, encode_fields
 class RelationalStore:
     backend = "relational"
 
+    def close(self) -> None:
+        """Close this thread's database connection (the batching writer calls it from its own thread); never
+        inside a transaction, which the connection still serves."""
+        if not connection.in_atomic_block:
+            connection.close()
+
     def ping(self) -> None:
         try:
             TimeSeriesPoint.objects.exists()

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count
@@ -79,6 +80,9 @@ class TimeSeriesWriter:
         self._pending: list[Point] = []
         self._oldest: float | None = None
         self._lock = asyncio.Lock()
+        # One thread of its own for the store: writes stay ordered, and a store holding per-thread connections
+        # (the relational one) uses exactly one, closed by `close()`.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeseries-writer")
         self._wake = asyncio.Event()
         self._sequence = count()
         self.stats = WriterStats()
@@ -124,12 +128,20 @@ class TimeSeriesWriter:
             await self._write_or_spool(batch)
 
     async def close(self) -> None:
+        """Flush (or spool) everything, then release the store's resources in the writer's thread."""
         await self.flush()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            await self._in_thread(close)
+        self._executor.shutdown(wait=True)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # -- internals -------------------------------------------------------------------------------------
     async def _write_or_spool(self, batch: list[Point]) -> None:
         try:
-            await asyncio.to_thread(self.store.write_batch, batch)
+            await self._in_thread(self.store.write_batch, batch)
         except TimeSeriesError as exc:
             self._record_failure(exc, len(batch))
             if exc.retryable:
@@ -145,7 +157,7 @@ class TimeSeriesWriter:
         for path in self.spooled_files():
             batch = await asyncio.to_thread(self._read_spool, path)
             try:
-                await asyncio.to_thread(self.store.write_batch, batch)
+                await self._in_thread(self.store.write_batch, batch)
             except TimeSeriesError as exc:
                 self._record_failure(exc, len(batch))
                 if exc.retryable:

@@ -26,8 +26,19 @@ def test_health_reports_every_component_ok_with_latency() -> None:
     status, body = get_health()
     assert status == 200, body
     assert body["status"] == "ok"
-    assert set(body["components"]) == {"database", "broker", "cache", "channel_layer", "timeseries", "exchange"}
+    assert set(body["components"]) == {
+        "database",
+        "broker",
+        "cache",
+        "channel_layer",
+        "timeseries",
+        "exchange",
+        "ingest",
+    }
+    assert body["components"]["ingest"] | {"status": "failing", "required": False} == body["components"]["ingest"]
     for name, component in body["components"].items():
+        if name == "ingest":  # no ingest worker runs in this test
+            continue
         assert component["status"] == "ok", (name, component)
         assert component["latency_ms"] >= 0
         assert component["backend"]
@@ -37,7 +48,7 @@ def test_health_reports_every_component_ok_with_latency() -> None:
 def test_health_uses_the_production_services_when_configured() -> None:
     status, body = get_health()
     assert status == 200, body
-    backends = {name: c["backend"] for name, c in body["components"].items()}
+    backends = {name: c["backend"] for name, c in body["components"].items() if name != "ingest"}
     assert backends == {
         "database": "postgresql",
         "broker": "redis",
@@ -112,3 +123,29 @@ def test_exchange_not_online_is_failing(simulator_process) -> None:  # type: ign
         httpx.post(f"{admin}/faults", json={"fault": "system_status", "status": "online"}, timeout=5)
     assert body["components"]["exchange"]["status"] == "failing"
     assert "maintenance" in body["components"]["exchange"]["error"]
+
+
+def test_ingest_is_ok_only_with_a_fresh_connected_heartbeat() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ingest.models import IngestStatus
+
+    now = timezone.now()
+    status = IngestStatus.objects.create(
+        name="host:1",
+        connection_state="connected",
+        exchange_status="online",
+        started_at=now,
+        updated_at=now,
+    )
+    assert get_health()[1]["components"]["ingest"]["status"] == "ok"
+    status.updated_at = now - timedelta(minutes=5)
+    status.save()
+    ingest = get_health()[1]["components"]["ingest"]
+    assert ingest["status"] == "failing"
+    assert "last reported" in ingest["error"]
+    status.updated_at, status.connection_state = now, "reconnecting"
+    status.save()
+    assert "reconnecting" in get_health()[1]["components"]["ingest"]["error"]

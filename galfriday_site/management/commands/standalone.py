@@ -1,5 +1,5 @@
 """Run the whole system on one machine: the local Kraken simulator (when GALFRIDAY_EXCHANGE=sim, the default),
-web (ASGI), Celery worker and Celery beat, each a real process.
+the ingest worker, web (ASGI), Celery worker and Celery beat, each a real process.
 
 Embedded defaults come from settings (SQLite, kombu's SQLAlchemy transport, local-memory cache, in-memory
 channel layer, relational time series). The command prepares the database (migrate, periodic tasks, the admin
@@ -57,6 +57,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="do not start a Celery worker")
         parser.add_argument("--no-beat", action="store_true", help="do not start Celery beat")
         parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+        parser.add_argument("--no-ingest", action="store_true", help="do not start the ingest worker")
         parser.add_argument(
             "--no-simulator",
             action="store_true",
@@ -125,6 +126,8 @@ class Command(BaseCommand):
                     ],
                 )
             )  # fmt: skip
+        if not options["no_ingest"]:
+            children.append(Child("ingest", [python, str(settings.BASE_DIR / "manage.py"), "ingest"]))
         children.append(
             Child(
                 "web",

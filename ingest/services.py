@@ -1,0 +1,153 @@
+"""The ingest worker's writes to the database (sync: called from the worker's event loop through a thread).
+
+Kept off the market-data hot path: quotes are flushed on a timer, execution reports go through the journal
+first, and the heartbeat is written every few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import DatabaseError, close_old_connections
+
+from galfriday_site.audit import audit_actor
+from ingest.journal import Journal
+from ingest.kraken.messages import BalanceUpdate, Execution
+from ingest.kraken.rest_types import AssetPair
+from ingest.models import IngestStatus
+from trading.executions import ExecutionEvent, InvalidExecutionEvent
+from trading.models import Instrument
+from trading.risk_services import alert_raise, market_quote_set
+from trading.services import balance_set, execution_report_apply, instrument_sync_from_asset_pair
+
+logger = logging.getLogger(__name__)
+ACTOR = "ingest"
+
+
+def instruments_sync(*, pairs: Iterable[AssetPair], symbols: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """Upsert the instruments of `symbols` from REST AssetPairs; returns their (price, qty) precisions."""
+    wanted = set(symbols)
+    precisions: dict[str, tuple[int, int]] = {}
+    with audit_actor(ACTOR, reason="instrument sync at start-up"):
+        for pair in pairs:
+            if not pair.wsname:
+                continue
+            instrument = instrument_sync_from_asset_pair(pair=pair)
+            if instrument.symbol in wanted:
+                precisions[instrument.symbol] = (instrument.price_precision, instrument.qty_precision)
+    missing = wanted - set(precisions)
+    if missing:
+        raise ValueError(f"the exchange does not list {', '.join(sorted(missing))}")
+    return precisions
+
+
+def quotes_flush(quotes: Mapping[str, tuple[Decimal, Decimal, datetime]]) -> int:
+    """Write the latest top of book per symbol (the risk manager's mid and its age)."""
+    written = 0
+    instruments = {i.symbol: i for i in Instrument.objects.filter(symbol__in=list(quotes))}
+    for symbol, (bid, ask, at) in quotes.items():
+        instrument = instruments.get(symbol)
+        if instrument is None or bid <= 0 or ask < bid:
+            continue
+        market_quote_set(instrument=instrument, bid=bid, ask=ask, at=at)
+        written += 1
+    return written
+
+
+@dataclass(slots=True)
+class JournalResult:
+    applied: int = 0
+    invalid: int = 0
+    failed: int = 0
+
+
+def executions_apply_pending(journal: Journal) -> JournalResult:
+    """Apply every journaled execution report not yet applied, in order. A database failure stops the pass
+    (the rest stays journaled for the next one); an invalid report is logged, counted and skipped."""
+    result = JournalResult()
+    for seq, record in journal.pending():
+        try:
+            event = ExecutionEvent.from_json(record)
+        except (InvalidExecutionEvent, KeyError, TypeError, ValueError) as exc:
+            logger.error("invalid journaled execution report skipped", extra={"seq": seq, "error": str(exc)})
+            result.invalid += 1
+            journal.mark_applied(seq)
+            continue
+        try:
+            execution_report_apply(event=event, actor=ACTOR)
+        except DatabaseError as exc:
+            logger.warning("execution report not applied yet", extra={"seq": seq, "error": str(exc)})
+            result.failed += 1
+            close_old_connections()
+            break
+        journal.mark_applied(seq)
+        result.applied += 1
+    return result
+
+
+def execution_to_record(execution: Execution) -> dict[str, Any] | None:
+    """The journal record of a Kraken execution message (None when it cannot be normalised)."""
+    try:
+        return ExecutionEvent.from_kraken(execution).to_json()
+    except InvalidExecutionEvent as exc:
+        logger.error(
+            "execution message cannot be normalised", extra={"order_id": execution.order_id, "error": str(exc)}
+        )
+        return None
+
+
+def balances_apply(updates: Iterable[BalanceUpdate], *, snapshot: bool) -> int:
+    """Apply what the `balances` channel says, without counting a trade twice.
+
+    Fills already move balances (`execution_report_apply`), so a `trade` ledger entry is not applied again. A
+    snapshot (on every (re)subscription) states the exchange's balance, and so does the resulting balance of
+    any other ledger entry (deposit, withdrawal, staking, reward, ...). Reconciliation corrects any drift."""
+    applied = 0
+    for update in updates:
+        if not snapshot and update.type == "trade":
+            continue
+        balance_set(asset=update.asset, total=update.balance, actor=ACTOR)
+        applied += 1
+    return applied
+
+
+def status_save(
+    *,
+    name: str,
+    connection_state: str,
+    exchange_status: str,
+    symbols: list[str],
+    stats: dict[str, Any],
+    last_message_at: datetime | None,
+    disconnected_since: datetime | None,
+    started_at: datetime,
+    now: datetime,
+) -> None:
+    IngestStatus.objects.update_or_create(
+        name=name,
+        defaults={
+            "connection_state": connection_state,
+            "exchange_status": exchange_status,
+            "symbols": symbols,
+            "stats": stats,
+            "last_message_at": last_message_at,
+            "disconnected_since": disconnected_since,
+            "started_at": started_at,
+            "updated_at": now,
+        },
+    )
+
+
+def disconnection_alert(*, name: str, since: datetime, now: datetime) -> None:
+    alert_raise(
+        kind="exchange_disconnected",
+        severity="critical",
+        message=f"ingest worker {name} has been disconnected from the exchange since {since.isoformat()}",
+        context={"worker": name, "since": since.isoformat(), "seconds": int((now - since).total_seconds())},
+        dedupe=True,
+    )
