@@ -2,10 +2,11 @@
 transaction commits (`transaction.on_commit`), never before, so a rolled-back decision sends nothing.
 
 The implementation is chosen by the setting `GALFRIDAY_EXECUTION_GATEWAY` (a dotted path to a class built with no
-arguments). The execution issue provides the real one (orders to Kraken or the paper broker); until then the
-default, `UnwiredExecutionGateway`, logs and counts every hand-over so nothing is lost silently: the orders stay
-`submitted` / `pending_cancel` and reconciliation sees them. `CeleryExecutionGateway` enqueues tasks by name on
-the `trading` queue, ready for when those tasks exist.
+arguments). `CeleryExecutionGateway` (the default when the setting is absent) enqueues the execution tasks of
+`trading.tasks` by name on the `trading` queue: `execute_order` (with an expiry: an order not sent within
+`GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S` is not sent late; it stays `submitted` for reconciliation),
+`cancel_order` and `cancel_all_orders` (never expire). `UnwiredExecutionGateway` logs and counts every hand-over
+and does nothing else (orders stay `submitted` / `pending_cancel` and reconciliation sees them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GATEWAY = "trading.gateway.UnwiredExecutionGateway"
+DEFAULT_GATEWAY = "trading.gateway.CeleryExecutionGateway"
 counters: Counter[str] = Counter()
 
 
@@ -48,17 +49,24 @@ class CeleryExecutionGateway:
 
     submit_task = "trading.tasks.execute_order"
     cancel_task = "trading.tasks.cancel_order"
+    cancel_all_task = "trading.tasks.cancel_all_orders"
     queue = "trading"
 
     def submit_order(self, *, order_id: int) -> None:
         from celery import current_app
 
-        current_app.send_task(self.submit_task, kwargs={"order_id": order_id}, queue=self.queue)
+        expires = float(getattr(settings, "GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S", 60))
+        current_app.send_task(self.submit_task, kwargs={"order_id": order_id}, queue=self.queue, expires=expires)
 
     def cancel_order(self, *, order_id: int) -> None:
         from celery import current_app
 
         current_app.send_task(self.cancel_task, kwargs={"order_id": order_id}, queue=self.queue)
+
+    def cancel_all_orders(self, *, reason: str = "cancel all") -> None:
+        from celery import current_app
+
+        current_app.send_task(self.cancel_all_task, kwargs={"reason": reason}, queue=self.queue)
 
 
 def execution_gateway() -> ExecutionGateway:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from celery import shared_task
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from galfriday_site.audit import audit_actor
+from trading.execution import OrderBusy, TransientExecutionError
+
+if TYPE_CHECKING:
+    from trading.execution import Broker
 
 
 @shared_task(name="trading.tasks.risk_monitor_run", acks_late=True, expires=10, ignore_result=True)
@@ -16,3 +23,132 @@ def risk_monitor_run() -> dict[str, Any]:
 
     with audit_actor("celery:trading.tasks.risk_monitor_run"):
         return risk_monitor_check().to_json()
+
+
+# --- execution (trading.execution): live through KrakenBroker, paper through PaperBroker ------------------------
+#
+# Tasks take an order id, re-read the order and are safe to run twice (see trading.execution). Retries only for
+# transient errors, with exponential backoff and jitter; `acks_late` plus the project's reject-on-worker-lost make
+# a killed worker's task run again, and that run finds the order by client order id instead of placing another.
+
+EXECUTION_MAX_RETRIES = 6
+_EXECUTION_RETRY: dict[str, Any] = {
+    "autoretry_for": (TransientExecutionError,),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+    "max_retries": EXECUTION_MAX_RETRIES,
+}
+_EXECUTION_LIMITS: dict[str, Any] = {"acks_late": True, "soft_time_limit": 120, "time_limit": 150}
+# A busy order (its mutex, TTL GALFRIDAY_EXECUTION_MUTEX_TTL_S = the hard time limit) is retried past that TTL.
+_BUSY_COUNTDOWN_S = 15
+_BUSY_MAX_RETRIES = 12
+
+
+@contextmanager
+def _broker() -> Iterator[Broker]:
+    from trading.execution import broker_for_mode
+
+    broker = broker_for_mode()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+def _give_up(task: Task, order_id: int, exc: Exception) -> dict[str, Any] | None:
+    """Out of retries on a transient error: the order's outcome is not known for sure (an attempt may have
+    been refused or may never have arrived) → `unknown`, which reconciliation and the next sync resolve."""
+    if task.request.retries < (task.max_retries or 0):
+        return None
+    from trading.models import Order
+    from trading.order_states import OrderState
+    from trading.services import order_mark_unknown
+
+    order = Order.objects.filter(pk=order_id).first()
+    if order is not None and order.state == OrderState.SUBMITTED:
+        order_mark_unknown(order_id=order_id, reason=f"gave up after {task.request.retries} retries: {exc}"[:500])
+    return {"order_id": order_id, "action": "gave_up", "detail": str(exc)}
+
+
+@shared_task(bind=True, name="trading.tasks.execute_order", expires=60, **_EXECUTION_RETRY, **_EXECUTION_LIMITS)
+def execute_order(self: Task, order_id: int) -> dict[str, Any]:
+    """Send a risk-checked (`submitted`) order to the exchange or the paper broker, once."""
+    from trading.execution import order_execute
+
+    actor = "celery:trading.tasks.execute_order"
+    try:
+        with audit_actor(actor), _broker() as broker:
+            return order_execute(order_id=order_id, broker=broker, actor=actor).to_json()
+    except OrderBusy as exc:
+        # Another run holds the order (or a killed worker's mutex has not expired yet): wait it out; the run that
+        # gets the mutex asks the exchange first, so waiting never duplicates.
+        raise self.retry(exc=exc, countdown=_BUSY_COUNTDOWN_S, max_retries=_BUSY_MAX_RETRIES) from None
+    except TransientExecutionError as exc:
+        if (gave_up := _give_up(self, order_id, exc)) is not None:
+            return gave_up
+        raise
+    except SoftTimeLimitExceeded:
+        # Cut off mid-request: the order may or may not exist. Mark it unknown; the retry resolves it by query.
+        _mark_unknown_if_unsent(order_id, "execution cut off by its time limit")
+        raise self.retry(countdown=1) from None
+
+
+def _mark_unknown_if_unsent(order_id: int, reason: str) -> None:
+    from trading.models import Order
+    from trading.order_states import OrderState
+    from trading.services import order_mark_unknown
+
+    order = Order.objects.filter(pk=order_id).first()
+    if order is not None and order.state == OrderState.SUBMITTED and not order.exchange_order_id:
+        order_mark_unknown(order_id=order_id, reason=reason)
+
+
+@shared_task(bind=True, name="trading.tasks.cancel_order", **_EXECUTION_RETRY, **_EXECUTION_LIMITS)
+def cancel_order(self: Task, order_id: int) -> dict[str, Any]:
+    """Carry out a requested cancel (`pending_cancel`). While trading is HALTED the first cancel of the halt also
+    sends CancelAll, so orders the books do not know are canceled too. No `expires`: a cancel is never stale."""
+    from trading.execution import halt_cancel_all_once, order_cancel_execute
+
+    actor = "celery:trading.tasks.cancel_order"
+    try:
+        with audit_actor(actor), _broker() as broker:
+            halted = halt_cancel_all_once(broker=broker, actor=actor)
+            outcome = order_cancel_execute(order_id=order_id, broker=broker, actor=actor).to_json()
+            return {**outcome, "halt_cancel_all": halted}
+    except OrderBusy as exc:
+        raise self.retry(exc=exc, countdown=_BUSY_COUNTDOWN_S, max_retries=_BUSY_MAX_RETRIES) from None
+
+
+@shared_task(bind=True, name="trading.tasks.cancel_all_orders", **_EXECUTION_RETRY, **_EXECUTION_LIMITS)
+def cancel_all_orders(self: Task, reason: str = "cancel all") -> dict[str, Any]:
+    """CancelAll at the exchange, then every open order of ours brought to canceled through the state machine."""
+    from trading.execution import orders_cancel_all_execute
+
+    actor = "celery:trading.tasks.cancel_all_orders"
+    with audit_actor(actor), _broker() as broker:
+        return orders_cancel_all_execute(broker=broker, actor=actor, reason=reason)
+
+
+@shared_task(bind=True, name="trading.tasks.sync_order", expires=60, **_EXECUTION_RETRY, **_EXECUTION_LIMITS)
+def sync_order(self: Task, order_id: int) -> dict[str, Any]:
+    """Bring one order to the exchange's view by a REST query (after a gap, or to settle a pending cancel)."""
+    from trading.execution import order_sync
+
+    actor = "celery:trading.tasks.sync_order"
+    with audit_actor(actor), _broker() as broker:
+        return order_sync(order_id=order_id, broker=broker, actor=actor).to_json()
+
+
+@shared_task(name="trading.tasks.paper_broker_sweep", acks_late=True, expires=5, soft_time_limit=20, time_limit=30)
+def paper_broker_sweep() -> dict[str, Any]:
+    """Paper mode: fill resting limit orders the market traded through (every few seconds from beat)."""
+    from trading.execution import trading_mode
+
+    if trading_mode() != "paper":
+        return {"skipped": "not paper mode"}
+    from trading.paper import PaperBroker, paper_sweep
+
+    with audit_actor("celery:trading.tasks.paper_broker_sweep"), _broker() as broker:
+        assert isinstance(broker, PaperBroker)
+        return paper_sweep(broker=broker)

@@ -253,9 +253,22 @@ INGEST_RECONCILE_TASK = env.str("INGEST_RECONCILE_TASK", default="")
 INGEST_DISCONNECT_ALERT_SECONDS = env.float("INGEST_DISCONNECT_ALERT_SECONDS", default=300.0)
 
 # --- Trading -----------------------------------------------------------------------------------------------
-# How checked orders reach the exchange (trading.gateway). The default only logs and counts: orders pass the risk
-# checks and stay `submitted` until the execution piece provides `trading.gateway.CeleryExecutionGateway`'s tasks.
-GALFRIDAY_EXECUTION_GATEWAY = env.str("GALFRIDAY_EXECUTION_GATEWAY", default="trading.gateway.UnwiredExecutionGateway")
+# How checked orders reach the exchange (trading.gateway): Celery tasks on the `trading` queue, which use the
+# paper broker (TRADING_MODE=paper) or Kraken (live).
+GALFRIDAY_EXECUTION_GATEWAY = env.str("GALFRIDAY_EXECUTION_GATEWAY", default="trading.gateway.CeleryExecutionGateway")
+# A submit task older than this is dropped (its order stays `submitted` for reconciliation).
+GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S = env.float("GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S", default=60.0)
+# After an unknown outcome: how long to look for the order by client id, and how often, before resubmitting.
+GALFRIDAY_EXECUTION_RESOLVE_WAIT_S = env.float("GALFRIDAY_EXECUTION_RESOLVE_WAIT_S", default=5.0)
+GALFRIDAY_EXECUTION_RESOLVE_POLL_S = env.float("GALFRIDAY_EXECUTION_RESOLVE_POLL_S", default=0.5)
+# The per-order lock that keeps two execution tasks from sending the same order (expires if a worker dies).
+GALFRIDAY_EXECUTION_MUTEX_TTL_S = env.float("GALFRIDAY_EXECUTION_MUTEX_TTL_S", default=150.0)
+# Kraken account tier for the client-side rate-limit models: starter, intermediate or pro.
+GALFRIDAY_KRAKEN_TIER = env.str("GALFRIDAY_KRAKEN_TIER", default="starter")
+# The paper broker's fees (fractions) and slippage (basis points).
+GALFRIDAY_PAPER_MAKER_FEE = env.str("GALFRIDAY_PAPER_MAKER_FEE", default="0.0025")
+GALFRIDAY_PAPER_TAKER_FEE = env.str("GALFRIDAY_PAPER_TAKER_FEE", default="0.0040")
+GALFRIDAY_PAPER_SLIPPAGE_BPS = env.str("GALFRIDAY_PAPER_SLIPPAGE_BPS", default="0")
 # The currency notional limits, equity and PnL are expressed in.
 GALFRIDAY_ACCOUNT_CURRENCY = env.str("GALFRIDAY_ACCOUNT_CURRENCY", default="USD")
 
