@@ -458,6 +458,7 @@ class Alert(models.Model):
         DRAWDOWN_BREACH = "drawdown_breach"
         DAILY_LOSS_BREACH = "daily_loss_breach"
         RISK_MONITOR_BLIND = "risk_monitor_blind"
+        EXCHANGE_DISCONNECTED = "exchange_disconnected"
 
     class Severity(models.TextChoices):
         INFO = "info"
@@ -485,3 +486,43 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.severity}] {self.kind}: {self.message[:60]}"
+
+
+class Decision(models.Model):
+    """One run of the decision pipeline for a closed bar: prediction → signal → sizing → risk → order. Keyed by
+    the decision id (symbol + bar time + model version), so a replayed or duplicated bar never trades twice."""
+
+    class Status(models.TextChoices):
+        ORDERED = "ordered"  # an order was created and risk-checked (see the order for the outcome)
+        NO_TRADE = "no_trade"  # flat signal, or already at the target, or below the exchange minimums
+        EXPIRED = "expired"  # the bar was too old when the decision ran
+        SKIPPED = "skipped"  # missing inputs (no quote, no equity yet, trading not active)
+
+    decision_id = models.CharField(max_length=200, unique=True)
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="decisions")
+    bar_time = models.DateTimeField(help_text="start of the closed bar that triggered it")
+    model_version = models.CharField(max_length=100)
+    signal = models.SmallIntegerField()
+    confidence = models.DecimalField(max_digits=7, decimal_places=6)
+    price = price_field(null=True, blank=True)
+    equity = money_field(null=True, blank=True)
+    current_qty = qty_field(default=Decimal(0))
+    target_qty = qty_field(default=Decimal(0))
+    order_qty = qty_field(default=Decimal(0), help_text="signed: positive buys, negative sells")
+    order = models.OneToOneField(Order, null=True, blank=True, on_delete=models.PROTECT, related_name="decision")
+    status = models.CharField(max_length=12, choices=Status.choices)
+    reason = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = audited_history()
+
+    class Meta:
+        ordering = ["-bar_time", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(signal__in=[-1, 0, 1]), name="decision_signal_range"),
+            models.CheckConstraint(
+                condition=Q(confidence__gte=0) & Q(confidence__lte=1), name="decision_confidence_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision_id}: {self.status}"

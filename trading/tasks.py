@@ -152,3 +152,18 @@ def paper_broker_sweep() -> dict[str, Any]:
     with audit_actor("celery:trading.tasks.paper_broker_sweep"), _broker() as broker:
         assert isinstance(broker, PaperBroker)
         return paper_sweep(broker=broker)
+
+
+# --- the decision pipeline (trading.pipeline) ------------------------------------------------------------------
+
+
+@shared_task(name="trading.tasks.decide_on_bar", acks_late=True, expires=55, ignore_result=True)
+def decide_on_bar(symbol: str, bar_start: str) -> dict[str, Any]:
+    """One closed bar → one decision (idempotent by decision id); enqueued by the ingest worker after the bar is
+    stored. Expires with the next bar: a late decision is worse than none."""
+    from datetime import datetime
+
+    from trading.pipeline import decide_on_bar as decide
+
+    decision = decide(symbol=symbol, bar_time=datetime.fromisoformat(bar_start))
+    return {"decision": decision.decision_id, "status": decision.status, "order_id": decision.order_id}

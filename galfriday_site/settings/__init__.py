@@ -248,7 +248,7 @@ INGEST_BOOK_DEPTH = env.int("INGEST_BOOK_DEPTH", default=10)
 INGEST_BAR_INTERVALS = [int(v) for v in env.list("INGEST_BAR_INTERVALS", default=["60", "300"])]
 # Celery tasks the worker enqueues by name: after a closed 1-minute bar is stored, and after a private gap or
 # reconnect. Empty: not enqueued (until the decision pipeline and reconciliation tasks are deployed).
-INGEST_BAR_CLOSED_TASK = env.str("INGEST_BAR_CLOSED_TASK", default="")
+INGEST_BAR_CLOSED_TASK = env.str("INGEST_BAR_CLOSED_TASK", default="trading.tasks.decide_on_bar")
 INGEST_RECONCILE_TASK = env.str("INGEST_RECONCILE_TASK", default="")
 INGEST_DISCONNECT_ALERT_SECONDS = env.float("INGEST_DISCONNECT_ALERT_SECONDS", default=300.0)
 
@@ -265,6 +265,13 @@ GALFRIDAY_EXECUTION_RESOLVE_POLL_S = env.float("GALFRIDAY_EXECUTION_RESOLVE_POLL
 GALFRIDAY_EXECUTION_MUTEX_TTL_S = env.float("GALFRIDAY_EXECUTION_MUTEX_TTL_S", default=150.0)
 # Kraken account tier for the client-side rate-limit models: starter, intermediate or pro.
 GALFRIDAY_KRAKEN_TIER = env.str("GALFRIDAY_KRAKEN_TIER", default="starter")
+# The decision pipeline: the predictor (dotted path; trading.predictor.MomentumBaseline until a model serves), how
+# old a closed bar may be when its decision runs, and sizing (fraction of equity at full confidence, scaled by
+# volatility targeting toward an annualised volatility; empty disables the scaling).
+GALFRIDAY_PREDICTOR = env.str("GALFRIDAY_PREDICTOR", default="trading.predictor.MomentumBaseline")
+GALFRIDAY_DECISION_MAX_AGE_S = env.float("GALFRIDAY_DECISION_MAX_AGE_S", default=30.0)
+GALFRIDAY_SIZING_FRACTION = env.str("GALFRIDAY_SIZING_FRACTION", default="0.10")
+GALFRIDAY_SIZING_TARGET_VOLATILITY = env.str("GALFRIDAY_SIZING_TARGET_VOLATILITY", default="0.50")
 # The paper broker's fees (fractions) and slippage (basis points).
 GALFRIDAY_PAPER_MAKER_FEE = env.str("GALFRIDAY_PAPER_MAKER_FEE", default="0.0025")
 GALFRIDAY_PAPER_TAKER_FEE = env.str("GALFRIDAY_PAPER_TAKER_FEE", default="0.0040")

@@ -1,5 +1,6 @@
-"""Test doubles. `RecordingGateway` stands in for the execution gateway: the execution layer (the real gateway)
-is a later issue, so there is nothing real to run here; the tests assert what is handed over and when."""
+"""Test doubles. `RecordingGateway` stands in for the execution gateway where a test is about what the risk
+layer or the pipeline hands over, and when (after commit); execution itself is tested against the simulator in
+test_execution*.py."""
 
 from __future__ import annotations
 

@@ -1,0 +1,157 @@
+"""The decision pipeline: one closed bar → one decision, sized, risk-checked and handed to execution; a replay
+never trades twice; stale bars expire; spot never goes short."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from ingest.timeseries import Point
+from ingest.timeseries.relational import RelationalStore
+from trading.models import Decision, Order
+from trading.pipeline import (
+    SizingPolicy,
+    annualised_volatility,
+    decide_on_bar,
+    order_quantity,
+    target_quantity,
+)
+from trading.predictor import MomentumBaseline, Prediction
+from trading.services import equity_snapshot_take
+from trading.tasks import decide_on_bar as decide_on_bar_task
+
+pytestmark = pytest.mark.django_db
+
+
+def write_bars(closes: list[str], *, end: datetime, symbol: str = "BTC/USD") -> None:
+    start = end - timedelta(minutes=len(closes) - 1)
+    RelationalStore().write_batch(
+        [
+            Point(
+                "bars",
+                start + timedelta(minutes=i),
+                {"close": Decimal(c), "open": Decimal(c), "high": Decimal(c), "low": Decimal(c), "trades": 1},
+                {"symbol": symbol, "interval": "1m"},
+            )
+            for i, c in enumerate(closes)
+        ]
+    )
+
+
+@pytest.fixture(autouse=True)
+def _relational_time_series(settings) -> None:  # type: ignore[no-untyped-def]
+    """Bars live in the relational store here (the InfluxDB adapter has its own tests against the real server)."""
+    settings.INFLUXDB_URL = ""
+
+
+@pytest.fixture
+def bar_time() -> datetime:
+    """The start of the bar that just closed."""
+    now = timezone.now().replace(second=0, microsecond=0)
+    return now - timedelta(minutes=1)
+
+
+@pytest.fixture
+def account(market):  # type: ignore[no-untyped-def]
+    equity_snapshot_take(marks={"BTC/USD": Decimal("100")})
+    return market
+
+
+def rising(n: int = 61) -> list[str]:
+    return [f"{100 + i * 0.1:.1f}" for i in range(n)]  # +6% over the hour, +1.5% over the last 15 bars
+
+
+def test_rising_market_buys_once_through_risk_and_execution(  # type: ignore[no-untyped-def]
+    account, gateway, bar_time, django_capture_on_commit_callbacks
+) -> None:
+    write_bars(rising(), end=bar_time)
+    with django_capture_on_commit_callbacks(execute=True):
+        decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1, seconds=2))
+    assert decision.status == Decision.Status.ORDERED
+    assert decision.signal == 1
+    assert decision.model_version == MomentumBaseline.version
+    order = decision.order
+    assert order is not None
+    assert (order.side, order.order_type, order.state) == ("buy", "market", "submitted")
+    assert order.quantity == decision.order_qty > 0
+    assert gateway == [("submit", order.pk)]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        again = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1, seconds=3))
+    assert again.pk == decision.pk
+    assert Order.objects.count() == 1
+    assert gateway == [("submit", order.pk)]
+
+
+def test_task_runs_the_pipeline_and_is_safe_twice(account, gateway, bar_time) -> None:  # type: ignore[no-untyped-def]
+    write_bars(rising(), end=bar_time)
+    first = decide_on_bar_task("BTC/USD", bar_time.isoformat())
+    second = decide_on_bar_task("BTC/USD", bar_time.isoformat())
+    assert first == second
+    assert Order.objects.count() == (1 if first["status"] == "ordered" else 0)
+
+
+def test_stale_bar_expires_without_trading(account, gateway, bar_time) -> None:  # type: ignore[no-untyped-def]
+    write_bars(rising(), end=bar_time)
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=5))
+    assert decision.status == Decision.Status.EXPIRED
+    assert Order.objects.count() == 0
+    assert gateway == []
+
+
+def test_flat_market_makes_no_trade(account, gateway, bar_time) -> None:  # type: ignore[no-untyped-def]
+    write_bars(["100.0"] * 61, end=bar_time)
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
+    assert (decision.status, decision.signal) == (Decision.Status.NO_TRADE, 0)
+    assert Order.objects.count() == 0
+
+
+def test_sell_signal_without_a_position_stays_flat_on_spot(account, gateway, bar_time) -> None:  # type: ignore[no-untyped-def]
+    write_bars(list(reversed(rising())), end=bar_time)
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
+    assert decision.signal == -1
+    assert decision.status == Decision.Status.NO_TRADE
+    assert decision.target_qty == 0
+    assert Order.objects.count() == 0
+
+
+def test_missing_equity_skips_with_a_reason(market, gateway, bar_time) -> None:  # type: ignore[no-untyped-def]
+    write_bars(rising(), end=bar_time)
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
+    assert decision.status == Decision.Status.SKIPPED
+    assert "equity" in decision.reason
+
+
+def test_sizing_math() -> None:
+    policy = SizingPolicy(fraction=Decimal("0.10"), target_volatility=Decimal("0.5"), max_scale=Decimal("2"))
+    buy = Prediction(1, 0.5, "m")
+    # 10% of 10,000 at half confidence = 500 USD; volatility 1.0 vs target 0.5 halves it: 250 USD at 100 = 2.5.
+    assert target_quantity(
+        prediction=buy, equity=Decimal(10000), price=Decimal(100), policy=policy, volatility=Decimal("1.0")
+    ) == Decimal("2.5")
+    # Low volatility scales up, capped at 2x.
+    assert target_quantity(
+        prediction=buy, equity=Decimal(10000), price=Decimal(100), policy=policy, volatility=Decimal("0.01")
+    ) == Decimal("10")
+    assert target_quantity(
+        prediction=Prediction(-1, 1.0, "m"), equity=Decimal(10000), price=Decimal(100), policy=policy, volatility=None
+    ) == Decimal(0)
+
+
+def test_order_quantity_respects_lot_precision_and_minimums(market) -> None:  # type: ignore[no-untyped-def]
+    assert order_quantity(instrument=market, current=Decimal(0), target=Decimal("1.123456789"), price=Decimal(100)) == (
+        Decimal("1.12345678")
+    )
+    assert order_quantity(instrument=market, current=Decimal(1), target=Decimal("1.00001"), price=Decimal(100)) == 0
+    assert order_quantity(instrument=market, current=Decimal(1), target=Decimal("0.5"), price=Decimal(100)) == Decimal(
+        "-0.5"
+    )
+
+
+def test_annualised_volatility_of_a_constant_series_is_zero_and_needs_data() -> None:
+    assert annualised_volatility([Decimal(100)] * 10) == 0
+    assert annualised_volatility([Decimal(100)]) is None
+    assert annualised_volatility([Decimal(100), Decimal(101), Decimal(100), Decimal(101)]) > 0
