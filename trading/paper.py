@@ -319,3 +319,32 @@ def paper_sweep(*, broker: PaperBroker, actor: str = "paper:sweep") -> dict[str,
     if filled:
         logger.info("paper sweep filled resting orders", extra={"orders": filled})
     return {"filled": filled, "busy": busy, "books": len(books)}
+
+
+def parse_balances(text: str) -> dict[str, Decimal]:
+    """`USD=100000,BTC=0.5` → {"USD": Decimal("100000"), "BTC": Decimal("0.5")}; a clear error otherwise."""
+    balances: dict[str, Decimal] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        asset, sep, amount = part.partition("=")
+        try:
+            value = Decimal(amount)
+        except ArithmeticError as exc:
+            raise ValueError(f"paper balance {part!r}: {amount!r} is not a number") from exc
+        if not sep or not asset.strip() or not value.is_finite() or value < 0:
+            raise ValueError(f"paper balance {part!r} must look like ASSET=AMOUNT with AMOUNT >= 0")
+        balances[asset.strip().upper()] = value
+    return balances
+
+
+def paper_account_seed(*, balances: dict[str, Decimal] | None = None) -> dict[str, Decimal]:
+    """Give a new paper account its starting balances (GALFRIDAY_PAPER_BALANCES); once: an account that already
+    has balances is left alone. Returns what was set (empty when nothing was)."""
+    from trading.models import Balance
+    from trading.services import balance_set
+
+    if Balance.objects.exists():
+        return {}
+    wanted = balances if balances is not None else parse_balances(getattr(settings, "GALFRIDAY_PAPER_BALANCES", ""))
+    for asset, amount in wanted.items():
+        balance_set(asset=asset, total=amount, source=EventSource.SYSTEM, actor="paper-account")
+    return wanted

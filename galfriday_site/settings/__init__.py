@@ -272,6 +272,8 @@ GALFRIDAY_PREDICTOR = env.str("GALFRIDAY_PREDICTOR", default="trading.predictor.
 GALFRIDAY_DECISION_MAX_AGE_S = env.float("GALFRIDAY_DECISION_MAX_AGE_S", default=30.0)
 GALFRIDAY_SIZING_FRACTION = env.str("GALFRIDAY_SIZING_FRACTION", default="0.10")
 GALFRIDAY_SIZING_TARGET_VOLATILITY = env.str("GALFRIDAY_SIZING_TARGET_VOLATILITY", default="0.50")
+# A new paper account's starting balances (seeded once by `standalone` or `manage.py seed_paper_account`).
+GALFRIDAY_PAPER_BALANCES = env.str("GALFRIDAY_PAPER_BALANCES", default="USD=100000")
 # The paper broker's fees (fractions) and slippage (basis points).
 GALFRIDAY_PAPER_MAKER_FEE = env.str("GALFRIDAY_PAPER_MAKER_FEE", default="0.0025")
 GALFRIDAY_PAPER_TAKER_FEE = env.str("GALFRIDAY_PAPER_TAKER_FEE", default="0.0040")

@@ -70,6 +70,8 @@ class Command(BaseCommand):
         created, updated, _ = sync_periodic_tasks()
         self.stdout.write(f"periodic tasks: {created} created, {updated} updated")
         self._ensure_admin()
+        if settings.TRADING_MODE == "paper":
+            call_command("seed_paper_account")
 
         children = self._children(options)
         for sig in (signal.SIGINT, signal.SIGTERM):
