@@ -170,3 +170,103 @@ class StageEvent(models.Model):
         if self.kind == self.Kind.STAGE:
             return f"{self.model_id} v{self.version_id}: {self.from_stage} -> {self.to_stage}"
         return f"{self.model_id}@{self.alias} {self.kind} v{self.version_id}"
+
+
+class TrainingRun(models.Model):
+    """One training request, keyed by its request id so that running it twice registers one version.
+
+    A request moves running -> succeeded (with the version it registered) or failed (with the error). A second
+    run of a succeeded request returns its version; one of a request still running (and not stale) is refused.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    request_id = models.CharField(max_length=64, unique=True)
+    model_name = models.CharField(max_length=100)
+    symbol = models.CharField(max_length=32)
+    data_start = models.DateTimeField()
+    data_end = models.DateTimeField()
+    parameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    attempts = models.PositiveIntegerField(default=1)
+    version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="training_runs"
+    )
+    error = models.TextField(blank=True, default="")
+    actor = models.CharField(max_length=200, blank=True, default="")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=["running", "succeeded", "failed"]), name="trainrun_status"),
+            models.CheckConstraint(
+                condition=~Q(status="succeeded") | Q(version__isnull=False), name="trainrun_success_has_version"
+            ),
+            models.CheckConstraint(condition=Q(data_start__lt=F("data_end")), name="trainrun_window_order"),
+        ]
+
+    def __str__(self) -> str:
+        return f"training {self.request_id} [{self.status}]"
+
+
+class HistoryBackfill(models.Model):
+    """What one backfill of exchange OHLC history fetched and wrote to the time-series store."""
+
+    symbol = models.CharField(max_length=32)
+    interval = models.CharField(max_length=8, default="1m")
+    source = models.CharField(max_length=200, help_text="exchange REST base URL")
+    requested_start = models.DateTimeField(null=True, blank=True)
+    requested_end = models.DateTimeField(null=True, blank=True)
+    first_bar = models.DateTimeField(null=True, blank=True)
+    last_bar = models.DateTimeField(null=True, blank=True)
+    calls = models.PositiveIntegerField(default=0)
+    fetched = models.PositiveIntegerField(default=0, help_text="committed bars the exchange returned in range")
+    written = models.PositiveIntegerField(default=0, help_text="bars written (not already in the store)")
+    already_stored = models.PositiveIntegerField(default=0)
+    gaps_filled = models.PositiveIntegerField(default=0, help_text="minutes without trades written as flat bars")
+    error = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name_plural = "history backfills"
+
+    def __str__(self) -> str:
+        return f"backfill {self.symbol} {self.interval} ({self.written} written)"
+
+
+class Prediction(models.Model):
+    """One prediction served by a version for a trading decision (input to experiments and drift checks).
+
+    Unique on (decision id, version): a replayed decision does not record a second prediction.
+    """
+
+    decision_id = models.CharField(max_length=100)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    symbol = models.CharField(max_length=32, blank=True, default="")
+    features_hash = models.CharField(max_length=64, help_text="SHA-256 of the float64 feature row(s)")
+    probabilities = models.JSONField(help_text="class label -> probability")
+    predicted_class = models.SmallIntegerField()
+    signal = models.SmallIntegerField()
+    confidence = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["decision_id", "version"], name="prediction_decision_version_uniq"),
+            models.CheckConstraint(condition=Q(signal__in=[-1, 0, 1]), name="prediction_signal_valid"),
+            models.CheckConstraint(condition=Q(predicted_class__in=[-1, 0, 1]), name="prediction_class_valid"),
+            models.CheckConstraint(condition=Q(confidence__gte=0) & Q(confidence__lte=1), name="prediction_conf_range"),
+            models.CheckConstraint(condition=~Q(decision_id=""), name="prediction_decision_nonempty"),
+        ]
+        indexes = [models.Index(fields=["version", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"prediction {self.decision_id} by v{self.version_id}: {self.signal}"

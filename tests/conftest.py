@@ -143,3 +143,12 @@ def simulator_process() -> Iterator[dict[str, str]]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _time_series_isolation(request: pytest.FixtureRequest, settings) -> None:  # type: ignore[no-untyped-def]
+    """Tests keep their bars in the relational store, rolled back with the test's transaction, unless they are
+    about InfluxDB (marked `services("influxdb")`): those give themselves a database of their own."""
+    names = {name for marker in request.node.iter_markers(name="services") for name in marker.args}
+    if "influxdb" not in names:
+        settings.INFLUXDB_URL = ""

@@ -265,10 +265,11 @@ GALFRIDAY_EXECUTION_RESOLVE_POLL_S = env.float("GALFRIDAY_EXECUTION_RESOLVE_POLL
 GALFRIDAY_EXECUTION_MUTEX_TTL_S = env.float("GALFRIDAY_EXECUTION_MUTEX_TTL_S", default=150.0)
 # Kraken account tier for the client-side rate-limit models: starter, intermediate or pro.
 GALFRIDAY_KRAKEN_TIER = env.str("GALFRIDAY_KRAKEN_TIER", default="starter")
-# The decision pipeline: the predictor (dotted path; trading.predictor.MomentumBaseline until a model serves), how
+# The decision pipeline: the predictor (dotted path; the registry's, which lets trading.predictor.MomentumBaseline
+# decide until a model version serves the symbol), how
 # old a closed bar may be when its decision runs, and sizing (fraction of equity at full confidence, scaled by
 # volatility targeting toward an annualised volatility; empty disables the scaling).
-GALFRIDAY_PREDICTOR = env.str("GALFRIDAY_PREDICTOR", default="trading.predictor.MomentumBaseline")
+GALFRIDAY_PREDICTOR = env.str("GALFRIDAY_PREDICTOR", default="models_registry.predictor.PipelinePredictor")
 GALFRIDAY_DECISION_MAX_AGE_S = env.float("GALFRIDAY_DECISION_MAX_AGE_S", default=30.0)
 GALFRIDAY_SIZING_FRACTION = env.str("GALFRIDAY_SIZING_FRACTION", default="0.10")
 GALFRIDAY_SIZING_TARGET_VOLATILITY = env.str("GALFRIDAY_SIZING_TARGET_VOLATILITY", default="0.50")
@@ -292,6 +293,13 @@ MODELS_REGISTRY_TRUSTED_TYPES = env.list("MODELS_REGISTRY_TRUSTED_TYPES", defaul
 MODELS_REGISTRY_PROMOTION_GATES = env.json("MODELS_REGISTRY_PROMOTION_GATES", default={})
 MODELS_REGISTRY_EXTRA_GATES: list[str] = []
 GALFRIDAY_CODE_VERSION = env.str("GALFRIDAY_CODE_VERSION", default="")
+# Which registered model serves a symbol ({"BTC/USD": "name"}; default name derived from the symbol) and which
+# of its versions (a stage or an alias).
+MODELS_REGISTRY_SYMBOL_MODELS = env.json("MODELS_REGISTRY_SYMBOL_MODELS", default={})
+MODELS_REGISTRY_PREDICTOR_SELECTOR = env.str("MODELS_REGISTRY_PREDICTOR_SELECTOR", default="production")
+# How often (ms) a process checks whether a promotion elsewhere changed the serving version.
+MODELS_REGISTRY_PREDICTION_CHECK_INTERVAL_MS = env.int("MODELS_REGISTRY_PREDICTION_CHECK_INTERVAL_MS", default=200)
+MODELS_REGISTRY_TRAINING_MIN_SAMPLES = env.int("MODELS_REGISTRY_TRAINING_MIN_SAMPLES", default=300)
 
 # --- API ---------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

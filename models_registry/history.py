@@ -1,0 +1,297 @@
+"""Bar history for training: backfill 1-minute OHLC from the exchange REST API into the time-series store, and
+load a window of stored bars as the DataFrame the feature code takes.
+
+Backfill
+    ``OHLC`` (``KrakenRestClient.ohlc``) returns at most 720 rows after ``since`` (exclusive) and ``last``, the
+    start of the newest committed bar; rows after ``last`` are still forming and are not written. Pages are
+    followed with ``since = last`` until no new committed bar comes back (or ``max_calls``). Kraken (and the
+    simulator) keep only the last 720 bars of an interval, so a backfill reaches back about 12 hours of 1-minute
+    bars; older history must come from the store (the ingest worker's bars).
+
+    Bars are written as ``ingest.bars.Bar(...).to_point()`` (measurement ``bars``, tags symbol and interval
+    ``1m``, revision 0). A bar already in the store is left alone (the ingest worker's bar, possibly revised by
+    late trades, is at least as good), so a second run writes nothing. A minute inside the fetched span without
+    a row (no trade on the exchange) is written as a flat bar at the previous close with zero volume, the rule
+    the live bar builder applies to quiet intervals, so backfilled and live series look alike. Every run is
+    recorded as a :class:`~models_registry.models.HistoryBackfill` row.
+
+Loading
+    :func:`load_bars` reads ``[start, end)`` of one symbol's 1-minute bars, converts the Decimal fields to float
+    (the feature boundary), and fills the minutes missing inside the window the same way (flat bars), returning
+    how many were filled so lineage can show it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.utils import timezone
+
+from ingest.bars import BAR_MEASUREMENT, Bar
+from ingest.timeseries import TimeSeriesStore, get_store
+from models_registry.models import HistoryBackfill
+
+logger = logging.getLogger(__name__)
+
+INTERVAL_SECONDS = 60
+INTERVAL_LABEL = "1m"
+OHLC_MAX_ROWS = 720
+DEFAULT_MAX_CALLS = 50
+BAR_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume", "vwap", "trades")
+
+
+class OhlcClient(Protocol):
+    """What the backfill needs of the exchange client (``KrakenRestClientSync`` satisfies it)."""
+
+    def ohlc(self, pair: str, *, interval: int = 1, since: int | None = None) -> Any: ...
+
+
+class HistoryError(Exception):
+    """The exchange or the store could not provide the history asked for."""
+
+
+def bar_tags(symbol: str) -> dict[str, str]:
+    return {"symbol": symbol, "interval": INTERVAL_LABEL}
+
+
+def _utc(moment: datetime | None, name: str) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC), got {moment!r}")
+    return moment.astimezone(UTC)
+
+
+def _epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def _from_epoch(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+@dataclass(frozen=True)
+class BackfillResult:
+    symbol: str
+    calls: int
+    fetched: int
+    written: int
+    already_stored: int
+    gaps_filled: int
+    first_bar: datetime | None
+    last_bar: datetime | None
+    record_id: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "calls": self.calls,
+            "fetched": self.fetched,
+            "written": self.written,
+            "already_stored": self.already_stored,
+            "gaps_filled": self.gaps_filled,
+            "first_bar": self.first_bar.isoformat() if self.first_bar else None,
+            "last_bar": self.last_bar.isoformat() if self.last_bar else None,
+            "record_id": self.record_id,
+        }
+
+
+def default_client() -> Any:
+    """A REST client for the configured exchange (public calls only: no key needed). Close it when done."""
+    from ingest.kraken.rest import KrakenRestClientSync
+
+    return KrakenRestClientSync(
+        base_url=settings.KRAKEN_REST_URL, timeout=float(getattr(settings, "KRAKEN_TIMEOUT", 10.0))
+    )
+
+
+def _fetch(client: OhlcClient, symbol: str, since: int | None, end: int | None, max_calls: int) -> tuple[dict, int]:
+    """Committed bars by start time (epoch seconds) after `since` and before `end`, and the number of calls."""
+    bars: dict[int, Any] = {}
+    cursor = since
+    calls = 0
+    while calls < max_calls:
+        result = client.ohlc(symbol, interval=1, since=cursor)
+        calls += 1
+        committed = [b for b in result.bars if b.time <= result.last and (cursor is None or b.time > cursor)]
+        for bar in committed:
+            if end is None or bar.time < end:
+                bars[bar.time] = bar
+        if not committed or (cursor is not None and result.last <= cursor):
+            break
+        cursor = result.last
+        if end is not None and cursor >= end:
+            break
+    return bars, calls
+
+
+def _to_bar(symbol: str, raw: Any) -> Bar:
+    return Bar(
+        symbol=symbol,
+        interval_seconds=INTERVAL_SECONDS,
+        start=_from_epoch(raw.time),
+        open=raw.open,
+        high=raw.high,
+        low=raw.low,
+        close=raw.close,
+        volume=raw.volume,
+        vwap=raw.vwap,
+        trades=int(raw.count),
+    )
+
+
+def _flat_bar(symbol: str, start: int, close: Decimal) -> Bar:
+    zero = Decimal(0)
+    return Bar(symbol, INTERVAL_SECONDS, _from_epoch(start), close, close, close, close, zero, close, 0)
+
+
+def backfill_history(
+    *,
+    symbol: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    client: OhlcClient | None = None,
+    store: TimeSeriesStore | None = None,
+    max_calls: int = DEFAULT_MAX_CALLS,
+) -> BackfillResult:
+    """Fetch committed 1-minute bars of `symbol` in ``[start, end)`` (all the exchange has when None) and write
+    those the store lacks. Idempotent: a second run finds every bar stored and writes nothing."""
+    start = _utc(start, "start")
+    end = _utc(end, "end")
+    if start is not None and end is not None and start >= end:
+        raise ValueError("the backfill window must start before it ends")
+    store = store or get_store()
+    own_client = client is None
+    rest: Any = default_client() if client is None else client
+    record = HistoryBackfill.objects.create(
+        symbol=symbol,
+        interval=INTERVAL_LABEL,
+        source=str(getattr(settings, "KRAKEN_REST_URL", "")),
+        requested_start=start,
+        requested_end=end,
+        started_at=timezone.now(),
+    )
+    try:
+        since = _epoch(start) - 1 if start is not None else None
+        fetched, calls = _fetch(rest, symbol, since, _epoch(end) if end is not None else None, max_calls)
+        record.calls = calls
+        bars: list[Bar] = []
+        filled: set[datetime] = set()
+        previous: Any = None
+        for t in sorted(fetched):
+            raw = fetched[t]
+            if previous is not None:
+                for missing in range(previous.time + INTERVAL_SECONDS, t, INTERVAL_SECONDS):
+                    bars.append(_flat_bar(symbol, missing, previous.close))
+                    filled.add(bars[-1].start)
+            bars.append(_to_bar(symbol, raw))
+            previous = raw
+        stored: set[datetime] = set()
+        if bars:
+            existing = store.query_range(
+                BAR_MEASUREMENT, bars[0].start, bars[-1].start + timedelta(seconds=INTERVAL_SECONDS), bar_tags(symbol)
+            )
+            stored = {p.time.astimezone(UTC) for p in existing}
+        missing_bars = [b for b in bars if b.start not in stored]
+        written = store.write_batch([b.to_point() for b in missing_bars]) if missing_bars else 0
+        gaps_written = sum(1 for b in missing_bars if b.start in filled)
+        record.fetched = len(fetched)
+        record.written = written
+        record.already_stored = len(bars) - len(missing_bars)
+        record.gaps_filled = gaps_written
+        record.first_bar = bars[0].start if bars else None
+        record.last_bar = bars[-1].start if bars else None
+    except Exception as exc:
+        record.error = f"{type(exc).__name__}: {exc}"[:2000]
+        record.finished_at = timezone.now()
+        record.save()
+        logger.warning("history backfill failed", extra={"symbol": symbol, "error": record.error})
+        raise HistoryError(f"backfilling {symbol} failed: {exc}") from exc
+    finally:
+        if own_client:
+            rest.close()
+    record.finished_at = timezone.now()
+    record.save()
+    logger.info(
+        "history backfilled",
+        extra={"symbol": symbol, "calls": calls, "fetched": record.fetched, "written": written, "gaps": gaps_written},
+    )
+    return BackfillResult(
+        symbol=symbol,
+        calls=calls,
+        fetched=record.fetched,
+        written=written,
+        already_stored=record.already_stored,
+        gaps_filled=gaps_written,
+        first_bar=record.first_bar,
+        last_bar=record.last_bar,
+        record_id=record.pk,
+    )
+
+
+# --- loading -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedBars:
+    bars: pd.DataFrame  # float64 columns BAR_COLUMNS, indexed by UTC bar start, one row per minute
+    stored: int  # rows read from the store
+    filled: int  # minutes missing inside the window, filled as flat bars
+
+
+def bars_frame(points: list[Any]) -> pd.DataFrame:
+    """Stored bar points as a float DataFrame indexed by bar start (UTC), oldest first, duplicates dropped."""
+    index = pd.DatetimeIndex([p.time for p in points]).tz_convert("UTC") if points else pd.DatetimeIndex([], tz="UTC")
+    data = {
+        column: np.fromiter((float(p.fields.get(column, np.nan)) for p in points), dtype=np.float64, count=len(points))
+        for column in BAR_COLUMNS
+    }
+    frame = pd.DataFrame(data, index=index)
+    frame = frame[~frame.index.duplicated(keep="last")].sort_index()
+    frame.index.name = "time"
+    return frame
+
+
+def fill_gaps(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """One row per minute from the first to the last bar; missing minutes become flat bars at the previous
+    close with zero volume and trades. Returns the frame and the number of rows filled."""
+    if frame.empty:
+        return frame, 0
+    grid = pd.date_range(frame.index[0], frame.index[-1], freq="min", tz="UTC")
+    if len(grid) == len(frame):
+        return frame, 0
+    full = frame.reindex(grid)
+    missing = full["close"].isna()
+    close = full["close"].ffill()
+    for column in ("open", "high", "low", "close", "vwap"):
+        full[column] = full[column].where(~missing, close)
+    full["volume"] = full["volume"].fillna(0.0)
+    full["trades"] = full["trades"].fillna(0.0)
+    full.index.name = frame.index.name
+    return full, int(missing.sum())
+
+
+def load_bars(
+    *, symbol: str, start: datetime, end: datetime, store: TimeSeriesStore | None = None, fill: bool = True
+) -> LoadedBars:
+    """The stored 1-minute bars of `symbol` with ``start <= time < end``."""
+    start_utc = _utc(start, "start")
+    end_utc = _utc(end, "end")
+    assert start_utc is not None
+    assert end_utc is not None
+    if start_utc >= end_utc:
+        raise ValueError("the data window must start before it ends")
+    store = store or get_store()
+    points = store.query_range(BAR_MEASUREMENT, start_utc, end_utc, bar_tags(symbol))
+    frame = bars_frame(points)
+    filled = 0
+    if fill:
+        frame, filled = fill_gaps(frame)
+    return LoadedBars(bars=frame, stored=len(points), filled=filled)

@@ -1,0 +1,58 @@
+"""Model-registry tasks (routed to the `lifecycle` queue by `models_registry.tasks.*`): thin, primitives in, a
+service called, safe to run twice (the training request id keys the work)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from celery import shared_task
+
+from galfriday_site.audit import audit_actor
+from galfriday_site.errors import ApplicationError
+
+TASK_ACTOR = "celery:models_registry.tasks.train_model_task"
+
+
+@shared_task(name="models_registry.tasks.train_model_task", acks_late=True)
+def train_model_task(
+    *,
+    request_id: str,
+    symbol: str,
+    start: str,
+    end: str,
+    model: str = "hgb",
+    horizon: int | None = None,
+    model_name: str | None = None,
+    n_trials: int = 1,
+    seed: int = 0,
+    dead_zone: float | str | None = None,
+) -> dict[str, Any]:
+    """Train and register one version for `request_id` (ISO 8601 window). A redelivered or repeated task
+    returns the version the request already registered; a refused request (too few bars, in progress
+    elsewhere) returns its error instead of retrying: more attempts cannot help."""
+    from models_registry.training import TrainingConfig, TrainingResult, min_training_samples, train_model
+
+    config = TrainingConfig(
+        model=model,  # type: ignore[arg-type]
+        horizon=horizon or TrainingConfig.horizon,
+        seed=seed,
+        dead_zone=dead_zone,  # type: ignore[arg-type]
+        min_samples=min_training_samples(),
+    )
+    try:
+        with audit_actor(TASK_ACTOR):
+            result = train_model(
+                symbol=symbol,
+                start=datetime.fromisoformat(start),
+                end=datetime.fromisoformat(end),
+                config=config,
+                model_name=model_name,
+                request_id=request_id,
+                n_trials=n_trials,
+                actor=TASK_ACTOR,
+            )
+    except ApplicationError as exc:
+        return {"request_id": request_id, "status": "refused", "error": exc.code, "message": exc.message}
+    assert isinstance(result, TrainingResult)
+    return {"status": "succeeded", **result.as_dict()}
