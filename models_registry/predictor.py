@@ -22,9 +22,9 @@ from typing import Any
 
 from django.conf import settings
 
+from galfriday_site.errors import NotFoundError
 from models_registry.prediction import PredictionService, get_prediction_service
 from models_registry.training import default_model_name
-from galfriday_site.errors import NotFoundError
 from trading.predictor import Prediction as TradingPrediction
 
 
