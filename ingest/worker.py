@@ -170,6 +170,10 @@ class IngestWorker:
             await self._apply_journal()  # whatever a previous run journaled but did not apply
             await self.ws.subscribe_executions(snap_orders=True, snap_trades=True)
             await self.ws.subscribe_balances()
+            # What happened while nobody listened is only on the exchange: reconcile now.
+            if self.config.reconcile_task and self.enqueue is not None:
+                self._enqueue(self.config.reconcile_task, ["startup"])
+                self.counters["reconciliations_requested"] += 1
         self._spawn(self.writer.run(), "timeseries-writer")
         self._spawn(self._every(self.config.quote_flush_s, self._flush_quotes), "quotes")
         self._spawn(self._every(self.config.heartbeat_s, self._heartbeat), "heartbeat")

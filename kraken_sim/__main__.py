@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="market steps per second per instrument (replay: messages per second; default 10)",
     )
     p.add_argument("--warmup", type=int, default=600, help="back-dated generator steps before start (default 600)")
+    p.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=3600.0,
+        help="how far back the warm-up starts, i.e. how much OHLC/trade history exists at start (default 3600)",
+    )
     p.add_argument("--no-ws-compression", action="store_true", help="refuse permessage-deflate on WebSockets")
     p.add_argument("--record", action="store_true", help="keep every public message sent (GET /_sim/state)")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO, to stderr)")
@@ -99,6 +105,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         replay_loop=not args.no_replay_loop,
         rate=args.rate,
         warmup_steps=args.warmup,
+        warmup_seconds=args.warmup_seconds,
         record_messages=args.record,
         ws_compression=not args.no_ws_compression,
     )

@@ -63,6 +63,8 @@ FAULTS: dict[str, dict[str, Callable[[Any], Any]]] = {
         "userref": _INT,
     },
     "external_fill": {"order_id": _STR, "qty": _STR},
+    "balance_move": {"asset": _STR, "amount": _STR, "type": _STR},
+    "fee_adjust": {"txid": _STR, "fee": _STR},
 }
 
 
@@ -128,6 +130,10 @@ class AdminApi:
                 "qty": str(result.qty),
                 "price": str(result.price),
             }
+        if name == "balance_move":
+            return {"ledger_id": result.ledger_id, "asset": result.asset.code, "balance": str(result.balance)}
+        if name == "fee_adjust":
+            return {"txid": result.txid, "fee": str(result.fee)}
         if name in ("drop_connections", "skip_sequence"):
             return {"affected": result}
         return {}

@@ -9,14 +9,15 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from kraken_sim.accounts import AccountTrade
+from kraken_sim.accounts import AccountTrade, LedgerEntry, quantize
 from kraken_sim.engine import Order, OrderType, Side, TimeInForce
 from kraken_sim.errors import KrakenError
 from kraken_sim.exchange import OrderRequest
+from kraken_sim.instruments import Asset
 
 if TYPE_CHECKING:
     from kraken_sim.exchange import Exchange
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 
 SCOPES = ("all", "public", "private")
 SILENCE_MODES = ("hold", "drop")
+BALANCE_MOVE_TYPES = ("reward", "staking", "deposit", "withdrawal", "transfer", "adjustment", "credit")
+# Assets that appear only through balance moves (staking and rewards: ``DOT.S``, ``USD.M``, ``ETH2.S``...): no pair
+# trades them, so they get a plain name and Kraken's usual 10 (crypto) or 4 (fiat, ``.M`` on USD/EUR) decimals.
+_FIAT = ("USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD")
 PRIVATE_CHANNELS = ("executions", "balances")
 
 
@@ -202,6 +207,87 @@ class Faults:
             raise FaultError(exc.code) from exc
         except ArithmeticError as exc:
             raise FaultError(f"invalid qty: {exc}") from exc
+
+    def balance_move(self, asset: str, amount: Decimal | str, type: str = "reward") -> LedgerEntry:
+        """A balance change outside trading (staking or opt-in rewards, a deposit, an adjustment): one ledger
+        entry of ``type``, sent on ``balances``; REST Balance/BalanceEx show it. An asset the account does not
+        hold yet (``DOT.S``, ``USD.M``) is added, named as given (REST id, altname and v2 code alike)."""
+        assert self.exchange is not None
+        if type not in BALANCE_MOVE_TYPES:
+            raise FaultError(f"balance_move type must be one of {', '.join(BALANCE_MOVE_TYPES)}")
+        code = asset.strip().upper()
+        if not code or len(code) > 16:
+            raise FaultError("balance_move needs an asset name")
+        try:
+            delta = Decimal(str(amount))
+        except ArithmeticError as exc:
+            raise FaultError(f"invalid amount: {exc}") from exc
+        if not delta.is_finite() or delta == 0:
+            raise FaultError("balance_move needs a non-zero amount")
+        registry, account = self.exchange.registry, self.exchange.account
+        known = registry.asset_by_any_name(code)
+        if known is None:
+            decimals = 4 if code.split(".")[0] in _FIAT else 10
+            known = Asset(code, code, code, decimals, min(decimals, 5))
+            registry._assets[code] = known  # the registry lists every asset the account holds
+            account.balances[code] = Decimal(0)
+        delta = quantize(delta, known.decimals)
+        if account.balances[known.code] + delta < 0:
+            raise FaultError(f"balance_move would make {known.code} negative")
+        account.balances[known.code] += delta
+        entry = LedgerEntry(
+            self.exchange.ids.ledger_id(),
+            self.exchange.ids.ledger_id(),
+            self.exchange.clock.now_ns(),
+            type,
+            known,
+            delta,
+            Decimal(0),
+            account.balances[known.code],
+        )
+        account.ledger.append(entry)
+        self.exchange.sink.ledger(entry)
+        return entry
+
+    def fee_adjust(self, txid: str, fee: Decimal | str) -> AccountTrade:
+        """The exchange charges a different fee for a past trade than it reported at execution (a fee rebate or
+        correction): TradesHistory, QueryTrades and the order's fee show the new fee, the quote balance moves by
+        the difference with an ``adjustment`` ledger entry. The execution already sent is not repeated."""
+        assert self.exchange is not None
+        account = self.exchange.account
+        index = next((i for i, t in enumerate(account.trades) if t.txid == txid), None)
+        if index is None:
+            raise FaultError(f"unknown trade {txid}")
+        trade = account.trades[index]
+        quote = trade.order.instrument.quote
+        try:
+            new_fee = quantize(Decimal(str(fee)), quote.decimals)
+        except ArithmeticError as exc:
+            raise FaultError(f"invalid fee: {exc}") from exc
+        if not new_fee.is_finite() or new_fee < 0:
+            raise FaultError("fee_adjust needs a non-negative fee")
+        delta = new_fee - trade.fee
+        if delta == 0:
+            raise FaultError("fee_adjust needs a fee different from the trade's")
+        if account.balances[quote.code] - delta < 0:
+            raise FaultError(f"fee_adjust would make {quote.code} negative")
+        adjusted = replace(trade, fee=new_fee)
+        account.trades[index] = adjusted
+        trade.order.fee += delta
+        account.balances[quote.code] -= delta
+        entry = LedgerEntry(
+            self.exchange.ids.ledger_id(),
+            txid,
+            self.exchange.clock.now_ns(),
+            "adjustment",
+            quote,
+            -delta,
+            Decimal(0),
+            account.balances[quote.code],
+        )
+        account.ledger.append(entry)
+        self.exchange.sink.ledger(entry)
+        return adjusted
 
     # -- all --------------------------------------------------------------------------------------------
     def clear(self) -> None:

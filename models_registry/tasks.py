@@ -56,3 +56,14 @@ def train_model_task(
         return {"request_id": request_id, "status": "refused", "error": exc.code, "message": exc.message}
     assert isinstance(result, TrainingResult)
     return {"status": "succeeded", **result.as_dict()}
+
+
+@shared_task(name="models_registry.tasks.bootstrap_model_task", acks_late=True)
+def bootstrap_model_task(symbol: str) -> dict[str, Any]:
+    """First start: when the symbol has no production model, backfill, train, register and promote through the
+    gates (never overriding them). Safe to run again: it does nothing once a version is in production."""
+    from models_registry.bootstrap import bootstrap_model
+
+    with audit_actor("celery:models_registry.tasks.bootstrap_model_task", reason=f"bootstrap {symbol}"):
+        result = bootstrap_model(symbol=symbol)
+    return {"symbol": symbol, "status": result.status, "version": result.version, "message": result.message}

@@ -459,6 +459,7 @@ class Alert(models.Model):
         DAILY_LOSS_BREACH = "daily_loss_breach"
         RISK_MONITOR_BLIND = "risk_monitor_blind"
         EXCHANGE_DISCONNECTED = "exchange_disconnected"
+        RECONCILIATION_FAILED = "reconciliation_failed"
 
     class Severity(models.TextChoices):
         INFO = "info"

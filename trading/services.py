@@ -839,3 +839,63 @@ def equity_snapshot_take(
         high_water_mark=hwm,
         drawdown=drawdown(high_water_mark=hwm, equity=equity),
     )
+
+
+# --- corrections from reconciliation -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def fill_fee_correct(
+    *,
+    exec_id: str,
+    fee: Decimal,
+    fee_asset: str,
+    source: EventSource = EventSource.RECONCILIATION,
+    actor: str | None = None,
+    reason: str = "",
+) -> Fill:
+    """The exchange charged a different fee for a fill than we recorded (a later rebate or correction, found by
+    reconciliation): set the fill's fee, and move the order's fees, the position's fees and the fee asset's
+    balance by the difference. Recorded as an `amended` order event with the before and after fee; the order,
+    position and balance changes are audited. A fee in an asset other than the instrument's quote is refused."""
+    fill = Fill.objects.select_related("instrument").filter(exec_id=exec_id).first()
+    if fill is None:
+        raise NotFoundError(f"fill {exec_id} does not exist")
+    instrument = fill.instrument
+    if fee_asset != instrument.quote or not fee.is_finite() or fee < 0:
+        raise ApplicationError(
+            "Invalid fee correction.",
+            code="validation_error",
+            details={"fee": str(fee), "fee_asset": fee_asset, "quote": instrument.quote},
+        )
+    with _attributed(actor, source, reason or f"fee correction {exec_id}") as who:
+        order = _locked(fill.order_id)
+        fill = Fill.objects.select_for_update().get(pk=fill.pk)
+        before = fill.fee
+        delta = q_money(fee - before)
+        if delta == 0:
+            return fill
+        fill.fee = q_money(fee)
+        fill.fee_details = [{"asset": fee_asset, "qty": str(fee)}]
+        fill.save(update_fields=["fee", "fee_details"])
+        order.fees += delta
+        order.save()
+        position = lock_objects.position_lock(instrument)
+        position.fees += delta
+        position.save()
+        balance = lock_objects.balances_lock([fee_asset])[fee_asset]
+        balance.total -= delta
+        balance.save()
+        _record_event(
+            order,
+            kind=Kind.AMENDED,
+            source=source,
+            from_state=order.state,
+            to_state=order.state,
+            actor=who,
+            exec_id="",
+            reason=reason or "fee corrected",
+            payload={"exec_id": exec_id, "changes": {"fee": [str(before), str(fill.fee)]}, "fee_asset": fee_asset},
+        )
+    logger.info("fill fee corrected", extra={"exec_id": exec_id, "before": str(before), "after": str(fee)})
+    return fill

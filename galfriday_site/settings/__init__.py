@@ -249,7 +249,7 @@ INGEST_BAR_INTERVALS = [int(v) for v in env.list("INGEST_BAR_INTERVALS", default
 # Celery tasks the worker enqueues by name: after a closed 1-minute bar is stored, and after a private gap or
 # reconnect. Empty: not enqueued (until the decision pipeline and reconciliation tasks are deployed).
 INGEST_BAR_CLOSED_TASK = env.str("INGEST_BAR_CLOSED_TASK", default="trading.tasks.decide_on_bar")
-INGEST_RECONCILE_TASK = env.str("INGEST_RECONCILE_TASK", default="")
+INGEST_RECONCILE_TASK = env.str("INGEST_RECONCILE_TASK", default="reconciliation.tasks.reconciliation_run_task")
 INGEST_DISCONNECT_ALERT_SECONDS = env.float("INGEST_DISCONNECT_ALERT_SECONDS", default=300.0)
 
 # --- Trading -----------------------------------------------------------------------------------------------

@@ -85,6 +85,7 @@ class Command(BaseCommand):
                 f"and /api/health/ (Ctrl-C stops it)"
             )
         )
+        self._bootstrap_models(options)
         self.stdout.flush()  # the password and the address must show even when stdout is a file or a pipe
         exit_code = self._supervise(children)
         self._stop(children)
@@ -125,6 +126,8 @@ class Command(BaseCommand):
                         "--ws-port", str(settings.KRAKEN_SIM_WS_PORT),
                         "--ws-auth-port", str(settings.KRAKEN_SIM_WS_AUTH_PORT),
                         "--api-key", settings.KRAKEN_API_KEY, "--api-secret", settings.KRAKEN_API_SECRET,
+                        # Twelve hours of back-dated market, so a first model can be trained at once.
+                        "--warmup", "8000", "--warmup-seconds", "43200",
                     ],
                 )
             )  # fmt: skip
@@ -162,6 +165,17 @@ class Command(BaseCommand):
                 )
             )  # fmt: skip
         return children
+
+    def _bootstrap_models(self, options: dict[str, Any]) -> None:
+        """Ask the worker to bootstrap a first model per symbol (backfill, train, promote through the gates); a
+        symbol that already has a production model is left alone. Until a model serves, the baseline decides."""
+        if options["no_worker"]:
+            return
+        from galfriday_site.celery import app
+
+        for symbol in settings.INGEST_SYMBOLS:
+            app.send_task("models_registry.tasks.bootstrap_model_task", args=[symbol], queue="lifecycle")
+        self.stdout.write(f"model bootstrap requested for {', '.join(settings.INGEST_SYMBOLS)}")
 
     # -- supervision -----------------------------------------------------------------------------------------
     def _request_stop(self, signum: int, frame: Any) -> None:

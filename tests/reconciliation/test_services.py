@@ -1,0 +1,195 @@
+"""Runs against the simulator over real sockets: halting beyond tolerance, the start-up gate, single-flight,
+rate budget, operator actions and the API."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from galfriday_site.periodic import PERIODIC_TASKS
+from reconciliation import services
+from reconciliation.models import Discrepancy, ReconciliationRun
+from reconciliation.tasks import reconciliation_run_task
+from tests.reconciliation.harness import SimLoop, World, harness_client
+from trading.models import Alert, Balance, Position, TradingState
+from trading.services import fill_fee_correct, trading_state_set
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(sim_loop: SimLoop):  # type: ignore[no-untyped-def]
+    w = World(sim_loop, 777)
+    yield w
+    w.close()
+
+
+def run(world: World, trigger: str = "operator") -> ReconciliationRun:
+    with harness_client(world.sim) as client:
+        return services.reconciliation_run(trigger=trigger, client=client)
+
+
+def test_clean_books_give_a_clean_run_with_counts_and_timings(world: World) -> None:
+    world.our_order(marketable=True)
+    world.sync()
+    result = run(world)
+    assert result.status == "clean", list(result.discrepancies.values("kind", "asset", "difference"))
+    assert result.counts["exchange_orders"] >= 1
+    assert result.rest_calls >= 4
+    assert result.processing_ms is not None
+    assert result.rest_ms is not None
+    assert result.window_start is not None
+    assert result.window_end is not None
+
+
+def test_an_unexplained_traded_balance_halts_trading_with_an_alert(world: World) -> None:
+    world.fault("balance_move", asset="USD", amount="5000", type="deposit")
+    result = run(world)
+    assert result.status == "halted"
+    d = result.discrepancies.get(kind="balance_mismatch", asset="USD")
+    assert (d.severity, d.status, d.action) == ("critical", "open", "halted")
+    assert d.difference == Decimal("5000")
+    assert TradingState.objects.get().state == "halted"
+    assert Alert.objects.filter(kind="trading_halted", context__run_id=result.pk).exists()
+    # The operator checks it and accepts the exchange's balance: audited, resolved.
+    services.discrepancy_resolve(discrepancy_id=d.pk, actor="user:ops", note="deposit", accept_exchange_balance=True)
+    d.refresh_from_db()
+    assert d.status == "resolved"
+    assert d.resolved_by == "user:ops"
+    assert Balance.objects.get(asset="USD").history.filter(actor="user:ops").exists()
+
+
+def test_a_position_its_fills_do_not_prove_halts(world: World) -> None:
+    world.our_order(marketable=True)
+    world.sync()
+    position = Position.objects.exclude(quantity=0).first() or Position.objects.first()
+    assert position is not None
+    Position.objects.filter(pk=position.pk).update(quantity=position.quantity + 1, avg_price=Decimal(1))
+    result = run(world)
+    assert result.status == "halted"
+    assert result.discrepancies.filter(kind="position_mismatch", severity="critical").exists()
+
+
+def test_start_up_gate_halts_until_a_clean_start_up_run(world: World) -> None:
+    trading_state_set(state="active", reason="test", actor="test")
+    assert services.startup_gate_engage() is True
+    assert TradingState.objects.get().state == "halted"
+    result = run(world, trigger="startup")
+    assert result.status == "clean"
+    state = TradingState.objects.get()
+    assert state.state == "active"
+    assert state.changed_by == f"reconciliation:run-{result.pk}"
+
+
+def test_start_up_gate_leaves_an_operator_halt_alone(world: World) -> None:
+    trading_state_set(state="halted", reason="operator says no", actor="user:ops")
+    assert services.startup_gate_engage() is False
+    run(world, trigger="startup")
+    assert TradingState.objects.get().changed_by == "user:ops"
+
+
+def test_a_failed_exchange_keeps_the_gate_closed_and_records_the_failure(world: World) -> None:
+    services.startup_gate_engage()
+    world.fault("rest_errors", count=50, error="EService:Unavailable")
+    result = run(world, trigger="startup")
+    assert result.status == "failed"
+    assert "Unavailable" in result.error
+    assert TradingState.objects.get().state == "halted"
+    assert Alert.objects.filter(kind=services.ALERT_FAILED).exists()
+
+
+def test_single_flight_a_second_run_is_refused_and_the_task_skips(world: World) -> None:
+    services.run_start(trigger="schedule")
+    with pytest.raises(services.ReconciliationRunning):
+        services.run_start(trigger="gap")
+    assert reconciliation_run_task(trigger="schedule")["skipped"] is True
+    assert ReconciliationRun.objects.filter(status="running").count() == 1
+
+
+def test_an_abandoned_running_run_is_failed_and_the_slot_freed(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.GALFRIDAY_RECONCILIATION_STALE_SECONDS = 0
+    stuck = services.run_start(trigger="schedule")
+    services.run_start(trigger="gap")
+    stuck.refresh_from_db()
+    assert stuck.status == "failed"
+    assert "abandoned" in stuck.error
+
+
+def test_run_stays_within_the_starter_rest_budget(world: World) -> None:
+    from ingest.kraken.ratelimit import RestCallCounter, Tier
+
+    for _ in range(5):
+        world.our_order(marketable=True)
+    world.sync()
+    counter = RestCallCounter(Tier.STARTER)
+    with harness_client(world.sim, tier=Tier.STARTER, rest_counter=counter) as client:
+        result = services.reconciliation_run(trigger="schedule", client=client)
+    assert result.status == "clean"
+    assert result.rest_cost <= 15
+    assert counter.value() <= 15
+
+
+def test_fill_fee_correct_moves_fill_order_position_and_balance(world: World) -> None:
+    world.our_order(marketable=True)
+    world.sync()
+    from trading.models import Fill
+
+    fill = Fill.objects.first()
+    if fill is None:
+        pytest.skip("the random order did not fill")
+    usd_before = Balance.objects.get(asset="USD").total
+    order_fees = fill.order.fees
+    fill_fee_correct(exec_id=fill.exec_id, fee=fill.fee + Decimal("1.5"), fee_asset="USD", actor="test")
+    fill.refresh_from_db()
+    assert fill.order.fees == order_fees + Decimal("1.5")
+    assert Balance.objects.get(asset="USD").total == usd_before - Decimal("1.5")
+    assert fill.order.events.filter(kind="amended", payload__exec_id=fill.exec_id).exists()
+
+
+def test_periodic_schedule_runs_reconciliation_every_minute() -> None:
+    spec = next(s for s in PERIODIC_TASKS if s.task == "reconciliation.tasks.reconciliation_run_task")
+    assert (spec.every_seconds, spec.queue, spec.kwargs) == (60, "reconciliation", {"trigger": "schedule"})
+
+
+def test_api_lists_filters_acknowledges_resolves_and_triggers(world: World, staff_user, plain_user, settings) -> None:  # type: ignore[no-untyped-def]
+    world.fault("balance_move", asset="DOT.S", amount="2.5", type="reward")
+    settings.KRAKEN_REST_URL = world.sim.rest_url
+    settings.KRAKEN_API_KEY, settings.KRAKEN_API_SECRET = world.sim.config.api_key, world.sim.config.api_secret
+    settings.GALFRIDAY_RECONCILIATION_TIER = "pro"
+    api = APIClient()
+    api.force_authenticate(plain_user)
+    assert api.post(reverse("api:reconciliation:run-trigger"), {"mode": "now"}, format="json").status_code == 403
+    api.force_authenticate(staff_user)
+    response = api.post(reverse("api:reconciliation:run-trigger"), {"mode": "now", "reason": "check"}, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["status"] == "corrected"
+    listed = api.get(reverse("api:reconciliation:discrepancy-list"), {"kind": "balance_mismatch", "asset": "DOT.S"})
+    rows = listed.json()["results"]
+    assert len(rows) == 1
+    assert rows[0]["status"] == "auto_resolved"
+    assert rows[0]["exchange_value"] == "2.5000000000"
+    d = Discrepancy.objects.create(run_id=response.json()["id"], kind="state_mismatch", severity="critical")
+    ack = api.post(
+        reverse("api:reconciliation:discrepancy-acknowledge", args=[d.pk]), {"note": "looking"}, format="json"
+    )
+    assert ack.json()["status"] == "acknowledged"
+    bad = api.post(reverse("api:reconciliation:discrepancy-resolve", args=[d.pk]), {"note": ""}, format="json")
+    assert bad.status_code == 400
+    ok = api.post(reverse("api:reconciliation:discrepancy-resolve", args=[d.pk]), {"note": "fixed"}, format="json")
+    assert ok.json()["status"] == "resolved"
+    assert ok.json()["resolution_note"] == "fixed"
+    runs = api.get(reverse("api:reconciliation:run-list"), {"trigger": "operator"}).json()["results"]
+    assert runs[0]["requested_by"] == "user:staff"
+    assert api.get(reverse("api:reconciliation:discrepancy-list"), {"open": "true"}).json()["count"] == 0
+
+
+def test_paper_mode_skips_reconciliation_and_the_startup_gate(settings) -> None:  # type: ignore[no-untyped-def]
+    from reconciliation.models import ReconciliationRun
+    from reconciliation.tasks import reconciliation_run_task
+
+    settings.TRADING_MODE = "paper"
+    assert reconciliation_run_task(trigger="schedule")["skipped"] is True
+    assert not ReconciliationRun.objects.exists()
