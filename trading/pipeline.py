@@ -27,6 +27,7 @@ from trading.executions import EventSource
 from trading.models import Decision, EquitySnapshot, Instrument, MarketQuote, OrderType, Position, Side
 from trading.predictor import Prediction, get_predictor, recent_closes
 from trading.risk_services import order_place
+from trading.selectors import risk_limits_effective
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -127,7 +128,14 @@ def _decide(decision_id: str, instrument: Instrument, bar_time: datetime, predic
     target = target_quantity(
         prediction=prediction, equity=snapshot.equity, price=quote.mid, policy=policy, volatility=volatility
     )
+    # Size within the risk limits rather than have every large signal refused: the position and the order
+    # notional are capped here, and the risk manager still checks everything else.
+    limits = risk_limits_effective(instrument=instrument)
+    target = min(target, limits.max_position_notional / quote.mid)
     delta = order_quantity(instrument=instrument, current=current, target=target, price=quote.mid)
+    if abs(delta) * quote.mid > limits.max_order_notional:
+        step = Decimal(1).scaleb(-instrument.qty_precision)
+        delta = (limits.max_order_notional / quote.mid).quantize(step, rounding=ROUND_DOWN).copy_sign(delta)
     sizing = {
         "price": quote.mid,
         "equity": snapshot.equity,

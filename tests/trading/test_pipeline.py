@@ -155,3 +155,16 @@ def test_annualised_volatility_of_a_constant_series_is_zero_and_needs_data() -> 
     assert annualised_volatility([Decimal(100)] * 10) == 0
     assert annualised_volatility([Decimal(100)]) is None
     assert annualised_volatility([Decimal(100), Decimal(101), Decimal(100), Decimal(101)]) > 0
+
+
+def test_orders_are_sized_within_the_risk_limits(account, gateway, bar_time, settings) -> None:  # type: ignore[no-untyped-def]
+    from trading.models import RiskLimit
+
+    RiskLimit.objects.filter(instrument__isnull=True).update(max_order_notional=Decimal("50"))
+    settings.GALFRIDAY_SIZING_FRACTION = "1.0"
+    write_bars(rising(), end=bar_time)
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
+    assert decision.status == Decision.Status.ORDERED
+    assert decision.order is not None
+    assert decision.order.state == "submitted"
+    assert decision.order.quantity * Decimal("100") <= Decimal("50")
