@@ -4,7 +4,8 @@
 - ``DELETE /_sim/faults``: clear every fault. ``GET /_sim/faults``: the active faults.
 - ``GET /_sim/state``: orders, trades, ledger, balances, connections and sequences, faults, market, and
   every public market message sent when recording is on (``?messages=0`` leaves them out).
-- ``POST /_sim/market`` ``{"action": "pause"|"resume"|"step"|"place"|"cancel", ...}``: drive the market.
+- ``POST /_sim/market`` ``{"action": "pause"|"resume"|"step"|"place"|"cancel"|"burst", ...}``: drive the market
+  (``burst``: the replayed recording's frames, verbatim, ``repeat`` times, to depth-10 book subscribers).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -194,6 +196,16 @@ class AdminApi:
             if book_order is None or book_order.owner is not Owner.MARKET:
                 raise FaultError("no resting participant order with that id")
             exchange.participant_cancel(book_order)
+        elif action == "burst":
+            replay_file = self.sim.config.replay_file
+            if replay_file is None:
+                raise FaultError("burst replays the recording given with --market replay:FILE")
+            repeat = body.get("repeat", 1)
+            if not isinstance(repeat, int) or not 0 < repeat <= 100_000:
+                raise FaultError("repeat must be an integer in 1..100000")
+            frames = [line for line in Path(replay_file).read_text().splitlines() if line.strip()]
+            symbol = str(body.get("symbol", "BTC/USD"))
+            return {"connections": self.sim.hub.burst(symbol, frames, repeat), "frames": len(frames) * repeat}
         else:
-            raise FaultError("action must be pause, resume, step, place or cancel")
+            raise FaultError("action must be pause, resume, step, place, cancel or burst")
         return {}

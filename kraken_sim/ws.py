@@ -284,6 +284,28 @@ class WsHub:
             for sub in conn.subs.values():
                 sub.skip = 0
 
+    def burst(self, symbol: str, frames: list[str], repeat: int) -> int:
+        """Send recorded book frames verbatim, `repeat` times, as fast as each socket takes them, to every
+        connection subscribed to `symbol`'s book at depth 10 (the depth the recordings have): a throughput test
+        of the receiving side. The frames carry their own checksums; pause the market first so that nothing
+        else is interleaved. Returns how many connections it started on."""
+        members = list(self.index.get(("book", symbol, 10), set()))
+
+        async def blast(conn: Connection) -> None:
+            try:
+                for _ in range(repeat):
+                    for frame in frames:
+                        if conn.closed:
+                            return
+                        await conn.ws.send_str(frame)
+            except (ConnectionError, RuntimeError) as exc:
+                log.info("connection %s: burst stopped (%s)", conn.connection_id, exc)
+
+        for conn in members:
+            task = asyncio.get_running_loop().create_task(blast(conn))
+            conn.tasks.append(task)
+        return len(members)
+
     # -- publication ----------------------------------------------------------------------------------
     def _publish(self, key: Key, message: dict[str, Any]) -> None:
         members = self.index.get(key)
