@@ -84,7 +84,7 @@ def point_settings_at(settings: Any, sim: ThreadedSim, tmp_path: Path, *, mode: 
     settings.KRAKEN_API_SECRET = sim.sim.config.api_secret
     settings.KRAKEN_TIMEOUT = 5.0
     settings.GALFRIDAY_KRAKEN_TIER = "pro"
-    settings.GALFRIDAY_KRAKEN_NONCE_FILE = str(tmp_path / "kraken-nonce")
+    settings.KRAKEN_NONCE_FILE = str(tmp_path / "kraken-nonce")
     settings.GALFRIDAY_EXECUTION_RESOLVE_WAIT_S = 1.0
     settings.GALFRIDAY_EXECUTION_RESOLVE_POLL_S = 0.1
 
