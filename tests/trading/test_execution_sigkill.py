@@ -41,8 +41,9 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 
 def test_sigkilled_worker_after_the_exchange_accepted_leaves_one_exchange_order(
-    settings: Any, sim: ThreadedSim, tmp_path: Path
+    settings: Any, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    sim: ThreadedSim = request.getfixturevalue("sim")
     point_settings_at(settings, sim, tmp_path, mode="live")
     instrument = InstrumentFactory()
     balance_set(asset="USD", total=Decimal("100000"))
