@@ -43,11 +43,11 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 def test_sigkilled_worker_after_the_exchange_accepted_leaves_one_exchange_order(
     settings: Any, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    sim: ThreadedSim = request.getfixturevalue("sim")
-    point_settings_at(settings, sim, tmp_path, mode="live")
+    exchange_sim: ThreadedSim = request.getfixturevalue("sim")
+    point_settings_at(settings, exchange_sim, tmp_path, mode="live")
     instrument = InstrumentFactory()
     balance_set(asset="USD", total=Decimal("100000"))
-    sim.place("sell", "100.0", "1")
+    exchange_sim.place("sell", "100.0", "1")
     order = order_mark_submitted(
         order_id=order_create(
             client_order_id="gf-sigkill-1",
@@ -59,16 +59,16 @@ def test_sigkilled_worker_after_the_exchange_accepted_leaves_one_exchange_order(
     )
     # Every REST answer held back 5 s after the call is applied: the pre-send query, then AddOrder (the kill lands
     # while its answer is held back).
-    sim.fault("rest_delay", ms=5_000, count=None, phase="after")
+    exchange_sim.fault("rest_delay", ms=5_000, count=None, phase="after")
 
     db = connection.settings_dict
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
         "TRADING_MODE": "live",
-        "KRAKEN_REST_URL": sim.rest_url,
-        "KRAKEN_API_KEY": sim.sim.config.api_key,
-        "KRAKEN_API_SECRET": sim.sim.config.api_secret,
+        "KRAKEN_REST_URL": exchange_sim.rest_url,
+        "KRAKEN_API_KEY": exchange_sim.exchange_sim.config.api_key,
+        "KRAKEN_API_SECRET": exchange_sim.exchange_sim.config.api_secret,
         "KRAKEN_NONCE_FILE": settings.KRAKEN_NONCE_FILE,
         "KRAKEN_TIMEOUT": "60",
         "GALFRIDAY_KRAKEN_TIER": "pro",
@@ -87,13 +87,13 @@ def test_sigkilled_worker_after_the_exchange_accepted_leaves_one_exchange_order(
     )
     worker = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env)
     try:
-        wait_for(lambda: len(sim.orders("gf-sigkill-1")) == 1, 30, "the exchange to accept the order")
+        wait_for(lambda: len(exchange_sim.orders("gf-sigkill-1")) == 1, 30, "the exchange to accept the order")
         worker.send_signal(signal.SIGKILL)
         assert worker.wait(timeout=10) == -signal.SIGKILL
     finally:
         if worker.poll() is None:
             worker.kill()
-    sim.clear_faults()
+    exchange_sim.clear_faults()
 
     order.refresh_from_db()
     assert order.exchange_order_id == ""  # the worker died before recording anything
@@ -104,7 +104,7 @@ def test_sigkilled_worker_after_the_exchange_accepted_leaves_one_exchange_order(
 
     order.refresh_from_db()
     assert outcome["action"] == "found"
-    exchange = sim.orders("gf-sigkill-1")
+    exchange = exchange_sim.orders("gf-sigkill-1")
     assert len(exchange) == 1, "a second order was placed"
     assert order.exchange_order_id == exchange[0]["order_id"]
     assert order.state == OrderState.FILLED
