@@ -205,6 +205,25 @@ class ThresholdSizer(FixedFractionSizer):
         return np.where(np.abs(signals) >= self.threshold, self.fraction * np.sign(signals), 0.0)
 
 
+@dataclass(frozen=True)
+class LiveSizer(ThresholdSizer):
+    """What the live pipeline does with a signal (`trading.pipeline`): spot only, so a sell signal means flat and
+    never short, and a buy holds the live sizing fraction of equity (`GALFRIDAY_SIZING_FRACTION`). Evaluating
+    with it means the backtest's PnL, drawdown and turnover are those of the strategy that would trade."""
+
+    def __call__(self, signal: float, confidence: float, state: Any) -> float:
+        return self.fraction if signal > 0 and signal >= self.threshold else 0.0
+
+    def vectorised(self, signals: np.ndarray) -> np.ndarray:
+        return np.where((signals > 0) & (signals >= self.threshold), self.fraction, 0.0)
+
+
+def live_sizer(threshold: float) -> LiveSizer:
+    from trading.pipeline import SizingPolicy
+
+    return LiveSizer(fraction=float(SizingPolicy.from_settings().fraction), threshold=threshold)
+
+
 def signal_from_probabilities(p_down: float, p_up: float, threshold: float) -> int:
     edge = p_up - p_down
     if abs(edge) < threshold or edge == 0.0:
@@ -291,7 +310,7 @@ def evaluate_and_fit(
     cv = PurgedWalkForwardCV(
         config.n_splits, label_horizon=config.horizon, embargo=config.embargo_bars, min_train_size=50
     )
-    sizer = ThresholdSizer(fraction=1.0, threshold=config.signal_threshold)
+    sizer = live_sizer(config.signal_threshold)
     try:
         report = walk_forward_evaluate(
             _FoldSafeClassifier(estimator),

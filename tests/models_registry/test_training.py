@@ -232,3 +232,15 @@ def test_train_model_command_reports_too_few_bars(stored_window):  # type: ignor
             f"--end={(start + timedelta(hours=2)).isoformat()}",
         )
     assert ModelVersion.objects.count() == 0
+
+
+def test_evaluation_sizes_like_the_live_pipeline_long_only_at_its_fraction(settings) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from models_registry.training import live_sizer
+
+    settings.GALFRIDAY_SIZING_FRACTION = "0.25"
+    sizer = live_sizer(threshold=0.1)
+    assert list(sizer.vectorised(np.array([-1.0, -0.05, 0.0, 0.05, 0.1, 0.9]))) == [0.0, 0.0, 0.0, 0.0, 0.25, 0.25]
+    assert sizer(-1.0, 0.9, None) == 0.0  # a sell signal on spot means flat, never short
+    assert sizer(0.5, 0.9, None) == 0.25
