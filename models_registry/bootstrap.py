@@ -75,8 +75,10 @@ class BootstrapResult:
 
 
 def bootstrap_config() -> TrainingConfig:
+    """Logistic regression by default: its single-row prediction stays far under the 2 ms p99 budget (the
+    gradient-boosted model does not; see BENCHMARKS.md); MODELS_REGISTRY_BOOTSTRAP_MODEL=hgb chooses it."""
     return TrainingConfig(
-        model=getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_MODEL", "hgb"),
+        model=getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_MODEL", "logreg"),
         horizon=int(getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_HORIZON", 15)),
         dead_zone=getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_DEAD_ZONE", "auto"),
         n_splits=int(getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_FOLDS", 3)),
