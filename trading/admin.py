@@ -16,6 +16,7 @@ from trading.executions import EventSource
 from trading.models import (
     Alert,
     Balance,
+    Decision,
     EquitySnapshot,
     Fill,
     Instrument,
@@ -232,3 +233,10 @@ class EquitySnapshotAdmin(ReadOnlyMixin, admin.ModelAdmin):
 class ParkedExecutionAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["exchange_order_id", "exec_type", "exec_id", "received_at"]
     search_fields = ["exchange_order_id", "exec_id"]
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
+    list_display = ["bar_time", "instrument", "model_version", "signal", "confidence", "order_qty", "status", "order"]
+    list_filter = ["status", "instrument", "model_version"]
+    search_fields = ["decision_id"]

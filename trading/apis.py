@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from galfriday_site.errors import ApplicationError, NotFoundError
 from trading import risk_services, selectors
 from trading.executions import EventSource
-from trading.models import Instrument, OrderType, Side, TimeInForce
+from trading.models import Decision, Instrument, OrderType, Side, TimeInForce
 from trading.order_states import OrderState
 from trading.permissions import IsTrader, actor_name
 from trading.risk import OrderIntent, check_instrument_rules
@@ -134,6 +134,42 @@ class FillListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         return _paginated(request, self, selectors.fill_list(filters=filters.validated_data), FillOutputSerializer)
+
+
+class DecisionOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    decision_id = serializers.CharField()
+    symbol = serializers.CharField(source="instrument.symbol")
+    bar_time = serializers.DateTimeField()
+    model_version = serializers.CharField()
+    signal = serializers.IntegerField()
+    confidence = serializers.DecimalField(max_digits=7, decimal_places=6)
+    price = serializers.DecimalField(max_digits=30, decimal_places=12, allow_null=True)
+    equity = serializers.DecimalField(max_digits=32, decimal_places=12, allow_null=True)
+    current_qty = serializers.DecimalField(max_digits=30, decimal_places=10)
+    target_qty = serializers.DecimalField(max_digits=30, decimal_places=10)
+    order_qty = serializers.DecimalField(max_digits=30, decimal_places=10)
+    order_id = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField()
+    reason = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class DecisionListApi(APIView):
+    """Signals: one decision per closed bar (prediction, sizing, the order it made, or why none)."""
+
+    class FilterSerializer(serializers.Serializer):
+        symbol = serializers.CharField(required=False)
+        status = serializers.ChoiceField(choices=Decision.Status.choices, required=False)
+        bar_after = serializers.DateTimeField(required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses=DecisionOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return _paginated(
+            request, self, selectors.decision_list(filters=filters.validated_data), DecisionOutputSerializer
+        )
 
 
 class PositionListApi(APIView):

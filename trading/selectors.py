@@ -13,6 +13,7 @@ from django.db.models import F, Prefetch, QuerySet
 from trading.models import (
     Alert,
     Balance,
+    Decision,
     EquitySnapshot,
     Fill,
     Instrument,
@@ -81,6 +82,19 @@ def fill_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Fill]:
     if filters.get("executed_after"):
         qs = qs.filter(executed_at__gte=filters["executed_after"])
     return qs.order_by("-executed_at", "-id")
+
+
+def decision_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Decision]:
+    """The decision pipeline's records (signals, sizing, the order they made), newest bar first."""
+    filters = filters or {}
+    qs = Decision.objects.select_related("instrument", "order")
+    if filters.get("symbol"):
+        qs = qs.filter(instrument__symbol=filters["symbol"])
+    if filters.get("status"):
+        qs = qs.filter(status=filters["status"])
+    if filters.get("bar_after"):
+        qs = qs.filter(bar_time__gte=filters["bar_after"])
+    return qs.order_by("-bar_time", "-id")
 
 
 def position_list(*, include_flat: bool = True) -> QuerySet[Position]:

@@ -3,6 +3,7 @@ from django.urls import path
 from trading.apis import (
     AlertListApi,
     BalanceListApi,
+    DecisionListApi,
     FillListApi,
     OrderCancelAllApi,
     OrderCancelApi,
@@ -27,6 +28,7 @@ urlpatterns = [
     path("orders/<int:order_id>/", OrderDetailApi.as_view(), name="order-detail"),
     path("orders/<int:order_id>/cancel/", OrderCancelApi.as_view(), name="order-cancel"),
     path("fills/", FillListApi.as_view(), name="fill-list"),
+    path("decisions/", DecisionListApi.as_view(), name="decision-list"),
     path("positions/", PositionListApi.as_view(), name="position-list"),
     path("balances/", BalanceListApi.as_view(), name="balance-list"),
     path("state/", TradingStateApi.as_view(), name="state"),

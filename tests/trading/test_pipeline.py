@@ -168,3 +168,18 @@ def test_orders_are_sized_within_the_risk_limits(account, gateway, bar_time, set
     assert decision.order is not None
     assert decision.order.state == "submitted"
     assert decision.order.quantity * Decimal("100") <= Decimal("50")
+
+
+def test_decisions_are_listed_over_the_api_with_filters(account, gateway, bar_time, plain_user) -> None:  # type: ignore[no-untyped-def]
+    from rest_framework.test import APIClient
+
+    write_bars(rising(), end=bar_time)
+    decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
+    client = APIClient()
+    client.force_authenticate(plain_user)
+    body = client.get("/api/trading/decisions/", {"symbol": "BTC/USD"}).json()
+    [row] = body["results"]
+    assert (row["symbol"], row["signal"], row["status"]) == ("BTC/USD", 1, "ordered")
+    assert row["order_id"] is not None
+    assert client.get("/api/trading/decisions/", {"status": "expired"}).json()["results"] == []
+    assert client.get("/api/trading/decisions/", {"status": "nonsense"}).status_code == 400
