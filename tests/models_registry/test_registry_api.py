@@ -126,7 +126,8 @@ def test_artifact_download_is_staff_only_and_verified(  # type: ignore[no-untype
     assert response["X-Artifact-SHA256"] == version.artifact_sha256 == sha256_hex(response.content)
 
     path = blob_path(registry_settings, version.artifact_sha256)
-    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    blob = path.read_bytes()
+    path.write_bytes(blob[:-1] + bytes([blob[-1] ^ 0xFF]))  # flip the last byte (never a no-op)
     tampered = api(staff_user).get(url)
     assert tampered.status_code == 409
     assert tampered.json()["error"]["code"] == "artifact_integrity_failed"
