@@ -105,7 +105,9 @@ class IngestWorker:
     ) -> None:
         self.config = config
         self.publisher = EventPublisher(channel_layer)
-        self.writer = TimeSeriesWriter(store, spool_dir=config.var_dir / "timeseries-spool")
+        self.writer = TimeSeriesWriter(
+            store, spool_dir=config.var_dir / "timeseries-spool", on_thread_exit=connections.close_all
+        )
         self.journal = Journal(config.var_dir / "journal", name="executions")
         self.enqueue = enqueue
         self.started_at = utcnow()

@@ -48,7 +48,7 @@ def recent_closes(*, symbol: str, until: datetime, count: int, interval: str = "
         )
     finally:
         close = getattr(store, "close", None)
-        if close is not None and getattr(store, "backend", "") == "influxdb":
+        if close is not None:
             close()
     closes = [BarClose(p.time, Decimal(p.fields["close"])) for p in points if "close" in p.fields]
     return closes[-count:]

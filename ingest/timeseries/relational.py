@@ -20,10 +20,9 @@ class RelationalStore:
     backend = "relational"
 
     def close(self) -> None:
-        """Close this thread's database connection (the batching writer calls it from its own thread); never
-        inside a transaction, which the connection still serves."""
-        if not connection.in_atomic_block:
-            connection.close()
+        """Nothing to release: the store holds no resource of its own. Database connections belong to the
+        thread that used them (Django's), so whoever owns a thread closes its connection (see
+        `TimeSeriesWriter(on_thread_exit=...)`)."""
 
     def ping(self) -> None:
         try:

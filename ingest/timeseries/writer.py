@@ -69,6 +69,7 @@ class TimeSeriesWriter:
         max_batch: int = 5000,
         max_delay: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        on_thread_exit: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.spool_dir = Path(spool_dir)
@@ -80,8 +81,9 @@ class TimeSeriesWriter:
         self._pending: list[Point] = []
         self._oldest: float | None = None
         self._lock = asyncio.Lock()
-        # One thread of its own for the store: writes stay ordered, and a store holding per-thread connections
-        # (the relational one) uses exactly one, closed by `close()`.
+        # One thread of its own for the store: writes stay ordered, and a store that uses per-thread database
+        # connections (the relational one) uses exactly one, which `on_thread_exit` releases at `close()`.
+        self._on_thread_exit = on_thread_exit
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeseries-writer")
         self._wake = asyncio.Event()
         self._sequence = count()
@@ -133,6 +135,8 @@ class TimeSeriesWriter:
         close = getattr(self.store, "close", None)
         if close is not None:
             await self._in_thread(close)
+        if self._on_thread_exit is not None:
+            await self._in_thread(self._on_thread_exit)
         self._executor.shutdown(wait=True)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:

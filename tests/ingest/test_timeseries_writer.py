@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.db import connections
 
 from ingest.timeseries import Point
 from ingest.timeseries.influx import InfluxStore
@@ -120,7 +121,7 @@ async def test_rejected_batch_goes_to_dead_letter_with_its_reason(influx: Influx
 @pytest.mark.django_db(transaction=True)
 async def test_writer_works_with_the_relational_store(tmp_path: Path) -> None:
     store = RelationalStore()
-    writer = TimeSeriesWriter(store, spool_dir=tmp_path)
+    writer = TimeSeriesWriter(store, spool_dir=tmp_path, on_thread_exit=connections.close_all)
     for i in range(3):
         writer.add(point(i))
     await writer.close()
