@@ -1,7 +1,7 @@
 """Benchmark: closed bar → order acknowledged by the exchange (the simulator), through Celery on Redis.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/galfriday_bench \\
-        .venv/bin/python bench/bench_bar_to_ack.py [--bars N] [--warmup N]
+        .venv/bin/python bench/bench_bar_to_ack.py [--bars N] [--warmup N] [--transport ws|rest] [--post-ack-sync-s S]
 
 Target (trading issue): p99 under 50 ms. Processes, all on this machine:
 
@@ -9,7 +9,8 @@ Target (trading issue): p99 under 50 ms. Processes, all on this machine:
   at 100.0 placed through its admin ``place`` action so the pipeline's market buys fill;
 * a real Celery worker, ``celery -A galfriday_site worker -Q trading --pool solo --concurrency 1``, on the Redis
   broker (``REDIS_URL``, default db 8), PostgreSQL (the database is created if missing, migrated and flushed),
-  ``TRADING_MODE=live`` against the simulator (its default key and secret), the execution gateway
+  ``TRADING_MODE=live`` against the simulator (its default key and secret; orders over the worker process's
+  private WebSocket with ``--transport ws``, the default, or REST AddOrder with ``rest``), the execution gateway
   ``trading.gateway.CeleryExecutionGateway`` and the predictor ``bench.bench_bar_to_ack.AlwaysBuy`` (buys 0.01 BTC,
   1 USD, on every bar);
 * this process: per bar (untimed) it writes the closed 1-minute bar (relational time-series store) and a fresh
@@ -23,9 +24,13 @@ the global ``max_orders_per_minute`` risk limit is raised (the benchmark sends m
 time goes comes from the rows' own timestamps (same clock): send → ``Decision.created_at`` (broker and worker
 pick-up, predictor, quote/equity/position/closes/limits queries) → ``Order.submitted_at`` (order created, risk
 checks) → the exchange order id seen here (commit, ``execute_order`` enqueued after commit and picked up, the
-pre-send query, REST AddOrder, ack committed, this poll); the ``accepted`` order event's row comes a little later
-(reported as ``send_to_accepted_event_row``); and from the worker's own log lines (task received, runtime).
-Each bar starts on an idle worker (``--gap-ms``): bars come once a minute.
+send-attempt mark, ``add_order`` over the socket or REST AddOrder, ack committed, this poll); with REST the post-ack
+read-back records the ``accepted`` order event a little later (``send_to_accepted_event_row``; with the WebSocket
+that event comes from the executions stream, which no ingest worker applies here); and from the worker's own log
+lines (task received, runtime). Each bar starts on an idle worker (``--gap-ms``): bars come once a minute.
+``--post-ack-sync-s`` (default 0 here) is ``GALFRIDAY_EXECUTION_POST_ACK_SYNC_S``: with bars every few hundred ms
+instead of one a minute, the safety-net ``sync_order`` task it schedules would queue in front of later bars on the
+one solo worker, which cannot happen at one bar a minute.
 
 Prints one JSON object. No assertion on the figures.
 """
@@ -118,6 +123,7 @@ def run(
     env: dict[str, str],
     poll_s: float,
     gap_s: float,
+    transport: str,
 ) -> dict[str, Any]:
     import httpx
     from django.db import connections
@@ -192,6 +198,7 @@ def run(
             "KRAKEN_WS_AUTH_URL": info["ws_auth_url"],
             "KRAKEN_API_KEY": info["api_key"],
             "KRAKEN_API_SECRET": DEFAULT_API_SECRET,
+            "GALFRIDAY_EXECUTION_WS": "true" if transport == "ws" else "false",
         }
         worker = Process(
             [
@@ -233,6 +240,7 @@ def run(
         samples: list[tuple[str, str, datetime, datetime]] = []
         failures: list[dict[str, Any]] = []
         timed_sends: dict[str, datetime] = {}
+        timed_seen: dict[str, datetime] = {}
         for i in range(total):
             time.sleep(gap_s)  # bars come once a minute: let the previous bar's execute_order finish (untimed)
             bar_time = first_bar + timedelta(minutes=i)
@@ -280,6 +288,7 @@ def run(
                 continue
             results["send_to_ack_seen"].append(elapsed)
             timed_sends[sent.id] = sent_wall
+            timed_seen[sent.id] = seen_wall
             samples.append((decision_id, client_order_id, sent_wall, seen_wall))
         time.sleep(1.0)  # the last execute_order finishes (fill applied) before the rows are read
         for decision_id, client_order_id, sent_wall, seen_wall in samples:
@@ -305,7 +314,7 @@ def run(
             worker.stop()
         sim.stop()
         connections.close_all()
-    tasks = worker_task_split(log_dir / "worker.log", timed_sends)
+    tasks = worker_task_split(log_dir / "worker.log", timed_sends, timed_seen)
     return {
         "benchmark": "closed bar -> decide_on_bar (Celery, Redis) -> order -> execute_order -> simulator AddOrder ack "
         "applied and committed",
@@ -323,6 +332,8 @@ def run(
             "broker": "Redis " + env["REDIS_URL"],
             "worker": "celery worker -Q trading --pool solo (one process)",
             "exchange": "kraken_sim on loopback, --market none, liquidity placed, --no-rate-limits",
+            "transport": "add_order over the private WebSocket" if transport == "ws" else "REST AddOrder",
+            "post_ack_sync_s": env.get("GALFRIDAY_EXECUTION_POST_ACK_SYNC_S"),
             "poll_interval_ms": poll_s * 1000,
             "idle_gap_before_each_bar_ms": gap_s * 1000,
             "cpu_model": cpu_model(),
@@ -340,10 +351,14 @@ _TASK_LINE = re.compile(
 _ORDER_ID = re.compile(r"'order_id': (\d+)")
 
 
-def worker_task_split(log: Path, sends: dict[str, datetime]) -> dict[str, list[int]]:
+def worker_task_split(
+    log: Path, sends: dict[str, datetime], seen: dict[str, datetime] | None = None
+) -> dict[str, list[int]]:
     """From the worker's own INFO lines (received at ms resolution, the machine's clock in UTC; runtimes exact):
-    the broker hop to the decision task, its runtime, the hop to execute_order after the decision's commit, and
-    execute_order's runtime (the whole task, which goes on after the ack is committed: fill applied)."""
+    the broker hop to the decision task, its runtime, the hop to execute_order after the decision's commit,
+    execute_order's runtime (the whole task, which goes on after the ack is committed: result stored, mutex
+    released, with REST the read-back), and execute_order received → the exchange order id seen here (its part of
+    the bar-to-ack time, plus this poll)."""
     received: dict[str, datetime] = {}
     runtime: dict[str, int] = {}
     order_of: dict[str, str] = {}
@@ -368,6 +383,7 @@ def worker_task_split(log: Path, sends: dict[str, datetime]) -> dict[str, list[i
         "decide_runtime": [],
         "decide_end_to_execute_received": [],
         "execute_order_runtime": [],
+        "execute_received_to_exchange_id_seen": [],
     }
     for task_id, sent_at in sends.items():
         execute_id = execute_by_order.get(order_of.get(task_id, ""), "")
@@ -378,6 +394,8 @@ def worker_task_split(log: Path, sends: dict[str, datetime]) -> dict[str, list[i
         split["decide_runtime"].append(runtime[task_id])
         split["decide_end_to_execute_received"].append(_ms(decide_end, received[execute_id]) or 0)
         split["execute_order_runtime"].append(runtime.get(execute_id, 0))
+        if seen and task_id in seen:
+            split["execute_received_to_exchange_id_seen"].append(_ms(received[execute_id], seen[task_id]) or 0)
     return split
 
 
@@ -400,6 +418,10 @@ def main() -> int:
     parser.add_argument("--gap-ms", type=float, default=300.0, help="idle time before each bar (default 300 ms)")
     parser.add_argument("--log-dir", default="", help="keep the simulator's and worker's logs here")
     parser.add_argument("--poll-ms", type=float, default=1.0, help="database poll interval (default 1 ms)")
+    parser.add_argument("--transport", choices=("ws", "rest"), default="ws", help="order transport (default ws)")
+    parser.add_argument(
+        "--post-ack-sync-s", type=float, default=0.0, help="GALFRIDAY_EXECUTION_POST_ACK_SYNC_S (default 0)"
+    )
     args = parser.parse_args()
     LOAD_AT_START.extend(round(x, 2) for x in os.getloadavg())
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -416,6 +438,7 @@ def main() -> int:
             "KRAKEN_NONCE_FILE": str(Path(var_dir) / "kraken-nonce"),
             "KRAKEN_TIMEOUT": "5",
             "GALFRIDAY_BENCH_ANCHOR": first_bar.isoformat(),
+            "GALFRIDAY_EXECUTION_POST_ACK_SYNC_S": str(args.post_ack_sync_s),
         }
         os.environ.update(env)
         import django
@@ -424,7 +447,9 @@ def main() -> int:
         prepare_database()
         log_dir = Path(args.log_dir) if args.log_dir else Path(var_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
-        result = run(args.bars, args.warmup, first_bar, log_dir, env, args.poll_ms / 1000, args.gap_ms / 1000)
+        result = run(
+            args.bars, args.warmup, first_bar, log_dir, env, args.poll_ms / 1000, args.gap_ms / 1000, args.transport
+        )
     print(json.dumps(result, indent=2))
     return 0
 

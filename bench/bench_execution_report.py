@@ -10,9 +10,13 @@ Each order is created and risk-free submitted the way the pipeline leaves it (``
 ``order_mark_submitted``, untimed); then two Kraken v2 ``executions`` messages are fed to the ingest worker's own
 handler (``IngestWorker._on_executions``): ``new``, then a single ``trade`` that fills it
 (``order_status: filled``). Each timed sample is one message: raw JSON received → ``ingest.kraken.messages.parse``
-→ ``ExecutionEvent.from_kraken`` normalised → journal append (fsynced, in a thread) → ``execution_report_apply``
-(through ``executions_apply_pending`` in ``sync_to_async``) → ``OrderUpdateEvent`` ``group_send`` returned.
-The per-step split comes from timing wrappers around the worker's journal, apply pass and publisher.
+→ ``ExecutionEvent.from_kraken`` normalised → journal append (fsynced) and ``execution_report_apply`` (through
+``executions_apply_pending``), in one ``sync_to_async`` hop when no apply pass is in flight →
+``OrderUpdateEvent`` handed to the channel layer (the worker submits it to its publisher's sender task after the
+commit; the bench waits for that task to have sent it). Runs with DEBUG off, like production (``--debug`` for the
+settings' default). The per-step split comes from timing wrappers around the worker's journal and apply pass, and
+from the wait for the sender ("publish": what is left of the send once the handler returned). ``--profile FILE``
+writes cProfile data of the timed messages: FILE for the event loop, FILE.apply for the database thread.
 
 Prints one JSON object. No assertion on the figures.
 """
@@ -165,36 +169,39 @@ async def bench(orders: int, warmup: int, var_dir: Path) -> dict[str, Any]:
     worker = IngestWorker(config, store=RelationalStore(), channel_layer=layer)
 
     steps: dict[str, list[int]] = {"journal_append": [], "apply": [], "publish": []}
-    journal_append = worker.journal.append
-    apply_pending = ingest_services.executions_apply_pending
-    publish = worker.publisher.publish
+    timing = [False]  # past the warm-up
+    profiler = apply_profiler = None
+    if PROFILE_TO:
+        import cProfile
 
-    def timed_append(record: dict[str, Any]) -> Any:
+        # cProfile sees one thread: one profiler for the event loop, one for the database thread's apply pass.
+        profiler, apply_profiler = cProfile.Profile(), cProfile.Profile()
+    journal_append = worker.journal.append_many
+    apply_pending = ingest_services.executions_apply_pending
+
+    def timed_append(records: list[dict[str, Any]]) -> Any:
         t0 = time.perf_counter_ns()
         try:
-            return journal_append(record)
+            return journal_append(records)
         finally:
             steps["journal_append"].append(time.perf_counter_ns() - t0)
 
     def timed_apply(journal: Any) -> Any:
+        if apply_profiler is not None and timing[0]:
+            apply_profiler.enable()
         t0 = time.perf_counter_ns()
         try:
             return apply_pending(journal)
         finally:
             steps["apply"].append(time.perf_counter_ns() - t0)
+            if apply_profiler is not None:
+                apply_profiler.disable()
 
-    async def timed_publish(event: Any) -> bool:
-        t0 = time.perf_counter_ns()
-        try:
-            return await publish(event)
-        finally:
-            steps["publish"].append(time.perf_counter_ns() - t0)
-
-    worker.journal.append = timed_append  # type: ignore[method-assign]
-    worker.publisher.publish = timed_publish  # type: ignore[method-assign]
+    worker.journal.append_many = timed_append  # type: ignore[method-assign]
     worker_module.services.executions_apply_pending = timed_apply  # type: ignore[attr-defined]
 
     totals: dict[str, list[int]] = {"new": [], "trade_filled": []}
+    cpu_times: list[int] = []  # this process's CPU time per message, all threads (less sensitive to load)
     split: dict[str, list[int]] = {k: [] for k in steps}
     sequence = 0
     try:
@@ -244,12 +251,23 @@ async def bench(orders: int, warmup: int, var_dir: Path) -> dict[str, Any]:
                 raw = _message(item, sequence)
                 for values in steps.values():
                     values.clear()
+                timing[0] = i >= warmup
+                if profiler is not None and timing[0]:
+                    profiler.enable()
                 t0 = time.perf_counter_ns()
+                c0 = time.process_time_ns()
                 await worker._on_executions(parse(raw))
+                t1 = time.perf_counter_ns()
+                await worker.publisher.drain()  # until the event was handed to the channel layer (sender task)
+                steps["publish"].append(time.perf_counter_ns() - t1)
                 elapsed = time.perf_counter_ns() - t0
+                cpu = time.process_time_ns() - c0
+                if profiler is not None:
+                    profiler.disable()
                 await layer.receive(consumer)  # drain (untimed): the event did reach a listener
                 if i >= warmup:
                     totals[kind].append(elapsed)
+                    cpu_times.append(cpu)
                     for name, values in steps.items():
                         split[name].append(sum(values))
             if i < warmup:
@@ -267,6 +285,9 @@ async def bench(orders: int, warmup: int, var_dir: Path) -> dict[str, Any]:
             "position_qty": str(position.quantity) if position else "0",
         }
 
+    if profiler is not None and apply_profiler is not None:
+        profiler.dump_stats(PROFILE_TO[0])
+        apply_profiler.dump_stats(PROFILE_TO[0] + ".apply")
     outcome = await sync_to_async(check)()
     await sync_to_async(connections.close_all)()
     both = totals["new"] + totals["trade_filled"]
@@ -278,6 +299,7 @@ async def bench(orders: int, warmup: int, var_dir: Path) -> dict[str, Any]:
         "all_messages": percentiles(both),
         "new": percentiles(totals["new"]),
         "trade_filled": percentiles(totals["trade_filled"]),
+        "cpu_time_in_this_process": percentiles(cpu_times),
         "split": {name: percentiles(values) for name, values in split.items()},
         "outcome": outcome,
         "counters": {k: v for k, v in worker.counters.items() if v},
@@ -298,20 +320,31 @@ async def bench(orders: int, warmup: int, var_dir: Path) -> dict[str, Any]:
 
 
 LOAD_AT_START: list[float] = []
+PROFILE_TO: list[str] = []
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=1000, help="timed orders, two messages each (default 1000)")
     parser.add_argument("--warmup", type=int, default=50, help="untimed orders first (default 50)")
+    parser.add_argument(
+        "--debug", action="store_true", help="run with DEBUG on (the settings' default; production runs with it off)"
+    )
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the timed messages into FILE (pstats)")
     args = parser.parse_args()
     LOAD_AT_START.extend(round(x, 2) for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="galfriday-bench-") as var_dir:
         os.environ.update(bench_environment(var_dir))
+        # Production runs with DEBUG off: with it on, Django records every statement's SQL and timing on the
+        # connection (CursorDebugWrapper), a cost the worker does not pay in production. A throwaway key, since
+        # DEBUG off needs one (nothing here signs anything).
+        os.environ["DEBUG"] = "1" if args.debug else "0"
+        os.environ.setdefault("SECRET_KEY", "bench-only-" + "x" * 40)
         import django
 
         django.setup()
         prepare_database()
+        PROFILE_TO[:] = [args.profile] if args.profile else []
         result = asyncio.run(bench(args.orders, args.warmup, Path(var_dir)))
     print(json.dumps(result, indent=2))
     return 0

@@ -5,8 +5,9 @@ ready and the model cached. Targets: p99 < 2 ms per prediction, cache hit rate >
 
 Sets up a throw-away test database (the configured DATABASE_URL's test database, or in-memory SQLite), trains a
 model on synthetic bars (`evaluate_and_fit`), registers and promotes it, then times `predict_one` (resolution,
-generation check every 200 ms, signature check, predict_proba, signal) with `perf_counter_ns`, first without
-recording, then with recording each prediction as a `Prediction` row (one INSERT per call). Prints JSON.
+generation check every 200 ms, signature check, probabilities, signal) with `perf_counter_ns`, first without
+recording, then with recording each prediction as a `Prediction` row (one INSERT per call). Prints JSON,
+including which exact single-row evaluator served (`models_registry.fast_paths`; null: scikit-learn).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -87,6 +89,8 @@ def main() -> None:
         rows = [r for r in drop_warmup(compute_features(bars)).to_dict("records")]
         service = PredictionService()
         service.predict_one(rows[0], model_name="bench-model")  # first call loads the model
+        loaded = service.resolve("bench-model")
+        fast_path = type(loaded.fast or loaded.fast_one).__name__ if (loaded.fast or loaded.fast_one) else None
         service.reset_stats()
 
         gc.collect()
@@ -112,6 +116,7 @@ def main() -> None:
                 {
                     "benchmark": "prediction_single_row",
                     "model": args.model,
+                    "fast_path": fast_path,
                     "database": connection.vendor,
                     "cache_backend": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1],
                     "predictions": args.n,
@@ -129,6 +134,7 @@ def main() -> None:
         )
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Benchmark: training wall time, features + labels + purged walk-forward evaluation (5 folds, backtest) + final
-fit, on one year of synthetic 1-minute bars (525,600 rows). Pure computation: no database, no registration.
+fit, on one year of synthetic 1-minute bars (525,600 rows). Pure computation: no database, no registration. The
+backtest sends every order through the live pre-trade risk check (default limits); its counts are printed.
 
     .venv/bin/python bench/bench_training.py [--rows 525600] [--model hgb|logreg]
 
@@ -57,6 +58,7 @@ def main() -> None:
                 "generate_bars_s": round(generated, 2),
                 "train_and_evaluate_s": round(total, 2),
                 "metrics": {k: round(v, 4) for k, v in outcome.metrics.items() if k in ("accuracy", "sharpe", "dsr")},
+                "risk": {k: v for k, v in outcome.metrics.items() if k.startswith("risk_")},
                 "machine": {
                     "python": platform.python_version(),
                     "cpu": platform.processor() or platform.machine(),

@@ -28,6 +28,7 @@ class HealthApi(APIView):
         backend = serializers.CharField()
         required = serializers.BooleanField()  # type: ignore[assignment]  # a field named like Field.required
         error = serializers.CharField(required=False)
+        details = serializers.JSONField(required=False)  # the ingest worker's rates, lag, queues and repairs
 
     class OutputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=["ok", "failing"])

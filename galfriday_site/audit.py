@@ -17,10 +17,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from django.db import models
+from django.db import connection, models
 from django.dispatch import receiver
+from django.utils import timezone
+from simple_history.manager import HistoryManager
 from simple_history.models import HistoricalRecords
 from simple_history.signals import pre_create_historical_record
 
@@ -63,9 +65,26 @@ class AuditedHistoricalModel(models.Model):
         abstract = True
 
 
+class CachedHistoryManager(HistoryManager):
+    """simple-history builds its manager class anew (`from_queryset`, which walks the queryset with `inspect`) on
+    every access to `.history`, i.e. for every audit record saved: ~0.6 ms of CPU each on the trading hot paths.
+    Built once per queryset class instead (Django builds its own managers once, at class creation)."""
+
+    _built: ClassVar[dict[tuple[Any, ...], Any]] = {}
+
+    @classmethod
+    def from_queryset(cls, queryset_class: Any, class_name: str | None = None) -> Any:
+        key = (cls, queryset_class, class_name)
+        built = cls._built.get(key)
+        if built is None:
+            built = cls._built[key] = super().from_queryset(queryset_class, class_name)
+        return built
+
+
 def audited_history(**kwargs: Any) -> HistoricalRecords:
     kwargs.setdefault("bases", [AuditedHistoricalModel])
     kwargs.setdefault("cascade_delete_history", False)
+    kwargs.setdefault("history_manager", CachedHistoryManager)
     return HistoricalRecords(**kwargs)
 
 
@@ -80,6 +99,155 @@ def _stamp_actor(sender: Any, instance: Any, history_instance: Any, **kwargs: An
     history_instance.actor = actor
     if not getattr(history_instance, "history_change_reason", None) and _reason.get():
         history_instance.history_change_reason = _reason.get()
+
+
+def _attribution(obj: Any) -> tuple[Any, str, str | None]:
+    """(history user, actor, reason) for audit rows written outside `save()`, as `_stamp_actor` would set them."""
+    user = type(obj).history.model.get_default_history_user(obj)
+    actor = _actor.get()
+    if actor is None:
+        actor = f"user:{user.get_username()}" if user is not None else SYSTEM_ACTOR
+    return user, actor, _reason.get()
+
+
+def history_rows_insert(objs: list[Any], *, history_type: str = "~", when: datetime | None = None) -> None:
+    """Record the audit rows of `objs` (saved rows of one audited model, in their new state) in one INSERT,
+    attributed like `_stamp_actor` does for a single `save()`: the current actor (else the request's user, else the
+    system) and the current reason.
+
+    simple-history's `bulk_history_create` builds a model instance per row and goes through `bulk_create`: ~1.4 ms
+    of CPU a row on the execution-report path. The statement here is built once per model and row count; values
+    go through each field's own conversion."""
+    if not objs:
+        return
+    historical = type(objs[0]).history.model
+    user, actor, reason = _attribution(objs[0])
+    when = when or timezone.now()
+    meta = historical._meta
+    tracked = [meta.get_field(f.name) for f in historical.tracked_fields]
+    fields = [*tracked, *_history_columns(historical)]
+    params: list[Any] = []
+    for obj in objs:
+        values = [getattr(obj, f.attname) for f in tracked]
+        values += [actor, when, reason, history_type, user.pk if user is not None else None]
+        params += [f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)]
+    key = ("insert", historical, len(objs), connection.vendor)
+    sql = _SQL.get(key)
+    if sql is None:
+        qn = connection.ops.quote_name
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        columns = ", ".join(qn(f.column) for f in fields)
+        sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {', '.join([row] * len(objs))}"
+        _SQL[key] = sql
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _history_columns(historical: Any) -> list[Any]:
+    meta = historical._meta
+    return [
+        meta.get_field(n) for n in ("actor", "history_date", "history_change_reason", "history_type", "history_user")
+    ]
+
+
+def rows_insert_sql(objs: list[Any]) -> tuple[str, list[Any]]:
+    """`INSERT INTO <table> (...) VALUES (...), ...` for new rows of one model whose keys nobody reads back (order
+    events), built once per model and row count; each field's `pre_save` (`auto_now_add`) and conversion apply as
+    in `bulk_create`, without its per-call ORM work (~1 ms of CPU on the execution-report path)."""
+    model = type(objs[0])
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
+    key = ("rows", model, len(objs), connection.vendor)
+    sql = _SQL.get(key)
+    if sql is None:
+        qn = connection.ops.quote_name
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        columns = ", ".join(qn(f.column) for f in fields)
+        sql = f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES {', '.join([row] * len(objs))}"
+        _SQL[key] = sql
+    return sql, params
+
+
+def audited_rows_update(
+    objs: list[Any], names: list[str], *, when: datetime, inserting: list[Any] | None = None
+) -> None:
+    """Write `names` of existing rows `objs` (one audited model) and record their audit rows ("changed");
+    `inserting`: new rows of another, unaudited model (an order's events) written with them.
+
+    On PostgreSQL one statement does it all: `WITH changed AS (UPDATE ... RETURNING *), new AS (INSERT <rows>)
+    INSERT INTO <history> SELECT ... FROM changed`, so the audit row holds exactly what was written, in one round
+    trip. Elsewhere (SQLite) an UPDATE, then `history_rows_insert`, then the rows. A row that is gone raises
+    `DoesNotExist` (the caller holds the row locks, so it never should). The statements are built once per
+    model, field list and row count."""
+    if not objs:
+        return
+    extra_sql, extra_params = rows_insert_sql(inserting) if inserting else ("", [])
+    model = type(objs[0])
+    meta = model._meta
+    fields = [meta.get_field(n) for n in names]
+    params: list[Any] = []
+    if len(objs) == 1:
+        params = [f.get_db_prep_save(getattr(objs[0], f.attname), connection) for f in fields]
+        params.append(objs[0].pk)
+    else:
+        for f in fields:
+            for obj in objs:
+                params += [obj.pk, f.get_db_prep_save(getattr(obj, f.attname), connection)]
+        params += [obj.pk for obj in objs]
+    combined = connection.vendor == "postgresql"
+    key = ("update", model, tuple(names), len(objs), combined, extra_sql)
+    sql = _SQL.get(key)
+    if sql is None:
+        sql = _SQL[key] = _update_sql(model, fields, len(objs), combined, extra_sql if combined else "")
+    if combined:
+        params += extra_params
+    historical = model.history.model
+    history = _history_columns(historical)
+    if combined:
+        user, actor, reason = _attribution(objs[0])
+        values = [actor, when, reason, "~", user.pk if user is not None else None]
+        params += [f.get_db_prep_save(v, connection) for f, v in zip(history, values, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        written = cursor.rowcount
+    if written != len(objs):
+        raise model.DoesNotExist(f"{model.__name__}: {len(objs) - written} of the rows to update are gone")
+    if not combined:
+        history_rows_insert(objs, when=when)
+        if extra_sql:
+            with connection.cursor() as cursor:
+                cursor.execute(extra_sql, extra_params)
+
+
+def _update_sql(model: Any, fields: list[Any], rows: int, combined: bool, extra_sql: str) -> str:
+    qn = connection.ops.quote_name
+    meta = model._meta
+    table, pk = qn(meta.db_table), qn(meta.pk.column)
+    if rows == 1:
+        sets = ", ".join(f"{qn(f.column)} = %s" for f in fields)
+        sql = f"UPDATE {table} SET {sets} WHERE {pk} = %s"
+    else:
+        cases = " ".join(["WHEN %s THEN %s"] * rows)
+        sets = ", ".join(f"{qn(f.column)} = CASE {pk} {cases} END" for f in fields)
+        sql = f"UPDATE {table} SET {sets} WHERE {pk} IN ({', '.join(['%s'] * rows)})"
+    if not combined:
+        return sql
+    historical = model.history.model
+    hmeta = historical._meta
+    tracked = [hmeta.get_field(f.name) for f in historical.tracked_fields]
+    history = _history_columns(historical)
+    columns = ", ".join(qn(f.column) for f in [*tracked, *history])
+    # The tracked columns have the same names in both tables; the attribution values are cast to their
+    # columns' types (an untyped parameter in a SELECT list would be text).
+    selected = ", ".join([*(qn(f.column) for f in tracked), *(f"CAST(%s AS {f.db_type(connection)})" for f in history)])
+    also = f", new AS ({extra_sql}) " if extra_sql else " "
+    return (
+        f"WITH changed AS ({sql} RETURNING {table}.*){also}"
+        f"INSERT INTO {qn(hmeta.db_table)} ({columns}) SELECT {selected} FROM changed"
+    )
+
+
+_SQL: dict[tuple[Any, ...], str] = {}
 
 
 @dataclass(frozen=True)
@@ -99,7 +267,8 @@ def audit_trail(instance: models.Model) -> list[AuditEntry]:
     records = list(instance.history.order_by("history_date", "history_id"))  # type: ignore[attr-defined]
     entries: list[AuditEntry] = []
     previous = None
-    tracked = [f.attname for f in instance._meta.concrete_fields]
+    kept = {f.attname for f in instance.history.model._meta.concrete_fields}  # type: ignore[attr-defined]
+    tracked = [f.attname for f in instance._meta.concrete_fields if f.attname in kept]  # minus excluded_fields
     for record in records:
         if previous is None:
             changes = {name: (None, getattr(record, name)) for name in tracked}

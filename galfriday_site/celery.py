@@ -30,6 +30,20 @@ def make_celery_app(main: str = "galfriday_site", **overrides: Any) -> Celery:
 app = make_celery_app()
 
 
+@signals.task_prerun.connect
+def _reuse_healthy_db_connections(task: Any = None, **_: Any) -> None:
+    """Django's connection rules before each task, as before each web request: a connection older than
+    CONN_MAX_AGE or failing its health check (CONN_HEALTH_CHECKS) is replaced, a healthy one is kept. Celery's
+    Django fixup would otherwise close every connection around every task (CELERY_DB_REUSE_MAX turns that off):
+    a new PostgreSQL connection per task, twice on the closed-bar → order path. Not for eager runs (tests), whose
+    connection belongs to the caller's transaction."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
 @signals.worker_init.connect
 @signals.beat_init.connect
 def _refuse_unsafe_production_start(**_: Any) -> None:

@@ -18,7 +18,7 @@ def production_configuration(app_configs: Any = None, **kwargs: Any) -> list[Err
         secret_key = settings.SECRET_KEY
     except ImproperlyConfigured:  # Django refuses to hand out an empty key
         secret_key = ""
-    return exchange_problems(
+    problems = exchange_problems(
         exchange=settings.GALFRIDAY_EXCHANGE,
         trading_mode=settings.TRADING_MODE,
         api_key=settings.KRAKEN_API_KEY,
@@ -29,6 +29,9 @@ def production_configuration(app_configs: Any = None, **kwargs: Any) -> list[Err
         channel_layers=settings.CHANNEL_LAYERS,
         secret_key=secret_key,
         artifact_keys=settings.MODELS_REGISTRY_ARTIFACT_KEYS,
+    )
+    return problems + artifact_storage_problems(
+        storage=settings.MODELS_REGISTRY_ARTIFACT_STORAGE, bucket=settings.MODELS_REGISTRY_S3_BUCKET
     )
 
 
@@ -54,6 +57,20 @@ def exchange_problems(*, exchange: str, trading_mode: str, api_key: str, api_sec
             )
         )
     return errors
+
+
+def artifact_storage_problems(*, storage: str, bucket: str) -> list[Error]:
+    """An artifact storage choice that cannot work, in any mode (registering or loading a model would fail)."""
+    if (storage or "").strip() == "s3" and not (bucket or "").strip():
+        return [
+            Error(
+                "MODELS_REGISTRY_ARTIFACT_STORAGE is 's3' but MODELS_REGISTRY_S3_BUCKET is not set.",
+                hint="Set MODELS_REGISTRY_S3_BUCKET (and MODELS_REGISTRY_S3_ENDPOINT_URL for MinIO, Ceph or R2), "
+                "or use MODELS_REGISTRY_ARTIFACT_STORAGE=local.",
+                id="galfriday.E008",
+            )
+        ]
+    return []
 
 
 def production_problems(

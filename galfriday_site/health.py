@@ -1,7 +1,8 @@
 """Real checks of every backing component, each reported as ok/failing with its latency.
 
 Each check reads settings when it runs (not at import), talks to the component for real, and is bounded by
-HEALTH_CHECK_TIMEOUT seconds. Later issues add the ingest worker's own health to the report.
+HEALTH_CHECK_TIMEOUT seconds. A check returns its backend's name, or the name and a dict of details (the ingest
+worker's rates, lag, queues and repairs from its heartbeat row), reported under `details`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class ComponentHealth:
     backend: str
     required: bool
     error: str = ""
+    details: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -44,6 +46,8 @@ class ComponentHealth:
         }
         if self.error:
             data["error"] = self.error
+        if self.details is not None:
+            data["details"] = self.details
         return data
 
 
@@ -125,7 +129,45 @@ def check_exchange() -> str:
 INGEST_STALE_SECONDS = 30
 
 
-def check_ingest() -> str:
+class ComponentFailing(RuntimeError):
+    """A failing component that still has details to show (the ingest worker's last heartbeat)."""
+
+    def __init__(self, message: str, details: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def ingest_details(status: Any, age_s: float) -> dict[str, Any]:
+    """What `/api/health/` shows of the ingest worker: its heartbeat's health section and its latest repairs."""
+    from ingest.models import BackfillRecord
+
+    health = dict((status.stats or {}).get("health") or {})
+    recent = BackfillRecord.objects.order_by("-started_at")[:5]
+    return {
+        "worker": status.name,
+        "connection_state": status.connection_state,
+        "exchange_status": status.exchange_status,
+        "heartbeat_age_s": round(age_s, 1),
+        "last_message_at": status.last_message_at.isoformat() if status.last_message_at else None,
+        "disconnected_since": status.disconnected_since.isoformat() if status.disconnected_since else None,
+        **health,
+        "recent_backfills": [
+            {
+                "symbol": r.symbol,
+                "reason": r.reason,
+                "source": r.source,
+                "from": r.gap_start.isoformat(),
+                "to": r.gap_end.isoformat() if r.gap_end else None,
+                "trades_added": r.trades_added,
+                "status": r.status,
+                "at": r.finished_at.isoformat(),
+            }
+            for r in recent
+        ],
+    }
+
+
+def check_ingest() -> tuple[str, dict[str, Any]]:
     from django.utils import timezone
 
     from ingest.models import IngestStatus
@@ -134,14 +176,15 @@ def check_ingest() -> str:
     if status is None:
         raise RuntimeError("no ingest worker has reported (python manage.py ingest)")
     age = (timezone.now() - status.updated_at).total_seconds()
+    details = ingest_details(status, age)
     if age > INGEST_STALE_SECONDS:
-        raise RuntimeError(f"ingest worker {status.name} last reported {age:.0f} s ago")
+        raise ComponentFailing(f"ingest worker {status.name} last reported {age:.0f} s ago", details)
     if status.connection_state != "connected":
-        raise RuntimeError(f"ingest worker {status.name} is {status.connection_state}")
-    return f"{status.name} ({status.exchange_status})"
+        raise ComponentFailing(f"ingest worker {status.name} is {status.connection_state}", details)
+    return f"{status.name} ({status.exchange_status})", details
 
 
-CHECKS: dict[str, Callable[[], str]] = {
+CHECKS: dict[str, Callable[[], str | tuple[str, dict[str, Any]]]] = {
     "database": check_database,
     "broker": check_broker,
     "cache": check_cache,
@@ -158,12 +201,15 @@ def run_health_checks() -> list[ComponentHealth]:
     for name, check in CHECKS.items():
         started = time.perf_counter()
         try:
-            backend = check()
+            outcome = check()
         except Exception as exc:  # every failure of a component is reported, never raised to the caller
             elapsed = (time.perf_counter() - started) * 1000
             logger.warning("health check failed", extra={"component": name, "error": repr(exc)})
-            report.append(ComponentHealth(name, False, elapsed, "", name in required, f"{type(exc).__name__}: {exc}"))
+            error = f"{type(exc).__name__}: {exc}"
+            details = exc.details if isinstance(exc, ComponentFailing) else None
+            report.append(ComponentHealth(name, False, elapsed, "", name in required, error, details))
             continue
         elapsed = (time.perf_counter() - started) * 1000
-        report.append(ComponentHealth(name, True, elapsed, backend, name in required))
+        backend, details = outcome if isinstance(outcome, tuple) else (outcome, None)
+        report.append(ComponentHealth(name, True, elapsed, backend, name in required, details=details))
     return report

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.authtoken.views import obtain_auth_token
 
 from galfriday_site.apis import HealthApi
+from galfriday_site.metrics import metrics_view
 
 admin.site.site_header = "Gal-Friday"
 admin.site.site_title = "Gal-Friday"
@@ -22,5 +23,6 @@ api_patterns: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),
     path("api/", include((api_patterns, "api"), namespace="api")),
 ]

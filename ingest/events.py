@@ -7,6 +7,7 @@ design; the database and the time-series store stay the source of truth and clie
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -16,8 +17,10 @@ from typing import Any, ClassVar
 from ingest.bars import Bar
 
 _GROUP_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}  # per event class, in declaration order
 
 
+@functools.lru_cache(maxsize=1024)
 def market_group(symbol: str) -> str:
     """The channel-layer group of a symbol's market events (`BTC/USD` → `market.BTC-USD`)."""
     return "market." + _GROUP_UNSAFE.sub("-", symbol)
@@ -48,8 +51,22 @@ class Event:
 
     def as_message(self) -> dict[str, Any]:
         """The channel-layer message: `type` routes it to consumers' `ingest_event` handler."""
-        payload = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-        return {"type": "ingest.event", "event": {"kind": self.kind, **payload}}
+        cls = type(self)
+        names = _FIELD_NAMES.get(cls)
+        if names is None:
+            names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(self))
+        event: dict[str, Any] = {"kind": self.kind}
+        for name in names:  # hot path (an event per trade): the common types first, the rest through _plain
+            value = getattr(self, name)
+            kind = type(value)
+            if kind is Decimal:
+                value = str(value)
+            elif kind is datetime:
+                value = value.isoformat()
+            elif value is not None and kind is not str and kind is not int:
+                value = _plain(value)
+            event[name] = value
+        return {"type": "ingest.event", "event": event}
 
 
 @dataclass(frozen=True, slots=True)

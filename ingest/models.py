@@ -39,3 +39,46 @@ class IngestStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.connection_state}"
+
+
+class BackfillRecord(models.Model):
+    """One gap repair of the ingest worker: which symbol and span were re-fetched from the exchange's REST API
+    (Trades, or OHLC where the gap is older than Trades serves), why, and what it changed. Operators read these
+    in the admin and in `/api/health/` to see that a restart or a disconnect left no hole."""
+
+    class Reason(models.TextChoices):
+        STARTUP = "startup", "start-up"
+        RECONNECT = "reconnect", "reconnect"
+        OHLC_MISMATCH = "ohlc_mismatch", "bar differs from the exchange's ohlc"
+
+    class Status(models.TextChoices):
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    worker = models.CharField(max_length=100)
+    symbol = models.CharField(max_length=30)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    source = models.CharField(max_length=20, help_text="trades, ohlc or trades+ohlc")
+    gap_start = models.DateTimeField(help_text="exchange time the repair fetched from")
+    gap_end = models.DateTimeField(null=True, blank=True, help_text="exchange time of the last trade or bar fetched")
+    rest_calls = models.PositiveIntegerField(default=0)
+    trades_fetched = models.PositiveIntegerField(default=0)
+    trades_added = models.PositiveIntegerField(default=0, help_text="fetched trades the worker had not seen live")
+    ohlc_bars = models.PositiveIntegerField(default=0, help_text="bars taken from OHLC (older than Trades served)")
+    bars_written = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices)
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["symbol", "-started_at"], name="ingest_backfill_symbol_started")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(gap_end__isnull=True) | models.Q(gap_end__gte=models.F("gap_start")),
+                name="ingest_backfill_span_ordered",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.reason} from {self.gap_start.isoformat()} ({self.status})"

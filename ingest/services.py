@@ -14,12 +14,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
 
 from galfriday_site.audit import audit_actor
 from ingest.journal import Journal
 from ingest.kraken.messages import BalanceUpdate, Execution
 from ingest.kraken.rest_types import AssetPair
-from ingest.models import IngestStatus
+from ingest.models import BackfillRecord, IngestStatus
 from trading.executions import ExecutionEvent, InvalidExecutionEvent
 from trading.models import Instrument
 from trading.risk_services import alert_raise, market_quote_set
@@ -150,4 +151,46 @@ def disconnection_alert(*, name: str, since: datetime, now: datetime) -> None:
         message=f"ingest worker {name} has been disconnected from the exchange since {since.isoformat()}",
         context={"worker": name, "since": since.isoformat(), "seconds": int((now - since).total_seconds())},
         dedupe=True,
+    )
+
+
+def close_broken_connections() -> None:
+    """Drop this thread's database connections that a database restart (or `pg_terminate_backend`) broke, so
+    the next query reconnects instead of failing forever."""
+    close_old_connections()
+
+
+def backfill_record_save(
+    *,
+    worker: str,
+    symbol: str,
+    reason: str,
+    source: str,
+    gap_start: datetime,
+    gap_end: datetime | None,
+    rest_calls: int,
+    trades_fetched: int,
+    trades_added: int,
+    ohlc_bars: int,
+    bars_written: int,
+    error: str,
+    started_at: datetime,
+) -> BackfillRecord:
+    """Record one gap repair (done, or failed with its error)."""
+    return BackfillRecord.objects.create(
+        worker=worker,
+        symbol=symbol,
+        reason=reason,
+        source=source,
+        gap_start=gap_start,
+        gap_end=gap_end if gap_end is None or gap_end >= gap_start else gap_start,
+        rest_calls=rest_calls,
+        trades_fetched=trades_fetched,
+        trades_added=trades_added,
+        ohlc_bars=ohlc_bars,
+        bars_written=bars_written,
+        status=BackfillRecord.Status.FAILED if error else BackfillRecord.Status.DONE,
+        error=error,
+        started_at=started_at,
+        finished_at=timezone.now(),
     )

@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="how far back the warm-up starts, i.e. how much OHLC/trade history exists at start (default 3600)",
     )
     p.add_argument("--no-ws-compression", action="store_true", help="refuse permessage-deflate on WebSockets")
+    p.add_argument(
+        "--ws-queue-limit",
+        type=int,
+        default=20_000,
+        help="messages buffered per WebSocket connection before a slow consumer is dropped (default 20000)",
+    )
     p.add_argument("--record", action="store_true", help="keep every public message sent (GET /_sim/state)")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO, to stderr)")
     return p
@@ -84,6 +90,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     market, replay_file = parse_market(args.market)
     if args.rate < 0:
         raise ConfigError("--rate must be >= 0")
+    if args.ws_queue_limit < 1:
+        raise ConfigError("--ws-queue-limit must be >= 1")
     ports = [p for p in (args.rest_port, args.ws_port, args.ws_auth_port) if p]
     if len(ports) != len(set(ports)):
         raise ConfigError("--rest-port, --ws-port and --ws-auth-port must differ")
@@ -108,6 +116,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         warmup_seconds=args.warmup_seconds,
         record_messages=args.record,
         ws_compression=not args.no_ws_compression,
+        ws_queue_limit=args.ws_queue_limit,
     )
 
 

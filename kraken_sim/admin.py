@@ -4,8 +4,11 @@
 - ``DELETE /_sim/faults``: clear every fault. ``GET /_sim/faults``: the active faults.
 - ``GET /_sim/state``: orders, trades, ledger, balances, connections and sequences, faults, market, and
   every public market message sent when recording is on (``?messages=0`` leaves them out).
-- ``POST /_sim/market`` ``{"action": "pause"|"resume"|"step"|"place"|"cancel"|"burst", ...}``: drive the market
-  (``burst``: the replayed recording's frames, verbatim, ``repeat`` times, to depth-10 book subscribers).
+- ``POST /_sim/market`` ``{"action": "pause"|"resume"|"step"|"place"|"cancel"|"burst"|"flood"|"flood_stop", ...}``:
+  drive the market (``burst``: the replayed recording's frames, verbatim, ``repeat`` times, to depth-10 book
+  subscribers; ``flood``: a synthetic trade tape at a fixed message rate, see ``kraken_sim.flood``).
+- ``GET /_sim/flood``: the trade flood's counters and its per-second record of what it sent (``?seconds=0``:
+  counters only).
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ def _OPT_INT(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _FRAMES(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(value)
+    return list(value)
+
+
 FAULTS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "drop_connections": {"scope": _STR, "connection_id": _OPT_INT, "mode": _STR},
     "silence": {"seconds": _FLOAT, "scope": _STR, "connection_id": _OPT_INT, "mode": _STR},
@@ -56,6 +65,8 @@ FAULTS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "rest_errors": {"count": _INT, "error": _STR},
     "rest_delay": {"ms": _INT, "count": _OPT_INT, "phase": _STR},
     "withhold_executions": {"count": _INT, "consume_sequence": _BOOL},
+    "withhold_market": {"channel": _STR, "symbol": _STR, "count": _INT},
+    "inject_frames": {"frames": _FRAMES, "scope": _STR},
     "external_order": {
         "symbol": _STR,
         "side": _STR,
@@ -84,6 +95,7 @@ class AdminApi:
         app.router.add_get("/_sim/faults", self.get_faults)
         app.router.add_get("/_sim/state", self.get_state)
         app.router.add_post("/_sim/market", self.post_market)
+        app.router.add_get("/_sim/flood", self.get_flood)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         try:
@@ -136,7 +148,7 @@ class AdminApi:
             return {"ledger_id": result.ledger_id, "asset": result.asset.code, "balance": str(result.balance)}
         if name == "fee_adjust":
             return {"txid": result.txid, "fee": str(result.fee)}
-        if name in ("drop_connections", "skip_sequence"):
+        if name in ("drop_connections", "skip_sequence", "inject_frames"):
             return {"affected": result}
         return {}
 
@@ -150,6 +162,10 @@ class AdminApi:
     async def get_state(self, request: web.Request) -> web.Response:
         include = request.query.get("messages", "1") not in ("0", "false")
         return _json(self.sim.state(include_messages=include))
+
+    async def get_flood(self, request: web.Request) -> web.Response:
+        include = request.query.get("seconds", "1") not in ("0", "false")
+        return _json(self.sim.flood.describe(seconds=include))
 
     async def post_market(self, request: web.Request) -> web.Response:
         try:
@@ -206,6 +222,25 @@ class AdminApi:
             frames = [line for line in Path(replay_file).read_text().splitlines() if line.strip()]
             symbol = str(body.get("symbol", "BTC/USD"))
             return {"connections": self.sim.hub.burst(symbol, frames, repeat), "frames": len(frames) * repeat}
+        elif action == "flood":
+            symbols = body.get("symbols", ["BTC/USD"])
+            if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+                raise FaultError("symbols must be a list of v2 symbols")
+            try:
+                self.sim.flood.start(
+                    symbols,
+                    rate=float(body.get("rate", 1000)),
+                    seconds=float(body.get("seconds", 10)),
+                    trades_per_message=int(body.get("trades_per_message", 1)),
+                    seed=int(body.get("seed", self.sim.config.seed)),
+                    first_trade_id=int(body.get("first_trade_id", 1_000_000_000)),
+                )
+            except (TypeError, ValueError) as exc:
+                raise FaultError(f"flood: {exc}") from exc
+            return self.sim.flood.describe(seconds=False)
+        elif action == "flood_stop":
+            self.sim.flood.stop()
+            return self.sim.flood.describe(seconds=False)
         else:
-            raise FaultError("action must be pause, resume, step, place, cancel or burst")
+            raise FaultError("action must be pause, resume, step, place, cancel, burst, flood or flood_stop")
         return {}

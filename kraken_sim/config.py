@@ -60,6 +60,7 @@ class SimConfig:
     idle_timeout: float = 60.0  # close a connection with no subscription that sent nothing for this long (0: never)
     token_ttl: float = 900.0
     record_messages: bool = False
+    trade_tape_size: int = 1000  # public trades kept per instrument (what REST Trades can still serve)
     ws_queue_limit: int = 20_000  # messages buffered per connection before the simulator drops it
     ws_compression: bool = True  # accept permessage-deflate when the client offers it
 

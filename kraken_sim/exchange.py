@@ -8,6 +8,7 @@ once at its end: one market action gives one book update per subscribed depth, a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -138,7 +139,7 @@ class Exchange:
         self.ids = ids
         self.books: dict[str, OrderBook] = {i.symbol: OrderBook(i) for i in registry}
         self.account = Account(registry, config.balances, ids, config.maker_fee, config.taker_fee)
-        self.marketdata = MarketData(list(registry))
+        self.marketdata = MarketData(list(registry), config.trade_tape_size)
         self.orders: dict[str, Order] = {}  # every account order, open and closed, in creation order
         self._open_cl_ord_ids: dict[str, Order] = {}
         self.status = "online"
@@ -151,6 +152,10 @@ class Exchange:
         self._pending_trades: dict[str, list[PublicTrade]] = {}
         self._pending_candles: dict[str, dict[int, Candle]] = {}
         self._bbo: dict[str, tuple[Decimal | None, Decimal, Decimal | None, Decimal]] = {}
+        # The dead man's switch: when it fires (0: off), how often it fired, and its timer.
+        self.deadman_trigger_ns = 0
+        self.deadman_fired = 0
+        self._deadman_handle: asyncio.TimerHandle | None = None
 
     def _trade_id_iter(self, symbol: str) -> Iterator[int]:
         while True:
@@ -411,7 +416,7 @@ class Exchange:
             raise KrakenError(E.UNAVAILABLE)
         if not orders:
             raise KrakenError(E.UNKNOWN_ORDER)
-        limited = source != "external" and self.config.enforce_rate_limits
+        limited = source not in ("external", "dead_man_switch") and self.config.enforce_rate_limits
         now = self.clock.now_ns()
         costs: dict[str, Decimal] = {}
         for order in orders:
@@ -428,6 +433,44 @@ class Exchange:
                 self._close(order, OrderStatus.CANCELED, REASON_USER)
                 log.info("order %s canceled (%s)", order.order_id, source)
         return len(orders)
+
+    # -- the dead man's switch (CancelAllOrdersAfter / cancel_all_orders_after) ----------------------------
+    def cancel_all_after(self, timeout: int) -> tuple[int, int]:
+        """Arm (or re-arm: the countdown restarts) the account's dead man's switch: every open order is canceled
+        ``timeout`` seconds from now, unless a new call pushes the trigger back first; ``timeout=0`` disarms it.
+        After it fires it stays off until the next non-zero call (Kraken's documented behaviour). Returns
+        ``(now_ns, trigger_ns)``, ``trigger_ns`` 0 when off. Must run on the simulator's loop."""
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0 or timeout > 86400:
+            raise KrakenError(E.INVALID_ARGUMENTS)
+        if self.status == "maintenance":
+            raise KrakenError(E.UNAVAILABLE)
+        if self._deadman_handle is not None:
+            self._deadman_handle.cancel()
+            self._deadman_handle = None
+        now = self.clock.now_ns()
+        if timeout == 0:
+            self.deadman_trigger_ns = 0
+            log.info("dead man's switch disarmed")
+            return now, 0
+        self.deadman_trigger_ns = now + timeout * NS
+        self._deadman_handle = asyncio.get_running_loop().call_later(timeout, self._deadman_fire)
+        return now, self.deadman_trigger_ns
+
+    def _deadman_fire(self) -> None:
+        self._deadman_handle = None
+        self.deadman_trigger_ns = 0
+        self.deadman_fired += 1
+        try:
+            count = self.cancel_all(source="dead_man_switch")
+        except KrakenError as exc:  # e.g. maintenance: logged, the switch stays off as after any firing
+            log.warning("dead man's switch fired but could not cancel: %s", exc.code)
+            return
+        log.warning("dead man's switch fired: %d open orders canceled", count)
+
+    def deadman_stop(self) -> None:
+        if self._deadman_handle is not None:
+            self._deadman_handle.cancel()
+            self._deadman_handle = None
 
     def cancel_all(self, *, source: str = "api") -> int:
         orders = self.open_orders()

@@ -59,6 +59,7 @@ class Faults:
         self._corrupt: dict[str, int] = {}
         self._withhold = 0
         self._withhold_consume = False
+        self._withhold_market: dict[tuple[str, str], int] = {}
 
     # -- REST -----------------------------------------------------------------------------------------
     def rest_errors(self, count: int = 1, error: str = "EService:Unavailable") -> None:
@@ -160,6 +161,33 @@ class Faults:
         return True, self._withhold_consume
 
     # -- exchange -------------------------------------------------------------------------------------
+    def inject_frames(self, frames: list[str], scope: str = "public") -> int:
+        """Send raw text frames as they are (malformed JSON, unknown channels, wrong shapes) to every connection in
+        ``scope``, between the regular messages. Returns how many connections got them."""
+        if scope not in SCOPES or not frames or not all(isinstance(f, str) for f in frames):
+            raise FaultError("inject_frames needs a non-empty list of text frames and scope all|public|private")
+        assert self.hub is not None
+        return self.hub.send_raw(scope=scope, frames=frames)
+
+    def withhold_market(self, channel: str, symbol: str, count: int = 1) -> None:
+        """Do not send the next ``count`` public ``channel`` (``trade`` or ``ohlc``) messages for ``symbol``: the
+        market moves on (REST Trades and OHLC show the truth), only the socket misses them (and they are not in
+        the recorded messages, which hold what was sent)."""
+        if channel not in ("trade", "ohlc") or count < 1:
+            raise FaultError("withhold_market needs channel trade|ohlc and count >= 1")
+        assert self.exchange is not None
+        if self.exchange.registry.by_symbol(symbol) is None:
+            raise FaultError(f"unknown symbol {symbol}")
+        key = (channel, symbol)
+        self._withhold_market[key] = self._withhold_market.get(key, 0) + count
+
+    def take_withhold_market(self, channel: str, symbol: str) -> bool:
+        left = self._withhold_market.get((channel, symbol), 0)
+        if left <= 0:
+            return False
+        self._withhold_market[(channel, symbol)] = left - 1
+        return True
+
     def system_status(self, status: str) -> None:
         """online | maintenance | cancel_only | post_only: pushed on ``status`` and enforced."""
         assert self.exchange is not None
@@ -296,6 +324,7 @@ class Faults:
         self._silences.clear()
         self._corrupt.clear()
         self._withhold = 0
+        self._withhold_market.clear()
         if self.hub is not None:
             self.hub.clear_skips()
         log.info("faults cleared")
@@ -318,4 +347,5 @@ class Faults:
             ],
             "corrupt_checksum": {k: v for k, v in self._corrupt.items() if v > 0},
             "withhold_executions": self._withhold,
+            "withhold_market": {f"{c}:{s}": n for (c, s), n in self._withhold_market.items() if n > 0},
         }

@@ -105,9 +105,9 @@ class _Window:
 
 
 class SymbolMarketData:
-    def __init__(self, instrument: Instrument) -> None:
+    def __init__(self, instrument: Instrument, tape_size: int = TAPE_SIZE) -> None:
         self.instrument = instrument
-        self.tape: deque[PublicTrade] = deque(maxlen=TAPE_SIZE)
+        self.tape: deque[PublicTrade] = deque(maxlen=tape_size)
         self.last_price: Decimal = instrument.initial_price
         self.last_qty: Decimal = ZERO
         self.rolling = _Window()
@@ -165,8 +165,8 @@ class SymbolMarketData:
 
 
 class MarketData:
-    def __init__(self, instruments: list[Instrument]) -> None:
-        self.symbols: dict[str, SymbolMarketData] = {i.symbol: SymbolMarketData(i) for i in instruments}
+    def __init__(self, instruments: list[Instrument], tape_size: int = TAPE_SIZE) -> None:
+        self.symbols: dict[str, SymbolMarketData] = {i.symbol: SymbolMarketData(i, tape_size) for i in instruments}
 
     def __getitem__(self, symbol: str) -> SymbolMarketData:
         return self.symbols[symbol]

@@ -144,6 +144,7 @@ class RestApi:
             "AddOrder": self.add_order,
             "CancelOrder": self.cancel_order,
             "CancelAll": self.cancel_all,
+            "CancelAllOrdersAfter": self.cancel_all_orders_after,
             "GetWebSocketsToken": self.websockets_token,
         }
 
@@ -685,6 +686,14 @@ class RestApi:
 
     def cancel_all(self, params: Params) -> Any:
         return {"count": self.exchange.cancel_all(source="api")}
+
+    def cancel_all_orders_after(self, params: Params) -> Any:
+        if "timeout" not in params:
+            raise KrakenError(E.INVALID_ARGUMENTS)
+        timeout = _int(params, "timeout")
+        assert timeout is not None
+        now, trigger = self.exchange.cancel_all_after(timeout)
+        return {"currentTime": rfc3339_seconds(now), "triggerTime": rfc3339_seconds(trigger) if trigger else "0"}
 
     def websockets_token(self, params: Params) -> Any:
         token = self.ids.ws_token()

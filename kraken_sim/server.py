@@ -20,6 +20,7 @@ from kraken_sim.auth import Authenticator, TokenStore
 from kraken_sim.config import SimConfig
 from kraken_sim.exchange import Exchange
 from kraken_sim.faults import Faults
+from kraken_sim.flood import TradeFlood
 from kraken_sim.ids import IdGenerator
 from kraken_sim.instruments import InstrumentRegistry
 from kraken_sim.market import MarketDriver
@@ -52,6 +53,7 @@ class Simulator:
             replay_file=config.replay_file,
             replay_loop=config.replay_loop,
         )
+        self.flood = TradeFlood(self.hub.publish_trade_text, self.registry)
         self.rest = RestApi(config, self.exchange, self.auth, self.tokens, self.faults, self.ids, self.clock)
         self.admin = AdminApi(self)
         self._runners: list[web.AppRunner] = []
@@ -101,6 +103,8 @@ class Simulator:
         log.info("kraken_sim listening: rest %s ws %s ws-auth %s", self.rest_url, self.ws_url, self.ws_auth_url)
 
     async def stop(self) -> None:
+        self.exchange.deadman_stop()
+        self.flood.stop()
         await self.market.stop()
         await self.hub.close_all()
         await self._cleanup()
@@ -215,6 +219,10 @@ class Simulator:
         state: dict[str, Any] = {
             "endpoints": self.endpoints(),
             "status": ex.status,
+            "dead_man_switch": {
+                "trigger": rfc3339(ex.deadman_trigger_ns) if ex.deadman_trigger_ns else None,
+                "fired": ex.deadman_fired,
+            },
             "balances": balances,
             "orders": orders,
             "trades": trades,

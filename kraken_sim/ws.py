@@ -32,13 +32,13 @@ from kraken_sim.faults import Faults
 from kraken_sim.feeds import BOOK_DEPTHS, BookFeed
 from kraken_sim.ids import IdGenerator
 from kraken_sim.marketdata import OHLC_INTERVALS, Candle, PublicTrade
-from kraken_sim.wire import Clock, dumps
+from kraken_sim.wire import Clock, dumps, rfc3339_seconds
 
 log = logging.getLogger(__name__)
 
 PUBLIC_CHANNELS = ("book", "ticker", "trade", "ohlc", "instrument")
 PRIVATE_CHANNELS = ("executions", "balances")
-TRADING_METHODS = ("add_order", "cancel_order", "cancel_all")
+TRADING_METHODS = ("add_order", "cancel_order", "cancel_all", "cancel_all_orders_after")
 TRADE_SNAPSHOT_SIZE = 50
 CLOSE_TIMEOUT = 2.0  # seconds to wait for a client's close frame
 CL_ORD_ID_RE = re.compile(r"^([0-9a-fA-F]{32}|[0-9a-fA-F-]{36}|.{1,18})$")
@@ -279,6 +279,17 @@ class WsHub:
                 affected += 1
         return affected
 
+    def send_raw(self, *, scope: str, frames: list[str]) -> int:
+        """Fault injection: send `frames` verbatim to every connection in `scope` (not recorded)."""
+        sent = 0
+        for conn in list(self.connections.values()):
+            if scope == "public" and conn.private or scope == "private" and not conn.private:
+                continue
+            for frame in frames:
+                conn.send(frame)
+            sent += 1
+        return sent
+
     def clear_skips(self) -> None:
         for conn in self.connections.values():
             for sub in conn.subs.values():
@@ -317,6 +328,19 @@ class WsHub:
         for conn in members:
             conn.send(text)
 
+    def publish_trade_text(self, symbol: str, text: str) -> int:
+        """Send an already-encoded `trade` message to the symbol's trade subscribers (the trade flood's path:
+        no encoding per message). Returns how many connections it went to."""
+        key = ("trade", symbol)
+        members = self.index.get(key)
+        if not members:
+            return 0
+        if self.config.record_messages:
+            self.recorded.append({"key": list(key), "message": text})
+        for conn in members:
+            conn.send(text)
+        return len(members)
+
     def _send_direct(self, conn: Connection, message: dict[str, Any], record_key: Key | None = None) -> None:
         text = dumps(message)
         if record_key is not None and self.config.record_messages:
@@ -342,7 +366,10 @@ class WsHub:
     def public_trades(self, symbol: str, trades: list[PublicTrade], candles: list[Candle]) -> None:
         inst = self.exchange.books[symbol].instrument
         if ("trade", symbol) in self.index:
-            self._publish(("trade", symbol), M.trades(inst, trades, "update"))
+            if self.faults.take_withhold_market("trade", symbol):
+                log.info("fault: withholding a %s trade message (%d trades)", symbol, len(trades))
+            else:
+                self._publish(("trade", symbol), M.trades(inst, trades, "update"))
         ts = self.clock.now_ns()
         key = ("ticker", symbol, "trades")
         if key in self.index:
@@ -352,6 +379,9 @@ class WsHub:
             )
         for candle in candles:
             if ("ohlc", symbol, candle.interval) in self.index:
+                if self.faults.take_withhold_market("ohlc", symbol):
+                    log.info("fault: withholding a %s ohlc message", symbol)
+                    continue
                 self._publish(("ohlc", symbol, candle.interval), M.ohlc(inst, [candle], "update", ts))
 
     def bbo_changed(self, symbol: str) -> None:
@@ -662,6 +692,8 @@ class WsHub:
                 self._add_order(conn, params, req_id, time_in)
             elif method == "cancel_order":
                 self._cancel_order(conn, params, req_id, time_in)
+            elif method == "cancel_all_orders_after":
+                self._cancel_all_orders_after(conn, params, req_id, time_in)
             else:
                 try:
                     count = self.exchange.cancel_all(source="ws")
@@ -669,6 +701,19 @@ class WsHub:
                     self._err(conn, method, exc.code, req_id, time_in)
                     return
                 self._send_direct(conn, M.ack(method, req_id, {"count": count}, time_in, self.clock.now_ns()))
+
+    def _cancel_all_orders_after(self, conn: Connection, params: dict[str, Any], req_id: Any, time_in: int) -> None:
+        timeout = params.get("timeout")
+        if isinstance(timeout, bool) or not isinstance(timeout, int):
+            self._err(conn, "cancel_all_orders_after", INVALID_REQUEST, req_id, time_in)
+            return
+        try:
+            now, trigger = self.exchange.cancel_all_after(timeout)
+        except KrakenError as exc:
+            self._err(conn, "cancel_all_orders_after", exc.code, req_id, time_in)
+            return
+        result = {"currentTime": rfc3339_seconds(now), "triggerTime": rfc3339_seconds(trigger) if trigger else "0"}
+        self._send_direct(conn, M.ack("cancel_all_orders_after", req_id, result, time_in, self.clock.now_ns()))
 
     def _order_request(self, params: dict[str, Any]) -> OrderRequest:
         symbol = params.get("symbol")

@@ -35,6 +35,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ingest.bars import BAR_MEASUREMENT, Bar
+from ingest.gaps import ohlc_committed
 from ingest.timeseries import TimeSeriesStore, get_store
 from models_registry.models import HistoryBackfill
 
@@ -120,7 +121,7 @@ def _fetch(client: OhlcClient, symbol: str, since: int | None, end: int | None, 
     while calls < max_calls:
         result = client.ohlc(symbol, interval=1, since=cursor)
         calls += 1
-        committed = [b for b in result.bars if b.time <= result.last and (cursor is None or b.time > cursor)]
+        committed = ohlc_committed(result, cursor)
         for bar in committed:
             if end is None or bar.time < end:
                 bars[bar.time] = bar

@@ -16,18 +16,30 @@ Noticing promotions
       ``MODELS_REGISTRY_PREDICTION_RESOLVE_TTL_S`` (30 s; 1 s when the cache backend is process-local, as in
       the embedded setup, where other processes cannot see the generation key).
 
+Evaluating
+    A single row goes through the exact evaluator compiled when the version was loaded
+    (:mod:`models_registry.fast_paths`: logistic regression, HistGradientBoosting), which skips scikit-learn's
+    per-call validation and thread-pool start-up and gives the same probabilities; batches go to scikit-learn
+    (OpenMP limited to one thread for up to 64 rows, where waking the pool costs more than it saves). A model
+    the evaluators do not cover exactly is predicted by scikit-learn for every size.
+
 Recording
     With a decision id, each prediction is stored as a :class:`~models_registry.models.Prediction` (decision id,
     version, SHA-256 of the float64 feature row, class probabilities, class, signal, confidence). The row is
     unique on (decision id, version): a replayed decision inserts nothing.
 
-Counters (:func:`prediction_stats`): predictions, model cache hits and misses (hit rate), generation checks,
-re-resolutions, reloads, recorded predictions and duplicates, latency percentiles of the last 10,000 calls.
+Counters (:func:`prediction_stats`, shaped for a metrics exporter): every name of :data:`COUNTER_NAMES` (monotonic
+since the process started: predictions, model cache hits and misses, loads, reloads, ...), the hit rate, the
+models held, single-row latency as a cumulative histogram in seconds (``latency_seconds``: Prometheus-style
+``buckets`` {upper bound: count <= it, "+Inf" last}, ``sum``, ``count``) and as percentiles of the last 10,000
+calls (``latency_ms``: p50, p99, max).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import logging
 import math
 import threading
@@ -41,12 +53,11 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 from rest_framework import status
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import ThreadpoolController
 
 from galfriday_site.errors import ApplicationError, NotFoundError
 from models_registry import selectors
+from models_registry.fast_paths import LinearFastPath, TreeEnsembleFastPath
 from models_registry.labels import LABEL_CLASSES
 from models_registry.models import ModelVersion, Prediction, Stage
 from models_registry.selectors import SignatureMismatchError
@@ -58,6 +69,19 @@ STAGE_SELECTORS = {Stage.PRODUCTION.value, Stage.STAGING.value}
 _LATENCY_WINDOW = 10_000
 _PROCESS_LOCAL_CACHES = ("LocMemCache", "DummyCache")
 _SMALL_BATCH = 64
+COUNTER_NAMES = (
+    "predictions",
+    "cache_hits",
+    "cache_misses",
+    "loads",
+    "reloads",
+    "resolutions",
+    "generation_checks",
+    "stage_signals",
+    "recorded",
+    "record_duplicates",
+)
+LATENCY_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 1.0)
 _THREADPOOLS = ThreadpoolController()
 
 
@@ -71,35 +95,6 @@ class FeatureValueError(ApplicationError):
 
 
 Selector = str | int
-
-
-class _LinearFastPath:
-    """``Pipeline(StandardScaler, LogisticRegression)`` evaluated with plain numpy (the same arithmetic as
-    scikit-learn's predict_proba, without its per-call validation): tens of microseconds per row."""
-
-    def __init__(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> None:
-        self.mean, self.scale, self.coef, self.intercept = mean, scale, coef, intercept
-
-    @classmethod
-    def of(cls, estimator: Any) -> _LinearFastPath | None:
-        steps = getattr(estimator, "steps", None)
-        if not steps or len(steps) != 2:
-            return None
-        scaler, clf = steps[0][1], steps[1][1]
-        if not (isinstance(scaler, StandardScaler) and isinstance(clf, LogisticRegression)):
-            return None
-        mean = scaler.mean_ if scaler.with_mean else np.zeros(clf.coef_.shape[1])
-        scale = scaler.scale_ if scaler.with_std else np.ones(clf.coef_.shape[1])
-        return cls(np.asarray(mean), np.asarray(scale), np.asarray(clf.coef_), np.asarray(clf.intercept_))
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        z = ((X - self.mean) / self.scale) @ self.coef.T + self.intercept
-        if self.coef.shape[0] == 1:  # binary: sigmoid of the one decision function
-            p = 1.0 / (1.0 + np.exp(-z[:, 0]))
-            return np.column_stack((1.0 - p, p))
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
 @dataclass(frozen=True)
@@ -118,12 +113,15 @@ class LoadedVersion:
     symbols: tuple[str, ...]
     record: ModelVersion
 
-    fast: _LinearFastPath | None = None
+    fast: LinearFastPath | None = None  # any number of rows
+    fast_one: TreeEnsembleFastPath | None = None  # one row; batches go to scikit-learn
 
     def probabilities(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities in LABEL_CLASSES order (classes the model never saw get 0)."""
         if self.fast is not None:
             raw = self.fast.predict_proba(X)
+        elif self.fast_one is not None and X.shape[0] == 1:
+            raw = self.fast_one.proba_one(X[0]).reshape(1, -1)
         elif X.shape[0] <= _SMALL_BATCH:
             # A few rows: OpenMP threads (HistGradientBoosting) cost more to wake than they save.
             with _THREADPOOLS.limit(limits=1, user_api="openmp"):
@@ -201,6 +199,8 @@ class PredictionService:
         self._targets: dict[tuple[str, Selector], _Target] = {}
         self.counters: Counter[str] = Counter()
         self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+        self._latency_buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)  # per bucket (not cumulative); last: +Inf
+        self._latency_sum = 0.0
         if listen:
             model_stage_changed.connect(self._on_stage_changed, weak=True)
 
@@ -248,12 +248,18 @@ class PredictionService:
             signal_threshold=float(threshold) if isinstance(threshold, int | float) else 0.0,
             symbols=tuple(version.symbols or ()),
             record=version,
-            fast=_LinearFastPath.of(estimator),
+            fast=LinearFastPath.of(estimator),
+            fast_one=TreeEnsembleFastPath.of(estimator),
         )
         self.counters["loads"] += 1
         logger.info(
             "model version loaded",
-            extra={"model": loaded.model_name, "version": loaded.version, "sha256": loaded.artifact_sha256},
+            extra={
+                "model": loaded.model_name,
+                "version": loaded.version,
+                "sha256": loaded.artifact_sha256,
+                "fast_path": type(loaded.fast or loaded.fast_one).__name__ if loaded.fast or loaded.fast_one else None,
+            },
         )
         return loaded
 
@@ -393,7 +399,7 @@ class PredictionService:
             confidence=confidence,
             features_hash=features_hash(row),
         )
-        self._latencies.append(time.perf_counter() - started)
+        self._observe(time.perf_counter() - started)
         self.counters["predictions"] += 1
         if record and decision_id:
             self.record([(decision_id, output)], symbol=symbol or "")
@@ -475,15 +481,27 @@ class PredictionService:
 
     # --- counters ------------------------------------------------------------------------------------------
 
+    def _observe(self, seconds: float) -> None:
+        self._latencies.append(seconds)
+        self._latency_buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self._latency_sum += seconds
+
     def stats(self) -> dict[str, Any]:
+        """Counters, hit rate and latency (see the module doc); every key present even before the first call."""
         hits, misses = self.counters["cache_hits"], self.counters["cache_misses"]
         latencies = np.array(self._latencies) * 1000.0
+        cumulative = list(itertools.accumulate(self._latency_buckets))
+        bounds = [repr(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
         return {
             **{k: int(v) for k, v in self.counters.items()},
-            "cache_hits": int(hits),
-            "cache_misses": int(misses),
+            **{name: int(self.counters[name]) for name in COUNTER_NAMES},
             "hit_rate": hits / (hits + misses) if hits + misses else None,
             "models_loaded": len(self._models),
+            "latency_seconds": {
+                "buckets": dict(zip(bounds, cumulative, strict=True)),
+                "sum": self._latency_sum,
+                "count": cumulative[-1],
+            },
             "latency_ms": {
                 "count": len(latencies),
                 "p50": float(np.percentile(latencies, 50)) if len(latencies) else None,
@@ -495,6 +513,8 @@ class PredictionService:
     def reset_stats(self) -> None:
         self.counters.clear()
         self._latencies.clear()
+        self._latency_buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self._latency_sum = 0.0
 
 
 _service: PredictionService | None = None

@@ -23,8 +23,10 @@ from typing import Any
 from django.conf import settings
 
 from galfriday_site.errors import NotFoundError
+from models_registry.history import BAR_COLUMNS
 from models_registry.prediction import PredictionService, get_prediction_service
 from models_registry.training import default_model_name
+from trading.predictor import BarWindow
 from trading.predictor import Prediction as TradingPrediction
 
 
@@ -60,27 +62,40 @@ class PipelinePredictor:
     version — so the decision record always says what decided.
     """
 
+    bars_fields: tuple[str, ...] = BAR_COLUMNS  # what `load_bars` / `bars_frame` read of each bar
+
     def __init__(self, *, registry: RegistryPredictor | None = None) -> None:
         from trading.predictor import MomentumBaseline
 
         self.registry = registry or RegistryPredictor()
         self.fallback = MomentumBaseline()
 
-    def predict(self, *, symbol: str, bar_time: datetime, decision_id: str) -> TradingPrediction:
-        from models_registry.features import WARMUP_BARS, compute_features
-        from models_registry.history import load_bars
+    def bars_range(self, *, bar_time: datetime) -> tuple[datetime, datetime]:
+        """The bars the features of `bar_time` need: the warm-up and the bar itself."""
+        from models_registry.features import WARMUP_BARS
 
-        loaded = load_bars(
-            symbol=symbol, start=bar_time - timedelta(minutes=WARMUP_BARS + 1), end=bar_time + timedelta(minutes=1)
-        )
-        frame = loaded.bars
+        return bar_time - timedelta(minutes=WARMUP_BARS + 1), bar_time + timedelta(minutes=1)
+
+    def predict(
+        self, *, symbol: str, bar_time: datetime, decision_id: str, bars: BarWindow | None = None
+    ) -> TradingPrediction:
+        """`bars`: the bars the pipeline read for this decision (the sizing uses them too); read here when they
+        do not cover `bars_range`."""
+        from models_registry.features import WARMUP_BARS, compute_features
+        from models_registry.history import bars_frame, fill_gaps, load_bars
+
+        start, end = self.bars_range(bar_time=bar_time)
+        if bars is not None and bars.covers(symbol=symbol, start=start, end=end, fields=self.bars_fields):
+            frame, _ = fill_gaps(bars_frame(bars.between(start, end)))  # exactly what load_bars builds
+        else:
+            frame = load_bars(symbol=symbol, start=start, end=end).bars
         if len(frame) <= WARMUP_BARS or frame.index[-1] != bar_time:
-            return self.fallback.predict(symbol=symbol, bar_time=bar_time, decision_id=decision_id)
+            return self.fallback.predict(symbol=symbol, bar_time=bar_time, decision_id=decision_id, bars=bars)
         row = compute_features(frame).iloc[-1]
         if row.isna().any():
-            return self.fallback.predict(symbol=symbol, bar_time=bar_time, decision_id=decision_id)
+            return self.fallback.predict(symbol=symbol, bar_time=bar_time, decision_id=decision_id, bars=bars)
         try:
             signal, confidence, version_id = self.registry.predict(symbol, decision_id, row.to_dict())
         except NotFoundError:  # no such model yet, or no version in the selected stage
-            return self.fallback.predict(symbol=symbol, bar_time=bar_time, decision_id=decision_id)
+            return self.fallback.predict(symbol=symbol, bar_time=bar_time, decision_id=decision_id, bars=bars)
         return TradingPrediction(signal, confidence, f"model-version-{version_id}")

@@ -545,3 +545,25 @@ def model_alias_remove(*, model_name: str, alias: str, reason: str, user: Any = 
             )
             row.delete()
         _notify_after_commit(model_name, [event])
+
+
+def artifacts_reencrypt(*, dry_run: bool = False, actor: str = SYSTEM_ACTOR) -> dict[str, Any]:
+    """Finish a key rotation: rewrite every registered version's artifact that an older key encrypted under the
+    newest key (`MODELS_REGISTRY_ARTIFACT_KEYS[0]`), so the old key can then be removed. Content, address and
+    versions do not change; an artifact that is missing or fails its check is reported and left as it is (the
+    others are still done). Safe to run again: a second run rewrites nothing."""
+    report: dict[str, Any] = {"checked": 0, "reencrypted": 0, "current": 0, "failed": {}, "dry_run": dry_run}
+    shas = ModelVersion.objects.order_by().values_list("artifact_sha256", flat=True).distinct()
+    for sha in sorted(set(shas)):
+        report["checked"] += 1
+        try:
+            rewritten = artifacts.reencrypt(sha, dry_run=dry_run)
+        except artifacts.ArtifactError as exc:
+            report["failed"][sha] = f"{exc.code}: {exc.message}"
+            continue
+        report["reencrypted" if rewritten else "current"] += 1
+    logger.warning(
+        "artifacts re-encrypted under the newest key",
+        extra={"actor": actor, **{k: v for k, v in report.items() if k != "failed"}, "failed": len(report["failed"])},
+    )
+    return report

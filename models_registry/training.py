@@ -22,15 +22,18 @@ Labels and signals
     return| over the window instead (three roughly balanced classes; useful where moves rarely cover fees, as
     on the simulator; the value used is recorded). The trading signal of a row is
     ``sign(P(up) - P(down))`` when ``|P(up) - P(down)| >= signal_threshold``, else 0; the walk-forward backtest
-    sizes positions with exactly that rule (:class:`ThresholdSizer`), and the prediction service applies the
-    version's recorded threshold, so what was evaluated is what trades.
+    sizes positions with that rule and the live sizing code (:class:`LiveSizer`: spot, confidence-weighted,
+    volatility-targeted) and checks every order with the live risk check, and the prediction service applies
+    the version's recorded threshold, so what was evaluated is what trades.
 
 Metrics (all recorded on the version; non-finite values are left out, so a gate on them fails as "not recorded")
     classification, pooled out of sample: ``accuracy``, ``log_loss``, ``roc_auc_up``, ``roc_auc_ovr``,
     ``brier_up``, ``brier_multiclass``; ``baseline_log_loss`` (each fold's training class frequencies) and
     ``log_loss_skill`` = 1 - log_loss / baseline_log_loss (> 0: better than the prior).
-    trading, next-bar backtest of the out-of-sample signals net of fees and slippage: ``net_pnl``, ``sharpe``,
-    ``sortino``, ``max_drawdown``, ``turnover``, ``hit_rate``, ``psr``, ``dsr`` (deflated for ``n_trials``:
+    trading, next-bar backtest of the out-of-sample signals net of fees and slippage, every order through the
+    live pre-trade risk check (rejected orders not filled; ``risk_orders_checked``, ``risk_orders_rejected``,
+    ``risk_rejected_<code>`` per reason, ``risk_orders_below_minimum``, ``risk_orders_capped``): ``net_pnl``,
+    ``sharpe``, ``sortino``, ``max_drawdown``, ``turnover``, ``hit_rate``, ``psr``, ``dsr`` (deflated for ``n_trials``:
     the per-bar Sharpe ratios of this model's earlier versions plus this one), ``sharpe_per_bar``; buy and hold
     over the same bars as ``bh_net_pnl``, ``bh_sharpe``, ``bh_max_drawdown``, and ``excess_net_pnl``.
     data: ``n_samples``, ``n_oos_samples``, ``n_folds``, ``bars_stored``, ``bars_filled``, class shares.
@@ -45,6 +48,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 import numpy as np
@@ -61,7 +65,7 @@ from sklearn.preprocessing import StandardScaler
 
 from galfriday_site.errors import ApplicationError, ConflictError
 from models_registry import services
-from models_registry.evaluation import FixedFractionSizer, PurgedWalkForwardCV, walk_forward_evaluate
+from models_registry.evaluation import FixedFractionSizer, PurgedWalkForwardCV, RiskGate, walk_forward_evaluate
 from models_registry.evaluation.metrics import deflated_sharpe_ratio, return_moments
 from models_registry.features import (
     FEATURE_DTYPES,
@@ -206,22 +210,40 @@ class ThresholdSizer(FixedFractionSizer):
 
 
 @dataclass(frozen=True)
-class LiveSizer(ThresholdSizer):
-    """What the live pipeline does with a signal (`trading.pipeline`): spot only, so a sell signal means flat and
-    never short, and a buy holds the live sizing fraction of equity (`GALFRIDAY_SIZING_FRACTION`). Evaluating
+class LiveSizer:
+    """What the live pipeline does with a signal, by calling its own sizing code (`trading.pipeline`): spot only,
+    so a sell signal means flat and never short; a buy signal (edge >= threshold) holds
+    ``target_quantity(...)`` of equity: the sizing fraction x the confidence, scaled towards the target
+    volatility by the annualised volatility of the last ``vol_lookback`` closes (`annualised_volatility`).
+    The position and order caps and every risk check follow in the backtest's risk gate, as live. Evaluating
     with it means the backtest's PnL, drawdown and turnover are those of the strategy that would trade."""
 
-    def __call__(self, signal: float, confidence: float, state: Any) -> float:
-        return self.fraction if signal > 0 and signal >= self.threshold else 0.0
+    policy: Any  # trading.pipeline.SizingPolicy
+    threshold: float = 0.0
 
-    def vectorised(self, signals: np.ndarray) -> np.ndarray:
-        return np.where((signals > 0) & (signals >= self.threshold), self.fraction, 0.0)
+    def __call__(self, signal: float, confidence: float, state: Any) -> float:
+        from trading.pipeline import annualised_volatility, target_quantity
+        from trading.predictor import Prediction
+
+        if not (signal > 0 and signal >= self.threshold):
+            return 0.0
+        history = [] if state.closes is None else state.closes[-self.policy.vol_lookback :]
+        closes = [Decimal(repr(float(c))) for c in history]
+        price, equity = Decimal(repr(float(state.price))), Decimal(repr(float(state.equity)))
+        quantity = target_quantity(
+            prediction=Prediction(1, float(confidence), "backtest"),
+            equity=equity,
+            price=price,
+            policy=self.policy,
+            volatility=annualised_volatility(closes),
+        )
+        return min(1.0, float(quantity * price / equity))
 
 
 def live_sizer(threshold: float) -> LiveSizer:
     from trading.pipeline import SizingPolicy
 
-    return LiveSizer(fraction=float(SizingPolicy.from_settings().fraction), threshold=threshold)
+    return LiveSizer(policy=SizingPolicy.from_settings(), threshold=threshold)
 
 
 def signal_from_probabilities(p_down: float, p_up: float, threshold: float) -> int:
@@ -275,8 +297,13 @@ def evaluate_and_fit(
     *,
     prior_trial_sharpes: list[float] | None = None,
     n_trials: int = 1,
+    risk: RiskGate | None = None,
 ) -> TrainingOutcome:
-    """Walk-forward evaluation then the final fit on every usable sample of `bars` (consecutive 1-minute bars)."""
+    """Walk-forward evaluation then the final fit on every usable sample of `bars` (consecutive 1-minute bars).
+
+    The backtest sizes with the live rule and sends every order through the live pre-trade risk check with
+    `risk` (default: the built-in limits, BTC/USD's exchange rules, 10,000 of capital); a rejected order is
+    not filled."""
     needed = config.bars_needed()
     if len(bars) < needed:
         raise InsufficientDataError(
@@ -311,6 +338,7 @@ def evaluate_and_fit(
         config.n_splits, label_horizon=config.horizon, embargo=config.embargo_bars, min_train_size=50
     )
     sizer = live_sizer(config.signal_threshold)
+    gate = risk if risk is not None else RiskGate()
     try:
         report = walk_forward_evaluate(
             _FoldSafeClassifier(estimator),
@@ -321,6 +349,7 @@ def evaluate_and_fit(
             taker_fee=config.taker_fee,
             slippage_bps=config.slippage_bps,
             size=sizer,
+            risk=gate,
         )
     except ValueError as exc:
         raise TrainingError(f"walk-forward evaluation failed: {exc}", code="evaluation_failed") from exc
@@ -372,6 +401,7 @@ def evaluate_and_fit(
         "taker_fee": config.taker_fee,
         "slippage_bps": config.slippage_bps,
         "signal_threshold": config.signal_threshold,
+        "backtest_risk": gate.describe(),
         "cv": {
             "kind": "purged_walk_forward",
             "n_splits": config.n_splits,
@@ -385,6 +415,24 @@ def evaluate_and_fit(
 
 
 # --- service -----------------------------------------------------------------------------------------------
+
+
+def backtest_risk_gate(symbol: str) -> RiskGate:
+    """The risk inputs live trading would use for `symbol` now: the effective limits (the RiskLimit rows over
+    the built-in defaults), the instrument's exchange rules and the account's latest equity; the defaults of
+    :class:`RiskGate` for whatever is not stored yet (no instrument row, no equity snapshot)."""
+    from trading.models import EquitySnapshot, Instrument
+    from trading.risk_services import account_currency, instrument_rules
+    from trading.selectors import risk_limits_effective
+
+    instrument = Instrument.objects.filter(symbol=symbol).first()
+    latest = EquitySnapshot.objects.filter(currency=account_currency()).order_by("-taken_at", "-id").first()
+    defaults = RiskGate()
+    return RiskGate(
+        limits=risk_limits_effective(instrument=instrument),
+        rules=instrument_rules(instrument) if instrument is not None else defaults.rules,
+        capital=latest.equity if latest is not None and latest.equity > 0 else defaults.capital,
+    )
 
 
 def _prior_trial_sharpes(model_name: str) -> list[float]:
@@ -476,8 +524,11 @@ def train_model(
             "backfill history or widen the window",
             details={"stored": loaded.stored, "needed": config.bars_needed(), "symbol": symbol},
         )
+    risk = backtest_risk_gate(symbol)
     if not register:
-        return evaluate_and_fit(loaded.bars, config, prior_trial_sharpes=_prior_trial_sharpes(name), n_trials=n_trials)
+        return evaluate_and_fit(
+            loaded.bars, config, prior_trial_sharpes=_prior_trial_sharpes(name), n_trials=n_trials, risk=risk
+        )
 
     request_id = request_id or uuid.uuid4().hex
     run, should_train = _claim(
@@ -496,7 +547,7 @@ def train_model(
         return TrainingResult(request_id, version, False, dict(version.metrics))
     try:
         outcome = evaluate_and_fit(
-            loaded.bars, config, prior_trial_sharpes=_prior_trial_sharpes(name), n_trials=n_trials
+            loaded.bars, config, prior_trial_sharpes=_prior_trial_sharpes(name), n_trials=n_trials, risk=risk
         )
         outcome = replace(
             outcome,

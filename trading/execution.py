@@ -8,12 +8,23 @@ that bring our books to the exchange's view). The functions below (`order_execut
 `orders_cancel_all_execute`, `order_sync`) are the Django side: they re-read the order, decide, call the broker
 and apply the events. The Celery tasks in `trading.tasks` are thin wrappers around them.
 
-Idempotency, live: every order carries its client order id (`cl_ord_id`). Before anything is sent, the exchange is
-asked for that id (a previous delivery of the task may have placed the order and died before recording it); an
-order found is applied, never placed again. A timeout or a lost connection after the request was written is
-`OrderOutcomeUnknown`: the order becomes `unknown`, the exchange is queried by client order id for a bounded
-time, and only if it is still not found is the order sent again. Two deliveries of the same task never run at
-once: a per-order mutex in the cache (Redis in production) serialises them; the loser retries later.
+Transport, live: `add_order` over the process's authenticated private WebSocket (`trading.ws_session`: one session
+per worker process, reused across tasks), with REST AddOrder as the fallback when the socket cannot take the
+request (not connected, refused token; nothing was sent). Cancels likewise. Queries are REST.
+
+Idempotency, live: every order carries its client order id (`cl_ord_id`). Before each send attempt the order's
+`send_attempts` counter is incremented and committed, so a later delivery knows whether an earlier one may have
+placed the order and died before recording it: then (`send_attempts > 0`, or state `unknown`) the exchange is asked
+for the client order id first and an order found is applied, never placed again; with `send_attempts == 0` nothing
+can have been sent and the first send goes out without that query. A timeout or a lost connection after the
+request was written (socket dropped after send, no ack in time) is `OrderOutcomeUnknown`: the order becomes
+`unknown`, the exchange is queried by client order id for a bounded time, and only if it is still not found is the
+order sent again. Two deliveries of the same task never run at once: a per-order mutex in the cache (Redis in
+production) serialises them; the loser retries later.
+
+After an ack: a REST ack is followed by a query of the order (immediate fills, post-only cancels); a WebSocket ack
+is not (the ingest worker's private `executions` stream brings the fills, data flow step 3): a `sync_order` task is
+scheduled `GALFRIDAY_EXECUTION_POST_ACK_SYNC_S` later as a safety net instead, off the critical path.
 
 Errors: retryable Kraken errors (service unavailable, rate limits, connect failures) become
 `TransientExecutionError`, which the tasks retry with backoff and jitter; any other Kraken error on AddOrder
@@ -27,6 +38,8 @@ applied from a query and again from the WebSocket is recorded once.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 import uuid
 from collections import Counter
@@ -35,17 +48,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from ingest.kraken.errors import KrakenError, OrderOutcomeUnknown, UnknownOrder
+from ingest.kraken.errors import AuthenticationError, KrakenError, OrderOutcomeUnknown, UnknownOrder
 from ingest.kraken.rest import KrakenRestClientSync
 from ingest.kraken.rest_types import OrderInfo, TradeInfo
+from ingest.kraken.ws import NotConnected, RequestTimeout
 from trading.executions import EventSource, ExecType, ExecutionEvent, FeeAmount
 from trading.models import Order, OrderEvent, OrderType, TimeInForce, TradingState
 from trading.order_states import OPEN, TERMINAL, OrderState
@@ -59,6 +74,9 @@ from trading.services import (
     order_mark_unknown,
     order_request_cancel,
 )
+
+if TYPE_CHECKING:
+    from trading.ws_session import ExchangeSession
 
 logger = logging.getLogger(__name__)
 counters: Counter[str] = Counter()
@@ -116,7 +134,7 @@ class OrderTicket:
             time_in_force=order.time_in_force,
             post_only=order.post_only,
             filled_qty=order.filled_qty,
-            fill_count=order.fills.count(),
+            fill_count=order.fills.count() if order.filled_qty else 0,
         )
 
 
@@ -127,6 +145,7 @@ class ExchangeOrder:
     exchange_order_id: str
     events: tuple[ExecutionEvent, ...] = ()
     status: str = ""
+    via: str = ""  # how the answer came: "ws" (private socket ack), "rest", "paper"; "" for queries
 
 
 class Broker(Protocol):
@@ -172,19 +191,60 @@ def order_detail_event(
 
 
 class KrakenBroker:
-    """Kraken over REST (the sync facade; one short-lived client per task). AddOrder with the client order id,
-    CancelOrder by txid or client order id, CancelAll, and queries (OpenOrders/ClosedOrders by `cl_ord_id`,
-    QueryOrders by txid, QueryTrades for the fills)."""
+    """Kraken: `add_order` / `cancel_order` / `cancel_all` over the session's private WebSocket when one is given
+    (`trading.ws_session.ExchangeSession`), REST AddOrder / CancelOrder / CancelAll as the fallback when the socket
+    cannot take the request (nothing was sent); queries over REST (OpenOrders/ClosedOrders by `cl_ord_id`,
+    QueryOrders by txid, QueryTrades for the fills). The REST client is the worker process's shared one
+    (`owns_client=False`: `close` leaves it open) or, built for one use, closed with the broker."""
 
     name = "kraken"
 
-    def __init__(self, client: KrakenRestClientSync) -> None:
+    def __init__(
+        self, client: KrakenRestClientSync, *, session: ExchangeSession | None = None, owns_client: bool = True
+    ) -> None:
         self.client = client
+        self.session = session
+        self._owns_client = owns_client
 
     def close(self) -> None:
-        self.client.close()
+        if self._owns_client:
+            self.client.close()
 
     def submit(self, ticket: OrderTicket) -> ExchangeOrder:
+        if self.session is not None:
+            try:
+                return self._submit_ws(self.session, ticket)
+            except (NotConnected, AuthenticationError) as exc:
+                # Not sent (no connection, or the session token refused before anything was placed): REST.
+                counters["ws_submit_fallback_rest"] += 1
+                logger.warning(
+                    "private socket could not take the order: REST AddOrder",
+                    extra={"client_order_id": ticket.client_order_id, "error": str(exc)},
+                )
+        return self._submit_rest(ticket)
+
+    def _submit_ws(self, session: ExchangeSession, ticket: OrderTicket) -> ExchangeOrder:
+        ack = session.add_order(
+            symbol=ticket.symbol,
+            side=ticket.side,
+            order_type=ticket.order_type,
+            order_qty=ticket.quantity,
+            limit_price=ticket.limit_price if ticket.order_type == OrderType.LIMIT else None,
+            cl_ord_id=ticket.client_order_id,
+            time_in_force=TimeInForce.IOC.value if ticket.time_in_force == TimeInForce.IOC else None,
+            post_only=True if ticket.post_only else None,
+        )
+        assert ack.order_id is not None  # add_order raises OrderOutcomeUnknown for a success without one
+        event = order_detail_event(
+            ticket,
+            ack.order_id,
+            ExecType.PENDING_NEW,
+            timestamp=ack.time_out or timezone.now(),
+            source=EventSource.EXCHANGE,
+        )
+        return ExchangeOrder(exchange_order_id=ack.order_id, events=(event,), status="pending", via="ws")
+
+    def _submit_rest(self, ticket: OrderTicket) -> ExchangeOrder:
         tif = TimeInForce.IOC.upper() if ticket.time_in_force == TimeInForce.IOC else None
         result = self.client.add_order(
             pair=ticket.pair,
@@ -200,19 +260,42 @@ class KrakenBroker:
         ack = order_detail_event(
             ticket, txid, ExecType.PENDING_NEW, timestamp=timezone.now(), source=EventSource.REST_QUERY
         )
-        return ExchangeOrder(exchange_order_id=txid, events=(ack,), status="pending")
+        return ExchangeOrder(exchange_order_id=txid, events=(ack,), status="pending", via="rest")
 
     def cancel(self, ticket: OrderTicket) -> ExchangeOrder | None:
         try:
-            if ticket.exchange_order_id:
-                self.client.cancel_order(ticket.exchange_order_id, pair=ticket.pair)
-            else:
-                self.client.cancel_order(cl_ord_id=ticket.client_order_id, pair=ticket.pair)
+            if not self._cancel_ws(ticket):
+                if ticket.exchange_order_id:
+                    self.client.cancel_order(ticket.exchange_order_id, pair=ticket.pair)
+                else:
+                    self.client.cancel_order(cl_ord_id=ticket.client_order_id, pair=ticket.pair)
         except UnknownOrder:
             pass  # closed already, or never placed: the query says which
         return self.query_by_client_id(ticket)
 
+    def _cancel_ws(self, ticket: OrderTicket) -> bool:
+        """Cancel over the socket; False when it could not be done there (REST then: a cancel sent twice is
+        harmless, the second meets `EOrder:Unknown order`)."""
+        if self.session is None:
+            return False
+        try:
+            if ticket.exchange_order_id:
+                self.session.cancel_order(order_id=ticket.exchange_order_id)
+            else:
+                self.session.cancel_order(cl_ord_id=ticket.client_order_id)
+        except (NotConnected, AuthenticationError, RequestTimeout) as exc:
+            counters["ws_cancel_fallback_rest"] += 1
+            logger.warning("private socket could not cancel: REST", extra={"error": str(exc)})
+            return False
+        return True
+
     def cancel_all(self) -> int:
+        if self.session is not None:
+            try:
+                return self.session.cancel_all()
+            except (NotConnected, AuthenticationError, RequestTimeout) as exc:
+                counters["ws_cancel_fallback_rest"] += 1
+                logger.warning("private socket could not cancel all: REST", extra={"error": str(exc)})
         return self.client.cancel_all()
 
     def query_by_client_id(self, ticket: OrderTicket) -> ExchangeOrder | None:
@@ -365,12 +448,54 @@ def kraken_rest_client(*, private: bool = True) -> KrakenRestClientSync:
 
 
 def broker_for_mode() -> Broker:
-    """TRADING_MODE=live → `KrakenBroker`; paper → `PaperBroker` filling against the exchange's public book."""
+    """TRADING_MODE=live → `KrakenBroker` on this process's exchange session (shared REST client, private socket
+    unless GALFRIDAY_EXECUTION_WS is off); paper → `PaperBroker` filling against the exchange's public book read
+    through this process's shared public REST client."""
     if trading_mode() == "live":
-        return KrakenBroker(kraken_rest_client())
+        from trading.ws_session import session
+
+        current = session()
+        return KrakenBroker(current.rest, session=current if current.config.ws_enabled else None, owns_client=False)
     from trading.paper import PaperBroker, RestDepthBooks
 
-    return PaperBroker(RestDepthBooks(kraken_rest_client(private=False)))
+    class SharedDepthBooks(RestDepthBooks):
+        def close(self) -> None:  # the process's shared client stays open for the next task
+            pass
+
+    return PaperBroker(SharedDepthBooks(_public_rest_client()))
+
+
+_public_lock = threading.Lock()
+_public_client: tuple[tuple[Any, ...], KrakenRestClientSync] | None = None
+
+
+def _public_rest_client() -> KrakenRestClientSync:
+    """One public (unsigned) REST client per process for the paper broker's book reads; rebuilt when the
+    settings change, after a fork (`KrakenRestClientSync.usable` is False in a child) or once closed."""
+    global _public_client
+    key = (
+        str(settings.KRAKEN_REST_URL),
+        float(getattr(settings, "KRAKEN_TIMEOUT", 10.0)),
+        str(getattr(settings, "GALFRIDAY_KRAKEN_TIER", "starter")),
+    )
+    with _public_lock:
+        current = _public_client
+        if current is not None and current[0] == key and current[1].usable:
+            return current[1]
+        if current is not None:
+            current[1].close()  # a no-op for a client inherited through fork
+        client = kraken_rest_client(private=False)
+        _public_client = (key, client)
+        return client
+
+
+def _public_after_fork() -> None:
+    global _public_lock, _public_client
+    _public_lock = threading.Lock()
+    _public_client = None
+
+
+os.register_at_fork(after_in_child=_public_after_fork)
 
 
 # --- applying what the exchange says --------------------------------------------------------------------------
@@ -472,21 +597,27 @@ def _outcome(order_id: int, action: str, detail: str = "") -> ExecutionOutcome:
 def order_execute(*, order_id: int, broker: Broker, actor: str = "execution") -> ExecutionOutcome:
     """Send a `submitted` (or `unknown`) order to the exchange exactly once. Safe to run twice, concurrently, or
     after a run that died anywhere: an order already past `submitted` is not sent again, and an order the
-    exchange already has (found by client order id) is applied, not placed again."""
-    order = _load(order_id)
-    if order is None:
-        logger.error("execute: no such order", extra={"order_id": order_id})
-        return ExecutionOutcome(order_id=order_id, action="missing")
-    if order.state not in (OrderState.SUBMITTED, OrderState.UNKNOWN) or order.exchange_order_id:
-        return _outcome(order_id, "skipped", f"state {order.state}")
+    exchange already has (found by client order id) is applied, not placed again. The order is read once, under
+    its mutex (a duplicate delivery meeting a run in flight retries later and is then skipped)."""
     with order_mutex(order_id):
         order = _load(order_id)
-        assert order is not None
+        if order is None:
+            logger.error("execute: no such order", extra={"order_id": order_id})
+            return ExecutionOutcome(order_id=order_id, action="missing")
         if order.state not in (OrderState.SUBMITTED, OrderState.UNKNOWN) or order.exchange_order_id:
-            return _outcome(order_id, "skipped", f"state {order.state}")
+            return ExecutionOutcome(
+                order_id=order_id,
+                action="skipped",
+                state=order.state,
+                detail=f"state {order.state}",
+                exchange_order_id=order.exchange_order_id,
+            )
         ticket = OrderTicket.from_order(order)
-        # A previous delivery may have placed it and died before recording anything: ask first.
-        found = _query(broker, ticket, wait=order.state == OrderState.UNKNOWN)
+        # A previous delivery may have placed it and died before recording anything (it committed a send attempt
+        # first, so `send_attempts > 0`), or the outcome of an attempt is unknown: ask first. Never attempted:
+        # the exchange cannot have it, send at once.
+        maybe_sent = order.send_attempts > 0 or order.state == OrderState.UNKNOWN
+        found = _query(broker, ticket, wait=order.state == OrderState.UNKNOWN) if maybe_sent else None
         if found is not None:
             counters["found_before_send"] += 1
             logger.warning(
@@ -507,6 +638,7 @@ def order_execute(*, order_id: int, broker: Broker, actor: str = "execution") ->
 def _send(
     order_id: int, ticket: OrderTicket, broker: Broker, *, actor: str, resubmitted: bool = False
 ) -> ExecutionOutcome:
+    _record_send_attempt(order_id)
     try:
         ack = broker.submit(ticket)
     except OrderOutcomeUnknown as exc:
@@ -525,14 +657,50 @@ def _send(
         counters["rejected_by_exchange"] += 1
         logger.warning("order rejected by the exchange", extra={"order_id": order_id, "error": exc.error})
         return _outcome(order_id, "rejected", exc.error)
-    exchange_order_apply(ack, actor=actor)
+    state = exchange_order_apply(ack, actor=actor)
     counters["sent"] += 1
+    counters[f"sent_via_{ack.via or broker.name}"] += 1
     logger.info(
         "order sent",
-        extra={"order_id": order_id, "client_order_id": ticket.client_order_id, "txid": ack.exchange_order_id},
+        extra={
+            "order_id": order_id,
+            "client_order_id": ticket.client_order_id,
+            "txid": ack.exchange_order_id,
+            "via": ack.via,
+        },
     )
-    _sync_quietly(order_id, broker, actor=actor)
-    return _outcome(order_id, "resubmitted" if resubmitted else "sent")
+    action = "resubmitted" if resubmitted else "sent"
+    if ack.via == "ws":
+        _schedule_sync(order_id)  # the executions stream brings the fills; this is the safety net
+        # Nothing else changed the order under its mutex: the outcome without reading it back.
+        outcome = ExecutionOutcome(order_id, action, state or "", exchange_order_id=ack.exchange_order_id)
+    else:
+        _sync_quietly(order_id, broker, actor=actor)
+        outcome = _outcome(order_id, action)
+    outcome.extra["via"] = ack.via
+    return outcome
+
+
+def _record_send_attempt(order_id: int) -> None:
+    """Count the attempt BEFORE the request leaves (committed at once outside a transaction, as in a task): a
+    delivery that dies after this line leaves `send_attempts > 0`, and the next delivery asks the exchange before
+    sending. Incremented in SQL (no history row: a counter, not a state change)."""
+    Order.objects.filter(pk=order_id).update(send_attempts=F("send_attempts") + 1)
+
+
+def _schedule_sync(order_id: int) -> None:
+    """A `sync_order` task some seconds after a WebSocket ack (GALFRIDAY_EXECUTION_POST_ACK_SYNC_S; 0 = none):
+    the order is read back over REST in case the executions stream missed something. Never fails the send."""
+    delay = float(getattr(settings, "GALFRIDAY_EXECUTION_POST_ACK_SYNC_S", 5.0))
+    if delay <= 0:
+        return
+    try:
+        from trading.tasks import sync_order
+
+        sync_order.apply_async(kwargs={"order_id": order_id}, countdown=delay, queue="trading")
+    except Exception as exc:  # a broker hiccup must not turn a placed order into a failed task: count and log
+        counters["post_ack_sync_not_scheduled"] += 1
+        logger.warning("post-ack sync not scheduled", extra={"order_id": order_id, "error": repr(exc)})
 
 
 def _outcome_unknown(

@@ -121,16 +121,30 @@ class Order(models.Model):
     fees = money_field(default=Decimal(0), help_text="in quote currency")
     reason = models.TextField(blank=True, default="", help_text="why it was placed, rejected or canceled")
     external = models.BooleanField(default=False, help_text="first learned from the exchange, not placed by us")
+    send_attempts = models.PositiveIntegerField(
+        default=0,
+        help_text="AddOrder attempts started, committed BEFORE each request leaves: 0 means the exchange cannot "
+        "have it, so the first send needs no query by client order id",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = audited_history()
+    # The sequence of the order's latest OrderEvent, kept on the row so that recording an event under the order's
+    # row lock needs no `MAX(sequence)` query (a fresh read after the lock; a value read with the lock could be
+    # stale). A counter, not a fact about the order: left out of the audit history.
+    last_event_sequence = models.PositiveIntegerField(default=0, editable=False)
+    history = audited_history(excluded_fields=["last_event_sequence"])
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["state"]), models.Index(fields=["instrument", "-created_at"])]
+        indexes = [
+            models.Index(fields=["state"]),
+            models.Index(fields=["instrument", "-created_at"]),
+            # The risk check's order-rate window (orders submitted in the last minute).
+            models.Index(fields=["submitted_at"], name="order_submitted_at_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["exchange_order_id"], condition=~Q(exchange_order_id=""), name="order_exchange_id_uniq"
@@ -229,6 +243,8 @@ class Fill(models.Model):
 
     class Meta:
         ordering = ["-executed_at", "-id"]
+        # Today's realised PnL (the risk check and the monitor sum the fills since midnight UTC).
+        indexes = [models.Index(fields=["executed_at"], name="fill_executed_at_idx")]
         constraints = [
             models.CheckConstraint(condition=~Q(exec_id=""), name="fill_exec_id_nonempty"),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive"),

@@ -2,7 +2,8 @@
 
     prediction (trading.predictor: the registry's model, or the baseline) → signal with confidence →
     sizing (fixed fraction of equity, scaled by volatility targeting) → order quantity toward the target →
-    risk checks and submission in one transaction (`order_place`) → execution (the gateway, after commit)
+    risk checks and submission in one transaction (`order_place_in_transaction`) → execution (the gateway, after
+    commit)
 
 Keyed by the decision id (symbol + bar time + model version): a replay or a duplicate task finds the decision
 already made and trades nothing more. A bar older than `GALFRIDAY_DECISION_MAX_AGE_S` is recorded as expired.
@@ -17,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -24,10 +26,18 @@ from django.utils import timezone
 
 from galfriday_site.audit import audit_actor
 from trading.executions import EventSource
-from trading.models import Decision, EquitySnapshot, Instrument, MarketQuote, OrderType, Position, Side
-from trading.predictor import Prediction, get_predictor, recent_closes
-from trading.risk_services import order_place
-from trading.selectors import risk_limits_effective
+from trading.models import Decision, Instrument, OrderType, Side
+from trading.predictor import (
+    BarsPredictor,
+    BarWindow,
+    Prediction,
+    closes_window,
+    get_predictor,
+    read_bars,
+    recent_closes,
+)
+from trading.risk_services import order_place_in_transaction
+from trading.selectors import DecisionInputs, decision_inputs, risk_limits_effective
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -87,46 +97,70 @@ def client_order_id_for(decision_id: str) -> str:
 
 
 def decide_on_bar(*, symbol: str, bar_time: datetime, now: datetime | None = None) -> Decision:
-    """Run the pipeline for the closed bar of `symbol` starting at `bar_time`. Safe to run twice."""
+    """Run the pipeline for the closed bar of `symbol` starting at `bar_time`. Safe to run twice.
+
+    On the latency path (bar closed → order at the exchange): one read of the bars (shared by the predictor, when
+    it declares `bars_range`, and the sizing), one query for the inputs (instrument, quote, position, latest
+    equity and whether the decision exists), the limits, then one transaction that places the order
+    (`order_place_in_transaction`: created, risk-checked, submitted) and records the decision with it."""
     now = now or timezone.now()
-    instrument = Instrument.objects.get(symbol=symbol)
     max_age = float(getattr(settings, "GALFRIDAY_DECISION_MAX_AGE_S", 30))
     bar_end = bar_time + timedelta(minutes=1)
     with audit_actor(ACTOR, reason=f"bar {symbol} {bar_time.isoformat()}"):
         if (now - bar_end).total_seconds() > max_age:
             return _record(
                 f"{symbol}:{bar_time.isoformat()}:expired",
-                instrument,
+                Instrument.objects.get(symbol=symbol),
                 bar_time,
                 Prediction(0, 0.0, "none"),
                 status=Decision.Status.EXPIRED,
                 reason=f"bar ended {(now - bar_end).total_seconds():.0f} s ago (limit {max_age:.0f} s)",
             )
         predictor = get_predictor()
+        policy = SizingPolicy.from_settings()
         provisional_id = f"{symbol}:{bar_time.isoformat()}"
-        prediction = predictor.predict(symbol=symbol, bar_time=bar_time, decision_id=provisional_id)
+        bars = None
+        bars_range = getattr(predictor, "bars_range", None)
+        if bars_range is not None:
+            # One read of the bars for the predictor's features and the sizing's volatility.
+            start, end = bars_range(bar_time=bar_time)
+            closes_start, closes_end = closes_window(until=bar_time, count=policy.vol_lookback)
+            fields = {"close", *getattr(predictor, "bars_fields", ("close",))}
+            bars = read_bars(symbol=symbol, start=min(start, closes_start), end=max(end, closes_end), fields=fields)
+            prediction = cast(BarsPredictor, predictor).predict(
+                symbol=symbol, bar_time=bar_time, decision_id=provisional_id, bars=bars
+            )
+        else:
+            prediction = predictor.predict(symbol=symbol, bar_time=bar_time, decision_id=provisional_id)
         decision_id = f"{provisional_id}:{prediction.model_version}"
-        existing = Decision.objects.filter(decision_id=decision_id).first()
-        if existing is not None:
-            return existing
-        return _decide(decision_id, instrument, bar_time, prediction)
+        inputs = decision_inputs(symbol=symbol, decision_id=decision_id)
+        if inputs.existing_decision_id is not None:
+            return Decision.objects.get(pk=inputs.existing_decision_id)
+        return _decide(decision_id, inputs, bar_time, prediction, policy=policy, bars=bars)
 
 
-def _decide(decision_id: str, instrument: Instrument, bar_time: datetime, prediction: Prediction) -> Decision:
-    quote = MarketQuote.objects.filter(instrument=instrument).first()
-    snapshot = EquitySnapshot.objects.order_by("-taken_at", "-id").first()
-    if quote is None or snapshot is None:
+def _decide(
+    decision_id: str,
+    inputs: DecisionInputs,
+    bar_time: datetime,
+    prediction: Prediction,
+    *,
+    policy: SizingPolicy,
+    bars: BarWindow | None,
+) -> Decision:
+    instrument, quote = inputs.instrument, inputs.quote
+    if quote is None or inputs.equity is None:
         missing = "a market quote" if quote is None else "an equity snapshot"
         return _record(
             decision_id, instrument, bar_time, prediction, status=Decision.Status.SKIPPED, reason=f"no {missing} yet"
         )
-    position = Position.objects.filter(instrument=instrument).first()
-    current = position.quantity if position else ZERO
-    policy = SizingPolicy.from_settings()
-    closes = [c.close for c in recent_closes(symbol=instrument.symbol, until=bar_time, count=policy.vol_lookback)]
+    current = inputs.position_qty
+    closes = [
+        c.close for c in recent_closes(symbol=instrument.symbol, until=bar_time, count=policy.vol_lookback, bars=bars)
+    ]
     volatility = annualised_volatility(closes)
     target = target_quantity(
-        prediction=prediction, equity=snapshot.equity, price=quote.mid, policy=policy, volatility=volatility
+        prediction=prediction, equity=inputs.equity, price=quote.mid, policy=policy, volatility=volatility
     )
     # Size within the risk limits rather than have every large signal refused: the position and the order
     # notional are capped here, and the risk manager still checks everything else.
@@ -138,7 +172,7 @@ def _decide(decision_id: str, instrument: Instrument, bar_time: datetime, predic
         delta = (limits.max_order_notional / quote.mid).quantize(step, rounding=ROUND_DOWN).copy_sign(delta)
     sizing = {
         "price": quote.mid,
-        "equity": snapshot.equity,
+        "equity": inputs.equity,
         "current_qty": current,
         "target_qty": target,
         "order_qty": delta,
@@ -149,9 +183,13 @@ def _decide(decision_id: str, instrument: Instrument, bar_time: datetime, predic
             reason="at target or below the exchange minimums" if prediction.signal else "flat signal", **sizing,
         )  # fmt: skip
     try:
+        # One transaction: the order (created, risk-checked, `submitted` or `rejected`) and the decision that
+        # made it, inserted once with its order (one audited row, not an insert and an update). No savepoint
+        # inside: a duplicate task deciding the same bar concurrently waits on the trading-state lock, finds the
+        # order under the decision's client order id, and fails the insert on the unique decision id, which
+        # rolls its whole transaction back.
         with transaction.atomic():
-            decision = _record(decision_id, instrument, bar_time, prediction, status=Decision.Status.ORDERED, **sizing)
-            result = order_place(
+            result = order_place_in_transaction(
                 instrument=instrument,
                 client_order_id=client_order_id_for(decision_id),
                 side=Side.BUY if delta > 0 else Side.SELL,
@@ -160,10 +198,14 @@ def _decide(decision_id: str, instrument: Instrument, bar_time: datetime, predic
                 reason=f"decision {decision_id}: signal {prediction.signal} at confidence {prediction.confidence:.3f}",
                 source=EventSource.SYSTEM,
                 actor=ACTOR,
+                limits=limits,  # just read for the sizing: the check uses the same values
             )
-            decision.order = result.order
-            decision.reason = "; ".join(f.reason for f in result.failures)
-            decision.save(update_fields=["order", "reason"])
+            decision = Decision.objects.create(
+                **_decision_fields(decision_id, instrument, bar_time, prediction, status=Decision.Status.ORDERED),
+                **sizing,
+                order=result.order,
+                reason="; ".join(f.reason for f in result.failures),
+            )
     except IntegrityError:  # the same decision made concurrently by a duplicate task: use that one
         return Decision.objects.get(decision_id=decision_id)
     logger.info(
@@ -171,6 +213,20 @@ def _decide(decision_id: str, instrument: Instrument, bar_time: datetime, predic
         extra={"decision": decision_id, "order_id": decision.order_id, "qty": str(delta), "rejected": result.rejected},
     )
     return decision
+
+
+def _decision_fields(
+    decision_id: str, instrument: Instrument, bar_time: datetime, prediction: Prediction, *, status: str
+) -> dict[str, Any]:
+    return {
+        "decision_id": decision_id,
+        "instrument": instrument,
+        "bar_time": bar_time,
+        "model_version": prediction.model_version,
+        "signal": prediction.signal,
+        "confidence": Decimal(str(round(prediction.confidence, 6))),
+        "status": status,
+    }
 
 
 def _record(
@@ -183,17 +239,9 @@ def _record(
     reason: str = "",
     **sizing: Decimal,
 ) -> Decision:
+    fields = _decision_fields(decision_id, instrument, bar_time, prediction, status=status)
+    fields.pop("decision_id")
     decision, _ = Decision.objects.get_or_create(
-        decision_id=decision_id,
-        defaults={
-            "instrument": instrument,
-            "bar_time": bar_time,
-            "model_version": prediction.model_version,
-            "signal": prediction.signal,
-            "confidence": Decimal(str(round(prediction.confidence, 6))),
-            "status": status,
-            "reason": reason,
-            **sizing,
-        },
+        decision_id=decision_id, defaults={**fields, "reason": reason, **sizing}
     )
     return decision

@@ -8,10 +8,12 @@ imports it, it imports nothing of trading).
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -28,28 +30,109 @@ class Predictor(Protocol):
     def predict(self, *, symbol: str, bar_time: datetime, decision_id: str) -> Prediction: ...
 
 
+class BarsPredictor(Protocol):
+    """A predictor that can use bars the pipeline has already read: it says which range it reads for a bar
+    (`bars_range`) and accepts them as `bars` (reading the store itself when they do not cover that range).
+    The pipeline reads that range and the sizing's in one query and hands the window to both."""
+
+    bars_fields: tuple[str, ...]  # the bar fields it reads
+
+    def bars_range(self, *, bar_time: datetime) -> tuple[datetime, datetime]: ...
+
+    def predict(
+        self, *, symbol: str, bar_time: datetime, decision_id: str, bars: BarWindow | None = None
+    ) -> Prediction: ...
+
+
 @dataclass(frozen=True)
 class BarClose:
     time: datetime
     close: Decimal
 
 
-def recent_closes(*, symbol: str, until: datetime, count: int, interval: str = "1m") -> list[BarClose]:
-    """The last `count` bar closes of `symbol` ending with the bar that starts at `until` (oldest first)."""
-    from ingest.timeseries import get_store
+@dataclass(frozen=True)
+class BarWindow:
+    """The stored bars of one series with ``start <= time < end``, oldest first, read once per decision and
+    handed to every reader on the decision path (the predictor's features and the sizing's volatility), so
+    the bars are not fetched twice. Each point carries only `fields` (those of them it has). Readers take the
+    part they need with :meth:`between`; a reader whose range or fields the window does not cover reads the
+    store itself (:meth:`covers`)."""
 
+    symbol: str
+    interval: str
+    start: datetime
+    end: datetime
+    fields: frozenset[str]
+    points: tuple[Any, ...]  # ingest.timeseries.Point
+
+    def covers(
+        self, *, symbol: str, start: datetime, end: datetime, fields: Iterable[str], interval: str = "1m"
+    ) -> bool:
+        return (
+            self.symbol == symbol
+            and self.interval == interval
+            and self.start <= start
+            and end <= self.end
+            and self.fields.issuperset(fields)
+        )
+
+    def between(self, start: datetime, end: datetime) -> list[Any]:
+        """The points with start <= time < end (the window must cover the range)."""
+        if not (self.start <= start and end <= self.end):
+            raise ValueError(f"bars {self.start}..{self.end} do not cover {start}..{end}")
+        times = [p.time for p in self.points]
+        return list(self.points[bisect_left(times, start) : bisect_left(times, end)])
+
+
+def read_bars(
+    *,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+    fields: Iterable[str],
+    interval: str = "1m",
+    require: str | None = None,
+    last: int | None = None,
+) -> BarWindow:
+    """One read of the bars of `symbol` with start <= time < end from the time-series store, only `fields`
+    (`ingest.timeseries.base.query_fields`: `require`, `last`)."""
+    from ingest.timeseries import get_store
+    from ingest.timeseries.base import query_fields
+
+    wanted = tuple(sorted(set(fields)))
     store = get_store()
     try:
-        points = store.query_range(
-            "bars",
-            until - timedelta(minutes=count * 3),
-            until + timedelta(seconds=1),
-            {"symbol": symbol, "interval": interval},
+        points = query_fields(
+            store, "bars", start, end, {"symbol": symbol, "interval": interval}, wanted, require=require, last=last
         )
     finally:
         close = getattr(store, "close", None)
         if close is not None:
             close()
+    return BarWindow(
+        symbol=symbol, interval=interval, start=start, end=end, fields=frozenset(wanted), points=tuple(points)
+    )
+
+
+def closes_window(*, until: datetime, count: int) -> tuple[datetime, datetime]:
+    """The time range `recent_closes` reads: three times `count` minutes back (room for gaps), through `until`."""
+    return until - timedelta(minutes=count * 3), until + timedelta(seconds=1)
+
+
+def recent_closes(
+    *, symbol: str, until: datetime, count: int, interval: str = "1m", bars: BarWindow | None = None
+) -> list[BarClose]:
+    """The last `count` bar closes of `symbol` ending with the bar that starts at `until` (oldest first).
+    `bars`: the bars already read for this decision, used when they cover the range (else only the last
+    `count` closes are read from the store)."""
+    start, end = closes_window(until=until, count=count)
+    if bars is not None and bars.covers(symbol=symbol, start=start, end=end, fields=("close",), interval=interval):
+        points = bars.between(start, end)
+    else:
+        window = read_bars(
+            symbol=symbol, start=start, end=end, fields=("close",), interval=interval, require="close", last=count
+        )
+        points = list(window.points)
     closes = [BarClose(p.time, Decimal(p.fields["close"])) for p in points if "close" in p.fields]
     return closes[-count:]
 
@@ -59,13 +142,19 @@ class MomentumBaseline:
     dead zone of round-trip fees; confidence grows with the move's size. Used until the registry serves a model."""
 
     version = "baseline-momentum-v1"
+    bars_fields: tuple[str, ...] = ("close",)
 
     def __init__(self, lookback: int = 15, dead_zone: Decimal = Decimal("0.008")) -> None:
         self.lookback = lookback
         self.dead_zone = dead_zone
 
-    def predict(self, *, symbol: str, bar_time: datetime, decision_id: str) -> Prediction:
-        closes = recent_closes(symbol=symbol, until=bar_time, count=self.lookback + 1)
+    def bars_range(self, *, bar_time: datetime) -> tuple[datetime, datetime]:
+        return closes_window(until=bar_time, count=self.lookback + 1)
+
+    def predict(
+        self, *, symbol: str, bar_time: datetime, decision_id: str, bars: BarWindow | None = None
+    ) -> Prediction:
+        closes = recent_closes(symbol=symbol, until=bar_time, count=self.lookback + 1, bars=bars)
         if len(closes) < self.lookback + 1 or closes[0].close <= 0:
             return Prediction(0, 0.0, self.version)
         move = closes[-1].close / closes[0].close - 1

@@ -18,8 +18,8 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Sum
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from galfriday_site.audit import audit_actor
@@ -48,6 +48,7 @@ from trading.risk import (
     FEE_RESERVE,
     ORDER_RATE_WINDOW,
     InstrumentRules,
+    Limits,
     OrderIntent,
     RiskFailure,
     RiskSnapshot,
@@ -59,8 +60,9 @@ from trading.services import (
     audit_reason,
     counters,
     equity_snapshot_take,
-    order_create,
+    order_build,
     order_request_cancel,
+    order_same_or_conflict,
     trading_state_set,
 )
 
@@ -167,19 +169,37 @@ def _day_start(now: datetime) -> datetime:
     return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def daily_pnl(*, now: datetime, marks: Mapping[str, Decimal]) -> Decimal:
+def daily_pnl(*, now: datetime, marks: Mapping[str, Decimal], positions: list[OpenPosition] | None = None) -> Decimal:
     """Today's (UTC) realised PnL net of fees, plus the unrealised PnL of the open positions at `marks` (a
-    position without a mark counts at its entry price, i.e. zero)."""
+    position without a mark counts at its entry price, i.e. zero). `positions`: the open positions when the
+    caller has them already."""
     realised = (
         Fill.objects.filter(executed_at__gte=_day_start(now)).aggregate(r=Sum(F("realised_pnl") - F("fee")))["r"]
         or ZERO
     )
+    if positions is None:
+        positions = _open_positions()
     unrealised = ZERO
-    for position in Position.objects.select_related("instrument").exclude(quantity=0):
-        mark = marks.get(position.instrument.symbol)
+    for position in positions:
+        mark = marks.get(position.symbol)
         if mark is not None:
             unrealised += unrealised_pnl(quantity=position.quantity, avg_price=position.avg_price, mark=mark)
     return Decimal(realised) + unrealised
+
+
+@dataclass(frozen=True)
+class OpenPosition:
+    """What the risk snapshot and the daily PnL read of an open position (read as values, not model rows: the
+    snapshot runs on every order, on the way to the exchange)."""
+
+    symbol: str
+    quantity: Decimal
+    avg_price: Decimal
+
+
+def _open_positions() -> list[OpenPosition]:
+    rows = Position.objects.exclude(quantity=0).order_by().values_list("instrument__symbol", "quantity", "avg_price")
+    return [OpenPosition(symbol, quantity, avg_price) for symbol, quantity, avg_price in rows]
 
 
 def instrument_rules(instrument: Instrument) -> InstrumentRules:
@@ -195,62 +215,95 @@ def instrument_rules(instrument: Instrument) -> InstrumentRules:
     )
 
 
-def _snapshot_locked(order: Order, state: TradingState, now: datetime) -> RiskSnapshot:
-    """Everything the check reads, with the order's position and balances locked (the caller holds the trading
-    state and the order)."""
-    instrument = order.instrument
-    position = lock_objects.position_lock(instrument)
-    balances = lock_objects.balances_lock([instrument.base, instrument.quote])
-    quotes = selectors.market_quotes()
-    marks = {symbol: q.mid for symbol, q in quotes.items()}
+@dataclass(frozen=True)
+class _OpenOrderExposure:
+    open_buy: Decimal = ZERO  # remaining quantity of the instrument's other open buys
+    open_sell: Decimal = ZERO
+    quote_held: Decimal = ZERO  # quote currency the open buys (any instrument in that quote) may spend, with fees
+    base_held: Decimal = ZERO  # base asset the open sells (any instrument of that base) may deliver
 
-    open_buy = open_sell = ZERO
-    quote_held = base_held = ZERO
-    for other in (
-        Order.objects.filter(state__in=[s.value for s in OPEN]).exclude(pk=order.pk).select_related("instrument")
-    ):
-        remaining = other.quantity - other.filled_qty
-        if remaining <= 0:
-            continue
-        if other.instrument_id == instrument.pk:
-            if other.side == "buy":
+
+def _open_order_exposure(
+    instrument: Instrument, *, exclude_pk: int | None, marks: Mapping[str, Decimal]
+) -> _OpenOrderExposure:
+    """What the other open orders hold, from one grouped query: the remaining quantity summed per instrument,
+    side and limit price (every order of a group has the same reference price, so the sum times that price is
+    the sum of each order's remaining times it)."""
+    related = (
+        Q(instrument=instrument)
+        | Q(side="buy", instrument__quote=instrument.quote)
+        | Q(side="sell", instrument__base=instrument.base)
+    )
+    groups = (
+        Order.objects.filter(related, state__in=_OPEN_STATES, quantity__gt=F("filled_qty"))
+        .exclude(pk=exclude_pk or 0)  # a new order (no pk yet) is not open anyway
+        .values("instrument_id", "instrument__symbol", "instrument__base", "instrument__quote", "side", "limit_price")
+        .annotate(remaining=Sum(F("quantity") - F("filled_qty")))
+        .order_by()
+    )
+    open_buy = open_sell = quote_held = base_held = ZERO
+    for group in groups:
+        remaining = group["remaining"]
+        if group["instrument_id"] == instrument.pk:
+            if group["side"] == "buy":
                 open_buy += remaining
             else:
                 open_sell += remaining
-        if other.side == "buy" and other.instrument.quote == instrument.quote:
-            price = other.limit_price or marks.get(other.instrument.symbol) or ZERO
+        if group["side"] == "buy" and group["instrument__quote"] == instrument.quote:
+            price = group["limit_price"] or marks.get(group["instrument__symbol"]) or ZERO
             quote_held += remaining * price * (1 + FEE_RESERVE)
-        elif other.side == "sell" and other.instrument.base == instrument.base:
+        elif group["side"] == "sell" and group["instrument__base"] == instrument.base:
             base_held += remaining
+    return _OpenOrderExposure(open_buy, open_sell, quote_held, base_held)
 
+
+_OPEN_STATES = sorted(s.value for s in OPEN)
+
+
+def _snapshot_locked(order: Order, state: TradingState, now: datetime, limits: Limits | None = None) -> RiskSnapshot:
+    """Everything the check reads, with the order's position and balances locked (the caller holds the trading
+    state and the order). Every read is its own statement after the locks (a read folded into a locking statement
+    would use that statement's snapshot, taken before it waited for the lock); sums are computed by the database:
+    ten statements whatever the number of orders and positions (nine when the caller has read the limits)."""
+    instrument = order.instrument
+    position = lock_objects.position_lock(instrument)
+    balances = lock_objects.balances_lock([instrument.base, instrument.quote])
+    quotes = selectors.market_marks()
+    marks = {symbol: mid for symbol, (mid, _) in quotes.items()}
+    held = _open_order_exposure(instrument, exclude_pk=order.pk, marks=marks)
+    positions = _open_positions()
     gross = ZERO
-    for pos in Position.objects.select_related("instrument").exclude(quantity=0):
-        gross += abs(pos.quantity) * marks.get(pos.instrument.symbol, pos.avg_price)
-
+    for pos in positions:
+        gross += abs(pos.quantity) * marks.get(pos.symbol, pos.avg_price)
     recent = list(
-        Order.objects.filter(submitted_at__gt=now - ORDER_RATE_WINDOW, external=False).values_list(
-            "submitted_at", flat=True
-        )
+        Order.objects.filter(submitted_at__gt=now - ORDER_RATE_WINDOW, external=False)
+        .order_by()
+        .values_list("submitted_at", flat=True)
     )
-    latest = EquitySnapshot.objects.filter(currency=account_currency()).order_by("-taken_at", "-id").first()
+    latest = (
+        EquitySnapshot.objects.filter(currency=account_currency())
+        .order_by("-taken_at", "-id")
+        .values_list("equity", "high_water_mark")
+        .first()
+    )
     quote = quotes.get(instrument.symbol)
     return RiskSnapshot(
         now=now,
         trading_state=state.state,
         rules=instrument_rules(instrument),
-        limits=selectors.risk_limits_effective(instrument=instrument),
+        limits=limits or selectors.risk_limits_effective(instrument=instrument),
         position_qty=position.quantity,
-        open_buy_qty=open_buy,
-        open_sell_qty=open_sell,
-        base_available=balances[instrument.base].total - base_held,
-        quote_available=balances[instrument.quote].total - quote_held,
-        mid=quote.mid if quote is not None else None,
-        mid_at=quote.quoted_at if quote is not None else None,
+        open_buy_qty=held.open_buy,
+        open_sell_qty=held.open_sell,
+        base_available=balances[instrument.base].total - held.base_held,
+        quote_available=balances[instrument.quote].total - held.quote_held,
+        mid=quote[0] if quote is not None else None,
+        mid_at=quote[1] if quote is not None else None,
         gross_exposure=gross,
         recent_orders=[t for t in recent if t is not None],
-        daily_pnl=daily_pnl(now=now, marks=marks),
-        equity=latest.equity if latest is not None else None,
-        high_water_mark=latest.high_water_mark if latest is not None else None,
+        daily_pnl=daily_pnl(now=now, marks=marks, positions=positions),
+        equity=latest[0] if latest is not None else None,
+        high_water_mark=latest[1] if latest is not None else None,
     )
 
 
@@ -288,11 +341,25 @@ def order_submit_checked(
     gateway after commit) or `rejected` with every failure (audited; nothing else changes). Safe to call twice:
     an order already past `created` is returned as it is."""
     state = lock_objects.trading_state_lock()
-    order = _locked(order_id)
+    return _submit_checked_locked(_locked(order_id), state, source=source, actor=actor, now=now)
+
+
+def _submit_checked_locked(
+    order: Order,
+    state: TradingState,
+    *,
+    source: EventSource,
+    actor: str | None,
+    now: datetime | None = None,
+    earlier: list[OrderEvent] | None = None,
+    limits: Limits | None = None,
+) -> SubmitDecision:
+    """`order_submit_checked` for an order the caller holds after the trading state's lock: locked, or new (not
+    inserted yet; `earlier` holds its unsaved `created` event, and the transition inserts both)."""
     if order.state != OrderState.CREATED:
         return SubmitDecision(order=order, submitted=False, already_decided=True)
     now = now or timezone.now()
-    snapshot = _snapshot_locked(order, state, now)
+    snapshot = _snapshot_locked(order, state, now, limits)
     intent = OrderIntent(
         side=order.side,
         order_type=order.order_type,
@@ -312,6 +379,7 @@ def order_submit_checked(
             reason=reason,
             at=now,
             payload={"risk": result.to_json()},
+            earlier=earlier,
         )
         counters["risk_rejected"] += 1
         logger.warning(
@@ -327,13 +395,13 @@ def order_submit_checked(
         actor=actor,
         at=now,
         payload={"risk": "passed", "mid": str(snapshot.mid), "position": str(snapshot.position_qty)},
+        earlier=earlier,
     )
     transaction.on_commit(partial(execution_gateway().submit_order, order_id=order.pk), robust=True)
     logger.info("order passed risk", extra={"order_id": order.pk, "client_order_id": order.client_order_id})
     return SubmitDecision(order=order, submitted=True)
 
 
-@transaction.atomic
 def order_place(
     *,
     instrument: Instrument,
@@ -349,7 +417,61 @@ def order_place(
     actor: str | None = None,
 ) -> SubmitDecision:
     """Create an order and risk-check it in one transaction (a manual order, or the pipeline's)."""
-    order = order_create(
+    try:
+        with transaction.atomic():
+            return order_place_in_transaction(
+                instrument=instrument,
+                client_order_id=client_order_id,
+                side=side,
+                order_type=order_type,
+                quantity=quantity,
+                limit_price=limit_price,
+                time_in_force=time_in_force,
+                post_only=post_only,
+                reason=reason,
+                source=source,
+                actor=actor,
+            )
+    except IntegrityError:  # the same client order id placed concurrently: that order is the answer
+        existing = Order.objects.filter(client_order_id=client_order_id).first()
+        if existing is None:
+            raise
+        requested, _ = order_build(
+            client_order_id=client_order_id,
+            instrument=instrument,
+            side=side,
+            order_type=order_type,
+            quantity=quantity,
+            limit_price=limit_price,
+            time_in_force=time_in_force,
+            post_only=post_only,
+        )
+        return SubmitDecision(order=order_same_or_conflict(requested, existing), submitted=False, already_decided=True)
+
+
+def order_place_in_transaction(
+    *,
+    instrument: Instrument,
+    client_order_id: str,
+    side: str,
+    order_type: str,
+    quantity: Decimal,
+    limit_price: Decimal | None = None,
+    time_in_force: str = TimeInForce.GTC,
+    post_only: bool = False,
+    reason: str = "",
+    source: EventSource = EventSource.OPERATOR,
+    actor: str | None = None,
+    limits: Limits | None = None,
+) -> SubmitDecision:
+    """`order_place` inside the caller's transaction, without a savepoint of its own (the decision pipeline's
+    transaction also records the decision; a failure here rolls all of it back). Refused outside a transaction:
+    the check and the state it allows must commit together. `limits`: the instrument's limits in force
+    (`selectors.risk_limits_effective`) when the caller has just read them (the pipeline sizes with them), else
+    they are read here."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("order_place_in_transaction needs the caller's transaction (transaction.atomic)")
+    order, created = order_build(
         client_order_id=client_order_id,
         instrument=instrument,
         side=side,
@@ -362,7 +484,18 @@ def order_place(
         source=source,
         actor=actor,
     )
-    return order_submit_checked(order_id=order.pk, source=source, actor=actor)
+    state = lock_objects.trading_state_lock()
+    existing = Order.objects.filter(client_order_id=client_order_id).first()
+    if existing is not None:  # a repeated request: the same order, checked only if it never was
+        order_same_or_conflict(order, existing)
+        return _submit_checked_locked(_locked(existing.pk), state, source=source, actor=actor)
+    # A new order is checked before its row exists and inserted once, in the state the check allows, with its
+    # `created` event and that state's: the same history as create-then-transition, three statements fewer. A
+    # concurrent request under the same client order id fails the insert on the unique constraint (no savepoint:
+    # the whole transaction rolls back; `order_place` answers with the order that won).
+    decision = _submit_checked_locked(order, state, source=source, actor=actor, earlier=[created], limits=limits)
+    logger.info("order created", extra={"client_order_id": client_order_id, "order_id": order.pk})
+    return decision
 
 
 # --- cancels and the kill switch --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet, Subquery
 
 from trading.models import (
     Alert,
@@ -155,22 +155,67 @@ def risk_limit_list() -> QuerySet[RiskLimit]:
     return RiskLimit.objects.select_related("instrument").order_by(F("instrument__symbol").asc(nulls_first=True))
 
 
-def _limit_values(row: RiskLimit | None) -> dict[str, Any]:
-    if row is None:
-        return {}
-    return {name: getattr(row, name) for name in Limits.__slots__}  # type: ignore[attr-defined]
+_LIMIT_NAMES: tuple[str, ...] = tuple(Limits.__slots__)  # type: ignore[attr-defined]
 
 
 def risk_limits_effective(*, instrument: Instrument | None = None) -> Limits:
     """The limits in force for `instrument` (or the account): built-in defaults, overridden by the global row,
-    overridden by the instrument's row."""
-    rows = {r.instrument_id: r for r in RiskLimit.objects.filter(instrument__isnull=True)}
+    overridden by the instrument's row.
+
+    Read on every call, not cached: it is one indexed statement for at most two rows (read as values), and a
+    per-process cache would need a statement to validate it anyway (a limit changed by the admin, the API or a
+    bulk update must bind the very next order)."""
+    scope = Q(instrument__isnull=True)
     if instrument is not None:
-        rows.update({r.instrument_id: r for r in RiskLimit.objects.filter(instrument=instrument)})
-    limits = limits_merged(DEFAULT_LIMITS, _limit_values(rows.get(None)))
+        scope |= Q(instrument=instrument)
+    rows = {
+        values.pop("instrument_id"): values
+        for values in RiskLimit.objects.filter(scope).order_by().values("instrument_id", *_LIMIT_NAMES)
+    }  # one query for both rows
+    limits = limits_merged(DEFAULT_LIMITS, rows.get(None, {}))
     if instrument is not None:
-        limits = limits_merged(limits, _limit_values(rows.get(instrument.pk)))
+        limits = limits_merged(limits, rows.get(instrument.pk, {}))
     return limits
+
+
+@dataclass(frozen=True)
+class DecisionInputs:
+    instrument: Instrument
+    quote: MarketQuote | None
+    position_qty: Decimal
+    equity: Decimal | None  # of the latest equity snapshot
+    existing_decision_id: int | None  # the pk of the decision already made under this id
+
+
+def decision_inputs(*, symbol: str, decision_id: str) -> DecisionInputs:
+    """What the decision pipeline reads before sizing, in one query (it runs on every closed bar, on the path
+    to the exchange): the instrument with its quote and position joined, the latest equity and the decision
+    already made under `decision_id`, if any, as subqueries. Raises Instrument.DoesNotExist for an unknown
+    symbol."""
+    row = (
+        Instrument.objects.select_related("quote_top", "position")
+        .annotate(
+            latest_equity=Subquery(EquitySnapshot.objects.order_by("-taken_at", "-id").values("equity")[:1]),
+            existing_decision=Subquery(Decision.objects.filter(decision_id=decision_id).values("pk")[:1]),
+        )
+        .get(symbol=symbol)
+    )
+    quote = getattr(row, "quote_top", None)
+    position = getattr(row, "position", None)
+    return DecisionInputs(
+        instrument=row,
+        quote=quote,
+        position_qty=position.quantity if position is not None else Decimal(0),
+        equity=row.latest_equity,  # type: ignore[attr-defined]
+        existing_decision_id=row.existing_decision,  # type: ignore[attr-defined]
+    )
+
+
+def market_marks() -> dict[str, tuple[Decimal, datetime]]:
+    """(mid, quoted at) of every instrument that has a quote, by v2 symbol: what the risk snapshot reads, as
+    values (no model rows: it runs on every order)."""
+    rows = MarketQuote.objects.order_by().values_list("instrument__symbol", "mid", "quoted_at")
+    return {symbol: (mid, quoted_at) for symbol, mid, quoted_at in rows}
 
 
 def market_quotes() -> dict[str, MarketQuote]:

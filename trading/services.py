@@ -19,10 +19,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor, current_actor, current_reason
+from galfriday_site.audit import audit_actor, audited_rows_update, current_actor, current_reason
 from galfriday_site.errors import ApplicationError, ConflictError, NotFoundError
 from ingest.kraken.messages import InstrumentPair
 from ingest.kraken.rest_types import AssetPair
@@ -90,7 +89,7 @@ def _attributed(actor: str | None, source: EventSource, reason: str = "") -> Ite
         yield name or f"trading:{source}"
 
 
-def _record_event(
+def _event(
     order: Order,
     *,
     kind: str,
@@ -103,10 +102,13 @@ def _record_event(
     reason: str = "",
     payload: Mapping[str, Any] | None = None,
 ) -> OrderEvent:
-    last = order.events.aggregate(m=Max("sequence"))["m"] or 0  # the order row is locked: no race on the sequence
-    return OrderEvent.objects.create(
+    """The order's next event, not yet saved. Its sequence comes from the order row's counter, bumped here in
+    memory: the order row is locked, so there is no race, and no MAX(sequence) query (one read together with the
+    lock could be stale under READ COMMITTED; the row itself never is)."""
+    order.last_event_sequence += 1
+    return OrderEvent(
         order=order,
-        sequence=last + 1,
+        sequence=order.last_event_sequence,
         kind=kind,
         source=source,
         from_state=from_state,
@@ -117,6 +119,30 @@ def _record_event(
         reason=reason,
         payload=dict(payload or {}),
     )
+
+
+def _save_audited(
+    objs: list[Any], model: type[Any], fields: list[str] | None = None, *, inserting: list[Any] | None = None
+) -> None:
+    """Save changed rows of one audited model that already exist (locked by the caller) with their audit records,
+    attributed like the history signal would: `galfriday_site.audit.audited_rows_update` (on PostgreSQL one
+    statement: the UPDATE and the history INSERT of exactly the rows it wrote).
+
+    Why not `save()` / `bulk_update_with_history`: on the execution-report hot path the ORM's per-statement work
+    (building and compiling `save()`'s UPDATE and the history signal's INSERT, or `bulk_update`'s CASE expressions)
+    cost more CPU than the database's own work, and a round trip per statement more time. `fields` None means
+    every column but the key (what `save()` writes); `updated_at` is stamped like `auto_now` would. `inserting`:
+    new rows of another model written with them (`audited_rows_update`)."""
+    if not objs:
+        return
+    now = timezone.now()
+    names = fields if fields is not None else [f.attname for f in model._meta.concrete_fields if not f.primary_key]
+    if "updated_at" not in names and any(f.attname == "updated_at" for f in model._meta.concrete_fields):
+        names = [*names, "updated_at"]
+    for obj in objs:
+        if "updated_at" in names:
+            obj.updated_at = now  # auto_now, which only save() applies
+    audited_rows_update(objs, names, when=now, inserting=inserting)
 
 
 def _stamp_state(order: Order, to_state: OrderState, at: datetime) -> None:
@@ -246,6 +272,90 @@ def order_create(
 ) -> Order:
     """A new order in `created`. Idempotent on the client order id: the same request returns the same order;
     a different request under a used id is refused (a retried decision never makes a second order)."""
+    order, _ = order_create_in_transaction(
+        client_order_id=client_order_id,
+        instrument=instrument,
+        side=side,
+        order_type=order_type,
+        quantity=quantity,
+        limit_price=limit_price,
+        time_in_force=time_in_force,
+        post_only=post_only,
+        reason=reason,
+        source=source,
+        actor=actor,
+    )
+    return order
+
+
+def order_create_in_transaction(
+    *,
+    client_order_id: str,
+    instrument: Instrument,
+    side: str,
+    order_type: str,
+    quantity: Decimal,
+    limit_price: Decimal | None = None,
+    time_in_force: str = TimeInForce.GTC,
+    post_only: bool = False,
+    reason: str = "",
+    source: EventSource = EventSource.SYSTEM,
+    actor: str | None = None,
+) -> tuple[Order, bool]:
+    """`order_create` inside the caller's transaction (no savepoint of its own but the insert's), saying whether
+    the order is new. A new order is inserted by this transaction, so nobody else can see or lock it until the
+    commit: the caller may treat it as locked. An existing one is returned unlocked.
+
+    The insert comes first (the common case costs no lookup); a used client order id fails it on the unique
+    constraint, inside a savepoint, and the existing order is returned (or refused when it differs)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("order_create_in_transaction needs the caller's transaction (transaction.atomic)")
+    order, created = order_build(
+        client_order_id=client_order_id,
+        instrument=instrument,
+        side=side,
+        order_type=order_type,
+        quantity=quantity,
+        limit_price=limit_price,
+        time_in_force=time_in_force,
+        post_only=post_only,
+        reason=reason,
+        source=source,
+        actor=actor,
+    )
+    with _attributed(actor, source, reason):
+        try:
+            with transaction.atomic():
+                order.save(force_insert=True)
+        except IntegrityError:
+            existing = Order.objects.filter(client_order_id=client_order_id).first()
+            if existing is None:
+                raise
+            return order_same_or_conflict(order, existing), False
+        created.save()
+    logger.info("order created", extra={"client_order_id": client_order_id, "order_id": order.pk})
+    return order, True
+
+
+_ORDER_PARAMS = ("instrument_id", "side", "order_type", "quantity", "limit_price", "time_in_force", "post_only")
+
+
+def order_build(
+    *,
+    client_order_id: str,
+    instrument: Instrument,
+    side: str,
+    order_type: str,
+    quantity: Decimal,
+    limit_price: Decimal | None = None,
+    time_in_force: str = TimeInForce.GTC,
+    post_only: bool = False,
+    reason: str = "",
+    source: EventSource = EventSource.SYSTEM,
+    actor: str | None = None,
+) -> tuple[Order, OrderEvent]:
+    """A validated new order in `created` and its `created` event, neither saved yet (bad input raises and
+    changes nothing). The caller inserts the order, then the event, in one transaction."""
     if not client_order_id:
         raise ApplicationError("Invalid order.", code="validation_error", details={"client_order_id": "required"})
     _validate_order_params(
@@ -256,35 +366,19 @@ def order_create(
         time_in_force=time_in_force,
         post_only=post_only,
     )
-    params = {
-        "instrument_id": instrument.pk,
-        "side": side,
-        "order_type": order_type,
-        "quantity": quantity,
-        "limit_price": limit_price,
-        "time_in_force": time_in_force,
-        "post_only": post_only,
-    }
-
-    def existing_or_conflict(order: Order) -> Order:
-        differ = {k: str(getattr(order, k)) for k, v in params.items() if getattr(order, k) != v}
-        if differ:
-            raise OrderConflict(
-                f"client order id {client_order_id} is already used by a different order",
-                details={"client_order_id": client_order_id, "existing": differ},
-            )
-        return order
-
-    existing = Order.objects.filter(client_order_id=client_order_id).first()
-    if existing is not None:
-        return existing_or_conflict(existing)
+    order = Order(
+        client_order_id=client_order_id,
+        reason=reason,
+        instrument=instrument,
+        side=side,
+        order_type=order_type,
+        quantity=quantity,
+        limit_price=limit_price,
+        time_in_force=time_in_force,
+        post_only=post_only,
+    )
     with _attributed(actor, source, reason) as who:
-        try:
-            with transaction.atomic():
-                order = Order.objects.create(client_order_id=client_order_id, reason=reason, **params)
-        except IntegrityError:
-            return existing_or_conflict(Order.objects.get(client_order_id=client_order_id))
-        _record_event(
+        created = _event(
             order,
             kind=Kind.CREATED,
             source=source,
@@ -292,10 +386,20 @@ def order_create(
             to_state=OrderState.CREATED,
             actor=who,
             reason=reason,
-            payload={k: (str(v) if v is not None else None) for k, v in params.items()},
+            payload={k: None if getattr(order, k) is None else str(getattr(order, k)) for k in _ORDER_PARAMS},
         )
-    logger.info("order created", extra={"client_order_id": client_order_id, "order_id": order.pk})
-    return order
+    return order, created
+
+
+def order_same_or_conflict(requested: Order, existing: Order) -> Order:
+    """`existing` when it is the same request as `requested` (idempotent by client order id), else refused."""
+    differ = {k: str(getattr(existing, k)) for k in _ORDER_PARAMS if getattr(existing, k) != getattr(requested, k)}
+    if differ:
+        raise OrderConflict(
+            f"client order id {existing.client_order_id} is already used by a different order",
+            details={"client_order_id": existing.client_order_id, "existing": differ},
+        )
+    return existing
 
 
 def _transition_locked(
@@ -308,7 +412,11 @@ def _transition_locked(
     reason: str = "",
     at: datetime | None = None,
     payload: Mapping[str, Any] | None = None,
+    earlier: list[OrderEvent] | None = None,
 ) -> Order:
+    """Move a locked order to `to_state` (refused when illegal) with its event. `earlier`: events of the order
+    not saved yet (a new order's `created`, when the order is inserted here in its first state), saved with it in
+    one statement."""
     from_state = OrderState(order.state)
     try:
         if from_state == to_state or not can_transition(from_state, to_state):
@@ -332,8 +440,7 @@ def _transition_locked(
         _stamp_state(order, to_state, at or timezone.now())
         if reason:
             order.reason = reason
-        order.save()
-        _record_event(
+        event = _event(
             order,
             kind=kind,
             source=source,
@@ -343,6 +450,11 @@ def _transition_locked(
             reason=reason,
             payload=payload,
         )
+        order.save()  # an order not inserted yet is inserted here, already in `to_state`
+        if earlier:
+            OrderEvent.objects.bulk_create([*earlier, event])
+        else:
+            event.save()
     return order
 
 
@@ -468,7 +580,7 @@ def execution_report_apply(*, event: ExecutionEvent, actor: str | None = None) -
         if order is None:
             return _park(event)
         result = _apply_locked(order, event, who)
-        for parked in lock_objects.parked_qs_select_for_update(event.order_id):
+        for parked in lock_objects.parked_lock(event.order_id):
             replayed = _apply_locked(order, ExecutionEvent.from_json(parked.payload), who)
             result.events.extend(replayed.events)
             result.replayed += 1
@@ -499,12 +611,14 @@ def _park(event: ExecutionEvent) -> ExecutionApplyResult:
 def _order_for_event(event: ExecutionEvent, who: str) -> Order | None:
     """The event's order, locked: by exchange order id, else by client order id, else created from a complete
     event (an order placed outside this system). None when it cannot be identified yet."""
-    qs = lock_objects.order_qs_select_for_update()
-    order = qs.filter(exchange_order_id=event.order_id).first()
-    if order is not None:
-        return order
+    # One query for both keys (the first report of one of our orders matches by client order id only); both
+    # rows, when they differ, are locked in pk order like any other multi-order lock.
+    candidates = lock_objects.orders_lock_matching(exchange_order_id=event.order_id, client_order_id=event.cl_ord_id)
+    for candidate in candidates:
+        if candidate.exchange_order_id == event.order_id:
+            return candidate
     if event.cl_ord_id:
-        order = qs.filter(client_order_id=event.cl_ord_id).first()
+        order = next((o for o in candidates if o.client_order_id == event.cl_ord_id), None)
         if order is not None:
             if order.exchange_order_id and order.exchange_order_id != event.order_id:
                 raise InvalidExecutionReport(
@@ -519,7 +633,7 @@ def _order_for_event(event: ExecutionEvent, who: str) -> Order | None:
         limit_price = event.limit_price if event.order_type == OrderType.LIMIT else None
         try:
             with transaction.atomic():
-                created = Order.objects.create(
+                created = Order(
                     client_order_id=event.cl_ord_id or f"kraken:{event.order_id}",
                     exchange_order_id=event.order_id,
                     instrument=instrument,
@@ -532,19 +646,21 @@ def _order_for_event(event: ExecutionEvent, who: str) -> Order | None:
                     external=True,
                     reason="placed outside Gal-Friday; learned from the exchange",
                 )
+                first = _event(
+                    created,
+                    kind=Kind.CREATED,
+                    source=event.source,
+                    from_state=OrderState.CREATED,
+                    to_state=OrderState.CREATED,
+                    actor=who,
+                    reason=created.reason,
+                    payload=event.to_json(),
+                )
+                created.save(force_insert=True)
         except IntegrityError:
-            return qs.filter(exchange_order_id=event.order_id).first()
-        _record_event(
-            created,
-            kind=Kind.CREATED,
-            source=event.source,
-            from_state=OrderState.CREATED,
-            to_state=OrderState.CREATED,
-            actor=who,
-            reason=created.reason,
-            payload=event.to_json(),
-        )
-        return qs.get(pk=created.pk)
+            return lock_objects.order_qs_select_for_update().filter(exchange_order_id=event.order_id).first()
+        first.save()
+        return lock_objects.order_lock(created.pk)
     return None
 
 
@@ -588,7 +704,7 @@ def _apply_locked(order: Order, event: ExecutionEvent, who: str) -> ExecutionApp
 
     if event.is_trade:
         assert event.exec_id is not None
-        if Fill.objects.filter(exec_id=event.exec_id).exists():
+        if lock_objects.fill_exists(event.exec_id):
             result.duplicate_fill = True
             counters["duplicate_fill_ignored"] += 1
             logger.info("duplicate execution ignored", extra={"exec_id": event.exec_id, "order_id": order.pk})
@@ -627,13 +743,16 @@ def _apply_locked(order: Order, event: ExecutionEvent, who: str) -> ExecutionApp
                 {"kind": _KIND_FOR[status], "from_state": from_state, "to_state": order.state, "payload": payload}
             )
 
-    if dirty:
-        order.save()
-    for item in pending:
-        recorded = _record_event(
-            order, source=event.source, actor=who, exchange_timestamp=event.timestamp, reason=event.reason or "", **item
-        )
-        result.events.append(recorded.kind)
+    events = [
+        _event(order, source=event.source, actor=who, exchange_timestamp=event.timestamp, reason=event.reason or "",
+            **item)
+        for item in pending
+    ]  # fmt: skip
+    if dirty or events:
+        # With the event counter (locked, so it exists), its audit row and its events (a fill and the state it
+        # reached): one statement on PostgreSQL.
+        _save_audited([order], Order, inserting=events)
+    result.events.extend(e.kind for e in events)
     result.state = order.state
     return result
 
@@ -722,13 +841,15 @@ def _fill_apply(order: Order, event: ExecutionEvent, at: datetime) -> Fill:
         position.opened_at = None
     elif was_flat_or_sign == 0 or (was_flat_or_sign > 0) != (position.quantity > 0):
         position.opened_at = at
-    position.save()
+    _save_audited([position], Position)
 
     balances = lock_objects.balances_lock(balance_delta)
+    moved = []
     for asset, delta in balance_delta.items():
         if delta:
             balances[asset].total += delta
-            balances[asset].save()
+            moved.append(balances[asset])
+    _save_audited(moved, Balance, ["total"])
 
     return Fill.objects.create(
         order=order,
@@ -879,14 +1000,13 @@ def fill_fee_correct(
         fill.fee_details = [{"asset": fee_asset, "qty": str(fee)}]
         fill.save(update_fields=["fee", "fee_details"])
         order.fees += delta
-        order.save()
         position = lock_objects.position_lock(instrument)
         position.fees += delta
         position.save()
         balance = lock_objects.balances_lock([fee_asset])[fee_asset]
         balance.total -= delta
         balance.save()
-        _record_event(
+        amended = _event(
             order,
             kind=Kind.AMENDED,
             source=source,
@@ -897,5 +1017,7 @@ def fill_fee_correct(
             reason=reason or "fee corrected",
             payload={"exec_id": exec_id, "changes": {"fee": [str(before), str(fill.fee)]}, "fee_asset": fee_asset},
         )
+        order.save()
+        amended.save()
     logger.info("fill fee corrected", extra={"exec_id": exec_id, "before": str(before), "after": str(fee)})
     return fill

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from celery import Task, shared_task
+from celery import Task, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from galfriday_site.audit import audit_actor
@@ -47,6 +47,9 @@ _BUSY_MAX_RETRIES = 12
 
 @contextmanager
 def _broker() -> Iterator[Broker]:
+    """The broker for this task. Live, it rides on the worker process's exchange session (`trading.ws_session`:
+    one REST client and one private WebSocket per process, built on the first task after the fork and reused);
+    `close` then leaves the shared clients open."""
     from trading.execution import broker_for_mode
 
     broker = broker_for_mode()
@@ -54,6 +57,16 @@ def _broker() -> Iterator[Broker]:
         yield broker
     finally:
         broker.close()
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _close_execution_session(**_: Any) -> None:
+    """Close this process's exchange session at shutdown (prefork children, and the solo pool's one process).
+    The dead man's switch is left armed on purpose: see `trading.ws_session`."""
+    from trading.ws_session import close_session
+
+    close_session()
 
 
 def _give_up(task: Task, order_id: int, exc: Exception) -> dict[str, Any] | None:

@@ -178,6 +178,9 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection around every task unless this is set (then only every
+# N tasks); galfriday_site.celery applies Django's own CONN_MAX_AGE / CONN_HEALTH_CHECKS before each task instead.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=15 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=14 * 60)
 CELERY_RESULT_EXPIRES = 24 * 3600
@@ -263,6 +266,19 @@ GALFRIDAY_EXECUTION_RESOLVE_WAIT_S = env.float("GALFRIDAY_EXECUTION_RESOLVE_WAIT
 GALFRIDAY_EXECUTION_RESOLVE_POLL_S = env.float("GALFRIDAY_EXECUTION_RESOLVE_POLL_S", default=0.5)
 # The per-order lock that keeps two execution tasks from sending the same order (expires if a worker dies).
 GALFRIDAY_EXECUTION_MUTEX_TTL_S = env.float("GALFRIDAY_EXECUTION_MUTEX_TTL_S", default=150.0)
+# Live orders and cancels over each worker process's private WebSocket (trading.ws_session), REST as the fallback;
+# off: REST only. The first task of a process waits this long for the socket to connect (REST meanwhile).
+GALFRIDAY_EXECUTION_WS = env.bool("GALFRIDAY_EXECUTION_WS", default=True)
+GALFRIDAY_EXECUTION_WS_CONNECT_WAIT_S = env.float("GALFRIDAY_EXECUTION_WS_CONNECT_WAIT_S", default=3.0)
+# After a WebSocket ack, a REST read-back of the order (sync_order) this many seconds later, as a safety net for the
+# executions stream; 0: none.
+GALFRIDAY_EXECUTION_POST_ACK_SYNC_S = env.float("GALFRIDAY_EXECUTION_POST_ACK_SYNC_S", default=5.0)
+# Kraken's dead man's switch (cancel_all_orders_after): while a live worker process runs, it re-arms the account's
+# timer every GALFRIDAY_DEADMAN_REFRESH_S (default: a quarter of the timeout); if no worker does for
+# GALFRIDAY_DEADMAN_TIMEOUT_S seconds, Kraken cancels every open order. 0: off. Kraken suggests 60, refreshed every
+# 15-30 s.
+GALFRIDAY_DEADMAN_TIMEOUT_S = env.int("GALFRIDAY_DEADMAN_TIMEOUT_S", default=0)
+GALFRIDAY_DEADMAN_REFRESH_S = env.float("GALFRIDAY_DEADMAN_REFRESH_S", default=0.0)
 # Kraken account tier for the client-side rate-limit models: starter, intermediate or pro.
 GALFRIDAY_KRAKEN_TIER = env.str("GALFRIDAY_KRAKEN_TIER", default="starter")
 # The decision pipeline: the predictor (dotted path; the registry's, which lets trading.predictor.MomentumBaseline
@@ -288,6 +304,12 @@ GALFRIDAY_ACCOUNT_CURRENCY = env.str("GALFRIDAY_ACCOUNT_CURRENCY", default="USD"
 MODELS_REGISTRY_ARTIFACT_KEYS = env.list("MODELS_REGISTRY_ARTIFACT_KEYS", default=[])
 MODELS_REGISTRY_ARTIFACT_DIR = env.str("MODELS_REGISTRY_ARTIFACT_DIR", default="") or str(VAR_DIR / "artifacts")
 MODELS_REGISTRY_ARTIFACT_STORAGE = env.str("MODELS_REGISTRY_ARTIFACT_STORAGE", default="")
+# With MODELS_REGISTRY_ARTIFACT_STORAGE=s3: the bucket (required, galfriday.E008), a key prefix, an endpoint for
+# S3-compatible services (MinIO, Ceph, R2) and a region; credentials come from the standard AWS chain.
+MODELS_REGISTRY_S3_BUCKET = env.str("MODELS_REGISTRY_S3_BUCKET", default="")
+MODELS_REGISTRY_S3_PREFIX = env.str("MODELS_REGISTRY_S3_PREFIX", default="artifacts/")
+MODELS_REGISTRY_S3_ENDPOINT_URL = env.str("MODELS_REGISTRY_S3_ENDPOINT_URL", default="")
+MODELS_REGISTRY_S3_REGION = env.str("MODELS_REGISTRY_S3_REGION", default="")
 MODELS_REGISTRY_TRUSTED_TYPES = env.list("MODELS_REGISTRY_TRUSTED_TYPES", default=[])
 # Promotion gates per stage, e.g. {"production": {"sharpe": {"min": 1.0}, "max_drawdown": {"max": 0.15}}}.
 MODELS_REGISTRY_PROMOTION_GATES = env.json("MODELS_REGISTRY_PROMOTION_GATES", default={})
@@ -380,5 +402,7 @@ HEALTH_REQUIRED_COMPONENTS = env.list(
     "HEALTH_REQUIRED_COMPONENTS", default=["database", "broker", "cache", "channel_layer", "timeseries"]
 )
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=3.0)
+# /metrics (Prometheus): with a token, `Authorization: Bearer <token>` is required; without, loopback clients only.
+GALFRIDAY_METRICS_TOKEN = env.str("GALFRIDAY_METRICS_TOKEN", default="")
 # The exchange is reported by /api/health/ but not required by default: Kraken being down must not make an
 # orchestrator restart our web servers.

@@ -28,10 +28,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -77,7 +80,7 @@ from ingest.kraken.rest_types import (
     WebSocketToken,
 )
 
-__all__ = ["KrakenRestClient", "KrakenRestClientSync", "encode_params"]
+__all__ = ["DeadManSwitch", "KrakenRestClient", "KrakenRestClientSync", "encode_params", "parse_rfc3339"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +88,34 @@ _DECODER = json.JSONDecoder(parse_float=Decimal)
 # Exceptions raised before any byte of the request left: always safe to retry.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _TRACKED_ORDERS = 10_000
+
+
+def parse_rfc3339(value: Any) -> datetime | None:
+    """``2023-03-24T17:41:56Z`` (with or without fractions) → aware UTC datetime; ``"0"``/empty → None."""
+    if value in (None, "", "0", 0):
+        return None
+    if not isinstance(value, str):
+        raise InvalidResponse(f"not an RFC 3339 timestamp: {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidResponse(f"not an RFC 3339 timestamp: {value!r}") from exc
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadManSwitch:
+    """The answer to ``CancelAllOrdersAfter`` (REST) / ``cancel_all_orders_after`` (WS v2): the exchange's
+    time and when it will cancel everything (None: the switch is off)."""
+
+    current_time: datetime | None
+    trigger_time: datetime | None
+
+    @classmethod
+    def from_api(cls, result: Mapping[str, Any]) -> DeadManSwitch:
+        if "currentTime" not in result or "triggerTime" not in result:
+            raise InvalidResponse(f"CancelAllOrdersAfter: missing currentTime/triggerTime in {dict(result)!r}")
+        return cls(parse_rfc3339(result["currentTime"]), parse_rfc3339(result["triggerTime"]))
 
 
 def _form_value(value: Any) -> str:
@@ -552,6 +583,15 @@ class KrakenRestClient:
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidResponse(f"CancelAll: {exc}") from exc
 
+    async def cancel_all_orders_after(self, timeout: int) -> DeadManSwitch:
+        """Kraken's dead man's switch (``CancelAllOrdersAfter``): every open order of the account is canceled
+        ``timeout`` seconds from now unless this is called again before; ``timeout=0`` disables it. Kraken
+        recommends a call every 15-30 s with a 60 s timeout."""
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
+            raise ValueError("timeout must be a non-negative int (seconds; 0 disables)")
+        result = _mapping(await self.private("CancelAllOrdersAfter", {"timeout": timeout}), "CancelAllOrdersAfter")
+        return DeadManSwitch.from_api(result)
+
 
 # --- helpers -------------------------------------------------------------------------------------------
 
@@ -627,9 +667,15 @@ class KrakenRestClientSync:
     """Blocking facade for sync (Django) code: the async client runs on a private event loop in a daemon
     thread, so it works from any thread, with or without a running loop in the caller's thread (it blocks
     the caller). Same constructor arguments as :class:`KrakenRestClient`. Call :meth:`close` when done.
+
+    Thread-safe: calls from several threads are scheduled on the one loop. NOT fork-safe: a forked child has
+    the object but not the loop's thread, so a call there would wait forever for a loop that never runs;
+    instead it raises :class:`RuntimeError` (:attr:`usable` says whether this process can use it). Create the
+    client after the fork (e.g. Celery's ``worker_process_init``).
     """
 
     def __init__(self, **kwargs: Any) -> None:
+        self._pid = os.getpid()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kraken-rest", daemon=True)
         self._thread.start()
@@ -640,10 +686,26 @@ class KrakenRestClientSync:
 
         self.client: KrakenRestClient = self._run(build())
 
+    @property
+    def usable(self) -> bool:
+        """Open, in the process that created it, with its loop thread running."""
+        return not self._closed and self._pid == os.getpid() and self._thread.is_alive()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the async client lives on (to await its coroutines from another loop, through
+        ``asyncio.run_coroutine_threadsafe``)."""
+        return self._loop
+
     def _run(self, coro: Coroutine[Any, Any, R]) -> R:
-        if self._closed:
+        if not self.usable:
             coro.close()
-            raise RuntimeError("KrakenRestClientSync is closed")
+            if self._closed:
+                raise RuntimeError("KrakenRestClientSync is closed")
+            raise RuntimeError(
+                "KrakenRestClientSync used in a process other than the one that created it (fork) or after its "
+                "loop thread died: create a new client in this process"
+            )
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def __enter__(self) -> KrakenRestClientSync:
@@ -654,6 +716,9 @@ class KrakenRestClientSync:
 
     def close(self) -> None:
         if self._closed:
+            return
+        if self._pid != os.getpid() or not self._thread.is_alive():
+            self._closed = True  # the loop belongs to another process (or is gone): nothing to close here
             return
         self._run(self.client.aclose())
         self._closed = True
@@ -695,6 +760,7 @@ class KrakenRestClientSync:
     add_order = _sync(KrakenRestClient.add_order)
     cancel_order = _sync(KrakenRestClient.cancel_order)
     cancel_all = _sync(KrakenRestClient.cancel_all)
+    cancel_all_orders_after = _sync(KrakenRestClient.cancel_all_orders_after)
 
     def iter_closed_orders(self, **filters: Any) -> Iterator[OrderInfo]:
         return self._iterate(self.client.iter_closed_orders(**filters))

@@ -1,5 +1,6 @@
 """Kraken WebSocket v2 client (PROTOCOL.md §2 and §4): public market data, the private ``executions`` and
-``balances`` channels, and trading (``add_order`` / ``cancel_order``) over the private socket.
+``balances`` channels, and trading (``add_order`` / ``cancel_order`` / ``cancel_all``, and the dead man's switch
+``cancel_all_orders_after``) over the private socket.
 
 Plain Python, asyncio and ``websockets``; nothing of the project outside ``ingest/kraken/``.
 
@@ -90,6 +91,7 @@ __all__ = [
     "BookEvent",
     "BookStream",
     "BookTop",
+    "CancelAfterAck",
     "CancelOrderAck",
     "ConnectionAttemptLimiter",
     "ConnectionState",
@@ -325,6 +327,17 @@ class AddOrderAck:
 class CancelOrderAck:
     order_id: str | None
     cl_ord_id: str | None
+    time_in: datetime | None
+    time_out: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAfterAck:
+    """``cancel_all_orders_after``'s answer: the exchange's time and when it will cancel everything (None:
+    the switch is off)."""
+
+    current_time: datetime | None
+    trigger_time: datetime | None
     time_in: datetime | None
     time_out: datetime | None
 
@@ -960,6 +973,11 @@ class KrakenWsClient:
     def next_req_id(self) -> int:
         return next(self._req_ids)
 
+    def reconnect(self, endpoint: str = PRIVATE, why: str = "requested by the caller") -> None:
+        """Drop the endpoint's current connection; its loop reconnects (with a fresh token on the private one)
+        and subscribes everything again. E.g. after ``ESession:Invalid session`` on a trading request."""
+        self._endpoint(endpoint).abort(why)
+
     # --- requests ---------------------------------------------------------------------------------------------
 
     async def _request(
@@ -1382,6 +1400,38 @@ class KrakenWsClient:
             time_out=ack.time_out,
         )
 
+    async def cancel_all(self, *, timeout: float | None = None) -> int:
+        """Cancel every open order of the account (``cancel_all``); returns how many."""
+        wait = timeout if timeout is not None else self.config.order_timeout_s
+        endpoint = await self._ready_private(wait)
+        ack = await self._request(endpoint, "cancel_all", {"token": endpoint.token}, wait)
+        if not ack.success:
+            raise error_from_string(ack.error or "EGeneral:Internal error (no error text)")
+        count = (ack.result or {}).get("count")
+        if type(count) is not int:
+            raise MalformedMessage(f"cancel_all: no integer count in {ack.result!r}")
+        return count
+
+    async def cancel_all_orders_after(self, seconds: int, *, timeout: float | None = None) -> CancelAfterAck:
+        """Kraken's dead man's switch over the private socket: every open order of the account is canceled
+        ``seconds`` from now unless this is sent again before; ``seconds=0`` disables it. Kraken recommends a
+        call every 15-30 s with 60 s. Raises :class:`NotConnected` when nothing was sent."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+            raise ValueError("seconds must be a non-negative int (0 disables)")
+        wait = timeout if timeout is not None else self.config.order_timeout_s
+        endpoint = await self._ready_private(wait)
+        params = {"timeout": seconds, "token": endpoint.token}
+        ack = await self._request(endpoint, "cancel_all_orders_after", params, wait)
+        if not ack.success:
+            raise error_from_string(ack.error or "EGeneral:Internal error (no error text)")
+        result = ack.result or {}
+        return CancelAfterAck(
+            current_time=_rfc3339(result.get("currentTime")),
+            trigger_time=_rfc3339(result.get("triggerTime")),
+            time_in=ack.time_in,
+            time_out=ack.time_out,
+        )
+
     # --- frame handling (the hot path) ---------------------------------------------------------------------
 
     def _on_frame(self, endpoint: _Endpoint, raw: str | bytes) -> None:
@@ -1776,6 +1826,19 @@ def _register(listeners: list[Any], callback: Any) -> Callable[[], None]:
 def _unsubscribe_params(sub: _Sub) -> dict[str, Any]:
     """The subscription parameters that identify it in an unsubscribe (depth, interval, event_trigger)."""
     return {k: v for k, v in sub.params.items() if k in ("depth", "interval", "event_trigger")}
+
+
+def _rfc3339(value: Any) -> datetime | None:
+    """``2023-09-21T15:49:29Z`` → aware UTC datetime; ``"0"``, empty or absent → None."""
+    if value in (None, "", "0", 0):
+        return None
+    if not isinstance(value, str):
+        raise MalformedMessage(f"not an RFC 3339 timestamp: {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise MalformedMessage(f"not an RFC 3339 timestamp: {value!r}") from exc
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 async def _wait(awaitable: Awaitable[Any], timeout: float, what: str) -> Any:

@@ -21,6 +21,7 @@ FieldValue = Decimal | int | bool | str
 MAX_DECIMAL_DIGITS = 15
 # Names are restricted to identifiers so that both adapters can filter on them without quoting surprises.
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+_ACCEPTED_NAMES: set[str] = set()  # names that passed NAME_RE (bounded)
 
 
 class TimeSeriesError(Exception):
@@ -44,12 +45,17 @@ class Point:
     tags: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Hot path (every trade is a point): names already accepted once are not matched again.
         for kind, names in (("measurement", [self.measurement]), ("tag", self.tags), ("field", self.fields)):
             for name in names:
+                if name in _ACCEPTED_NAMES:
+                    continue
                 if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
                     raise InvalidPoint(
                         f"{kind} name {name!r} is not allowed: use letters, digits and single underscores"
                     )
+                if len(_ACCEPTED_NAMES) < 10_000:
+                    _ACCEPTED_NAMES.add(name)
         if self.time.tzinfo is None or self.time.utcoffset() is None:
             raise InvalidPoint(f"point time must be timezone-aware UTC, got naive {self.time!r}")
         if not self.fields:
@@ -63,13 +69,29 @@ class Point:
             if isinstance(value, Decimal):
                 if not value.is_finite():
                     raise InvalidPoint(f"field {key!r} is not finite: {value}")
-                if len(value.normalize().as_tuple().digits) > MAX_DECIMAL_DIGITS:
+                if (
+                    len(value.as_tuple().digits) > MAX_DECIMAL_DIGITS  # cheap: normalizing only removes digits
+                    and len(value.normalize().as_tuple().digits) > MAX_DECIMAL_DIGITS
+                ):
                     raise InvalidPoint(
                         f"field {key!r}={value} has more than {MAX_DECIMAL_DIGITS} significant digits; "
                         "quantize it first"
                     )
             elif not isinstance(value, int | str):
                 raise InvalidPoint(f"field {key!r} has unsupported type {type(value).__name__}")
+
+    @classmethod
+    def stored(
+        cls, measurement: str, time: datetime, fields: Mapping[str, FieldValue], tags: Mapping[str, str]
+    ) -> Point:
+        """A point read back from a store: it was validated when written, so reading skips `__post_init__`'s
+        checks (they cost more than the query itself on a few hundred bars read on the decision path)."""
+        point = object.__new__(cls)
+        object.__setattr__(point, "measurement", measurement)
+        object.__setattr__(point, "time", time)
+        object.__setattr__(point, "fields", fields)
+        object.__setattr__(point, "tags", tags)
+        return point
 
     @property
     def series_key(self) -> str:
@@ -97,3 +119,32 @@ class TimeSeriesStore(Protocol):
     def ping(self) -> None:
         """Raise TimeSeriesError unless the store answers."""
         ...
+
+
+def query_fields(
+    store: TimeSeriesStore,
+    measurement: str,
+    start: datetime,
+    end: datetime,
+    tags: Mapping[str, str] | None,
+    fields: Sequence[str],
+    *,
+    require: str | None = None,
+    last: int | None = None,
+) -> list[Point]:
+    """`query_range` narrowed to what a reader needs: each point carries only those of `fields` it has; with
+    `require`, only points that have that field; with `last`, only the newest `last` of them (still oldest
+    first). A store with a `query_fields` method of its own answers it (the relational store reads just those
+    values, without decoding every field of every row); any other store is read with `query_range` and
+    narrowed here, with the same result."""
+    own = getattr(store, "query_fields", None)
+    if own is not None:
+        points: list[Point] = own(measurement, start, end, tags, fields, require=require, last=last)
+        return points
+    wanted = tuple(fields)
+    narrowed = [
+        Point.stored(p.measurement, p.time, {k: p.fields[k] for k in wanted if k in p.fields}, p.tags)
+        for p in store.query_range(measurement, start, end, tags)
+        if require is None or require in p.fields
+    ]
+    return narrowed[-last:] if last is not None else narrowed

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -87,6 +87,7 @@ class TimeSeriesWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="timeseries-writer")
         self._wake = asyncio.Event()
         self._sequence = count()
+        self._closed = False
         self.stats = WriterStats()
 
     # -- producer side (hot path) ------------------------------------------------------------------------
@@ -117,10 +118,26 @@ class TimeSeriesWriter:
             self._wake.clear()
             await self.flush()
 
-    async def flush(self) -> None:
-        """Write what is pending (replaying the spool first); spool it when the store is down."""
+    async def flush(self, *, only: Collection[str] | None = None) -> None:
+        """Write what is pending (replaying the spool first); spool it when the store is down.
+
+        With `only` (measurement names) just those points are written now, ahead of the others, which stay
+        pending in their order for the next batch: a closed bar is persisted before the decision pipeline is
+        triggered without waiting for the second of trades queued with it. Points of one measurement never
+        overtake each other (and an identity is within one measurement), so replacement order is kept."""
         async with self._lock:
-            batch, self._pending, self._oldest = self._pending, [], None
+            if only is None:
+                batch, self._pending, self._oldest = self._pending, [], None
+            else:
+                batch = [p for p in self._pending if p.measurement in only]
+                if len(batch) == len(self._pending):
+                    self._pending, self._oldest = [], None
+                elif batch:
+                    self._pending = [p for p in self._pending if p.measurement not in only]
+            if self._closed:  # points added after close (a late bar): kept on disk, replayed by the next run
+                if batch:
+                    await asyncio.to_thread(self._spool, batch)
+                return
             replayed_all = await self._replay_spool()
             if not batch:
                 return
@@ -137,6 +154,7 @@ class TimeSeriesWriter:
             await self._in_thread(close)
         if self._on_thread_exit is not None:
             await self._in_thread(self._on_thread_exit)
+        self._closed = True
         self._executor.shutdown(wait=True)
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:

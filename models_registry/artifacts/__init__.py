@@ -1,7 +1,8 @@
 """Model artifacts: serialised with skops (no arbitrary code runs on load), content-addressed by the SHA-256 of
-the serialised bytes, encrypted at rest (`crypto`), kept on a storage backend (`storage`), and verified on every
-load: the blob must authenticate, its plaintext must hash to the recorded address, and skops must load it with
-nothing outside the trusted-types list.
+the serialised bytes, encrypted at rest (`crypto`), kept on a storage backend (`storage`: a local directory by
+default, or an S3-compatible bucket, `s3`), and verified on every load whatever the backend: the blob must
+authenticate, its plaintext must hash to the recorded address, and skops must load it with nothing outside the
+trusted-types list. A backend that cannot be asked is `ArtifactStorageError`, never "missing".
 
 Why skops is safe to load: it does not unpickle. It rebuilds objects from a JSON schema and refuses any type
 that is not on its default list (scikit-learn, numpy and scipy types it knows how to rebuild) or on our explicit
@@ -19,7 +20,7 @@ from rest_framework import status
 
 from galfriday_site.errors import ApplicationError
 from models_registry.artifacts import crypto
-from models_registry.artifacts.storage import ArtifactStorage, get_storage
+from models_registry.artifacts.storage import ArtifactStorage, StorageUnavailableError, get_storage
 
 FORMAT_SKOPS = "skops"
 
@@ -52,6 +53,14 @@ class ArtifactIntegrityError(ArtifactError):
 class ArtifactKeyError(ArtifactError):
     code = "artifact_key_unavailable"
     http_status = status.HTTP_409_CONFLICT
+
+
+class ArtifactStorageError(ArtifactError):
+    """The storage backend could not be asked (unreachable, missing bucket, refused); the artifact may be
+    intact, so this is not `ArtifactMissingError`."""
+
+    code = "artifact_storage_unavailable"
+    http_status = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
 def trusted_types() -> list[str]:
@@ -99,19 +108,33 @@ def deserialize(data: bytes) -> Any:
     return model
 
 
+def _get(storage: ArtifactStorage, sha256: str) -> bytes | None:
+    try:
+        return storage.get(sha256)
+    except StorageUnavailableError as exc:
+        raise ArtifactStorageError(str(exc), details={"sha256": sha256}) from exc
+
+
+def _put(storage: ArtifactStorage, sha256: str, blob: bytes) -> None:
+    try:
+        storage.put(sha256, blob)
+    except StorageUnavailableError as exc:
+        raise ArtifactStorageError(str(exc), details={"sha256": sha256}) from exc
+
+
 def store(data: bytes, *, storage: ArtifactStorage | None = None) -> str:
     """Encrypt and store plaintext artifact bytes under their SHA-256 (idempotent); read back and verify."""
     storage = storage or get_storage()
     sha = sha256_hex(data)
     keyring = crypto.get_keyring()
-    existing = storage.get(sha)
+    existing = _get(storage, sha)
     if existing is not None:
         try:
             if sha256_hex(crypto.decrypt(existing, sha256=sha, keyring=keyring)) == sha:
                 return sha  # already stored and intact
         except (crypto.DecryptionError, crypto.UnknownKeyError):
             pass  # unreadable copy: replace it with a fresh one
-    storage.put(sha, crypto.encrypt(data, sha256=sha, keyring=keyring))
+    _put(storage, sha, crypto.encrypt(data, sha256=sha, keyring=keyring))
     fetch(sha, storage=storage)  # read-back check: what is stored loads back to the same bytes
     return sha
 
@@ -119,7 +142,7 @@ def store(data: bytes, *, storage: ArtifactStorage | None = None) -> str:
 def fetch(sha256: str, *, storage: ArtifactStorage | None = None) -> bytes:
     """The verified plaintext bytes of the artifact at `sha256`, or a clear error saying why not."""
     storage = storage or get_storage()
-    blob = storage.get(sha256)
+    blob = _get(storage, sha256)
     if blob is None:
         raise ArtifactMissingError(f"artifact {sha256} is not in the artifact store", details={"sha256": sha256})
     try:
@@ -139,6 +162,29 @@ def fetch(sha256: str, *, storage: ArtifactStorage | None = None) -> bytes:
             details={"sha256": sha256, "actual": actual},
         )
     return data
+
+
+def reencrypt(sha256: str, *, storage: ArtifactStorage | None = None, dry_run: bool = False) -> bool:
+    """Rewrite the artifact at `sha256` under the newest key (key rotation), if another key encrypted it.
+    Returns whether it was (or, with `dry_run`, would be) rewritten. The plaintext is hash-verified before the
+    write and read back after it; the write replaces the blob atomically, so a reader sees the old or the new
+    blob, both readable while the old key is still configured. Safe to run twice."""
+    storage = storage or get_storage()
+    blob = _get(storage, sha256)
+    if blob is None:
+        raise ArtifactMissingError(f"artifact {sha256} is not in the artifact store", details={"sha256": sha256})
+    keyring = crypto.get_keyring()
+    try:
+        current = crypto.blob_key_id(blob) == keyring.current_id
+    except crypto.DecryptionError as exc:
+        raise ArtifactIntegrityError(f"artifact {sha256} has a bad header: {exc}", details={"sha256": sha256}) from exc
+    if current:
+        return False
+    data = fetch(sha256, storage=storage)  # decrypts with the old key and verifies the hash
+    if not dry_run:
+        _put(storage, sha256, crypto.encrypt(data, sha256=sha256, keyring=keyring))
+        fetch(sha256, storage=storage)
+    return True
 
 
 def load(sha256: str, *, storage: ArtifactStorage | None = None) -> Any:

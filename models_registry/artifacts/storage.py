@@ -1,9 +1,17 @@
 """Where artifact blobs live. A backend stores opaque (already encrypted) bytes under their content address
-(the SHA-256 of the plaintext artifact); it knows nothing about encryption or models.
+(the SHA-256 of the plaintext artifact); it knows nothing about encryption or models. Integrity (the blob must
+authenticate and its plaintext hash to the address) is checked by the layer above on every load, so a backend
+never has to be trusted.
 
-`LocalArtifactStorage` (the default) writes under a directory, atomically (temporary file + rename). An
-S3-compatible backend implements the same three methods over a bucket (not shipped: no boto3 dependency yet)
-and is selected with the MODELS_REGISTRY_ARTIFACT_STORAGE setting (a dotted path).
+The MODELS_REGISTRY_ARTIFACT_STORAGE setting chooses the backend: `local` (the default) is
+`LocalArtifactStorage`, which writes under a directory atomically (temporary file + rename); `s3` is
+`models_registry.artifacts.s3.S3ArtifactStorage` over an S3-compatible bucket (AWS S3, MinIO, Ceph, R2); any
+other value is the dotted path of a class built with the local artifact directory.
+
+Every backend has the same contract: `put` replaces the blob at an address atomically (a reader sees the old
+or the new blob, never a mix; re-encryption relies on that), `get` answers None only when nothing is stored
+there, and a backend that cannot answer (unreachable, missing bucket, refused) raises `StorageUnavailableError`
+rather than pretend the artifact is missing.
 """
 
 from __future__ import annotations
@@ -16,9 +24,15 @@ from pathlib import Path
 from typing import Protocol
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class StorageUnavailableError(Exception):
+    """The backend could not be asked (unreachable, missing bucket, no credentials, access refused): the
+    artifact may well be there, so this is never reported as "missing"."""
 
 
 class ArtifactStorage(Protocol):
@@ -76,6 +90,10 @@ def artifact_root() -> Path:
     return Path(configured) if configured else Path(settings.VAR_DIR) / "artifacts"
 
 
+LOCAL = "local"
+S3 = "s3"
+
+
 @cache
 def _storage_for(dotted: str, root: str) -> ArtifactStorage:
     backend: ArtifactStorage = import_string(dotted)(root)
@@ -83,8 +101,17 @@ def _storage_for(dotted: str, root: str) -> ArtifactStorage:
 
 
 def get_storage() -> ArtifactStorage:
-    """The configured backend (re-read from settings on each call, so tests can override them)."""
-    dotted = getattr(settings, "MODELS_REGISTRY_ARTIFACT_STORAGE", "") or (
-        "models_registry.artifacts.storage.LocalArtifactStorage"
-    )
-    return _storage_for(dotted, str(artifact_root()))
+    """The configured backend (re-read from settings on each call, so tests can override them; a backend for
+    the same settings is reused)."""
+    choice = (getattr(settings, "MODELS_REGISTRY_ARTIFACT_STORAGE", "") or LOCAL).strip()
+    if choice == LOCAL:
+        return _storage_for("models_registry.artifacts.storage.LocalArtifactStorage", str(artifact_root()))
+    if choice == S3:
+        from models_registry.artifacts.s3 import s3_storage_from_settings  # boto3 is imported only when used
+
+        return s3_storage_from_settings()
+    if "." not in choice:
+        raise ImproperlyConfigured(
+            f"MODELS_REGISTRY_ARTIFACT_STORAGE is {choice!r}: use 'local', 's3' or the dotted path of a storage class"
+        )
+    return _storage_for(choice, str(artifact_root()))

@@ -15,6 +15,7 @@ from models_registry.evaluation.metrics import (
     sortino_ratio,
     trading_metrics,
 )
+from models_registry.evaluation.risk_gate import RiskGate
 from models_registry.evaluation.splits import Fold, PurgedWalkForwardCV
 from models_registry.evaluation.walk_forward import WalkForwardReport, walk_forward_evaluate
 
@@ -24,6 +25,7 @@ __all__ = [
     "FixedFractionSizer",
     "Fold",
     "PurgedWalkForwardCV",
+    "RiskGate",
     "SizingState",
     "WalkForwardReport",
     "classification_metrics",

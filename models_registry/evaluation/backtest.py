@@ -24,7 +24,12 @@ sizing and risk code can be plugged in (it returns a fraction of equity in [-1, 
 :class:`FixedFractionSizer` (target = fraction x signal), computed vectorised; any other callable is called
 bar by bar, in time order.
 
-Buy-and-hold over the same window: target 1 from the first bar's close, filled and charged the same way.
+Risk: with ``risk=RiskGate(...)`` every change of target is an order run through the live pre-trade risk check
+(``trading.risk.check_order``) over the simulated account (:mod:`models_registry.evaluation.risk_gate`); a
+rejected order is not filled and the rejections are counted by reason.
+
+Buy-and-hold over the same window: target 1 from the first bar's close, filled and charged the same way (the
+reference is not risk-checked).
 Returns and fill prices are floats: they are evaluation statistics, not booked money.
 """
 
@@ -38,9 +43,13 @@ import numpy as np
 import pandas as pd
 
 from models_registry.evaluation.metrics import BARS_PER_YEAR, trading_metrics
+from models_registry.evaluation.risk_gate import RiskGate, RiskGateRun
 from models_registry.labels import DEFAULT_TAKER_FEE
 
 FillAt = Literal["open", "close"]
+
+
+SIZING_HISTORY = 240  # closes a sizing function sees: this bar's and up to 239 before it
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class SizingState:
     price: float
     position: float
     equity: float
+    closes: np.ndarray | None = None  # the last SIZING_HISTORY closes up to and including this bar's (oldest first)
 
 
 class SizeFunction(Protocol):
@@ -87,12 +97,14 @@ class BacktestResult:
     metrics: dict[str, float]
     buy_and_hold_returns: pd.Series
     buy_and_hold_metrics: dict[str, float]
+    risk: dict[str, Any] | None = None  # the risk gate's counts (orders checked, rejected by reason), if one ran
 
     def summary(self) -> dict[str, Any]:
         return {
             "strategy": self.metrics,
             "buy_and_hold": self.buy_and_hold_metrics,
             "excess_net_pnl": self.metrics["net_pnl"] - self.buy_and_hold_metrics["net_pnl"],
+            "risk": self.risk,
         }
 
 
@@ -203,11 +215,16 @@ def _targets_by_loop(
     *,
     fill: FillAt,
     cost_rate: float,
+    gate: RiskGateRun | None = None,
 ) -> np.ndarray:
-    """Targets from a bar-by-bar sizing function; equity in its state follows the same per-bar accounting."""
+    """Targets from a bar-by-bar sizing function; equity in its state follows the same per-bar accounting.
+    With a risk `gate`, each change of target is an order that must pass the live pre-trade check; a rejected
+    one leaves the previous target in place."""
     n = len(signals)
     targets = np.zeros(n)
     equity = 1.0
+    stamps = list(index)  # boxed once, not per bar
+    days = (index.asi8 // 86_400_000_000_000).tolist() if gate is not None else []  # UTC day numbers
     for t in range(n):
         if t > 0:
             window = targets[max(0, t - 2) : t]
@@ -225,14 +242,24 @@ def _targets_by_loop(
             equity *= 1.0 + float(gross) - float(cost)
         state = SizingState(
             index=t,
-            timestamp=index[t],
+            timestamp=stamps[t],
             price=float(closes[t]),
             position=float(targets[t - 1]) if t else 0.0,
             equity=equity,
+            closes=closes[max(0, t - SIZING_HISTORY + 1) : t + 1],
         )
         target = float(size(float(signals[t]), float(confidence[t]), state))
         if not (math.isfinite(target) and -1.0 <= target <= 1.0):
             raise ValueError(f"size() returned {target!r} for bar {index[t]}; targets must lie in [-1, 1]")
+        if gate is not None:
+            target = gate.decide(
+                timestamp=stamps[t],
+                day=days[t],
+                close=float(closes[t]),
+                equity_factor=equity,
+                current=state.position,
+                desired=target,
+            )
         targets[t] = target
     return targets
 
@@ -249,8 +276,13 @@ def run_backtest(
     liquidate_at_end: bool = True,
     periods_per_year: float = BARS_PER_YEAR,
     trial_sharpes: list[float] | None = None,
+    risk: RiskGate | None = None,
 ) -> BacktestResult:
-    """Backtest per-bar signals in [-1, 1] decided at each bar's close; see the module doc for the timing."""
+    """Backtest per-bar signals in [-1, 1] decided at each bar's close; see the module doc for the timing.
+
+    With `risk`, every order the targets imply goes through the live pre-trade risk check
+    (:mod:`models_registry.evaluation.risk_gate`); rejected orders are not filled, and the counts by reason
+    are in ``result.risk`` and, as ``risk_*`` entries, in ``result.metrics``."""
     opens, closes = _prices(bars)
     index = bars.index
     if fill not in ("open", "close"):
@@ -264,10 +296,18 @@ def run_backtest(
     slippage = slippage_bps / 10_000.0
     cost_rate = taker_fee + slippage
     sizer = FixedFractionSizer() if size is None else size
-    if isinstance(sizer, FixedFractionSizer):
+    gate = risk.start() if risk is not None else None
+    if isinstance(sizer, FixedFractionSizer) and gate is None:
         targets = sizer.vectorised(sig)
     else:
-        targets = _targets_by_loop(index, opens, closes, sig, conf, sizer, fill=fill, cost_rate=cost_rate)
+        if isinstance(sizer, FixedFractionSizer):
+            wanted = sizer.vectorised(sig)
+
+            def by_bar(signal: float, confidence: float, state: SizingState) -> float:
+                return float(wanted[state.index])
+
+            sizer = by_bar
+        targets = _targets_by_loop(index, opens, closes, sig, conf, sizer, fill=fill, cost_rate=cost_rate, gate=gate)
 
     run, hold = (
         _simulate(
@@ -292,9 +332,13 @@ def run_backtest(
         positions=pd.Series(run["positions"], index=index, name="position"),
         equity=pd.Series(np.cumprod(1.0 + run["net"]), index=index, name="equity"),
         trades=run["trades"],
-        metrics=trading_metrics(
-            run["net"], turnover=run["turnover"], periods_per_year=periods_per_year, trial_sharpes=trial_sharpes
-        ),
+        metrics={
+            **trading_metrics(
+                run["net"], turnover=run["turnover"], periods_per_year=periods_per_year, trial_sharpes=trial_sharpes
+            ),
+            **(gate.metrics() if gate is not None else {}),
+        },
         buy_and_hold_returns=hold_net,
         buy_and_hold_metrics=trading_metrics(hold["net"], turnover=hold["turnover"], periods_per_year=periods_per_year),
+        risk=gate.summary() if gate is not None else None,
     )

@@ -17,6 +17,7 @@ from sklearn.base import clone
 
 from models_registry.evaluation.backtest import BacktestResult, SizeFunction, run_backtest
 from models_registry.evaluation.metrics import classification_metrics
+from models_registry.evaluation.risk_gate import RiskGate
 from models_registry.evaluation.splits import PurgedWalkForwardCV
 from models_registry.labels import DEFAULT_TAKER_FEE, LABEL_CLASSES
 
@@ -57,6 +58,7 @@ def walk_forward_evaluate(
     slippage_bps: float = 5.0,
     size: SizeFunction | None = None,
     trial_sharpes: list[float] | None = None,
+    risk: RiskGate | None = None,
 ) -> WalkForwardReport:
     """Fit a clone of `estimator` per fold on purged training samples and evaluate out of sample.
 
@@ -104,5 +106,6 @@ def walk_forward_evaluate(
         taker_fee=taker_fee,
         slippage_bps=slippage_bps,
         trial_sharpes=trial_sharpes,
+        risk=risk,
     )
     return WalkForwardReport(folds, classification_metrics(y[test_all], proba_all), oos, backtest)

@@ -264,3 +264,29 @@ def test_the_linear_fast_path_equals_scikit_learn(served) -> None:  # type: igno
     assert loaded.fast is not None
     fast = loaded.probabilities(X)
     assert np.allclose(fast, ESTIMATORS[1].predict_proba(X), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.django_db
+def test_stats_are_shaped_for_a_metrics_exporter(served) -> None:  # type: ignore[no-untyped-def]
+    from models_registry.prediction import COUNTER_NAMES, LATENCY_BUCKETS_S
+
+    model, _, _ = served
+    service = PredictionService()
+    empty = service.stats()
+    assert all(empty[name] == 0 for name in COUNTER_NAMES)  # every counter present before the first call
+    assert empty["hit_rate"] is None
+    assert empty["latency_seconds"]["count"] == 0
+
+    for i in range(30):
+        service.predict_one(_row(i), model_name=model.name)
+    stats = service.stats()
+
+    assert stats["predictions"] == 30
+    assert stats["loads"] == 1
+    assert stats["reloads"] == 0
+    histogram = stats["latency_seconds"]
+    counts = list(histogram["buckets"].values())
+    assert list(histogram["buckets"]) == [repr(b) for b in LATENCY_BUCKETS_S] + ["+Inf"]
+    assert counts == sorted(counts)  # cumulative
+    assert counts[-1] == histogram["count"] == 30
+    assert 0 < histogram["sum"] <= 30 * stats["latency_ms"]["max"] / 1000.0 + 1e-9

@@ -109,6 +109,48 @@ def test_key_rotation_keeps_old_artifacts_loadable_and_encrypts_new_ones_with_th
         selectors.model_version_load(version=old)
 
 
+def test_reencrypting_finishes_a_rotation_so_the_old_key_can_be_removed(
+    settings: Any,
+    registry_settings: Path,  # noqa: F811
+) -> None:
+    import json
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from models_registry.services import artifacts_reencrypt
+
+    model = make_model()
+    old = make_version(model)
+    other = make_version(model, estimator=fitted_estimator(seed=7))
+    settings.MODELS_REGISTRY_ARTIFACT_KEYS = [KEY_B, KEY_A]
+    new = make_version(model, estimator=fitted_estimator(seed=42))
+    old_bytes = blob_path(registry_settings, old.artifact_sha256).read_bytes()
+
+    dry = artifacts_reencrypt(dry_run=True)
+    assert (dry["checked"], dry["reencrypted"], dry["current"]) == (3, 2, 1)
+    assert blob_path(registry_settings, old.artifact_sha256).read_bytes() == old_bytes  # a dry run writes nothing
+
+    out = StringIO()
+    call_command("reencrypt_artifacts", stdout=out)
+    report = json.loads(out.getvalue())
+    assert (report["reencrypted"], report["current"], report["failed"]) == (2, 1, {})
+    for version in (old, other, new):
+        assert crypto.blob_key_id(blob_path(registry_settings, version.artifact_sha256).read_bytes()) == "k2025"
+
+    settings.MODELS_REGISTRY_ARTIFACT_KEYS = [KEY_B]  # the old key removed: everything still loads
+    rows = sample_rows()
+    np.testing.assert_array_equal(
+        selectors.model_version_load(version=old).predict(rows), fitted_estimator().predict(rows)
+    )
+    selectors.model_version_load(version=other)
+    assert artifacts_reencrypt()["reencrypted"] == 0  # nothing left to do
+
+    blob_path(registry_settings, other.artifact_sha256).unlink()  # a missing artifact is reported, not hidden
+    with pytest.raises(CommandError, match="could not be re-encrypted"):
+        call_command("reencrypt_artifacts", stdout=StringIO())
+
+
 def test_signature_check_names_what_does_not_match() -> None:
     import pandas as pd
 

@@ -234,13 +234,36 @@ def test_train_model_command_reports_too_few_bars(stored_window):  # type: ignor
     assert ModelVersion.objects.count() == 0
 
 
-def test_evaluation_sizes_like_the_live_pipeline_long_only_at_its_fraction(settings) -> None:  # type: ignore[no-untyped-def]
-    import numpy as np
+def test_evaluation_sizes_with_the_live_pipelines_own_sizing(settings) -> None:  # type: ignore[no-untyped-def]
+    from decimal import Decimal
 
+    import pandas as pd
+
+    from models_registry.evaluation.backtest import SizingState
     from models_registry.training import live_sizer
+    from trading.pipeline import SizingPolicy, annualised_volatility, target_quantity
+    from trading.predictor import Prediction
 
     settings.GALFRIDAY_SIZING_FRACTION = "0.25"
+    settings.GALFRIDAY_SIZING_TARGET_VOLATILITY = "0.50"
     sizer = live_sizer(threshold=0.1)
-    assert list(sizer.vectorised(np.array([-1.0, -0.05, 0.0, 0.05, 0.1, 0.9]))) == [0.0, 0.0, 0.0, 0.0, 0.25, 0.25]
-    assert sizer(-1.0, 0.9, None) == 0.0  # a sell signal on spot means flat, never short
-    assert sizer(0.5, 0.9, None) == 0.25
+    closes = 30_000.0 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 2e-3, 100)))
+    state = SizingState(0, pd.Timestamp("2024-01-01", tz="UTC"), float(closes[-1]), 0.0, 1.3, closes)
+
+    assert sizer(-1.0, 0.9, state) == 0.0  # a sell signal on spot means flat, never short
+    assert sizer(0.05, 0.9, state) == 0.0  # an edge below the threshold: no trade
+    got = sizer(0.5, 0.8, state)
+    vol = annualised_volatility([Decimal(repr(float(c))) for c in closes[-60:]])
+    assert vol is not None
+    assert vol > Decimal("0.5")
+    quantity = target_quantity(
+        prediction=Prediction(1, 0.8, "x"),
+        equity=Decimal("1.3"),
+        price=Decimal(repr(float(closes[-1]))),
+        policy=SizingPolicy.from_settings(),
+        volatility=vol,
+    )
+    assert got == pytest.approx(float(quantity) * closes[-1] / 1.3, rel=1e-12)
+    assert got == pytest.approx(0.25 * 0.8 * float(Decimal("0.5") / vol), rel=1e-9)
+    flat = SizingState(0, state.timestamp, 100.0, 0.0, 1.0, np.full(100, 100.0))  # no volatility: no scaling
+    assert sizer(0.5, 0.8, flat) == pytest.approx(0.25 * 0.8)

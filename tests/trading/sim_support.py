@@ -41,6 +41,10 @@ class ThreadedSim:
     def rest_url(self) -> str:
         return str(self.sim.rest_url)
 
+    @property
+    def ws_auth_url(self) -> str:
+        return str(self.sim.ws_auth_url)
+
     def fault(self, name: str, **params: Any) -> dict[str, Any]:
         r = self.admin.post("/faults", json={"fault": name, **params})
         assert r.status_code == 200, r.text
@@ -77,9 +81,15 @@ class ThreadedSim:
         self.loop.close()
 
 
-def point_settings_at(settings: Any, sim: ThreadedSim, tmp_path: Path, *, mode: str) -> None:
+def point_settings_at(settings: Any, sim: ThreadedSim, tmp_path: Path, *, mode: str, ws: bool = False) -> None:
+    """Every exchange URL at `sim`. `ws`: live orders over the private WebSocket (REST fallback); off by default
+    (REST only), for tests about the REST path and its faults."""
     settings.TRADING_MODE = mode
     settings.KRAKEN_REST_URL = sim.rest_url
+    settings.KRAKEN_WS_AUTH_URL = sim.ws_auth_url
+    settings.GALFRIDAY_EXECUTION_WS = ws
+    settings.GALFRIDAY_EXECUTION_POST_ACK_SYNC_S = 0
+    settings.GALFRIDAY_DEADMAN_TIMEOUT_S = 0
     settings.KRAKEN_API_KEY = sim.sim.config.api_key
     settings.KRAKEN_API_SECRET = sim.sim.config.api_secret
     settings.KRAKEN_TIMEOUT = 5.0

@@ -2,8 +2,9 @@
 our books have nothing; the redelivered task finds it by client order id instead of placing a second one.
 
 The worker is a separate Python process running the `execute_order` task against the same PostgreSQL test
-database and Redis cache; the simulator delays AddOrder's answer (after applying it) so the kill lands in the
-window. PostgreSQL only: the subprocess must see the committed test data."""
+database and Redis cache; the simulator holds back the answer (after applying the order) so the kill lands in the
+window: the REST AddOrder answer (`rest_delay`) or, with the order sent over the private WebSocket, every frame to
+the socket (`silence`). PostgreSQL only: the subprocess must see the committed test data."""
 
 from __future__ import annotations
 
@@ -40,11 +41,12 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("transport", ["rest", "ws"])
 def test_sigkilled_worker_after_the_exchange_accepted_leaves_one_exchange_order(
-    settings: Any, request: pytest.FixtureRequest, tmp_path: Path
+    settings: Any, request: pytest.FixtureRequest, tmp_path: Path, transport: str
 ) -> None:
     exchange_sim: ThreadedSim = request.getfixturevalue("sim")
-    point_settings_at(settings, exchange_sim, tmp_path, mode="live")
+    point_settings_at(settings, exchange_sim, tmp_path, mode="live", ws=transport == "ws")
     instrument = InstrumentFactory()
     balance_set(asset="USD", total=Decimal("100000"))
     exchange_sim.place("sell", "100.0", "1")
@@ -57,9 +59,14 @@ def test_sigkilled_worker_after_the_exchange_accepted_leaves_one_exchange_order(
             quantity=Decimal("0.2"),
         ).pk
     )
-    # Every REST answer held back 5 s after the call is applied: the pre-send query, then AddOrder (the kill lands
-    # while its answer is held back).
-    exchange_sim.fault("rest_delay", ms=5_000, count=None, phase="after")
+    if transport == "rest":
+        # Every REST answer held back 5 s after the call is applied: AddOrder's (the first send asks nothing before
+        # it) is held while the kill lands.
+        exchange_sim.fault("rest_delay", ms=5_000, count=None, phase="after")
+    else:
+        # Nothing reaches the worker's private socket (its add_order ack included) while the kill lands; the token
+        # comes over REST, undelayed.
+        exchange_sim.fault("silence", seconds=60, scope="private", mode="hold")
 
     db = connection.settings_dict
     env = {
@@ -67,6 +74,9 @@ def test_sigkilled_worker_after_the_exchange_accepted_leaves_one_exchange_order(
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
         "TRADING_MODE": "live",
         "KRAKEN_REST_URL": exchange_sim.rest_url,
+        "KRAKEN_WS_AUTH_URL": exchange_sim.ws_auth_url,
+        "GALFRIDAY_EXECUTION_WS": "true" if transport == "ws" else "false",
+        "GALFRIDAY_EXECUTION_POST_ACK_SYNC_S": "0",
         "KRAKEN_API_KEY": exchange_sim.sim.config.api_key,
         "KRAKEN_API_SECRET": exchange_sim.sim.config.api_secret,
         "KRAKEN_NONCE_FILE": settings.KRAKEN_NONCE_FILE,
@@ -98,6 +108,7 @@ def test_sigkilled_worker_after_the_exchange_accepted_leaves_one_exchange_order(
     order.refresh_from_db()
     assert order.exchange_order_id == ""  # the worker died before recording anything
     assert order.state in (OrderState.SUBMITTED, OrderState.UNKNOWN)
+    assert order.send_attempts == 1  # ...but it did commit its send attempt first
     # The dead worker's lock expires on its own (2 s here); the redelivered task then runs.
     wait_for(lambda: cache.get(f"trading:execution:order:{order.pk}") is None, 10, "the dead worker's lock to expire")
     outcome = execute_order(order.pk)
@@ -110,3 +121,4 @@ def test_sigkilled_worker_after_the_exchange_accepted_leaves_one_exchange_order(
     assert order.state == OrderState.FILLED
     assert Fill.objects.filter(order=order).count() == 1
     assert Order.objects.count() == 1
+    assert exchange[0]["source"] == ("ws" if transport == "ws" else "api")

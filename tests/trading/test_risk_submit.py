@@ -125,15 +125,15 @@ def test_a_crash_after_the_check_leaves_nothing_submitted_and_nothing_enqueued(m
         checked.append(result.ok)
         return result
 
-    real_record = services._record_event
+    real_event = services._event
 
     def crash_on_submitted(order, **kwargs):  # type: ignore[no-untyped-def]
         if kwargs["kind"] == "submitted":
             raise RuntimeError("worker killed between the check and the commit")
-        return real_record(order, **kwargs)
+        return real_event(order, **kwargs)
 
     monkeypatch.setattr(risk_services, "check_order", check_then_note)
-    monkeypatch.setattr(services, "_record_event", crash_on_submitted)
+    monkeypatch.setattr(services, "_event", crash_on_submitted)
     with pytest.raises(RuntimeError):
         order_submit_checked(order_id=order.pk)
     assert checked == [True]
@@ -143,7 +143,7 @@ def test_a_crash_after_the_check_leaves_nothing_submitted_and_nothing_enqueued(m
     assert order.events.count() == 1
     assert gateway == []
 
-    monkeypatch.setattr(services, "_record_event", real_record)
+    monkeypatch.setattr(services, "_event", real_event)
     assert order_submit_checked(order_id=order.pk).submitted  # the retry runs the check again
     assert checked == [True, True]
     assert gateway == [("submit", order.pk)]

@@ -1,0 +1,263 @@
+"""Benchmark: the `decide_on_bar` task body (closed bar → decision → order created, risk-checked, `submitted`,
+committed, execution enqueued), on PostgreSQL.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/galfriday_bench_db REDIS_URL=redis://127.0.0.1:6379/9 \\
+        .venv/bin/python bench/bench_decide.py [--bars N] [--warmup N] [--gateway celery|record] [--profile]
+
+This is the worker-side part of bench_bar_to_ack.py's "closed bar → exchange ack" (whose target is p99 < 50 ms),
+without the broker hops or ``execute_order``: the same setup (BTC/USD at 100, 1,000,000 USD, an hour of 1-minute
+bars in the relational time-series store, the predictor ``bench.bench_bar_to_ack.AlwaysBuy`` buying 0.01 BTC per
+bar, the order-rate limit raised), then per bar, untimed: the bar and a fresh quote written; timed: the task
+function ``trading.tasks.decide_on_bar`` called in this process (as the solo worker runs it); untimed again: the
+order's fill applied through ``execution_report_apply`` (as the exchange's report would), so the position, the
+balances, the fills of the day and the open orders look like a live run's. With ``--gateway celery`` (default)
+the execution task is really enqueued on Redis after commit (the queue is purged at the end); ``record`` only
+collects the ids. The database is created if missing, migrated and **flushed** (``galfriday_ci`` is refused).
+
+Prints one JSON object: runtime percentiles and queries per decision. ``--profile`` adds the top of a cProfile
+of the timed calls (cumulative time). No assertion on the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.bench_execution_report import (  # noqa: E402
+    bench_environment,
+    cpu_model,
+    percentiles,
+    prepare_database,
+)
+
+SYMBOL = "BTC/USD"
+PRICE = Decimal("100.0")
+
+
+class RecordingGateway:
+    """Collects the order ids handed to execution (``--gateway record``)."""
+
+    submitted: list[int] = []
+
+    def submit_order(self, *, order_id: int) -> None:
+        self.submitted.append(order_id)
+
+    def cancel_order(self, *, order_id: int) -> None:
+        pass
+
+
+def run(bars: int, warmup: int, first_bar: datetime, profile: bool, sort: str = "cumulative") -> dict[str, Any]:
+    from django.db import connection, connections
+    from django.utils import timezone
+
+    from bench.bench_bar_to_ack import _bar
+    from ingest.timeseries.relational import RelationalStore
+    from trading.executions import ExecType, ExecutionEvent, FeeAmount
+    from trading.models import Decision, Instrument, Order, Position
+    from trading.risk_services import market_quote_set, risk_limit_set
+    from trading.services import (
+        balance_set,
+        equity_snapshot_take,
+        execution_report_apply,
+        instrument_upsert,
+        trading_state_set,
+    )
+    from trading.tasks import decide_on_bar
+
+    instrument_upsert(
+        symbol=SYMBOL,
+        base="BTC",
+        quote="USD",
+        rest_symbol="XXBTZUSD",
+        altname="XBTUSD",
+        v1_symbol="XBT/USD",
+        price_precision=1,
+        qty_precision=8,
+        tick_size=Decimal("0.1"),
+        qty_increment=Decimal("0.00000001"),
+        ordermin=Decimal("0.0001"),
+        costmin=Decimal("0.5"),
+    )
+    instrument = Instrument.objects.get(symbol=SYMBOL)
+    balance_set(asset="USD", total=Decimal("1000000"))
+    trading_state_set(state="active", reason="benchmark", actor="bench")
+    risk_limit_set(
+        instrument=None, values={"max_orders_per_minute": 100_000}, reason="benchmark sends fast", actor="bench"
+    )
+    market_quote_set(instrument=instrument, bid=PRICE - Decimal("0.1"), ask=PRICE + Decimal("0.1"), at=timezone.now())
+    equity_snapshot_take(marks={SYMBOL: PRICE})
+    store = RelationalStore()
+    store.write_batch([_bar(first_bar - timedelta(minutes=61 - i)) for i in range(61)])
+
+    runtimes: list[int] = []
+    cpu_times: list[int] = []  # this process's CPU time in the call (less sensitive to the machine's load)
+    queries: list[int] = []
+    statuses: dict[str, int] = {}
+    profiler = cProfile.Profile() if profile else None
+    statements: list[str] = []
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    last_sql: list[str] = []
+    for i in range(warmup + bars):
+        bar_time = first_bar + timedelta(minutes=i)
+        store.write_batch([_bar(bar_time)])
+        market_quote_set(
+            instrument=instrument, bid=PRICE - Decimal("0.1"), ask=PRICE + Decimal("0.1"), at=timezone.now()
+        )
+        statements.clear()
+        with connection.execute_wrapper(count):
+            if profiler is not None and i >= warmup:
+                profiler.enable()
+            t0 = time.perf_counter_ns()
+            c0 = time.process_time_ns()
+            result = decide_on_bar(SYMBOL, bar_time.isoformat())
+            elapsed = time.perf_counter_ns() - t0
+            cpu = time.process_time_ns() - c0
+            if profiler is not None:
+                profiler.disable()
+        statuses[result["status"]] = statuses.get(result["status"], 0) + 1
+        if i >= warmup:
+            runtimes.append(elapsed)
+            cpu_times.append(cpu)
+            queries.append(len(statements))
+            last_sql = list(statements)
+        order_id = result.get("order_id")
+        if order_id is None:
+            continue
+        order = Order.objects.get(pk=order_id)
+        if order.state != "submitted":
+            continue
+        stamp = timezone.now()
+        for event in (
+            ExecutionEvent(order_id=f"OBENCHDECIDE-{i:05d}", exec_type=ExecType.NEW, cl_ord_id=order.client_order_id),
+            ExecutionEvent(
+                order_id=f"OBENCHDECIDE-{i:05d}",
+                exec_type=ExecType.TRADE,
+                cl_ord_id=order.client_order_id,
+                exec_id=f"TBENCHDECIDE-{i:05d}",
+                timestamp=stamp,
+                symbol=SYMBOL,
+                side="buy",
+                last_qty=order.quantity,
+                last_price=PRICE,
+                cost=order.quantity * PRICE,
+                fees=(FeeAmount("USD", Decimal("0.0025")),),
+                order_status="filled",
+            ),
+        ):
+            execution_report_apply(event=event, actor="bench")
+
+    position = Position.objects.filter(instrument=instrument).first()
+    outcome = {
+        "decisions": dict(statuses),
+        "orders": Order.objects.count(),
+        "orders_filled": Order.objects.filter(state="filled").count(),
+        "position_qty": str(position.quantity) if position else "0",
+        "decision_rows": Decision.objects.count(),
+    }
+    top: list[str] = []
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(45)
+        top = out.getvalue().splitlines()
+    connections.close_all()
+    return {
+        "runtimes": runtimes,
+        "cpu_times": cpu_times,
+        "queries": queries,
+        "outcome": outcome,
+        "profile": top,
+        "sql": last_sql,
+    }
+
+
+LOAD_AT_START: list[float] = []
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bars", type=int, default=300, help="timed bars (default 300)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed bars first (default 10)")
+    parser.add_argument("--gateway", choices=("celery", "record"), default="celery")
+    parser.add_argument("--profile", action="store_true", help="add a cProfile of the timed calls")
+    parser.add_argument(
+        "--profile-sort", default="cumulative", help="pstats sort key of --profile (cumulative, tottime, ...)"
+    )
+    parser.add_argument("--sql", action="store_true", help="add the statements of the last timed decision")
+    args = parser.parse_args()
+    LOAD_AT_START.extend(round(x, 2) for x in os.getloadavg())
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    first_bar = now - timedelta(minutes=args.warmup + args.bars)
+    with tempfile.TemporaryDirectory(prefix="galfriday-bench-") as var_dir:
+        os.environ.update(
+            {
+                **bench_environment(var_dir),
+                "GALFRIDAY_EXECUTION_GATEWAY": "trading.gateway.CeleryExecutionGateway"
+                if args.gateway == "celery"
+                else "bench.bench_decide.RecordingGateway",
+                "GALFRIDAY_PREDICTOR": "bench.bench_bar_to_ack.AlwaysBuy",
+                "GALFRIDAY_DECISION_MAX_AGE_S": str(7 * 24 * 3600),
+                "GALFRIDAY_BENCH_ANCHOR": first_bar.isoformat(),
+            }
+        )
+        import django
+
+        django.setup()
+        prepare_database()
+        try:
+            result = run(args.bars, args.warmup, first_bar, args.profile, args.profile_sort)
+        finally:
+            if args.gateway == "celery":
+                from galfriday_site.celery import app
+
+                with app.connection_for_write() as conn:
+                    conn.default_channel.queue_purge("trading")
+    queries = sorted(result["queries"])
+    print(
+        json.dumps(
+            {
+                "benchmark": "decide_on_bar task body: bar -> decision -> order created, risk-checked, submitted, "
+                "committed, execution enqueued",
+                "runtime": percentiles(result["runtimes"]),
+                "cpu_time_in_this_process": percentiles(result["cpu_times"]),
+                "queries_per_decision": {"min": queries[0], "max": queries[-1]} if queries else {},
+                "outcome": result["outcome"],
+                "profile_top_cumulative": result["profile"],
+                "last_decision_sql": result["sql"] if args.sql else [],
+                "conditions": {
+                    "bars": args.bars,
+                    "warmup_bars": args.warmup,
+                    "gateway": args.gateway,
+                    "database": "PostgreSQL " + os.environ["DATABASE_URL"].rsplit("/", 1)[-1],
+                    "cpu_model": cpu_model(),
+                    "cpus": os.cpu_count(),
+                    "load_average_at_start": LOAD_AT_START,
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+                },
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""`GET /metrics`: Prometheus text exposition of what operators alert on.
+
+- Ingest: read from the heartbeat rows (`ingest.IngestStatus`), since the worker is another process: messages
+  per second and totals per channel, exchange-to-receive lag p50/p99, reconnects, checksum failures, bad frames,
+  last message time, queue depths, drops, gap repairs and ohlc checks, and every worker counter.
+- Prediction: this process's prediction service (`models_registry.prediction.prediction_stats()`): counters,
+  cache hit rate, latency histogram.
+- Trading: orders per state, fills, the trading state (active/reducing/halted) and unacknowledged alerts, each
+  one cheap aggregate query.
+- Health: each component of `/api/health/` (up, required, check latency) and the overall status.
+
+Every scrape builds the figures afresh in a registry of its own (no global state to drift). Access: with
+`GALFRIDAY_METRICS_TOKEN` set, `Authorization: Bearer <token>` is required from everyone; without it, only
+loopback clients are served (a scraper on the same host), everyone else gets 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
+PREFIX = "galfriday"
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class IngestCollector(Collector):
+    """The ingest workers' heartbeat rows as metrics, labelled by worker."""
+
+    def collect(self) -> Iterator[Metric]:
+        from ingest.models import BackfillRecord, IngestStatus
+
+        now = timezone.now()
+        up = GaugeMetricFamily(
+            f"{PREFIX}_ingest_up", "1 when the worker's heartbeat is fresh and connected", labels=["worker"]
+        )
+        age = GaugeMetricFamily(
+            f"{PREFIX}_ingest_heartbeat_age_seconds", "Seconds since the heartbeat", labels=["worker"]
+        )
+        last = GaugeMetricFamily(
+            f"{PREFIX}_ingest_last_message_timestamp_seconds", "Unix time of the last frame received", labels=["worker"]
+        )
+        rate = GaugeMetricFamily(
+            f"{PREFIX}_ingest_messages_per_second", "Frames per second per channel", labels=["worker", "channel"]
+        )
+        messages = CounterMetricFamily(
+            f"{PREFIX}_ingest_messages", "Frames received per channel", labels=["worker", "channel"]
+        )
+        lag = GaugeMetricFamily(
+            f"{PREFIX}_ingest_lag_milliseconds",
+            "Exchange timestamp to receive time over the last ~2000 messages (clock skew included)",
+            labels=["worker", "channel", "quantile"],
+        )
+        queues = GaugeMetricFamily(
+            f"{PREFIX}_ingest_queue_depth", "Items waiting per queue", labels=["worker", "queue"]
+        )
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_ingest_dropped", "Items dropped (counted, never silent)", labels=["worker", "what"]
+        )
+        simple = {
+            "reconnects": CounterMetricFamily(f"{PREFIX}_ingest_reconnects", "WebSocket reconnects", labels=["worker"]),
+            "checksum_failures": CounterMetricFamily(
+                f"{PREFIX}_ingest_checksum_failures", "Book checksum mismatches", labels=["worker"]
+            ),
+            "malformed_messages": CounterMetricFamily(
+                f"{PREFIX}_ingest_malformed_messages", "Frames that could not be parsed", labels=["worker"]
+            ),
+            "unknown_messages": CounterMetricFamily(
+                f"{PREFIX}_ingest_unknown_messages", "Frames of unknown channels", labels=["worker"]
+            ),
+        }
+        counters = CounterMetricFamily(
+            f"{PREFIX}_ingest_events",
+            "The worker's own counters (trades, bars, repairs, ...)",
+            labels=["worker", "name"],
+        )
+        for status in IngestStatus.objects.order_by("name"):
+            worker = status.name
+            stats = status.stats or {}
+            health = stats.get("health") or {}
+            heartbeat_age = (now - status.updated_at).total_seconds()
+            fresh = heartbeat_age <= 30 and status.connection_state == "connected"
+            up.add_metric([worker], 1.0 if fresh else 0.0)
+            age.add_metric([worker], heartbeat_age)
+            if status.last_message_at is not None:
+                last.add_metric([worker], status.last_message_at.timestamp())
+            for channel, value in (health.get("messages_per_s") or {}).items():
+                if (number := _number(value)) is not None:
+                    rate.add_metric([worker, channel], number)
+            for channel, value in ((stats.get("ws") or {}).get("messages") or {}).items():
+                if (number := _number(value)) is not None:
+                    messages.add_metric([worker, channel], number)
+            for channel, window in (health.get("lag_ms") or {}).items():
+                for quantile, key in (("0.5", "p50"), ("0.99", "p99")):
+                    if (number := _number(window.get(key))) is not None:
+                        lag.add_metric([worker, channel, quantile], number)
+            for queue, value in (health.get("queues") or {}).items():
+                if (number := _number(value)) is not None:
+                    queues.add_metric([worker, queue], number)
+            for what, value in (health.get("dropped") or {}).items():
+                if (number := _number(value)) is not None:
+                    dropped.add_metric([worker, what], number)
+            for key, family in simple.items():
+                if (number := _number(health.get(key))) is not None:
+                    family.add_metric([worker], number)
+            for name, value in (stats.get("ingest") or {}).items():
+                if (number := _number(value)) is not None:
+                    counters.add_metric([worker, name], number)
+        yield from (up, age, last, rate, messages, lag, queues, dropped, *simple.values(), counters)
+
+        backfills = CounterMetricFamily(
+            f"{PREFIX}_ingest_backfills", "Recorded gap repairs", labels=["reason", "status"]
+        )
+        for row in BackfillRecord.objects.values("reason", "status").annotate(n=Count("id")).order_by():
+            backfills.add_metric([row["reason"], row["status"]], row["n"])
+        yield backfills
+
+
+class PredictionCollector(Collector):
+    """This process's prediction service."""
+
+    def collect(self) -> Iterator[Metric]:
+        from models_registry.prediction import prediction_stats
+
+        stats = prediction_stats()
+        counters = CounterMetricFamily(f"{PREFIX}_prediction_events", "Prediction service counters", labels=["name"])
+        for name, value in stats.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                counters.add_metric([name], value)
+        yield counters
+        hit_rate = _number(stats.get("hit_rate"))
+        if hit_rate is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_prediction_cache_hit_rate", "Model cache hits / lookups", value=hit_rate)
+        if (loaded := _number(stats.get("models_loaded"))) is not None:
+            yield GaugeMetricFamily(f"{PREFIX}_prediction_models_loaded", "Model versions held in memory", value=loaded)
+        latency = stats.get("latency_seconds") or {}
+        buckets = latency.get("buckets") or {}
+        if buckets:
+            yield HistogramMetricFamily(
+                f"{PREFIX}_prediction_latency_seconds",
+                "Prediction latency",
+                buckets=[(bound, float(count)) for bound, count in buckets.items()],
+                sum_value=float(latency.get("sum") or 0.0),
+            )
+
+
+class TradingCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        from trading.models import Alert, Fill, Order, TradingState
+
+        orders = GaugeMetricFamily(f"{PREFIX}_trading_orders", "Orders per state", labels=["state"])
+        for row in Order.objects.values("state").annotate(n=Count("id")).order_by():
+            orders.add_metric([row["state"]], row["n"])
+        yield orders
+        yield CounterMetricFamily(f"{PREFIX}_trading_fills", "Fills recorded", value=Fill.objects.count())
+        state = TradingState.objects.filter(pk=TradingState.SINGLETON_ID).values_list("state", flat=True).first()
+        current = GaugeMetricFamily(f"{PREFIX}_trading_state", "1 for the current trading state", labels=["state"])
+        for choice in TradingState.State.values:
+            current.add_metric([choice], 1.0 if (state or TradingState.State.ACTIVE) == choice else 0.0)
+        yield current
+        alerts = GaugeMetricFamily(
+            f"{PREFIX}_alerts_unacknowledged", "Alerts nobody acknowledged", labels=["severity", "kind"]
+        )
+        unacknowledged = (
+            Alert.objects.filter(acknowledged_at__isnull=True)
+            .values_list("severity", "kind")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        for severity, kind, n in unacknowledged:
+            alerts.add_metric([severity, kind], n)
+        yield alerts
+
+
+class HealthCollector(Collector):
+    def collect(self) -> Iterator[Metric]:
+        from galfriday_site.health import run_health_checks
+
+        report = run_health_checks()
+        component_up = GaugeMetricFamily(
+            f"{PREFIX}_health_component_up", "1 when the component's check passed", labels=["component", "required"]
+        )
+        latency = GaugeMetricFamily(
+            f"{PREFIX}_health_check_latency_milliseconds", "How long the check took", labels=["component"]
+        )
+        for c in report:
+            component_up.add_metric([c.name, "true" if c.required else "false"], 1.0 if c.ok else 0.0)
+            latency.add_metric([c.name], c.latency_ms)
+        yield component_up
+        yield latency
+        healthy = all(c.ok for c in report if c.required)
+        yield GaugeMetricFamily(
+            f"{PREFIX}_health_up", "1 when every required component is ok", value=1.0 if healthy else 0.0
+        )
+
+
+class _Guarded(Collector):
+    """One collector's failure costs its own metrics (logged, and counted as a scrape error), not the scrape."""
+
+    def __init__(self, name: str, inner: Collector, errors: GaugeMetricFamily) -> None:
+        self.name = name
+        self.inner = inner
+        self.errors = errors
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            metrics = list(self.inner.collect())
+        except Exception as exc:  # a database or service outage: the rest of the scrape still answers
+            logger.warning("metrics collector failed", extra={"collector": self.name, "error": repr(exc)})
+            self.errors.add_metric([self.name], 1.0)
+            return iter(())
+        return iter(metrics)
+
+
+def render() -> bytes:
+    errors = GaugeMetricFamily(f"{PREFIX}_metrics_collector_failed", "1 when a collector failed", labels=["collector"])
+    registry = CollectorRegistry(auto_describe=False)
+    for name, collector in (
+        ("ingest", IngestCollector()),
+        ("prediction", PredictionCollector()),
+        ("trading", TradingCollector()),
+        ("health", HealthCollector()),
+    ):
+        registry.register(_Guarded(name, collector, errors))  # type: ignore[arg-type]
+
+    class _Errors(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield errors
+
+    registry.register(_Errors())
+    return generate_latest(registry)
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed(request: HttpRequest) -> bool:
+    token = str(getattr(settings, "GALFRIDAY_METRICS_TOKEN", "") or "")
+    if token:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    return _loopback(str(request.META.get("REMOTE_ADDR", "")))
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format; see the module doc for who may read it."""
+    if not allowed(request):
+        return HttpResponse(
+            "metrics are served to loopback clients, or with Authorization: Bearer <GALFRIDAY_METRICS_TOKEN>\n",
+            status=403,
+            content_type="text/plain; charset=utf-8",
+        )
+    return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)
