@@ -38,6 +38,7 @@ from trading.predictor import (
 )
 from trading.risk_services import order_place_in_transaction
 from trading.selectors import DecisionInputs, decision_inputs, risk_limits_effective
+from trading.services import OrderRequest
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -190,14 +191,17 @@ def _decide(
         # rolls its whole transaction back.
         with transaction.atomic():
             result = order_place_in_transaction(
-                instrument=instrument,
-                client_order_id=client_order_id_for(decision_id),
-                side=Side.BUY if delta > 0 else Side.SELL,
-                order_type=OrderType.MARKET,
-                quantity=abs(delta),
-                reason=f"decision {decision_id}: signal {prediction.signal} at confidence {prediction.confidence:.3f}",
-                source=EventSource.SYSTEM,
-                actor=ACTOR,
+                OrderRequest(
+                    instrument=instrument,
+                    client_order_id=client_order_id_for(decision_id),
+                    side=Side.BUY if delta > 0 else Side.SELL,
+                    order_type=OrderType.MARKET,
+                    quantity=abs(delta),
+                    reason=f"decision {decision_id}: signal {prediction.signal} at confidence "
+                    f"{prediction.confidence:.3f}",
+                    source=EventSource.SYSTEM,
+                    actor=ACTOR,
+                ),
                 limits=limits,  # just read for the sizing: the check uses the same values
             )
             decision = Decision.objects.create(

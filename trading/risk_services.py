@@ -55,6 +55,7 @@ from trading.risk import (
     check_order,
 )
 from trading.services import (
+    OrderRequest,
     _locked,
     _transition_locked,
     audit_reason,
@@ -417,61 +418,7 @@ def order_place(
     actor: str | None = None,
 ) -> SubmitDecision:
     """Create an order and risk-check it in one transaction (a manual order, or the pipeline's)."""
-    try:
-        with transaction.atomic():
-            return order_place_in_transaction(
-                instrument=instrument,
-                client_order_id=client_order_id,
-                side=side,
-                order_type=order_type,
-                quantity=quantity,
-                limit_price=limit_price,
-                time_in_force=time_in_force,
-                post_only=post_only,
-                reason=reason,
-                source=source,
-                actor=actor,
-            )
-    except IntegrityError:  # the same client order id placed concurrently: that order is the answer
-        existing = Order.objects.filter(client_order_id=client_order_id).first()
-        if existing is None:
-            raise
-        requested, _ = order_build(
-            client_order_id=client_order_id,
-            instrument=instrument,
-            side=side,
-            order_type=order_type,
-            quantity=quantity,
-            limit_price=limit_price,
-            time_in_force=time_in_force,
-            post_only=post_only,
-        )
-        return SubmitDecision(order=order_same_or_conflict(requested, existing), submitted=False, already_decided=True)
-
-
-def order_place_in_transaction(
-    *,
-    instrument: Instrument,
-    client_order_id: str,
-    side: str,
-    order_type: str,
-    quantity: Decimal,
-    limit_price: Decimal | None = None,
-    time_in_force: str = TimeInForce.GTC,
-    post_only: bool = False,
-    reason: str = "",
-    source: EventSource = EventSource.OPERATOR,
-    actor: str | None = None,
-    limits: Limits | None = None,
-) -> SubmitDecision:
-    """`order_place` inside the caller's transaction, without a savepoint of its own (the decision pipeline's
-    transaction also records the decision; a failure here rolls all of it back). Refused outside a transaction:
-    the check and the state it allows must commit together. `limits`: the instrument's limits in force
-    (`selectors.risk_limits_effective`) when the caller has just read them (the pipeline sizes with them), else
-    they are read here."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("order_place_in_transaction needs the caller's transaction (transaction.atomic)")
-    order, created = order_build(
+    request = OrderRequest(
         client_order_id=client_order_id,
         instrument=instrument,
         side=side,
@@ -484,17 +431,39 @@ def order_place_in_transaction(
         source=source,
         actor=actor,
     )
+    try:
+        with transaction.atomic():
+            return order_place_in_transaction(request)
+    except IntegrityError:  # the same client order id placed concurrently: that order is the answer
+        existing = Order.objects.filter(client_order_id=client_order_id).first()
+        if existing is None:
+            raise
+        requested, _ = order_build(request)
+        return SubmitDecision(order=order_same_or_conflict(requested, existing), submitted=False, already_decided=True)
+
+
+def order_place_in_transaction(request: OrderRequest, *, limits: Limits | None = None) -> SubmitDecision:
+    """`order_place` inside the caller's transaction, without a savepoint of its own (the decision pipeline's
+    transaction also records the decision; a failure here rolls all of it back). Refused outside a transaction:
+    the check and the state it allows must commit together. `limits`: the instrument's limits in force
+    (`selectors.risk_limits_effective`) when the caller has just read them (the pipeline sizes with them), else
+    they are read here."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("order_place_in_transaction needs the caller's transaction (transaction.atomic)")
+    order, created = order_build(request)
     state = lock_objects.trading_state_lock()
-    existing = Order.objects.filter(client_order_id=client_order_id).first()
+    existing = Order.objects.filter(client_order_id=request.client_order_id).first()
     if existing is not None:  # a repeated request: the same order, checked only if it never was
         order_same_or_conflict(order, existing)
-        return _submit_checked_locked(_locked(existing.pk), state, source=source, actor=actor)
+        return _submit_checked_locked(_locked(existing.pk), state, source=request.source, actor=request.actor)
     # A new order is checked before its row exists and inserted once, in the state the check allows, with its
     # `created` event and that state's: the same history as create-then-transition, three statements fewer. A
     # concurrent request under the same client order id fails the insert on the unique constraint (no savepoint:
     # the whole transaction rolls back; `order_place` answers with the order that won).
-    decision = _submit_checked_locked(order, state, source=source, actor=actor, earlier=[created], limits=limits)
-    logger.info("order created", extra={"client_order_id": client_order_id, "order_id": order.pk})
+    decision = _submit_checked_locked(
+        order, state, source=request.source, actor=request.actor, earlier=[created], limits=limits
+    )
+    logger.info("order created", extra={"client_order_id": request.client_order_id, "order_id": order.pk})
     return decision
 
 

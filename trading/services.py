@@ -231,9 +231,9 @@ def instrument_sync_from_ws(*, pair: InstrumentPair) -> Instrument:
 # --- orders: local lifecycle ----------------------------------------------------------------------------------
 
 
-def _validate_order_params(
-    *, side: str, order_type: str, quantity: Decimal, limit_price: Decimal | None, time_in_force: str, post_only: bool
-) -> None:
+def _validate_order_params(request: OrderRequest) -> None:
+    side, order_type, quantity = request.side, request.order_type, request.quantity
+    limit_price, time_in_force, post_only = request.limit_price, request.time_in_force, request.post_only
     problems: dict[str, str] = {}
     if side not in Side.values:
         problems["side"] = f"must be one of {Side.values}"
@@ -255,6 +255,24 @@ def _validate_order_params(
         raise ApplicationError("Invalid order.", code="validation_error", details=problems)
 
 
+@dataclass(frozen=True, kw_only=True)
+class OrderRequest:
+    """An order as asked for: what every order-creating service takes (`order_build`, `order_create_in_transaction`,
+    `risk_services.order_place_in_transaction`), so the parameters are named once."""
+
+    client_order_id: str
+    instrument: Instrument
+    side: str
+    order_type: str
+    quantity: Decimal
+    limit_price: Decimal | None = None
+    time_in_force: str = TimeInForce.GTC
+    post_only: bool = False
+    reason: str = ""
+    source: EventSource = EventSource.SYSTEM
+    actor: str | None = None
+
+
 @transaction.atomic
 def order_create(
     *,
@@ -273,35 +291,24 @@ def order_create(
     """A new order in `created`. Idempotent on the client order id: the same request returns the same order;
     a different request under a used id is refused (a retried decision never makes a second order)."""
     order, _ = order_create_in_transaction(
-        client_order_id=client_order_id,
-        instrument=instrument,
-        side=side,
-        order_type=order_type,
-        quantity=quantity,
-        limit_price=limit_price,
-        time_in_force=time_in_force,
-        post_only=post_only,
-        reason=reason,
-        source=source,
-        actor=actor,
+        OrderRequest(
+            client_order_id=client_order_id,
+            instrument=instrument,
+            side=side,
+            order_type=order_type,
+            quantity=quantity,
+            limit_price=limit_price,
+            time_in_force=time_in_force,
+            post_only=post_only,
+            reason=reason,
+            source=source,
+            actor=actor,
+        )
     )
     return order
 
 
-def order_create_in_transaction(
-    *,
-    client_order_id: str,
-    instrument: Instrument,
-    side: str,
-    order_type: str,
-    quantity: Decimal,
-    limit_price: Decimal | None = None,
-    time_in_force: str = TimeInForce.GTC,
-    post_only: bool = False,
-    reason: str = "",
-    source: EventSource = EventSource.SYSTEM,
-    actor: str | None = None,
-) -> tuple[Order, bool]:
+def order_create_in_transaction(request: OrderRequest) -> tuple[Order, bool]:
     """`order_create` inside the caller's transaction (no savepoint of its own but the insert's), saying whether
     the order is new. A new order is inserted by this transaction, so nobody else can see or lock it until the
     commit: the caller may treat it as locked. An existing one is returned unlocked.
@@ -310,82 +317,45 @@ def order_create_in_transaction(
     constraint, inside a savepoint, and the existing order is returned (or refused when it differs)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("order_create_in_transaction needs the caller's transaction (transaction.atomic)")
-    order, created = order_build(
-        client_order_id=client_order_id,
-        instrument=instrument,
-        side=side,
-        order_type=order_type,
-        quantity=quantity,
-        limit_price=limit_price,
-        time_in_force=time_in_force,
-        post_only=post_only,
-        reason=reason,
-        source=source,
-        actor=actor,
-    )
-    with _attributed(actor, source, reason):
+    order, created = order_build(request)
+    with _attributed(request.actor, request.source, request.reason):
         try:
             with transaction.atomic():
                 order.save(force_insert=True)
         except IntegrityError:
-            existing = Order.objects.filter(client_order_id=client_order_id).first()
+            existing = Order.objects.filter(client_order_id=request.client_order_id).first()
             if existing is None:
                 raise
             return order_same_or_conflict(order, existing), False
         created.save()
-    logger.info("order created", extra={"client_order_id": client_order_id, "order_id": order.pk})
+    logger.info("order created", extra={"client_order_id": request.client_order_id, "order_id": order.pk})
     return order, True
 
 
 _ORDER_PARAMS = ("instrument_id", "side", "order_type", "quantity", "limit_price", "time_in_force", "post_only")
+_ORDER_FIELDS = ("instrument", "side", "order_type", "quantity", "limit_price", "time_in_force", "post_only")
 
 
-def order_build(
-    *,
-    client_order_id: str,
-    instrument: Instrument,
-    side: str,
-    order_type: str,
-    quantity: Decimal,
-    limit_price: Decimal | None = None,
-    time_in_force: str = TimeInForce.GTC,
-    post_only: bool = False,
-    reason: str = "",
-    source: EventSource = EventSource.SYSTEM,
-    actor: str | None = None,
-) -> tuple[Order, OrderEvent]:
+def order_build(request: OrderRequest) -> tuple[Order, OrderEvent]:
     """A validated new order in `created` and its `created` event, neither saved yet (bad input raises and
     changes nothing). The caller inserts the order, then the event, in one transaction."""
-    if not client_order_id:
+    if not request.client_order_id:
         raise ApplicationError("Invalid order.", code="validation_error", details={"client_order_id": "required"})
-    _validate_order_params(
-        side=side,
-        order_type=order_type,
-        quantity=quantity,
-        limit_price=limit_price,
-        time_in_force=time_in_force,
-        post_only=post_only,
-    )
+    _validate_order_params(request)
     order = Order(
-        client_order_id=client_order_id,
-        reason=reason,
-        instrument=instrument,
-        side=side,
-        order_type=order_type,
-        quantity=quantity,
-        limit_price=limit_price,
-        time_in_force=time_in_force,
-        post_only=post_only,
+        client_order_id=request.client_order_id,
+        reason=request.reason,
+        **{k: getattr(request, k) for k in _ORDER_FIELDS},
     )
-    with _attributed(actor, source, reason) as who:
+    with _attributed(request.actor, request.source, request.reason) as who:
         created = _event(
             order,
             kind=Kind.CREATED,
-            source=source,
+            source=request.source,
             from_state=OrderState.CREATED,
             to_state=OrderState.CREATED,
             actor=who,
-            reason=reason,
+            reason=request.reason,
             payload={k: None if getattr(order, k) is None else str(getattr(order, k)) for k in _ORDER_PARAMS},
         )
     return order, created

@@ -21,7 +21,7 @@ from trading.executions import ExecType
 from trading.models import Balance, Decision, Order, OrderEvent, Position
 from trading.pipeline import decide_on_bar
 from trading.risk_services import order_place_in_transaction
-from trading.services import equity_snapshot_take, order_create_in_transaction, trading_state_set
+from trading.services import OrderRequest, equity_snapshot_take, order_create_in_transaction, trading_state_set
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -153,16 +153,22 @@ def test_in_transaction_variants_refuse_to_run_outside_a_transaction(market, gat
     """The risk check and the `submitted` state it allows must commit together: no autocommit placement."""
     with pytest.raises(RuntimeError, match="transaction"):
         order_place_in_transaction(
-            instrument=market, client_order_id="q-outside", side="buy", order_type="market", quantity=D("0.01")
+            OrderRequest(
+                instrument=market, client_order_id="q-outside", side="buy", order_type="market", quantity=D("0.01")
+            )
         )
     with pytest.raises(RuntimeError, match="transaction"):
         order_create_in_transaction(
-            client_order_id="q-outside", instrument=market, side="buy", order_type="market", quantity=D("0.01")
+            OrderRequest(
+                client_order_id="q-outside", instrument=market, side="buy", order_type="market", quantity=D("0.01")
+            )
         )
     assert not Order.objects.exists()
     with transaction.atomic():
         placed = order_place_in_transaction(
-            instrument=market, client_order_id="q-inside", side="buy", order_type="market", quantity=D("0.01")
+            OrderRequest(
+                instrument=market, client_order_id="q-inside", side="buy", order_type="market", quantity=D("0.01")
+            )
         )
     assert placed.submitted
     assert Order.objects.get(client_order_id="q-inside").state == "submitted"
