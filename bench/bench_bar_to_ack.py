@@ -132,10 +132,10 @@ def run(
     from galfriday_site.celery import app
     from ingest.timeseries.relational import RelationalStore
     from kraken_sim.config import DEFAULT_API_SECRET
-    from trading.models import Decision, Instrument, Order
+    from trading.models import Decision, Order
     from trading.pipeline import client_order_id_for
-    from trading.risk_services import market_quote_set, risk_limit_set
-    from trading.services import balance_set, equity_snapshot_take, instrument_upsert, trading_state_set
+    from trading.risk_services import market_quote_set
+    from trading.services import equity_snapshot_take
 
     sim = Process(
         [
@@ -165,29 +165,7 @@ def run(
         )
         r.raise_for_status()
 
-        instrument_upsert(
-            symbol=SYMBOL,
-            base="BTC",
-            quote="USD",
-            rest_symbol="XXBTZUSD",
-            altname="XBTUSD",
-            v1_symbol="XBT/USD",
-            price_precision=1,
-            qty_precision=8,
-            tick_size=Decimal("0.1"),
-            qty_increment=Decimal("0.00000001"),
-            ordermin=Decimal("0.0001"),
-            costmin=Decimal("0.5"),
-        )
-        instrument = Instrument.objects.get(symbol=SYMBOL)
-        balance_set(asset="USD", total=Decimal("1000000"))
-        trading_state_set(state="active", reason="benchmark", actor="bench")
-        risk_limit_set(
-            instrument=None, values={"max_orders_per_minute": 100_000}, reason="benchmark sends fast", actor="bench"
-        )
-        market_quote_set(
-            instrument=instrument, bid=PRICE - Decimal("0.1"), ask=PRICE + Decimal("0.1"), at=timezone.now()
-        )
+        instrument = seed_market()
         equity_snapshot_take(marks={SYMBOL: PRICE})
 
         worker_env = {
@@ -397,6 +375,39 @@ def worker_task_split(
         if seen and task_id in seen:
             split["execute_received_to_exchange_id_seen"].append(_ms(received[execute_id], seen[task_id]) or 0)
     return split
+
+
+def seed_market() -> Any:
+    """The benchmarks' trading set-up (also `bench_decide.py`): BTC/USD with Kraken's rules, 1,000,000 USD,
+    trading active, the order-rate limit lifted (the benchmarks send several orders a second), a fresh quote."""
+    from django.utils import timezone
+
+    from trading.models import Instrument
+    from trading.risk_services import market_quote_set, risk_limit_set
+    from trading.services import balance_set, instrument_upsert, trading_state_set
+
+    instrument_upsert(
+        symbol=SYMBOL,
+        base="BTC",
+        quote="USD",
+        rest_symbol="XXBTZUSD",
+        altname="XBTUSD",
+        v1_symbol="XBT/USD",
+        price_precision=1,
+        qty_precision=8,
+        tick_size=Decimal("0.1"),
+        qty_increment=Decimal("0.00000001"),
+        ordermin=Decimal("0.0001"),
+        costmin=Decimal("0.5"),
+    )
+    instrument = Instrument.objects.get(symbol=SYMBOL)
+    balance_set(asset="USD", total=Decimal("1000000"))
+    trading_state_set(state="active", reason="benchmark", actor="bench")
+    risk_limit_set(
+        instrument=None, values={"max_orders_per_minute": 100_000}, reason="benchmark sends fast", actor="bench"
+    )
+    market_quote_set(instrument=instrument, bid=PRICE - Decimal("0.1"), ask=PRICE + Decimal("0.1"), at=timezone.now())
+    return instrument
 
 
 def _bar(start: datetime) -> Any:

@@ -65,41 +65,18 @@ def run(bars: int, warmup: int, first_bar: datetime, profile: bool, sort: str = 
     from django.db import connection, connections
     from django.utils import timezone
 
-    from bench.bench_bar_to_ack import _bar
+    from bench.bench_bar_to_ack import _bar, seed_market
     from ingest.timeseries.relational import RelationalStore
     from trading.executions import ExecType, ExecutionEvent, FeeAmount
-    from trading.models import Decision, Instrument, Order, Position
-    from trading.risk_services import market_quote_set, risk_limit_set
+    from trading.models import Decision, Order, Position
+    from trading.risk_services import market_quote_set
     from trading.services import (
-        balance_set,
         equity_snapshot_take,
         execution_report_apply,
-        instrument_upsert,
-        trading_state_set,
     )
     from trading.tasks import decide_on_bar
 
-    instrument_upsert(
-        symbol=SYMBOL,
-        base="BTC",
-        quote="USD",
-        rest_symbol="XXBTZUSD",
-        altname="XBTUSD",
-        v1_symbol="XBT/USD",
-        price_precision=1,
-        qty_precision=8,
-        tick_size=Decimal("0.1"),
-        qty_increment=Decimal("0.00000001"),
-        ordermin=Decimal("0.0001"),
-        costmin=Decimal("0.5"),
-    )
-    instrument = Instrument.objects.get(symbol=SYMBOL)
-    balance_set(asset="USD", total=Decimal("1000000"))
-    trading_state_set(state="active", reason="benchmark", actor="bench")
-    risk_limit_set(
-        instrument=None, values={"max_orders_per_minute": 100_000}, reason="benchmark sends fast", actor="bench"
-    )
-    market_quote_set(instrument=instrument, bid=PRICE - Decimal("0.1"), ask=PRICE + Decimal("0.1"), at=timezone.now())
+    instrument = seed_market()
     equity_snapshot_take(marks={SYMBOL: PRICE})
     store = RelationalStore()
     store.write_batch([_bar(first_bar - timedelta(minutes=61 - i)) for i in range(61)])
