@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.stats import percentiles  # noqa: E402  (also imported from here by bench_bar_to_ack, bench_decide)
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/galfriday_bench"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
 FORBIDDEN_DATABASES = {"galfriday_ci", "test_galfriday_ci"}
@@ -81,24 +83,6 @@ def prepare_database() -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
     call_command("migrate", verbosity=0, interactive=False)
     call_command("flush", verbosity=0, interactive=False)
-
-
-def percentiles(values_ns: list[int]) -> dict[str, float]:
-    values = sorted(values_ns)
-    if not values:
-        return {}
-
-    def at(q: float) -> float:
-        return round(values[min(len(values) - 1, int(len(values) * q))] / 1e6, 3)
-
-    return {
-        "n": len(values),
-        "p50_ms": at(0.50),
-        "p90_ms": at(0.90),
-        "p99_ms": at(0.99),
-        "max_ms": round(values[-1] / 1e6, 3),
-        "mean_ms": round(sum(values) / len(values) / 1e6, 3),
-    }
 
 
 def cpu_model() -> str:

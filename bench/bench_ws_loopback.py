@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 
+from bench import stats  # noqa: E402
 from bench.bench_book import synthetic_stream  # noqa: E402
 from ingest.kraken.book import OrderBook  # noqa: E402
 from ingest.kraken.ws import BookEvent, KrakenWsClient, ReconnectPolicy, WsConfig  # noqa: E402
@@ -61,22 +62,7 @@ BENCH_CONFIG: dict[str, Any] = {"watchdog_timeout_s": 30.0, "idle_ping_after_s":
 
 
 def percentiles(values_ns: list[int]) -> dict[str, float]:
-    values = sorted(values_ns)
-    if not values:
-        return {}
-
-    def at(q: float) -> float:
-        return round(values[min(len(values) - 1, int(len(values) * q))] / 1e6, 3)
-
-    return {
-        "samples": len(values),
-        "p50_ms": at(0.50),
-        "p90_ms": at(0.90),
-        "p99_ms": at(0.99),
-        "p999_ms": at(0.999),
-        "max_ms": round(values[-1] / 1e6, 3),
-        "mean_ms": round(sum(values) / len(values) / 1e6, 3),
-    }
+    return stats.percentiles(values_ns, count_key="samples")
 
 
 def rfc3339_now() -> str:

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.stats import percentiles  # noqa: F401  (the ingest benchmarks use it as h.percentiles)
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -174,25 +176,6 @@ def rss_kb(pid: int | str = "self") -> int:
 
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
-
-
-def percentiles(values_ns: list[int]) -> dict[str, float]:
-    values = sorted(values_ns)
-    if not values:
-        return {}
-
-    def at(q: float) -> float:
-        return round(values[min(len(values) - 1, int(len(values) * q))] / 1e6, 3)
-
-    return {
-        "n": len(values),
-        "p50_ms": at(0.50),
-        "p90_ms": at(0.90),
-        "p99_ms": at(0.99),
-        "p999_ms": at(0.999),
-        "max_ms": round(values[-1] / 1e6, 3),
-        "mean_ms": round(sum(values) / len(values) / 1e6, 3),
-    }
 
 
 def thread_cpu() -> dict[str, float]:

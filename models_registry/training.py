@@ -65,7 +65,7 @@ from sklearn.preprocessing import StandardScaler
 
 from galfriday_site.errors import ApplicationError, ConflictError
 from models_registry import services
-from models_registry.evaluation import FixedFractionSizer, PurgedWalkForwardCV, RiskGate, walk_forward_evaluate
+from models_registry.evaluation import PurgedWalkForwardCV, RiskGate, walk_forward_evaluate
 from models_registry.evaluation.metrics import deflated_sharpe_ratio, return_moments
 from models_registry.features import (
     FEATURE_DTYPES,
@@ -193,20 +193,6 @@ class _FoldSafeClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(self.classes_[np.argmax(self.predict_proba(X), axis=1)])
-
-
-@dataclass(frozen=True)
-class ThresholdSizer(FixedFractionSizer):
-    """Target = fraction x sign(signal) when |signal| >= threshold, else flat: the predictor's rule. Subclasses
-    the fixed-fraction sizer so the backtest takes its vectorised path."""
-
-    threshold: float = 0.0
-
-    def __call__(self, signal: float, confidence: float, state: Any) -> float:
-        return self.fraction * float(np.sign(signal)) if abs(signal) >= self.threshold else 0.0
-
-    def vectorised(self, signals: np.ndarray) -> np.ndarray:
-        return np.where(np.abs(signals) >= self.threshold, self.fraction * np.sign(signals), 0.0)
 
 
 @dataclass(frozen=True)
