@@ -21,10 +21,11 @@ Target (trading issue): p99 under 50 ms. Processes, all on this machine:
 Bars are minute-aligned, one per minute going back from now, so every bar is a new decision; the decision age
 limit (``GALFRIDAY_DECISION_MAX_AGE_S``) is raised for the run so the older synthetic bars are not expired, and
 the global ``max_orders_per_minute`` risk limit is raised (the benchmark sends more than 30 a minute). Where the
-time goes comes from the rows' own timestamps (same clock): send → ``Decision.created_at`` (broker and worker
-pick-up, predictor, quote/equity/position/closes/limits queries) → ``Order.submitted_at`` (order created, risk
-checks) → the exchange order id seen here (commit, ``execute_order`` enqueued after commit and picked up, the
-send-attempt mark, ``add_order`` over the socket or REST AddOrder, ack committed, this poll); with REST the post-ack
+time goes comes from the rows' own timestamps (same clock): send → ``Order.submitted_at``, the time the risk check
+starts (broker and worker pick-up, predictor, bars, inputs and limits read, trading state locked) →
+``Decision.created_at`` (risk snapshot and checks, the order and then the decision inserted) → the exchange order id
+seen here (commit, ``execute_order`` enqueued after commit and picked up, the send-attempt mark, ``add_order`` over
+the socket or REST AddOrder, ack committed, this poll); with REST the post-ack
 read-back records the ``accepted`` order event a little later (``send_to_accepted_event_row``; with the WebSocket
 that event comes from the executions stream, which no ingest worker applies here); and from the worker's own log
 lines (task received, runtime). Each bar starts on an idle worker (``--gap-ms``): bars come once a minute.
@@ -210,9 +211,9 @@ def run(
 
         results: dict[str, list[int]] = {
             "send_to_ack_seen": [],
-            "send_to_decision_row": [],
-            "decision_row_to_risk_passed": [],
-            "risk_passed_to_exchange_id_seen": [],
+            "send_to_risk_check_start": [],
+            "risk_check_start_to_decision_row": [],
+            "decision_row_to_exchange_id_seen": [],
             "send_to_accepted_event_row": [],
         }
         samples: list[tuple[str, str, datetime, datetime]] = []
@@ -275,9 +276,9 @@ def run(
             accepted = order.events.filter(kind="accepted").first()
             accepted_at = accepted.recorded_at if accepted is not None else None
             for name, a, b in (
-                ("send_to_decision_row", sent_wall, decision.created_at),
-                ("decision_row_to_risk_passed", decision.created_at, order.submitted_at),
-                ("risk_passed_to_exchange_id_seen", order.submitted_at, seen_wall),
+                ("send_to_risk_check_start", sent_wall, order.submitted_at),
+                ("risk_check_start_to_decision_row", order.submitted_at, decision.created_at),
+                ("decision_row_to_exchange_id_seen", decision.created_at, seen_wall),
                 ("send_to_accepted_event_row", sent_wall, accepted_at),
             ):
                 value = _ms(a, b)

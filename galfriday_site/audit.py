@@ -247,6 +247,77 @@ def _update_sql(model: Any, fields: list[Any], rows: int, combined: bool, extra_
     )
 
 
+def audited_row_insert(obj: Any, *, when: datetime, children: list[Any] | None = None) -> None:
+    """Insert the new row `obj` of an audited model with its audit row ("created"), and `children`: new rows of
+    another, unaudited model whose foreign key to `obj` is filled in here (a new order's events).
+
+    On PostgreSQL one statement: `WITH created AS (INSERT ... RETURNING *), audit AS (INSERT INTO <history> SELECT
+    ... FROM created), children AS (INSERT ... VALUES ((SELECT id FROM created), ...)) SELECT id FROM created`: the
+    audit row holds exactly what was inserted. Elsewhere `save()` (the history signal writes the audit row) and
+    `bulk_create`. `obj` comes back saved with its key; the children's keys are not read back. Fields' `pre_save`
+    (`auto_now`, `auto_now_add`) and conversions apply as in `save()`. Statements built once per model and count."""
+    model = type(obj)
+    child_model = type(children[0]) if children else None
+    link = _child_link(child_model, model) if child_model is not None else None
+    if connection.vendor != "postgresql":
+        obj.save()
+        if children:
+            for child in children:
+                setattr(child, link.attname, obj.pk)  # type: ignore[union-attr]
+            child_model._default_manager.bulk_create(children)  # type: ignore[union-attr]
+        return
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    historical = model.history.model
+    user, actor, reason = _attribution(obj)
+    values = [actor, when, reason, "+", user.pk if user is not None else None]
+    params += [f.get_db_prep_save(v, connection) for f, v in zip(_history_columns(historical), values, strict=True)]
+    child_fields: list[Any] = []
+    if children:
+        child_fields = [f for f in child_model._meta.concrete_fields if not f.primary_key and f is not link]  # type: ignore[union-attr]
+        params += [f.get_db_prep_save(f.pre_save(c, True), connection) for c in children for f in child_fields]
+    key = ("insert-audited", model, child_model, len(children or ()))
+    sql = _SQL.get(key)
+    if sql is None:
+        sql = _SQL[key] = _insert_sql(model, fields, child_model, link, child_fields, len(children or ()))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (pk,) = cursor.fetchone()
+    obj.pk = pk
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    for child in children or ():
+        setattr(child, link.attname, pk)  # type: ignore[union-attr]
+
+
+def _child_link(child_model: Any, model: Any) -> Any:
+    links = [f for f in child_model._meta.concrete_fields if f.is_relation and f.related_model is model]
+    if len(links) != 1:
+        raise ValueError(f"{child_model.__name__} needs exactly one foreign key to {model.__name__}")
+    return links[0]
+
+
+def _insert_sql(model: Any, fields: list[Any], child_model: Any, link: Any, child_fields: list[Any], n: int) -> str:
+    qn = connection.ops.quote_name
+    meta = model._meta
+    table, pk = qn(meta.db_table), qn(meta.pk.column)
+    columns = ", ".join(qn(f.column) for f in fields)
+    sql = f"WITH created AS (INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) RETURNING *)"
+    historical = model.history.model
+    hmeta = historical._meta
+    tracked = [hmeta.get_field(f.name) for f in historical.tracked_fields]
+    history = _history_columns(historical)
+    h_columns = ", ".join(qn(f.column) for f in [*tracked, *history])
+    selected = ", ".join([*(qn(f.column) for f in tracked), *(f"CAST(%s AS {f.db_type(connection)})" for f in history)])
+    sql += f", audit AS (INSERT INTO {qn(hmeta.db_table)} ({h_columns}) SELECT {selected} FROM created)"
+    if n:
+        c_columns = ", ".join(qn(f.column) for f in [link, *child_fields])
+        row = "((SELECT " + pk + " FROM created), " + ", ".join(["%s"] * len(child_fields)) + ")"
+        child_table = qn(child_model._meta.db_table)
+        sql += f", children AS (INSERT INTO {child_table} ({c_columns}) VALUES {', '.join([row] * n)})"
+    return sql + f" SELECT {pk} FROM created"
+
+
 _SQL: dict[tuple[Any, ...], str] = {}
 
 

@@ -57,10 +57,12 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from galfriday_site.compiled import PK_MARKER, CompiledQuery
 from ingest.kraken.errors import AuthenticationError, KrakenError, OrderOutcomeUnknown, UnknownOrder
 from ingest.kraken.rest import KrakenRestClientSync
 from ingest.kraken.rest_types import OrderInfo, TradeInfo
 from ingest.kraken.ws import NotConnected, RequestTimeout
+from trading import lock_objects
 from trading.executions import EventSource, ExecType, ExecutionEvent, FeeAmount
 from trading.models import Order, OrderEvent, OrderType, TimeInForce, TradingState
 from trading.order_states import OPEN, TERMINAL, OrderState
@@ -577,7 +579,14 @@ class ExecutionOutcome:
 
 
 def _load(order_id: int) -> Order | None:
-    return Order.objects.select_related("instrument").filter(pk=order_id).first()
+    """The order with its instrument (not locked: the caller holds the order's mutex), compiled once."""
+    orders = lock_objects.orders_from_rows(_ORDER_WITH_INSTRUMENT.rows(order_id))
+    return orders[0] if orders else None
+
+
+_ORDER_WITH_INSTRUMENT = CompiledQuery(
+    lambda pk: Order.objects.select_related("instrument").filter(pk=pk).order_by(), PK_MARKER
+)
 
 
 def _outcome(order_id: int, action: str, detail: str = "") -> ExecutionOutcome:

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import connection
 from django.db.models import Q, QuerySet
 
+from galfriday_site.compiled import PK_MARKER, CompiledQuery, model_from_row
 from trading.models import Balance, Fill, Instrument, Order, ParkedExecution, Position, TradingState
 from trading.order_states import OPEN, OrderState
 
@@ -24,7 +25,11 @@ def order_qs_select_for_update() -> QuerySet[Order]:
 
 
 def order_lock(pk: int) -> Order:
-    return order_qs_select_for_update().get(pk=pk)
+    """The order with its instrument, locked (`order_qs_select_for_update().get(pk=pk)`, compiled once)."""
+    orders = orders_from_rows(_ORDER_BY_PK.rows(pk))
+    if not orders:
+        raise Order.DoesNotExist(f"order {pk} does not exist")
+    return orders[0]
 
 
 def _for_update() -> str:
@@ -33,47 +38,38 @@ def _for_update() -> str:
 
 def orders_lock_matching(*, exchange_order_id: str, client_order_id: str | None) -> list[Order]:
     """Orders with this exchange order id or (when given) this client order id, with their instruments, locked in
-    pk order: `order_qs_select_for_update().filter(...)`, with the statement compiled once per connection.
+    pk order: `order_qs_select_for_update().filter(...)`, compiled once (the first statement of every execution
+    report: building and compiling the queryset cost more CPU than running it)."""
+    if client_order_id:
+        return orders_from_rows(_ORDER_MATCH_EITHER.rows(exchange_order_id, client_order_id))
+    return orders_from_rows(_ORDER_MATCH_EXCHANGE.rows(exchange_order_id))
 
-    Why: this is the first statement of every execution report, and building and compiling the queryset (a join,
-    an OR, a row lock) cost more CPU than running it. The SQL comes from the ORM itself (same columns, same
-    lock clause, same converters), only the two values change."""
-    wrapper = connections[DEFAULT_DB_ALIAS]  # this thread's connection
-    key = bool(client_order_id)
-    cached = _ORDER_MATCH.get(key)
-    if cached is None or cached[0] is not wrapper:
-        match = Q(exchange_order_id=_SENTINEL_EXCHANGE)
-        if client_order_id:
-            match |= Q(client_order_id=_SENTINEL_CLIENT)
-        compiler = order_qs_select_for_update().filter(match).query.get_compiler(connection=wrapper)
-        sql, params = compiler.as_sql()
-        expected = (_SENTINEL_EXCHANGE, _SENTINEL_CLIENT) if client_order_id else (_SENTINEL_EXCHANGE,)
-        order_fields, instrument_fields = Order._meta.concrete_fields, Instrument._meta.concrete_fields
-        columns = [s[0] for s in compiler.select]
-        if tuple(params) != expected or len(columns) != len(order_fields) + len(instrument_fields):
-            raise RuntimeError("the order lock statement does not have the expected shape")
-        cached = (wrapper, sql, compiler, compiler.get_converters(columns))
-        _ORDER_MATCH[key] = cached
-    _, sql, compiler, converters = cached
-    with wrapper.cursor() as cursor:
-        cursor.execute(sql, [exchange_order_id, client_order_id] if client_order_id else [exchange_order_id])
-        rows = cursor.fetchall()
-    if converters:
-        rows = list(compiler.apply_converters(rows, converters))
+
+def orders_from_rows(rows: list[tuple[Any, ...]]) -> list[Order]:
+    """Orders with their instruments from rows of `order_qs_select_for_update()` (the order's columns, then the
+    instrument's)."""
     n = len(Order._meta.concrete_fields)
-    order_names = [f.attname for f in Order._meta.concrete_fields]
-    instrument_names = [f.attname for f in Instrument._meta.concrete_fields]
     orders = []
     for row in rows:
-        order = Order.from_db(wrapper.alias, order_names, row[:n])
-        Order.instrument.field.set_cached_value(order, Instrument.from_db(wrapper.alias, instrument_names, row[n:]))
+        order = model_from_row(Order, row[:n])
+        Order.instrument.field.set_cached_value(order, model_from_row(Instrument, row[n:]))
         orders.append(order)
     return orders
 
 
-_SENTINEL_EXCHANGE = "\x01exchange_order_id"
-_SENTINEL_CLIENT = "\x01client_order_id"
-_ORDER_MATCH: dict[bool, tuple[Any, str, Any, Any]] = {}
+_MARK_EXCHANGE = "\x01exchange_order_id"
+_MARK_CLIENT = "\x01client_order_id"
+_ORDER_BY_PK = CompiledQuery(lambda pk: order_qs_select_for_update().filter(pk=pk), PK_MARKER)
+_ORDER_MATCH_EXCHANGE = CompiledQuery(
+    lambda txid: order_qs_select_for_update().filter(exchange_order_id=txid), _MARK_EXCHANGE
+)
+_ORDER_MATCH_EITHER = CompiledQuery(
+    lambda txid, cl_ord_id: order_qs_select_for_update().filter(
+        Q(exchange_order_id=txid) | Q(client_order_id=cl_ord_id)
+    ),
+    _MARK_EXCHANGE,
+    _MARK_CLIENT,
+)
 
 
 def position_lock(instrument: Instrument) -> Position:
@@ -123,9 +119,10 @@ def fill_exists(exec_id: str) -> bool:
 
 
 def trading_state_lock() -> TradingState:
-    state = TradingState.objects.select_for_update().filter(id=TradingState.SINGLETON_ID).first()
-    if state is not None:
-        return state
+    """The trading-state row, created if missing, locked (compiled once: every checked submission takes it)."""
+    rows = _TRADING_STATE.rows()
+    if rows:
+        return model_from_row(TradingState, rows[0])
     TradingState.objects.get_or_create(id=TradingState.SINGLETON_ID)
     return TradingState.objects.select_for_update().get(id=TradingState.SINGLETON_ID)
 
@@ -134,3 +131,8 @@ def open_orders_qs_select_for_update(*, include_created: bool = True) -> QuerySe
     """Orders live (or possibly live) on the exchange, and optionally those never sent, locked in pk order."""
     states = {s.value for s in OPEN} | ({OrderState.CREATED.value} if include_created else set())
     return order_qs_select_for_update().filter(state__in=sorted(states))
+
+
+_TRADING_STATE = CompiledQuery(
+    lambda: TradingState.objects.select_for_update().filter(id=TradingState.SINGLETON_ID).order_by()
+)

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor
+from galfriday_site.audit import audit_actor, audited_row_insert
 from trading.executions import EventSource
 from trading.models import Decision, Instrument, OrderType, Side
 from trading.predictor import (
@@ -149,9 +149,9 @@ def _decide(
     policy: SizingPolicy,
     bars: BarWindow | None,
 ) -> Decision:
-    instrument, quote = inputs.instrument, inputs.quote
-    if quote is None or inputs.equity is None:
-        missing = "a market quote" if quote is None else "an equity snapshot"
+    instrument, mid = inputs.instrument, inputs.mid
+    if mid is None or inputs.equity is None:
+        missing = "a market quote" if mid is None else "an equity snapshot"
         return _record(
             decision_id, instrument, bar_time, prediction, status=Decision.Status.SKIPPED, reason=f"no {missing} yet"
         )
@@ -161,18 +161,18 @@ def _decide(
     ]
     volatility = annualised_volatility(closes)
     target = target_quantity(
-        prediction=prediction, equity=inputs.equity, price=quote.mid, policy=policy, volatility=volatility
+        prediction=prediction, equity=inputs.equity, price=mid, policy=policy, volatility=volatility
     )
     # Size within the risk limits rather than have every large signal refused: the position and the order
     # notional are capped here, and the risk manager still checks everything else.
     limits = risk_limits_effective(instrument=instrument)
-    target = min(target, limits.max_position_notional / quote.mid)
-    delta = order_quantity(instrument=instrument, current=current, target=target, price=quote.mid)
-    if abs(delta) * quote.mid > limits.max_order_notional:
+    target = min(target, limits.max_position_notional / mid)
+    delta = order_quantity(instrument=instrument, current=current, target=target, price=mid)
+    if abs(delta) * mid > limits.max_order_notional:
         step = Decimal(1).scaleb(-instrument.qty_precision)
-        delta = (limits.max_order_notional / quote.mid).quantize(step, rounding=ROUND_DOWN).copy_sign(delta)
+        delta = (limits.max_order_notional / mid).quantize(step, rounding=ROUND_DOWN).copy_sign(delta)
     sizing = {
-        "price": quote.mid,
+        "price": mid,
         "equity": inputs.equity,
         "current_qty": current,
         "target_qty": target,
@@ -204,12 +204,13 @@ def _decide(
                 ),
                 limits=limits,  # just read for the sizing: the check uses the same values
             )
-            decision = Decision.objects.create(
+            decision = Decision(
                 **_decision_fields(decision_id, instrument, bar_time, prediction, status=Decision.Status.ORDERED),
                 **sizing,
                 order=result.order,
                 reason="; ".join(f.reason for f in result.failures),
             )
+            audited_row_insert(decision, when=timezone.now())  # with its audit row, in one statement
     except IntegrityError:  # the same decision made concurrently by a duplicate task: use that one
         return Decision.objects.get(decision_id=decision_id)
     logger.info(

@@ -21,7 +21,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor, audited_rows_update, current_actor, current_reason
+from galfriday_site.audit import audit_actor, audited_row_insert, audited_rows_update, current_actor, current_reason
 from galfriday_site.errors import ApplicationError, ConflictError, NotFoundError
 from ingest.kraken.messages import InstrumentPair
 from ingest.kraken.rest_types import AssetPair
@@ -420,11 +420,11 @@ def _transition_locked(
             reason=reason,
             payload=payload,
         )
-        order.save()  # an order not inserted yet is inserted here, already in `to_state`
-        if earlier:
-            OrderEvent.objects.bulk_create([*earlier, event])
+        if order._state.adding:  # an order not inserted yet is inserted here, already in `to_state`
+            audited_row_insert(order, when=timezone.now(), children=[*(earlier or []), event])
         else:
-            event.save()
+            order.save()
+            OrderEvent.objects.bulk_create([*(earlier or []), event])
     return order
 
 

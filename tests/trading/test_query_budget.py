@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ingest.timeseries import Point
@@ -28,9 +28,11 @@ D = Decimal
 
 # decide_on_bar, ordered: the inputs (1), the bars, read once for the predictor and the sizing (1), the limits (1),
 # the trading-state lock and the look for an order under the client order id (2), the risk snapshot without the
-# limits (8), the order inserted in its checked state with its history and both events (3), the decision inserted
-# with its order, and its history (2); plus the savepoint of the pipeline's transaction inside the test's (2).
-DECIDE_MAX_QUERIES = 20
+# limits: position and balances locked (2), then the rest read (on PostgreSQL one statement, elsewhere six), the
+# order inserted in its checked state with its audit row and both events (PostgreSQL one statement, elsewhere
+# three), the decision inserted with its order and its audit row (one, elsewhere two); plus the savepoint of the
+# pipeline's transaction inside the test's (2).
+DECIDE_MAX_QUERIES = {"postgresql": 12, "sqlite": 20}
 # execution_report_apply, plus the savepoint of its transaction inside the test's (2). On PostgreSQL a row's UPDATE,
 # its audit row and the order's events are one statement: a `new` locks the order, saves it (with its history and
 # event) and looks for parked reports (3); a filling `trade` also checks the fill is new, locks and saves the
@@ -75,7 +77,7 @@ def test_decide_on_bar_places_an_order_within_its_query_budget(  # type: ignore[
     Position.objects.create(instrument=market)
     bar_time = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
     _rising_bars(bar_time)
-    with django_assert_max_num_queries(DECIDE_MAX_QUERIES):
+    with django_assert_max_num_queries(DECIDE_MAX_QUERIES[connection.vendor]):
         decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1, seconds=2))
     assert decision.status == Decision.Status.ORDERED
     order = decision.order
@@ -96,9 +98,6 @@ def test_execution_reports_apply_within_their_query_budget(django_assert_max_num
     Balance.objects.create(asset="USD", total=D("1000"))
     Balance.objects.create(asset="BTC", total=D("0"))
     Position.objects.create(instrument=order.instrument)
-
-    from django.db import connection
-
     from trading.services import execution_report_apply
 
     with django_assert_max_num_queries(APPLY_NEW_MAX_QUERIES[connection.vendor]):

@@ -7,10 +7,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor, audit_trail, audited_rows_update
-from tests.trading.factories import placed_order, status, trade
+from galfriday_site.audit import audit_actor, audit_trail, audited_row_insert, audited_rows_update
+from tests.trading.factories import InstrumentFactory, placed_order, status, trade
 from trading import lock_objects
 from trading.executions import ExecType
 from trading.models import Balance, Order, OrderEvent, Position
@@ -112,3 +113,57 @@ def test_duplicate_trade_after_the_fill_changes_nothing_and_writes_no_audit_row(
     after = (Order.history.count(), Position.history.count(), Balance.history.count(), OrderEvent.objects.count())
     assert after == counts
     assert Position.objects.get(instrument=order.instrument).quantity == D(1)
+
+
+def test_audited_insert_writes_the_row_its_audit_row_and_its_children(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+    """A new order inserted the way the risk-checked submission inserts it: on PostgreSQL the row, its "created"
+    audit row and its events are one statement; elsewhere save() and bulk_create. Either way the same rows."""
+    order = Order(
+        client_order_id="gf-insert-1",
+        instrument=InstrumentFactory(),
+        side="buy",
+        order_type="limit",
+        quantity=D("1.5"),
+        limit_price=D("100.1"),
+        state="submitted",
+        last_event_sequence=2,
+    )
+    events = [
+        OrderEvent(order=order, sequence=1, kind="created", source="system", to_state="created", actor="pipeline"),
+        OrderEvent(
+            order=order, sequence=2, kind="submitted", source="system", from_state="created", to_state="submitted"
+        ),
+    ]
+    with (
+        audit_actor("pipeline", reason="decision X"),
+        django_assert_max_num_queries(1 if connection.vendor == "postgresql" else 3),
+    ):
+        audited_row_insert(order, when=timezone.now(), children=events)
+    assert order.pk is not None
+    assert not order._state.adding
+    assert all(e.order_id == order.pk for e in events)
+    stored = Order.objects.get(pk=order.pk)
+    assert stored.created_at == order.created_at  # auto_now_add applied to the object too
+    assert stored.created_at is not None
+    assert (stored.client_order_id, stored.quantity, stored.limit_price, stored.state) == (
+        "gf-insert-1",
+        D("1.5"),
+        D("100.1"),
+        "submitted",
+    )
+    assert list(stored.events.order_by("sequence").values_list("sequence", "kind", "to_state")) == [
+        (1, "created", "created"),
+        (2, "submitted", "submitted"),
+    ]
+    (entry,) = audit_trail(stored)
+    assert (entry.action, entry.actor, entry.reason) == ("created", "pipeline", "decision X")
+    assert entry.changes["state"] == (None, "submitted")
+    assert entry.changes["quantity"] == (None, D("1.5"))
+    # A duplicate key fails the whole statement: no audit row, no events of its own.
+    again = Order(
+        client_order_id="gf-insert-1", instrument=order.instrument, side="buy", order_type="market", quantity=D("1")
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        audited_row_insert(again, when=timezone.now(), children=[OrderEvent(order=again, sequence=1, kind="created")])
+    assert Order.history.filter(client_order_id="gf-insert-1").count() == 1
+    assert OrderEvent.objects.count() == 2
