@@ -11,7 +11,7 @@ Target (trading issue): p99 under 50 ms. Processes, all on this machine:
   broker (``REDIS_URL``, default db 8), PostgreSQL (the database is created if missing, migrated and flushed),
   ``TRADING_MODE=live`` against the simulator (its default key and secret; orders over the worker process's
   private WebSocket with ``--transport ws``, the default, or REST AddOrder with ``rest``), the execution gateway
-  ``trading.gateway.CeleryExecutionGateway`` and the predictor ``bench.bench_bar_to_ack.AlwaysBuy`` (buys 0.01 BTC,
+  ``trading.gateway.CeleryExecutionGateway`` and the predictor ``bench.bench_bar_to_ack.FixedBuy`` (buys 0.01 BTC,
   1 USD, on every bar);
 * this process: per bar (untimed) it writes the closed 1-minute bar (relational time-series store) and a fresh
   quote, then (timed) sends ``trading.tasks.decide_on_bar`` by name and polls the database every ``--poll-ms``
@@ -67,9 +67,10 @@ PRICE = Decimal("100.0")
 
 
 class AlwaysBuy:
-    """A deterministic predictor for the benchmark: always buy a tiny amount. The pipeline trades toward a target
-    position, so the confidence grows by one step per bar after ``GALFRIDAY_BENCH_ANCHOR`` (0.00001: 0.01 BTC more
-    at equity 1,000,000 USD, fraction 0.10, price 100); every bar then buys 0.01 BTC (1 USD)."""
+    """A deterministic predictor for ``bench_decide.py``, where each order's fill is applied: always buy a tiny
+    amount. The pipeline trades toward a target position, so the confidence grows by one step per bar after
+    ``GALFRIDAY_BENCH_ANCHOR`` (0.00001: 0.01 BTC more at equity 1,000,000 USD, fraction 0.10, price 100); every
+    bar then buys 0.01 BTC (1 USD)."""
 
     version = "bench-always-buy-v1"
     step = 0.00001
@@ -80,6 +81,21 @@ class AlwaysBuy:
         anchor = datetime.fromisoformat(os.environ["GALFRIDAY_BENCH_ANCHOR"])
         bars = int((bar_time - anchor).total_seconds() // 60) + 1
         return Prediction(1, min(1.0, self.step * max(bars, 1)), self.version)
+
+
+class FixedBuy:
+    """The predictor here: no ingest worker applies the executions stream in this benchmark, so the position stays
+    flat and the orders stay open (``submitted`` with their exchange ids). A constant target of 0.01 BTC then buys
+    0.01 BTC (1 USD) on every bar; the open buys add up to 10 BTC (1,000 USD) after 1,000 bars, well within the
+    position and exposure limits (a growing target, as ``AlwaysBuy``'s, would reach the 50,000 USD position limit
+    with its open orders after ~315 bars)."""
+
+    version = "bench-fixed-buy-v1"
+
+    def predict(self, *, symbol: str, bar_time: datetime, decision_id: str) -> Any:
+        from trading.predictor import Prediction
+
+        return Prediction(1, 0.00001, self.version)
 
 
 class Process:
@@ -227,7 +243,7 @@ def run(
             market_quote_set(
                 instrument=instrument, bid=PRICE - Decimal("0.1"), ask=PRICE + Decimal("0.1"), at=timezone.now()
             )
-            decision_id = f"{SYMBOL}:{bar_time.isoformat()}:{AlwaysBuy.version}"
+            decision_id = f"{SYMBOL}:{bar_time.isoformat()}:{FixedBuy.version}"
             client_order_id = client_order_id_for(decision_id)
             deadline_s = 60.0 if i == 0 else 10.0  # the first waits for the worker to start
             sent_wall = datetime.now(UTC)
@@ -444,12 +460,11 @@ def main() -> int:
             **bench_environment(var_dir),
             "PYTHONPATH": str(ROOT),
             "GALFRIDAY_EXECUTION_GATEWAY": "trading.gateway.CeleryExecutionGateway",
-            "GALFRIDAY_PREDICTOR": "bench.bench_bar_to_ack.AlwaysBuy",
+            "GALFRIDAY_PREDICTOR": "bench.bench_bar_to_ack.FixedBuy",
             "GALFRIDAY_DECISION_MAX_AGE_S": str(7 * 24 * 3600),
             "GALFRIDAY_KRAKEN_TIER": "pro",
             "KRAKEN_NONCE_FILE": str(Path(var_dir) / "kraken-nonce"),
             "KRAKEN_TIMEOUT": "5",
-            "GALFRIDAY_BENCH_ANCHOR": first_bar.isoformat(),
             "GALFRIDAY_EXECUTION_POST_ACK_SYNC_S": str(args.post_ack_sync_s),
         }
         os.environ.update(env)

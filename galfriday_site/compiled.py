@@ -21,12 +21,18 @@ from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model, QuerySet
+from django.db.transaction import TransactionManagementError
 
 M = TypeVar("M", bound=Model)
 
 # A marker for a primary key: no row has it, and it fits any integer key (Django 5 compiles a lookup with an
 # out-of-range value to an empty result, which would leave no place for the value).
 PK_MARKER = -2_147_000_001
+
+
+# The range a value compared with an integer column can have; the ORM compiles a lookup outside it to an empty
+# result (Django 5), and so does `rows` (SQLite's driver would raise instead).
+_INT_RANGE = range(-(2**63), 2**63)
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class _Compiled:
     slots: tuple[int | None, ...]  # for each parameter: the index of the value that goes there, or None (a constant)
     compiler: Any
     converters: Any
+    locks: bool  # select_for_update: only inside a transaction, as the queryset itself insists
 
 
 class CompiledQuery:
@@ -43,7 +50,9 @@ class CompiledQuery:
     SQL parameters exactly once, unchanged (pick values of the field's type that no real value takes: a string
     like "\\x01name", or a negative integer for a key)."""
 
-    def __init__(self, build: Callable[..., QuerySet[Any]], *markers: Any) -> None:
+    def __init__(self, build: Callable[..., QuerySet[Any]], *markers: str | int) -> None:
+        if any(type(m) not in (str, int) for m in markers):
+            raise TypeError("markers are strings or integers")
         self._build = build
         self._markers = markers
         self._local = threading.local()
@@ -51,11 +60,15 @@ class CompiledQuery:
     def rows(self, *values: Any) -> list[tuple[Any, ...]]:
         if len(values) != len(self._markers):
             raise TypeError(f"expected {len(self._markers)} values, got {len(values)}")
+        if any(type(v) is int and v not in _INT_RANGE for v in values):
+            return []  # no row has it
         wrapper = connections[DEFAULT_DB_ALIAS]  # this thread's connection
         compiled: _Compiled | None = getattr(self._local, "compiled", None)
         if compiled is None or getattr(self._local, "wrapper", None) is not wrapper:
             compiled = self._compile(wrapper)
             self._local.compiled, self._local.wrapper = compiled, wrapper
+        if compiled.locks and wrapper.get_autocommit():  # on every call, as the queryset would (on every backend)
+            raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
         params = [p if slot is None else values[slot] for p, slot in zip(compiled.params, compiled.slots, strict=True)]
         with wrapper.cursor() as cursor:
             cursor.execute(compiled.sql, params)
@@ -75,7 +88,8 @@ class CompiledQuery:
         if found != list(range(len(self._markers))):
             raise RuntimeError(f"the compiled statement does not use each marker exactly once: {sql!r} {params!r}")
         columns = [s[0] for s in compiler.select]
-        return _Compiled(sql, tuple(params), tuple(slots), compiler, compiler.get_converters(columns))
+        locks = bool(compiler.query.select_for_update)
+        return _Compiled(sql, tuple(params), tuple(slots), compiler, compiler.get_converters(columns), locks)
 
 
 def field_names(model: type[Model]) -> list[str]:

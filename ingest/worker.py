@@ -35,9 +35,11 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,9 @@ from ingest.timeseries.base import TimeSeriesStore
 from ingest.timeseries.writer import TimeSeriesWriter
 
 logger = logging.getLogger(__name__)
+
+# At stop, how long to wait for tasks still queued for the broker (Celery's publish retries take a few seconds).
+ENQUEUE_DRAIN_S = 10.0
 
 
 @dataclass
@@ -133,6 +138,9 @@ class IngestWorker:
         )
         self.journal = Journal(config.var_dir / "journal", name="executions")
         self.enqueue = enqueue
+        self._enqueue_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-enqueue")
+        self._enqueue_order = asyncio.Lock()
+        self._handovers: set[asyncio.Future[None]] = set()
         self.started_at = utcnow()
         self.rest = KrakenRestClient(
             base_url=config.rest_url,
@@ -245,7 +253,7 @@ class IngestWorker:
             await self.ws.subscribe_balances()
             # What happened while nobody listened is only on the exchange: reconcile now.
             if self.config.reconcile_task and self.enqueue is not None:
-                self._enqueue(self.config.reconcile_task, ["startup"])
+                self._hand_over(self.config.reconcile_task, ["startup"])
                 self.counters["reconciliations_requested"] += 1
         self._spawn(self.writer.run(), "timeseries-writer")
         self._spawn(self._every(self.config.quote_flush_s, self._flush_quotes), "quotes")
@@ -275,6 +283,7 @@ class IngestWorker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._enqueue_closed_bars()
+        await self._drain_handovers()
         await self._checkpoint()
         self._closing = True  # from here the writer is closed: the last heartbeat only reports
         await self.writer.close()
@@ -284,6 +293,7 @@ class IngestWorker:
         await self.publisher.close()  # send what is queued (bounded wait)
         await self.rest.aclose()
         await sync_to_async(connections.close_all)()  # the worker thread's database connection
+        self._enqueue_thread.shutdown(wait=False)  # drained above (what timed out still leaves, from this thread)
         logger.info("ingest stopped", extra={"counters": self.counters})
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -391,26 +401,49 @@ class IngestWorker:
             self._spawn(self.publisher.publish(BarEvent.from_bar(bar, utcnow())), "publish-bar")
 
     async def _enqueue_closed_bars(self) -> None:
-        """Persist first, then trigger the decision pipeline for each newly closed bar."""
-        if not self._pending_bars:
-            return
-        bars, self._pending_bars = self._pending_bars, []
-        await self.writer.flush(only={BAR_MEASUREMENT})  # the bars now; the trades queued with them follow
-        if not self.config.bar_closed_task or self.enqueue is None:
-            return
-        for bar in bars:
-            if bar.interval_seconds != self.config.bar_intervals[0]:
-                continue
-            self._enqueue(self.config.bar_closed_task, [bar.symbol, bar.start.isoformat()])
-            self.counters["decisions_enqueued"] += 1
+        """Persist first, then trigger the decision pipeline for each newly closed bar. Batches are flushed and
+        handed to the enqueue thread one at a time, in the order their bars closed (a later batch's flush may not
+        overtake an earlier one's). A bar leaves the pending list only once it is stored and handed over: a stop
+        that cancels this during the flush leaves it for `close()`."""
+        async with self._enqueue_order:
+            n = len(self._pending_bars)
+            if n == 0:
+                return
+            await self.writer.flush(only={BAR_MEASUREMENT})  # the bars now; the trades queued with them follow
+            bars, self._pending_bars = self._pending_bars[:n], self._pending_bars[n:]
+            task = self.config.bar_closed_task
+            if not task or self.enqueue is None:
+                return
+            for bar in bars:
+                if bar.interval_seconds == self.config.bar_intervals[0]:
+                    self._hand_over(task, [bar.symbol, bar.start.isoformat()], counter="decisions_enqueued")
 
-    def _enqueue(self, task: str, args: list[Any]) -> None:
+    def _hand_over(self, task: str, args: list[Any], *, counter: str | None = None) -> None:
+        """Give a task to the enqueue thread and go on. Publishing blocks (Celery's publish retries wait for
+        seconds on a slow or unreachable broker) and the market stream must not wait with it: one thread, off the
+        event loop, so tasks leave in the order they were handed over; the outcome is counted (`counter`) or
+        logged when it comes, and `close()` waits for what is still queued."""
         assert self.enqueue is not None
-        try:
-            self.enqueue(task, args)
-        except Exception as exc:  # a broker outage must not stop ingest; counted and logged
+        future = asyncio.get_running_loop().run_in_executor(self._enqueue_thread, self.enqueue, task, args)
+        self._handovers.add(future)
+        future.add_done_callback(partial(self._handed_over, task=task, args=args, counter=counter))
+
+    def _handed_over(self, future: asyncio.Future[None], *, task: str, args: list[Any], counter: str | None) -> None:
+        self._handovers.discard(future)
+        error = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        if error is not None:  # a broker outage must not stop ingest; counted and logged
             self.counters["enqueue_failures"] += 1
-            logger.error("task not enqueued", extra={"task": task, "task_args": args, "error": repr(exc)})
+            logger.error("task not enqueued", extra={"task": task, "task_args": args, "error": repr(error)})
+        elif counter is not None:
+            self.counters[counter] += 1
+
+    async def _drain_handovers(self) -> None:
+        """At stop: wait (bounded) for the tasks still queued for the broker; what does not leave is logged."""
+        if not self._handovers:
+            return
+        _, pending = await asyncio.wait(set(self._handovers), timeout=ENQUEUE_DRAIN_S)
+        if pending:
+            logger.error("tasks still waiting for the broker at stop", extra={"tasks": len(pending)})
 
     async def _on_ticker(self, message: ChannelMessage[Ticker]) -> None:
         received = utcnow()
@@ -532,7 +565,7 @@ class IngestWorker:
         }
         self._spawn(self.publisher.publish(SystemEvent("reconcile_requested", detail, utcnow())), "publish-reconcile")
         if self.config.reconcile_task and self.enqueue is not None:
-            self._enqueue(self.config.reconcile_task, [request.reason])
+            self._hand_over(self.config.reconcile_task, [request.reason])
 
     # -- timers ------------------------------------------------------------------------------------------------
     async def _flush_quotes(self) -> None:

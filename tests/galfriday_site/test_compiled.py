@@ -7,8 +7,9 @@ import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import F
+from django.db.transaction import TransactionManagementError
 
 from galfriday_site.compiled import PK_MARKER, CompiledQuery, field_names, model_from_row
 from tests.trading.factories import EthInstrumentFactory, InstrumentFactory
@@ -81,3 +82,26 @@ def test_a_marker_that_does_not_reach_the_statement_once_is_refused() -> None:
         twice.rows("BTC/USD")
     with pytest.raises(TypeError, match="expected 1 values"):
         BY_SYMBOL.rows()
+
+
+def test_a_locking_query_is_refused_outside_a_transaction_on_every_call() -> None:
+    InstrumentFactory()
+    locking = CompiledQuery(
+        lambda symbol: Instrument.objects.select_for_update().filter(symbol=symbol).values_list("symbol"),
+        "\x01symbol",
+    )
+    with transaction.atomic():
+        assert locking.rows("BTC/USD") == [("BTC/USD",)]
+    with pytest.raises(TransactionManagementError):
+        locking.rows("BTC/USD")  # compiled already: refused all the same
+
+
+def test_an_integer_no_column_can_hold_finds_nothing_like_the_orm() -> None:
+    InstrumentFactory()
+    by_pk = CompiledQuery(lambda pk: Instrument.objects.filter(pk=pk).values_list("symbol"), PK_MARKER)
+    huge = 10**20
+    assert list(Instrument.objects.filter(pk=huge).values_list("symbol")) == []
+    assert by_pk.rows(huge) == []
+    assert by_pk.rows(-huge) == []
+    with pytest.raises(TypeError, match="strings or integers"):
+        CompiledQuery(lambda when: Instrument.objects.filter(updated_at=when), 1.5)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -185,3 +186,62 @@ async def test_worker_turns_the_exchange_stream_into_bars_orders_balances_and_ev
     assert status.stats["ws"]["book_totals"]["checksum_mismatches"] == 0
     assert status.stats["ws"]["book_totals"]["checksums_verified"] > 0
     await sync_to_async(connections.close_all)()  # the test's own queries ran in asgiref's worker thread
+
+
+async def test_a_blocked_broker_does_not_stop_the_stream_and_a_stop_waits_for_the_queued_tasks(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The decision tasks leave off the event loop: a broker that blocks (Celery's publish retries wait for seconds
+    when Redis is slow or gone) must not stop the market stream, and a stop while it blocks loses none of the
+    tasks queued behind it. The enqueue function blocks until the test lets it go (a stand-in for the broker: the
+    test decides when it answers)."""
+    release = threading.Event()
+    calls: list[tuple[str, list[Any], str]] = []
+
+    def blocking_enqueue(task: str, args: list[Any]) -> None:
+        calls.append((task, args, threading.current_thread().name))
+        release.wait(timeout=30)  # the "broker" answers when the test says so
+
+    cfg = config(sim, tmp_path)
+    cfg.bar_closed_task = "trading.tasks.decide_on_bar"
+    worker = IngestWorker(cfg, store=RelationalStore(), channel_layer=InMemoryChannelLayer(), enqueue=blocking_enqueue)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    answer = threading.Timer(1.0, release.set)
+    try:
+        await until(lambda: worker.ws.connection_state.value == "connected" and set(worker.ws.books) >= {"BTC/USD"})
+        # Market until the first closed bar's task is handed over (and blocks).
+        for _ in range(100):
+            sim.market.step()
+            await asyncio.sleep(0.05)
+            if calls:
+                break
+        assert calls, "no bar closed"
+        assert calls[0][2].startswith("ingest-enqueue")  # not the event loop's thread
+        # While the broker blocks, the stream goes on: trades are read and bars keep closing.
+        trades, bars = worker.counters["trades"], worker.counters["bars_closed"]
+        for _ in range(30):
+            sim.market.step()
+            await asyncio.sleep(0.1)
+        assert worker.counters["trades"] > trades
+        assert worker.counters["bars_closed"] > bars
+        assert worker.counters["decisions_enqueued"] == 0  # the first hand-over still waits
+        assert len(calls) == 1  # one at a time
+        # Stop while the broker still blocks; it answers a second later: the stop waits for the queue.
+        closed_at_stop = worker.counters["bars_closed"]
+        answer.start()
+        stop.set()
+        await asyncio.wait_for(running, timeout=20)
+    finally:
+        answer.cancel()
+        release.set()
+        stop.set()
+        await asyncio.wait_for(running, timeout=20)
+    assert worker.counters["enqueue_failures"] == 0
+    assert len(calls) >= closed_at_stop > 1  # every bar closed by then (interval 1 s: all of them) was enqueued
+    assert worker.counters["decisions_enqueued"] == len(calls)
+    # Every task went out once, in the order its bar closed (per symbol, bar start times ascend).
+    for symbol in ("BTC/USD", "ETH/USD"):
+        starts = [args[1] for _, args, _ in calls if args[0] == symbol]
+        assert starts == sorted(starts)
+        assert len(starts) == len(set(starts))

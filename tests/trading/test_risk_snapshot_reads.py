@@ -91,8 +91,8 @@ def book() -> tuple[Instrument, Order]:
     # An order the exchange told us about: open, but not ours for the order rate.
     _order(btc, "sell", "0.2", price="130", state="accepted", external=True, submitted_at=recent)
     filled = _order(btc, "buy", "1", price="100", state="filled", submitted_at=recent)
-    _fill(filled, "T-TODAY-1", pnl="12.5", fee="0.25", at=now - timedelta(seconds=1))
-    _fill(filled, "T-TODAY-2", pnl="-2.125", fee="0.1", at=now - timedelta(seconds=2))
+    _fill(filled, "T-TODAY-1", pnl="12.5", fee="0.25", at=now)
+    _fill(filled, "T-TODAY-2", pnl="-2.125", fee="0.1", at=now - timedelta(microseconds=1))
     _fill(filled, "T-YESTERDAY", pnl="1000", fee="1", at=now - timedelta(days=1, hours=1))
     Position.objects.create(instrument=btc, quantity=D("1.5"), avg_price=D("98.25"))
     Position.objects.create(instrument=eth, quantity=D("-3"), avg_price=D("21"))

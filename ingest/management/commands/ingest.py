@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 from pathlib import Path
 from typing import Any
@@ -58,10 +57,6 @@ class Command(BaseCommand):
             reconcile_task=settings.INGEST_RECONCILE_TASK,
             disconnect_alert_s=settings.INGEST_DISCONNECT_ALERT_SECONDS,
         )
-        # What start-up made lives as long as the process: out of the collector's reach, so a full collection
-        # walks only what the stream made instead of stalling the event loop (see galfriday_site.celery).
-        gc.collect()
-        gc.freeze()
         asyncio.run(self._run(config))
 
     async def _run(self, config: IngestConfig) -> None:
