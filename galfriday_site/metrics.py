@@ -7,6 +7,8 @@
   cache hit rate, latency histogram.
 - Trading: orders per state, fills, the trading state (active/reducing/halted) and unacknowledged alerts, each
   one cheap aggregate query.
+- Reconciliation: runs per outcome, the last finished run (age, duration, outcome, differences found), the age
+  of the last agreement with the exchange, and the open discrepancies by kind and severity.
 - Health: each component of `/api/health/` (up, required, check latency) and the overall status.
 
 Every scrape builds the figures afresh in a registry of its own (no global state to drift). Access: with
@@ -192,6 +194,73 @@ class TradingCollector(Collector):
         yield alerts
 
 
+class ReconciliationCollector(Collector):
+    """Whether the books agree with the exchange: runs per outcome, the last finished run (how long ago, how long
+    it took, its outcome, the differences it found), how long since a run last found the books equal (clean or
+    safely corrected), and the discrepancies still open by kind and severity."""
+
+    def collect(self) -> Iterator[Metric]:
+        from reconciliation.models import Discrepancy, ReconciliationRun
+
+        Status = ReconciliationRun.Status
+        now = timezone.now()
+        runs = CounterMetricFamily(f"{PREFIX}_reconciliation_runs", "Reconciliation runs by outcome", labels=["status"])
+        for status, n in ReconciliationRun.objects.values_list("status").annotate(n=Count("id")).order_by():
+            runs.add_metric([status], n)
+        yield runs
+        finished = ReconciliationRun.objects.exclude(status=Status.RUNNING).filter(finished_at__isnull=False)
+        last = (
+            finished.order_by("-finished_at", "-id")
+            .values("status", "finished_at", "duration_ms", "discrepancy_count")
+            .first()
+        )
+        outcome = GaugeMetricFamily(
+            f"{PREFIX}_reconciliation_last_run_status", "1 for the outcome of the last finished run", labels=["status"]
+        )
+        age = GaugeMetricFamily(f"{PREFIX}_reconciliation_last_run_age_seconds", "Seconds since the last run finished")
+        took = GaugeMetricFamily(f"{PREFIX}_reconciliation_last_run_duration_seconds", "How long the last run took")
+        found = GaugeMetricFamily(
+            f"{PREFIX}_reconciliation_last_run_discrepancies", "Differences the last finished run found"
+        )
+        if last is not None:
+            for choice in Status.values:
+                if choice != Status.RUNNING:
+                    outcome.add_metric([choice], 1.0 if last["status"] == choice else 0.0)
+            if last["finished_at"] is not None:  # filtered on: always set
+                age.add_metric([], (now - last["finished_at"]).total_seconds())
+            if last["duration_ms"] is not None:
+                took.add_metric([], last["duration_ms"] / 1000)
+            found.add_metric([], last["discrepancy_count"])
+        yield from (outcome, age, took, found)
+        agreed = (
+            finished.filter(status__in=[Status.CLEAN, Status.CORRECTED])
+            .order_by("-finished_at")
+            .values_list("finished_at", flat=True)
+            .first()
+        )
+        agreement = GaugeMetricFamily(
+            f"{PREFIX}_reconciliation_last_agreement_age_seconds",
+            "Seconds since a run last found the books equal to the exchange (clean or safely corrected)",
+        )
+        if agreed is not None:
+            agreement.add_metric([], (now - agreed).total_seconds())
+        yield agreement
+        still_open = GaugeMetricFamily(
+            f"{PREFIX}_reconciliation_discrepancies_open",
+            "Discrepancies nobody resolved or acknowledged",
+            labels=["kind", "severity"],
+        )
+        rows = (
+            Discrepancy.objects.filter(status=Discrepancy.Status.OPEN)
+            .values_list("kind", "severity")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        for kind, severity, n in rows:
+            still_open.add_metric([kind, severity], n)
+        yield still_open
+
+
 class HealthCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from galfriday_site.health import run_health_checks
@@ -239,6 +308,7 @@ def render() -> bytes:
         ("ingest", IngestCollector()),
         ("prediction", PredictionCollector()),
         ("trading", TradingCollector()),
+        ("reconciliation", ReconciliationCollector()),
         ("health", HealthCollector()),
     ):
         registry.register(_Guarded(name, collector, errors))  # type: ignore[arg-type]

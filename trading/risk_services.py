@@ -18,7 +18,6 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
@@ -56,6 +55,7 @@ from trading.risk import (
     RiskSnapshot,
     check_order,
 )
+from trading.selectors import account_currency
 from trading.services import (
     OrderRequest,
     _locked,
@@ -73,10 +73,6 @@ logger = logging.getLogger(__name__)
 
 State = TradingState.State
 MONITOR_ACTOR = "risk:monitor"
-
-
-def account_currency() -> str:
-    return str(getattr(settings, "GALFRIDAY_ACCOUNT_CURRENCY", "USD"))
 
 
 # --- market quotes --------------------------------------------------------------------------------------------

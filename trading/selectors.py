@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import F, Prefetch, Q, QuerySet, Subquery
 
 from galfriday_site.compiled import CompiledQuery, field_names, model_from_row
@@ -179,6 +180,11 @@ def risk_limits_effective(*, instrument: Instrument | None = None) -> Limits:
     return limits
 
 
+def account_currency() -> str:
+    """The currency the account is valued in (equity snapshots, drawdown, the daily loss limit)."""
+    return str(getattr(settings, "GALFRIDAY_ACCOUNT_CURRENCY", "USD"))
+
+
 @dataclass(frozen=True)
 class DecisionInputs:
     instrument: Instrument
@@ -191,9 +197,9 @@ class DecisionInputs:
 def decision_inputs(*, symbol: str, decision_id: str) -> DecisionInputs:
     """What the decision pipeline reads before sizing, in one statement compiled once (it runs on every closed
     bar, on the path to the exchange): the instrument with its quote's mid and its position joined, the latest
-    equity and the decision already made under `decision_id`, if any, as subqueries. Raises
-    Instrument.DoesNotExist for an unknown symbol."""
-    rows = _DECISION_INPUTS.rows(symbol, decision_id)
+    equity in the account currency and the decision already made under `decision_id`, if any, as subqueries.
+    Raises Instrument.DoesNotExist for an unknown symbol."""
+    rows = _DECISION_INPUTS.rows(symbol, decision_id, account_currency())
     if not rows:
         raise Instrument.DoesNotExist(f"no instrument {symbol}")
     n = len(Instrument._meta.concrete_fields)
@@ -208,10 +214,12 @@ def decision_inputs(*, symbol: str, decision_id: str) -> DecisionInputs:
 
 
 _DECISION_INPUTS = CompiledQuery(
-    lambda symbol, decision_id: (
+    lambda symbol, decision_id, currency: (
         Instrument.objects.filter(symbol=symbol)
         .annotate(
-            latest_equity=Subquery(EquitySnapshot.objects.order_by("-taken_at", "-id").values("equity")[:1]),
+            latest_equity=Subquery(
+                EquitySnapshot.objects.filter(currency=currency).order_by("-taken_at", "-id").values("equity")[:1]
+            ),
             existing_decision=Subquery(Decision.objects.filter(decision_id=decision_id).values("pk")[:1]),
         )
         .values_list(
@@ -221,6 +229,7 @@ _DECISION_INPUTS = CompiledQuery(
     ),
     "\x01symbol",
     "\x01decision_id",
+    "\x01currency",
 )
 
 

@@ -84,6 +84,66 @@ async def test_metrics_and_health_show_what_the_ingest_worker_reported(tmp_path:
     await sync_to_async(connections.close_all)()
 
 
+def test_metrics_show_whether_the_books_agree_with_the_exchange(client: Client) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from reconciliation.models import Discrepancy, ReconciliationRun
+
+    now = timezone.now()
+
+    def run(status: str, finished_ago_s: float | None, found: int = 0) -> ReconciliationRun:
+        finished = None if finished_ago_s is None else now - timedelta(seconds=finished_ago_s)
+        return ReconciliationRun.objects.create(
+            trigger="schedule",
+            status=status,
+            started_at=now - timedelta(seconds=(finished_ago_s or 0) + 2),
+            finished_at=finished,
+            duration_ms=1500.0 if finished else None,
+            discrepancy_count=found,
+        )
+
+    run("clean", 600)
+    corrected = run("corrected", 300, found=1)
+    halted = run("halted", 60, found=2)
+    run("running", None)
+    for kind, severity, status in (
+        ("missing_fill", "warning", "auto_resolved"),
+        ("balance_mismatch", "critical", "open"),
+        ("position_mismatch", "critical", "open"),
+        ("fee_mismatch", "info", "resolved"),
+    ):
+        closed = {} if status == "open" else {"resolved_by": "reconciliation", "resolved_at": now}
+        Discrepancy.objects.create(
+            run=halted if status == "open" else corrected, kind=kind, severity=severity, status=status, **closed
+        )
+    metrics = samples(client.get("/metrics").content.decode())
+    runs = dict((labels["status"], value) for labels, value in metrics["galfriday_reconciliation_runs_total"])
+    assert runs == {"clean": 1, "corrected": 1, "halted": 1, "running": 1}
+    outcome = dict((labels["status"], value) for labels, value in metrics["galfriday_reconciliation_last_run_status"])
+    assert outcome == {"clean": 0, "corrected": 0, "halted": 1, "failed": 0}
+    [(_, age)] = metrics["galfriday_reconciliation_last_run_age_seconds"]
+    assert 60 <= age < 120
+    assert metrics["galfriday_reconciliation_last_run_duration_seconds"] == [({}, 1.5)]
+    assert metrics["galfriday_reconciliation_last_run_discrepancies"] == [({}, 2.0)]
+    [(_, agreed)] = metrics["galfriday_reconciliation_last_agreement_age_seconds"]
+    assert 300 <= agreed < 360  # the corrected run: the halted one found the books different
+    still_open = {
+        (labels["kind"], labels["severity"]): value
+        for labels, value in metrics["galfriday_reconciliation_discrepancies_open"]
+    }
+    assert still_open == {("balance_mismatch", "critical"): 1, ("position_mismatch", "critical"): 1}
+
+
+def test_metrics_without_any_reconciliation_run_say_nothing_about_it(client: Client) -> None:
+    metrics = samples(client.get("/metrics").content.decode())
+    assert "galfriday_reconciliation_last_run_age_seconds" not in metrics
+    assert "galfriday_reconciliation_last_agreement_age_seconds" not in metrics
+    assert "galfriday_reconciliation_runs_total" not in metrics
+    assert ({"collector": "reconciliation"}, 1.0) not in metrics.get("galfriday_metrics_collector_failed", [])
+
+
 def test_metrics_refuse_remote_clients_without_a_token(client: Client) -> None:
     assert client.get("/metrics", REMOTE_ADDR="10.1.2.3").status_code == 403
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from ingest.timeseries import Point
 from ingest.timeseries.relational import RelationalStore
-from trading.models import Decision, Order
+from trading.models import Decision, EquitySnapshot, Order
 from trading.pipeline import (
     SizingPolicy,
     annualised_volatility,
@@ -123,6 +123,26 @@ def test_missing_equity_skips_with_a_reason(market, gateway, bar_time) -> None: 
     decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
     assert decision.status == Decision.Status.SKIPPED
     assert "equity" in decision.reason
+
+
+def test_sizing_uses_the_equity_of_the_account_currency_only(account, gateway, bar_time) -> None:  # type: ignore[no-untyped-def]
+    """A newer equity snapshot in another currency (a second valuation, say) is not the account's equity: the
+    pipeline sizes with the latest snapshot in GALFRIDAY_ACCOUNT_CURRENCY, the same one the risk check reads."""
+    usd = EquitySnapshot.objects.filter(currency="USD").latest("taken_at").equity
+    EquitySnapshot.objects.create(
+        taken_at=timezone.now() + timedelta(seconds=1),
+        currency="EUR",
+        equity=Decimal("1"),
+        realised_pnl=0,
+        unrealised_pnl=0,
+        fees=0,
+        high_water_mark=Decimal("1"),
+        drawdown=0,
+    )
+    write_bars(rising(), end=bar_time)
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1, seconds=2))
+    assert decision.status == Decision.Status.ORDERED
+    assert decision.equity == usd > 1
 
 
 def test_sizing_math() -> None:
