@@ -232,6 +232,14 @@ def _update_sql(model: Any, fields: list[Any], rows: int, combined: bool, extra_
         sql = f"UPDATE {table} SET {sets} WHERE {pk} IN ({', '.join(['%s'] * rows)})"
     if not combined:
         return sql
+    also = f", new AS ({extra_sql}) " if extra_sql else " "
+    return f"WITH changed AS ({sql} RETURNING {table}.*){also}{_history_insert_from(model, 'changed')}"
+
+
+def _history_insert_from(model: Any, rows: str) -> str:
+    """`INSERT INTO <history> (...) SELECT ... FROM <rows>`: the audit rows of what the CTE `rows` returned
+    (`RETURNING *` of the model's table), with the attribution values as the statement's last parameters."""
+    qn = connection.ops.quote_name
     historical = model.history.model
     hmeta = historical._meta
     tracked = [hmeta.get_field(f.name) for f in historical.tracked_fields]
@@ -240,11 +248,7 @@ def _update_sql(model: Any, fields: list[Any], rows: int, combined: bool, extra_
     # The tracked columns have the same names in both tables; the attribution values are cast to their
     # columns' types (an untyped parameter in a SELECT list would be text).
     selected = ", ".join([*(qn(f.column) for f in tracked), *(f"CAST(%s AS {f.db_type(connection)})" for f in history)])
-    also = f", new AS ({extra_sql}) " if extra_sql else " "
-    return (
-        f"WITH changed AS ({sql} RETURNING {table}.*){also}"
-        f"INSERT INTO {qn(hmeta.db_table)} ({columns}) SELECT {selected} FROM changed"
-    )
+    return f"INSERT INTO {qn(hmeta.db_table)} ({columns}) SELECT {selected} FROM {rows}"
 
 
 def audited_row_insert(obj: Any, *, when: datetime, children: list[Any] | None = None) -> None:
@@ -303,13 +307,7 @@ def _insert_sql(model: Any, fields: list[Any], child_model: Any, link: Any, chil
     table, pk = qn(meta.db_table), qn(meta.pk.column)
     columns = ", ".join(qn(f.column) for f in fields)
     sql = f"WITH created AS (INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) RETURNING *)"
-    historical = model.history.model
-    hmeta = historical._meta
-    tracked = [hmeta.get_field(f.name) for f in historical.tracked_fields]
-    history = _history_columns(historical)
-    h_columns = ", ".join(qn(f.column) for f in [*tracked, *history])
-    selected = ", ".join([*(qn(f.column) for f in tracked), *(f"CAST(%s AS {f.db_type(connection)})" for f in history)])
-    sql += f", audit AS (INSERT INTO {qn(hmeta.db_table)} ({h_columns}) SELECT {selected} FROM created)"
+    sql += f", audit AS ({_history_insert_from(model, 'created')})"
     if n:
         c_columns = ", ".join(qn(f.column) for f in [link, *child_fields])
         row = "((SELECT " + pk + " FROM created), " + ", ".join(["%s"] * len(child_fields)) + ")"

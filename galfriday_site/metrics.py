@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -166,32 +166,32 @@ class PredictionCollector(Collector):
             )
 
 
+def _counts(name: str, documentation: str, rows: QuerySet[Any], fields: list[str]) -> GaugeMetricFamily:
+    """A gauge of how many of `rows` there are per value of `fields` (one grouped query; labels named as the
+    fields)."""
+    family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=fields)
+    for *values, n in rows.values_list(*fields).annotate(n=Count("id")).order_by():
+        family.add_metric([str(v) for v in values], n)
+    return family
+
+
 class TradingCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from trading.models import Alert, Fill, Order, TradingState
 
-        orders = GaugeMetricFamily(f"{PREFIX}_trading_orders", "Orders per state", labels=["state"])
-        for row in Order.objects.values("state").annotate(n=Count("id")).order_by():
-            orders.add_metric([row["state"]], row["n"])
-        yield orders
+        yield _counts("trading_orders", "Orders per state", Order.objects.all(), ["state"])
         yield CounterMetricFamily(f"{PREFIX}_trading_fills", "Fills recorded", value=Fill.objects.count())
         state = TradingState.objects.filter(pk=TradingState.SINGLETON_ID).values_list("state", flat=True).first()
         current = GaugeMetricFamily(f"{PREFIX}_trading_state", "1 for the current trading state", labels=["state"])
         for choice in TradingState.State.values:
             current.add_metric([choice], 1.0 if (state or TradingState.State.ACTIVE) == choice else 0.0)
         yield current
-        alerts = GaugeMetricFamily(
-            f"{PREFIX}_alerts_unacknowledged", "Alerts nobody acknowledged", labels=["severity", "kind"]
+        yield _counts(
+            "alerts_unacknowledged",
+            "Alerts nobody acknowledged",
+            Alert.objects.filter(acknowledged_at__isnull=True),
+            ["severity", "kind"],
         )
-        unacknowledged = (
-            Alert.objects.filter(acknowledged_at__isnull=True)
-            .values_list("severity", "kind")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        for severity, kind, n in unacknowledged:
-            alerts.add_metric([severity, kind], n)
-        yield alerts
 
 
 class ReconciliationCollector(Collector):
@@ -245,20 +245,12 @@ class ReconciliationCollector(Collector):
         if agreed is not None:
             agreement.add_metric([], (now - agreed).total_seconds())
         yield agreement
-        still_open = GaugeMetricFamily(
-            f"{PREFIX}_reconciliation_discrepancies_open",
+        yield _counts(
+            "reconciliation_discrepancies_open",
             "Discrepancies nobody resolved or acknowledged",
-            labels=["kind", "severity"],
+            Discrepancy.objects.filter(status=Discrepancy.Status.OPEN),
+            ["kind", "severity"],
         )
-        rows = (
-            Discrepancy.objects.filter(status=Discrepancy.Status.OPEN)
-            .values_list("kind", "severity")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        for kind, severity, n in rows:
-            still_open.add_metric([kind, severity], n)
-        yield still_open
 
 
 class HealthCollector(Collector):

@@ -136,6 +136,29 @@ def test_metrics_show_whether_the_books_agree_with_the_exchange(client: Client) 
     assert still_open == {("balance_mismatch", "critical"): 1, ("position_mismatch", "critical"): 1}
 
 
+def test_metrics_count_orders_per_state_and_unacknowledged_alerts(client: Client) -> None:
+    from django.utils import timezone
+
+    from tests.trading.factories import OrderFactory
+    from trading.models import Alert
+
+    for state in ("submitted", "submitted", "filled", "rejected"):
+        OrderFactory(state=state)
+    Alert.objects.create(kind="trading_halted", severity="critical", message="halted")
+    Alert.objects.create(kind="trading_halted", severity="critical", message="halted again")
+    Alert.objects.create(
+        kind="trading_halted",
+        severity="critical",
+        message="seen",
+        acknowledged_by="ops",
+        acknowledged_at=timezone.now(),
+    )
+    metrics = samples(client.get("/metrics").content.decode())
+    orders = {labels["state"]: value for labels, value in metrics["galfriday_trading_orders"]}
+    assert orders == {"submitted": 2, "filled": 1, "rejected": 1}
+    assert metrics["galfriday_alerts_unacknowledged"] == [({"severity": "critical", "kind": "trading_halted"}, 2.0)]
+
+
 def test_metrics_without_any_reconciliation_run_say_nothing_about_it(client: Client) -> None:
     metrics = samples(client.get("/metrics").content.decode())
     assert "galfriday_reconciliation_last_run_age_seconds" not in metrics

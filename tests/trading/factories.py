@@ -10,7 +10,7 @@ from typing import Any
 import factory
 
 from trading.executions import ExecType, ExecutionEvent, FeeAmount
-from trading.models import Instrument, Order
+from trading.models import EquitySnapshot, Instrument, Order
 
 _clock = itertools.count()
 T0 = datetime(2025, 1, 2, 12, 0, tzinfo=UTC)
@@ -116,3 +116,24 @@ def placed_order(
     if submit:
         order = order_mark_submitted(order_id=order.pk)
     return order
+
+
+def equity_snapshot(
+    *, equity: str, high_water_mark: str | None = None, currency: str = "USD", at: datetime | None = None
+) -> EquitySnapshot:
+    """An equity snapshot as the risk monitor records one (the drawdown follows from the high-water mark)."""
+    from django.utils import timezone
+
+    value = Decimal(equity)
+    hwm = Decimal(high_water_mark) if high_water_mark is not None else value
+    snapshot: EquitySnapshot = EquitySnapshot.objects.create(
+        taken_at=at or timezone.now(),
+        currency=currency,
+        equity=value,
+        realised_pnl=0,
+        unrealised_pnl=0,
+        fees=0,
+        high_water_mark=hwm,
+        drawdown=(hwm - value) / hwm if hwm else Decimal(0),
+    )
+    return snapshot

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from ingest.timeseries import Point
 from ingest.timeseries.relational import RelationalStore
+from tests.trading.factories import equity_snapshot
 from trading.models import Decision, EquitySnapshot, Order
 from trading.pipeline import (
     SizingPolicy,
@@ -129,16 +130,7 @@ def test_sizing_uses_the_equity_of_the_account_currency_only(account, gateway, b
     """A newer equity snapshot in another currency (a second valuation, say) is not the account's equity: the
     pipeline sizes with the latest snapshot in GALFRIDAY_ACCOUNT_CURRENCY, the same one the risk check reads."""
     usd = EquitySnapshot.objects.filter(currency="USD").latest("taken_at").equity
-    EquitySnapshot.objects.create(
-        taken_at=timezone.now() + timedelta(seconds=1),
-        currency="EUR",
-        equity=Decimal("1"),
-        realised_pnl=0,
-        unrealised_pnl=0,
-        fees=0,
-        high_water_mark=Decimal("1"),
-        drawdown=0,
-    )
+    equity_snapshot(equity="1", currency="EUR", at=timezone.now() + timedelta(seconds=1))
     write_bars(rising(), end=bar_time)
     decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1, seconds=2))
     assert decision.status == Decision.Status.ORDERED

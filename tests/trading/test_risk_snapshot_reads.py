@@ -13,8 +13,8 @@ import pytest
 from django.utils import timezone
 
 from tests.trading.conftest import quote
-from tests.trading.factories import EthInstrumentFactory, InstrumentFactory, OrderFactory
-from trading.models import EquitySnapshot, Fill, Instrument, Order, Position
+from tests.trading.factories import EthInstrumentFactory, InstrumentFactory, OrderFactory, equity_snapshot
+from trading.models import Fill, Instrument, Order, Position
 from trading.risk_services import _snapshot_reads, _snapshot_reads_orm, _snapshot_reads_sql
 
 pytestmark = [pytest.mark.django_db, pytest.mark.services("postgres")]
@@ -46,19 +46,6 @@ def _fill(order: Order, exec_id: str, *, pnl: str, fee: str, at: object) -> None
         realised_pnl=D(pnl),
         source="exchange",
         executed_at=at,
-    )
-
-
-def _equity(currency: str, equity: str, hwm: str, at: object) -> None:
-    EquitySnapshot.objects.create(
-        taken_at=at,
-        currency=currency,
-        equity=D(equity),
-        realised_pnl=D(0),
-        unrealised_pnl=D(0),
-        fees=D(0),
-        high_water_mark=D(hwm),
-        drawdown=(D(hwm) - D(equity)) / D(hwm),
     )
 
 
@@ -97,9 +84,9 @@ def book() -> tuple[Instrument, Order]:
     Position.objects.create(instrument=btc, quantity=D("1.5"), avg_price=D("98.25"))
     Position.objects.create(instrument=eth, quantity=D("-3"), avg_price=D("21"))
     Position.objects.create(instrument=eth_btc)  # flat
-    _equity("USD", "10500", "11000", now - timedelta(minutes=2))
-    _equity("USD", "10400", "11000", now - timedelta(minutes=1))
-    _equity("EUR", "1", "2", now)  # another currency's, newer
+    equity_snapshot(equity="10500", high_water_mark="11000", at=now - timedelta(minutes=2))
+    equity_snapshot(equity="10400", high_water_mark="11000", at=now - timedelta(minutes=1))
+    equity_snapshot(equity="1", high_water_mark="2", currency="EUR", at=now)  # another currency's, newer
     return btc, checked
 
 

@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from galfriday_site.audit import audit_trail
 from tests.trading.conftest import quote
-from tests.trading.factories import placed_order
+from tests.trading.factories import equity_snapshot, placed_order
 from trading import risk_services, services
-from trading.models import Balance, EquitySnapshot, MarketQuote, Order, Position, RiskLimit
+from trading.models import Balance, MarketQuote, Order, Position, RiskLimit
 from trading.risk_services import order_place, order_submit_checked, risk_limit_set, trading_reduce
 
 D = Decimal
@@ -100,17 +100,7 @@ def test_open_orders_hold_balance_and_count_towards_the_order_rate(market, gatew
 
 @pytest.mark.django_db
 def test_drawdown_and_daily_loss_come_from_snapshots_and_fills(market, gateway) -> None:  # type: ignore[no-untyped-def]
-    now = timezone.now()
-    EquitySnapshot.objects.create(
-        taken_at=now,
-        currency="USD",
-        equity=D("80"),
-        realised_pnl=0,
-        unrealised_pnl=0,
-        fees=0,
-        high_water_mark=D("100"),
-        drawdown=D("0.2"),
-    )
+    equity_snapshot(equity="80", high_water_mark="100")  # 20% down
     assert [f.code for f in order_submit_checked(order_id=new_order(market).pk).failures] == ["max_drawdown"]
 
 
