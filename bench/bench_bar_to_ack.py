@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:
 
 from bench.bench_execution_report import (  # noqa: E402
     bench_environment,
+    btc_usd_upsert,
     cpu_model,
     percentiles,
     prepare_database,
@@ -401,22 +402,9 @@ def seed_market() -> Any:
 
     from trading.models import Instrument
     from trading.risk_services import market_quote_set, risk_limit_set
-    from trading.services import balance_set, instrument_upsert, trading_state_set
+    from trading.services import balance_set, trading_state_set
 
-    instrument_upsert(
-        symbol=SYMBOL,
-        base="BTC",
-        quote="USD",
-        rest_symbol="XXBTZUSD",
-        altname="XBTUSD",
-        v1_symbol="XBT/USD",
-        price_precision=1,
-        qty_precision=8,
-        tick_size=Decimal("0.1"),
-        qty_increment=Decimal("0.00000001"),
-        ordermin=Decimal("0.0001"),
-        costmin=Decimal("0.5"),
-    )
+    btc_usd_upsert()
     instrument = Instrument.objects.get(symbol=SYMBOL)
     balance_set(asset="USD", total=Decimal("1000000"))
     trading_state_set(state="active", reason="benchmark", actor="bench")

@@ -61,6 +61,26 @@ def bench_environment(var_dir: str) -> dict[str, str]:
     }
 
 
+def btc_usd_upsert() -> None:
+    """BTC/USD with Kraken's rules (the benchmarks' instrument; call after django.setup())."""
+    from trading.services import instrument_upsert
+
+    instrument_upsert(
+        symbol="BTC/USD",
+        base="BTC",
+        quote="USD",
+        rest_symbol="XXBTZUSD",
+        altname="XBTUSD",
+        v1_symbol="XBT/USD",
+        price_precision=1,
+        qty_precision=8,
+        tick_size=Decimal("0.1"),
+        qty_increment=Decimal("0.00000001"),
+        ordermin=Decimal("0.0001"),
+        costmin=Decimal("0.5"),
+    )
+
+
 def prepare_database() -> None:
     """Create the benchmark database if missing, migrate it, and empty it (call after django.setup())."""
     import psycopg
@@ -110,23 +130,10 @@ async def bench(orders: int, warmup: int, var_dir: Path) -> dict[str, Any]:
     from ingest.timeseries.relational import RelationalStore
     from ingest.worker import IngestConfig, IngestWorker
     from trading.models import Fill, Instrument, Order, Position
-    from trading.services import balance_set, instrument_upsert, order_create, order_mark_submitted
+    from trading.services import balance_set, order_create, order_mark_submitted
 
     def setup_orders() -> list[int]:
-        instrument_upsert(
-            symbol="BTC/USD",
-            base="BTC",
-            quote="USD",
-            rest_symbol="XXBTZUSD",
-            altname="XBTUSD",
-            v1_symbol="XBT/USD",
-            price_precision=1,
-            qty_precision=8,
-            tick_size=Decimal("0.1"),
-            qty_increment=Decimal("0.00000001"),
-            ordermin=Decimal("0.0001"),
-            costmin=Decimal("0.5"),
-        )
+        btc_usd_upsert()
         balance_set(asset="USD", total=Decimal(10**7))
         instrument = Instrument.objects.get(symbol="BTC/USD")
         ids = []

@@ -172,11 +172,13 @@ def daily_pnl(*, now: datetime, marks: Mapping[str, Decimal], positions: list[Op
     """Today's (UTC) realised PnL net of fees, plus the unrealised PnL of the open positions at `marks` (a
     position without a mark counts at its entry price, i.e. zero). `positions`: the open positions when the
     caller has them already."""
-    realised = (
-        Fill.objects.filter(executed_at__gte=_day_start(now)).aggregate(r=Sum(F("realised_pnl") - F("fee")))["r"]
-        or ZERO
-    )
-    return _with_unrealised(Decimal(realised), marks, _open_positions() if positions is None else positions)
+    return _with_unrealised(_realised_today(now), marks, _open_positions() if positions is None else positions)
+
+
+def _realised_today(now: datetime) -> Decimal:
+    """Today's (UTC) realised PnL net of fees, summed by the database."""
+    realised = Fill.objects.filter(executed_at__gte=_day_start(now)).aggregate(r=Sum(F("realised_pnl") - F("fee")))
+    return Decimal(realised["r"] or ZERO)
 
 
 def _with_unrealised(realised: Decimal, marks: Mapping[str, Decimal], positions: list[OpenPosition]) -> Decimal:
@@ -302,10 +304,6 @@ def _snapshot_reads_orm(instrument: Instrument, *, exclude_pk: int | None, now: 
         .order_by()
         .values_list("submitted_at", flat=True)
     )
-    realised = (
-        Fill.objects.filter(executed_at__gte=_day_start(now)).aggregate(r=Sum(F("realised_pnl") - F("fee")))["r"]
-        or ZERO
-    )
     latest = (
         EquitySnapshot.objects.filter(currency=account_currency())
         .order_by("-taken_at", "-id")
@@ -317,7 +315,7 @@ def _snapshot_reads_orm(instrument: Instrument, *, exclude_pk: int | None, now: 
         open_groups=[_OpenOrderGroup(*row) for row in groups],
         positions=_open_positions(),
         recent_submissions=[t for t in recent if t is not None],
-        realised_today=Decimal(realised),
+        realised_today=_realised_today(now),
         latest_equity=(latest[0], latest[1]) if latest is not None else None,
     )
 
