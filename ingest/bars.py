@@ -257,6 +257,7 @@ class BarBuilder:
         self._open: dict[datetime, _Accumulator] = {}
         self._recent: OrderedDict[datetime, _Accumulator] = OrderedDict()  # closed bars still revisable
         self._next_to_close: datetime | None = None
+        self._first_start: datetime | None = None  # the series' first bar, when it began with a trade here
         self._last_close: Decimal | None = None
         self.stats = BarStats()
         self._last_bucket = (EPOCH, EPOCH)  # (start, end) of the last bucket computed
@@ -294,6 +295,7 @@ class BarBuilder:
                 self.stats.trades += 1
                 if self._next_to_close is None:
                     self._next_to_close = start
+                    self._first_start = start
             elif trade.trade_id in acc.trade_ids:
                 self.stats.duplicates += 1
             else:
@@ -330,6 +332,7 @@ class BarBuilder:
             raise ValueError("resume() is only for a fresh builder")
         self._next_to_close = self.bucket(next_start)
         self._last_close = last_close
+        self._first_start = None  # the series goes on from stored bars (the worker's floor keeps older trades out)
 
     def skip_to(self, *, next_start: datetime, last_close: Decimal | None) -> None:
         """Move on to `next_start`: the bars before it were written from elsewhere (OHLC). Only while no bar is
@@ -337,6 +340,7 @@ class BarBuilder:
         if self._open:
             raise ValueError("skip_to() with open bars would lose their trades")
         self._next_to_close = self.bucket(next_start)
+        self._first_start = None  # the bars before `next_start` were written from elsewhere
         if last_close is not None:
             self._last_close = last_close
 
@@ -382,13 +386,13 @@ class BarBuilder:
             self.stats.late_dropped += 1
             return []
         acc = self._recent.get(start)
-        if acc is None:  # a quiet bar that now has a trade: it becomes a real bar
+        if acc is None:  # a quiet bar that now has a trade, or a bar before the series' first one: a real bar
             acc = _Accumulator.from_trade(trade)
             acc.revision = 1
             self._remember(start, acc)
             self.stats.trades += 1
             self.stats.late_revisions += 1
-            return [self._bar(start, acc)]
+            return [self._bar(start, acc), *self._fill_before_first(start, acc.close)]
         if trade.trade_id in acc.trade_ids:
             self.stats.duplicates += 1
             return []
@@ -397,6 +401,20 @@ class BarBuilder:
         self.stats.trades += 1
         self.stats.late_revisions += 1
         return [self._bar(start, acc)]
+
+    def _fill_before_first(self, start: datetime, close: Decimal) -> list[Bar]:
+        """A late trade older than the series' first bar starts the series earlier: the empty intervals between
+        its bar and the old first bar are quiet bars at its close (as revisions: history, not a live close), so
+        the series has no hole. Nothing when the bar is inside the series already."""
+        if self._first_start is None or start >= self._first_start:
+            return []
+        quiet = []
+        moment = start + self._interval
+        while moment < self._first_start:
+            quiet.append(self._quiet_bar(moment, price=close, revision=1))
+            moment += self._interval
+        self._first_start = start
+        return quiet
 
     def _within_window(self, start: datetime) -> bool:
         assert self._next_to_close is not None
@@ -429,8 +447,11 @@ class BarBuilder:
             acc.revision,
         )
 
-    def _quiet_bar(self, start: datetime) -> Bar:
-        assert self._last_close is not None
+    def _quiet_bar(self, start: datetime, *, price: Decimal | None = None, revision: int = 0) -> Bar:
+        """An interval without trades: flat at `price` (default: the last close carried forward)."""
+        price = price if price is not None else self._last_close
+        assert price is not None
         self.stats.quiet_bars += 1
-        price = self._last_close
-        return Bar(self.symbol, self.interval_seconds, start, price, price, price, price, Decimal(0), price, 0)
+        return Bar(
+            self.symbol, self.interval_seconds, start, price, price, price, price, Decimal(0), price, 0, revision
+        )

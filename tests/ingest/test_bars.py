@@ -100,6 +100,28 @@ def test_late_trade_in_a_quiet_bar_turns_it_into_a_real_bar() -> None:
     )
 
 
+def test_late_trade_older_than_the_first_bar_extends_the_series_without_a_hole() -> None:
+    """The series began with a trade in minute 3; a late trade from minute 1 arrives (within the late window):
+    minute 1 becomes a bar, and minute 2, empty, a quiet bar at its close, so the stored series has no hole
+    (found as "holes in the series" by the ingest gap tests, about one run in ten)."""
+    b = builder()
+    b.add_trade(trade(3 * 60 + 5, "101", "1", 10))
+    late = b.add_trade(trade(60 + 30, "99.5", "2", 3))
+    assert [(x.start, x.trades, x.close, x.revision) for x in late] == [
+        (T0 + timedelta(minutes=1), 1, Decimal("99.5"), 1),
+        (T0 + timedelta(minutes=2), 0, Decimal("99.5"), 1),  # quiet, at the late bar's close
+    ]
+    # Earlier still: minute 0 fills only up to the new first bar (minute 1), once.
+    earlier = b.add_trade(trade(10, "98", "1", 1))
+    assert [(x.start, x.trades) for x in earlier] == [(T0, 1)]
+    # A late trade in the quiet minute 2 turns it into a real bar, as for any quiet bar.
+    [real] = b.add_trade(trade(2 * 60 + 1, "100", "1", 5))
+    assert (real.start, real.trades, real.revision) == (T0 + timedelta(minutes=2), 1, 1)
+    # The live series goes on: minute 3 closes as usual (not a revision).
+    [closed] = b.add_trade(trade(4 * 60 + 5, "102", "1", 11))
+    assert (closed.start, closed.trades, closed.revision) == (T0 + timedelta(minutes=3), 1, 0)
+
+
 def test_trades_older_than_the_late_window_are_dropped_and_counted() -> None:
     b = builder(late_window=2)
     b.add_trade(trade(5, "100", "1", 1))
