@@ -350,6 +350,7 @@ class IngestWorker:
         messages a second); returns the closed bars' flush-then-enqueue coroutine (the client runs it as a task)
         only when a bar closed."""
         received = utcnow()
+        pending = len(self._pending_bars)
         if message.items:  # lag and the exchange clock: one sample per message (its newest trade) is enough
             newest = message.items[-1].timestamp
             self._clock_offset = newest - received
@@ -368,7 +369,9 @@ class IngestWorker:
                         trade.symbol, trade.side, trade.price, trade.qty, trade.trade_id, trade.timestamp, received
                     )
                 )
-        return self._enqueue_closed_bars() if self._pending_bars else None
+        # Only when this message closed a bar: bars already pending are in a flush that will hand them over (a task
+        # per message while a flush runs would pile up behind the enqueue lock).
+        return self._enqueue_closed_bars() if len(self._pending_bars) > pending else None
 
     def _feed(self, trade: Trade) -> None:
         """One trade (live, or fetched by a repair) into the trade series and every bar builder of its symbol."""

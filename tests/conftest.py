@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -122,13 +123,14 @@ def plain_user(django_user_model):  # type: ignore[no-untyped-def]
     return django_user_model.objects.create_user(username="viewer", password="pw-viewer-123")
 
 
-@pytest.fixture(scope="session")
-def simulator_process() -> Iterator[dict[str, str]]:
-    """`python -m kraken_sim` as a user runs it, on free ports, with no background market; yields its URLs."""
+@contextmanager
+def kraken_sim_process(*args: str) -> Iterator[dict[str, str]]:
+    """`python -m kraken_sim <args>` as a user runs it, on free ports; yields the URLs it prints first, and
+    stops it after."""
     import json
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "kraken_sim", "--market", "none", "--warmup", "0", "--log-level", "WARNING"],
+        [sys.executable, "-m", "kraken_sim", *args, "--log-level", "WARNING"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -143,6 +145,13 @@ def simulator_process() -> Iterator[dict[str, str]]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def simulator_process() -> Iterator[dict[str, str]]:
+    """The simulator with no background market; yields its URLs."""
+    with kraken_sim_process("--market", "none", "--warmup", "0") as urls:
+        yield urls
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,6 @@ record (its REST Trades), with no hole and nothing stored twice."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from django.db import connection
 
 from ingest.models import BackfillRecord
 from ingest.timeseries.relational import RelationalStore
-from tests.conftest import ROOT
+from tests.conftest import ROOT, kraken_sim_process
 from tests.ingest.simtruth import NS, assert_series_equals_tape, stored_bars, tape_within
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services("postgres")]
@@ -43,33 +42,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "c
 
 @pytest.fixture
 def market_sim() -> Iterator[dict[str, Any]]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kraken_sim",
-            "--rate",
-            "10",
-            "--warmup",
-            "0",
-            "--no-rate-limits",
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        process.kill()
-        pytest.fail("the simulator exited before printing its URLs")
-    try:
-        yield json.loads(line)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with kraken_sim_process("--rate", "10", "--warmup", "0", "--no-rate-limits") as urls:
+        yield urls
 
 
 def ingest_env(sim: dict[str, Any], var_dir: Path) -> dict[str, str]:
