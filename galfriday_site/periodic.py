@@ -47,6 +47,15 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         kwargs={"trigger": "schedule"},
         expires_seconds=60,
     ),
+    # Outcomes of predictions whose horizon passed, recent ones re-checked, degradation alerts
+    # (models_registry.outcomes); single-flight, a replay writes nothing.
+    PeriodicTaskSpec(
+        "prediction outcomes",
+        "models_registry.tasks.outcomes_mature_task",
+        every_seconds=60,
+        queue="lifecycle",
+        expires_seconds=60,
+    ),
 ]
 
 

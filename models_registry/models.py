@@ -8,6 +8,9 @@ cannot edit it and, on PostgreSQL, a trigger refuses UPDATE and DELETE).
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 from django.db import models
 from django.db.models import F, Q
 
@@ -74,6 +77,9 @@ class ModelVersion(models.Model):
     code_version = models.CharField(max_length=64, blank=True, default="", help_text="git commit if known")
     metrics = models.JSONField(default=dict, blank=True, help_text="evaluation metrics, name -> number")
     n_trials = models.PositiveIntegerField(default=1, help_text="configurations tried before this one")
+    gate_report = models.JSONField(
+        default=dict, blank=True, help_text="the latest evaluation of the production promotion gates"
+    )
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
 
     created_by = models.CharField(max_length=200, blank=True, default="")
@@ -241,10 +247,28 @@ class HistoryBackfill(models.Model):
         return f"backfill {self.symbol} {self.interval} ({self.written} written)"
 
 
+FEATURE_DTYPE = np.dtype("<f4")
+
+
+def features_encode(row: Any) -> bytes:
+    """A feature row (in the version's signature order) as compact little-endian float32 bytes."""
+    return np.ascontiguousarray(row, dtype=FEATURE_DTYPE).ravel().tobytes()
+
+
+def features_decode(data: bytes | memoryview | None) -> np.ndarray | None:
+    """The float32 feature row `features_encode` stored (float64 copy), or None when none was stored."""
+    if data is None:
+        return None
+    return np.frombuffer(bytes(data), dtype=FEATURE_DTYPE).astype(np.float64)
+
+
 class Prediction(models.Model):
     """One prediction served by a version for a trading decision (input to experiments and drift checks).
 
-    Unique on (decision id, version): a replayed decision does not record a second prediction.
+    Unique on (decision id, version): a replayed decision does not record a second prediction. `bar_time` is the
+    start of the bar whose close the features end at (the label index t of `labels.make_labels`), `horizon` the
+    version's label horizon in bars and `features` the feature row (signature order, float32, `features_encode`),
+    so outcomes and drift checks need no recomputation; all three are null on rows recorded before they existed.
     """
 
     decision_id = models.CharField(max_length=100)
@@ -255,6 +279,9 @@ class Prediction(models.Model):
     predicted_class = models.SmallIntegerField()
     signal = models.SmallIntegerField()
     confidence = models.FloatField()
+    bar_time = models.DateTimeField(null=True, blank=True, help_text="start of the bar the prediction was made at")
+    horizon = models.PositiveSmallIntegerField(null=True, blank=True, help_text="label horizon in bars")
+    features = models.BinaryField(null=True, blank=True, help_text="feature row, float32 (features_encode)")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -265,8 +292,91 @@ class Prediction(models.Model):
             models.CheckConstraint(condition=Q(predicted_class__in=[-1, 0, 1]), name="prediction_class_valid"),
             models.CheckConstraint(condition=Q(confidence__gte=0) & Q(confidence__lte=1), name="prediction_conf_range"),
             models.CheckConstraint(condition=~Q(decision_id=""), name="prediction_decision_nonempty"),
+            models.CheckConstraint(
+                condition=Q(horizon__isnull=True) | Q(horizon__gte=1), name="prediction_horizon_pos"
+            ),
         ]
-        indexes = [models.Index(fields=["version", "created_at"])]
+        indexes = [
+            models.Index(fields=["version", "created_at"]),
+            models.Index(fields=["version", "bar_time"], name="prediction_version_bar"),
+        ]
 
     def __str__(self) -> str:
         return f"prediction {self.decision_id} by v{self.version_id}: {self.signal}"
+
+    def feature_vector(self) -> np.ndarray | None:
+        return features_decode(self.features)
+
+
+class PredictionOutcome(models.Model):
+    """What happened after a prediction: the realised forward return and label over its horizon, computed from
+    the stored bars by the training's label code, whether its direction was right, and the net return its signal
+    earned after costs (spot, long-only: long one unit of equity when the signal is +1, else flat).
+
+    Written by `models_registry.outcomes` only. `pending` means the horizon has passed but a bar of the window
+    is missing from the store (a gap, never guessed); `matured` outcomes are re-checked while their window is
+    recent and revised (`revisions` + 1) when a late or corrected bar changes them. The version, bar time,
+    horizon, signal and probabilities are copied from the prediction so live metrics read one table.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        MATURED = "matured"
+
+    prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="outcome")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="outcomes")
+    symbol = models.CharField(max_length=32)
+    bar_time = models.DateTimeField()
+    horizon = models.PositiveSmallIntegerField()
+    window_end = models.DateTimeField(help_text="bar_time + horizon bars: the start of the bar whose close exits")
+    signal = models.SmallIntegerField()
+    p_down = models.FloatField()
+    p_flat = models.FloatField()
+    p_up = models.FloatField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    pending_reason = models.CharField(max_length=200, blank=True, default="")
+    forward_return = models.FloatField(null=True, blank=True, help_text="close[t + h] / close[t] - 1")
+    realised_label = models.SmallIntegerField(null=True, blank=True, help_text="-1 / 0 / +1 by the dead zone")
+    dead_zone = models.FloatField(null=True, blank=True)
+    direction_hit = models.BooleanField(
+        null=True, blank=True, help_text="sign(P(up) - P(down)) == sign(forward return); null when either is 0"
+    )
+    position = models.SmallIntegerField(default=0, help_text="1 when the signal was +1 (long), else 0 (spot)")
+    round_trip_cost = models.FloatField(default=0.0, help_text="2 x (taker fee + slippage)")
+    net_return = models.FloatField(null=True, blank=True, help_text="position x (forward return - round trip)")
+    entry_close = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    exit_close = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    matured_at = models.DateTimeField(null=True, blank=True)
+    revised_at = models.DateTimeField(null=True, blank=True)
+    revisions = models.PositiveIntegerField(default=0)
+    checked_at = models.DateTimeField()
+    history = audited_history()
+
+    class Meta:
+        ordering = ["-bar_time", "-id"]
+        indexes = [
+            models.Index(fields=["version", "status", "bar_time"], name="outcome_version_status_bar"),
+            models.Index(fields=["status", "window_end"], name="outcome_status_window"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=["pending", "matured"]), name="outcome_status_valid"),
+            models.CheckConstraint(
+                condition=Q(status="pending")
+                | (
+                    Q(forward_return__isnull=False)
+                    & Q(realised_label__isnull=False)
+                    & Q(net_return__isnull=False)
+                    & Q(matured_at__isnull=False)
+                ),
+                name="outcome_matured_complete",
+            ),
+            models.CheckConstraint(
+                condition=Q(realised_label__isnull=True) | Q(realised_label__in=[-1, 0, 1]), name="outcome_label_valid"
+            ),
+            models.CheckConstraint(condition=Q(signal__in=[-1, 0, 1]), name="outcome_signal_valid"),
+            models.CheckConstraint(condition=Q(position__in=[0, 1]), name="outcome_position_valid"),
+            models.CheckConstraint(condition=Q(horizon__gte=1), name="outcome_horizon_pos"),
+        ]
+
+    def __str__(self) -> str:
+        return f"outcome of prediction {self.prediction_id} [{self.status}]"

@@ -47,6 +47,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -59,7 +60,7 @@ from galfriday_site.errors import ApplicationError, NotFoundError
 from models_registry import selectors
 from models_registry.fast_paths import LinearFastPath, TreeEnsembleFastPath
 from models_registry.labels import LABEL_CLASSES
-from models_registry.models import ModelVersion, Prediction, Stage
+from models_registry.models import ModelVersion, Prediction, Stage, features_encode
 from models_registry.selectors import SignatureMismatchError
 from models_registry.signals import model_stage_changed
 
@@ -115,6 +116,7 @@ class LoadedVersion:
 
     fast: LinearFastPath | None = None  # any number of rows
     fast_one: TreeEnsembleFastPath | None = None  # one row; batches go to scikit-learn
+    horizon: int | None = None  # label horizon in bars (hyperparameters["horizon"]), recorded with predictions
 
     def probabilities(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities in LABEL_CLASSES order (classes the model never saw get 0)."""
@@ -166,6 +168,16 @@ def _signal(probabilities: np.ndarray, threshold: float) -> tuple[int, int, floa
     signal = 0 if abs(edge) < threshold or edge == 0.0 else (1 if edge > 0 else -1)
     best = int(np.argmax(probabilities))
     return LABEL_CLASSES[best], signal, min(1.0, max(0.0, float(probabilities[best])))
+
+
+def _horizon(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
+def _version_horizons(version_ids: set[int]) -> dict[int, int | None]:
+    """Label horizon (bars) of each version from its hyperparameters, where recorded."""
+    rows = ModelVersion.objects.filter(pk__in=version_ids).values_list("pk", "hyperparameters")
+    return {pk: _horizon((hyper or {}).get("horizon")) for pk, hyper in rows}
 
 
 def features_hash(values: np.ndarray) -> str:
@@ -236,6 +248,7 @@ class PredictionService:
             )
         names = tuple(version.feature_names)
         threshold = (version.hyperparameters or {}).get("signal_threshold", 0.0)
+        horizon = (version.hyperparameters or {}).get("horizon")
         loaded = LoadedVersion(
             version_id=version.pk,
             model_name=version.model.name,
@@ -250,6 +263,9 @@ class PredictionService:
             record=version,
             fast=LinearFastPath.of(estimator),
             fast_one=TreeEnsembleFastPath.of(estimator),
+            horizon=int(horizon)
+            if isinstance(horizon, int) and not isinstance(horizon, bool) and horizon >= 1
+            else None,
         )
         self.counters["loads"] += 1
         logger.info(
@@ -381,8 +397,12 @@ class PredictionService:
         decision_id: str | None = None,
         symbol: str | None = None,
         record: bool = True,
+        bar_time: datetime | None = None,
     ) -> PredictionOutput:
-        """One row: a mapping of feature name to value (exactly the signature's names) or a FeatureRow."""
+        """One row: a mapping of feature name to value (exactly the signature's names) or a FeatureRow.
+
+        With `decision_id` the prediction is recorded with `bar_time` (the start of the bar the features end at;
+        outcomes mature from it), the version's horizon and the feature row."""
         started = time.perf_counter()
         loaded = self.resolve(model_name, selector)
         self._check_symbol(loaded, symbol)
@@ -402,7 +422,13 @@ class PredictionService:
         self._observe(time.perf_counter() - started)
         self.counters["predictions"] += 1
         if record and decision_id:
-            self.record([(decision_id, output)], symbol=symbol or "")
+            self.record(
+                [(decision_id, output)],
+                symbol=symbol or "",
+                bar_times=[bar_time],
+                feature_rows=row.reshape(1, -1),
+                horizons={loaded.version_id: loaded.horizon},
+            )
         return output
 
     def predict_batch(
@@ -413,9 +439,11 @@ class PredictionService:
         selector: Selector = Stage.PRODUCTION.value,
         decision_ids: Sequence[str] | None = None,
         symbol: str | None = None,
+        bar_times: Sequence[datetime | None] | None = None,
     ) -> pd.DataFrame:
         """Rows of a DataFrame whose columns are the signature (names, order, dtypes); returns the probabilities
-        (columns -1, 0, 1), predicted class, signal, confidence and version id, indexed like the input."""
+        (columns -1, 0, 1), predicted class, signal, confidence and version id, indexed like the input. With
+        `decision_ids` the rows are recorded (with `bar_times`, one per row, when given)."""
         loaded = self.resolve(model_name, selector)
         self._check_symbol(loaded, symbol)
         X = self._frame(loaded, features)
@@ -448,11 +476,34 @@ class PredictionService:
                     for i, decision_id in enumerate(decision_ids)
                 ],
                 symbol=symbol or "",
+                bar_times=bar_times,
+                feature_rows=X,
+                horizons={loaded.version_id: loaded.horizon},
             )
         return out
 
-    def record(self, outputs: Sequence[tuple[str, PredictionOutput]], *, symbol: str = "") -> int:
-        """Store predictions; a (decision id, version) already stored is skipped. Returns rows inserted."""
+    def record(
+        self,
+        outputs: Sequence[tuple[str, PredictionOutput]],
+        *,
+        symbol: str = "",
+        bar_times: Sequence[datetime | None] | None = None,
+        feature_rows: np.ndarray | None = None,
+        horizons: Mapping[int, int | None] | None = None,
+    ) -> int:
+        """Store predictions; a (decision id, version) already stored is skipped. Returns rows inserted.
+
+        `bar_times` and `feature_rows` (signature order), when given, have one entry per output; `horizons` maps
+        version id to its label horizon in bars (default: read from the versions' hyperparameters)."""
+        if bar_times is not None and len(bar_times) != len(outputs):
+            raise FeatureValueError(f"{len(bar_times)} bar times for {len(outputs)} predictions")
+        if feature_rows is not None and len(feature_rows) != len(outputs):
+            raise FeatureValueError(f"{len(feature_rows)} feature rows for {len(outputs)} predictions")
+        for moment in bar_times or ():
+            if moment is not None and (moment.tzinfo is None or moment.utcoffset() is None):
+                raise FeatureValueError(f"bar_time must be timezone-aware (UTC), got {moment!r}")
+        if horizons is None:
+            horizons = _version_horizons({o.version_id for _, o in outputs})
         keys = [(d, o.version_id) for d, o in outputs]
         existing = set(
             Prediction.objects.filter(
@@ -469,8 +520,11 @@ class PredictionService:
                 predicted_class=o.predicted_class,
                 signal=o.signal,
                 confidence=o.confidence,
+                bar_time=bar_times[i] if bar_times is not None else None,
+                horizon=horizons.get(o.version_id),
+                features=features_encode(feature_rows[i]) if feature_rows is not None else None,
             )
-            for decision_id, o in outputs
+            for i, (decision_id, o) in enumerate(outputs)
             if (decision_id, o.version_id) not in existing
         ]
         if rows:

@@ -67,3 +67,14 @@ def bootstrap_model_task(symbol: str) -> dict[str, Any]:
     with audit_actor("celery:models_registry.tasks.bootstrap_model_task", reason=f"bootstrap {symbol}"):
         result = bootstrap_model(symbol=symbol)
     return {"symbol": symbol, "status": result.status, "version": result.version, "message": result.message}
+
+
+@shared_task(name="models_registry.tasks.outcomes_mature_task", acks_late=True)
+def outcomes_mature_task() -> dict[str, Any]:
+    """Mature the outcomes of predictions whose horizon has passed, re-check recent ones, then check the
+    versions touched for degradation. Safe to run twice or concurrently (single-flight; a replay writes
+    nothing)."""
+    from models_registry.outcomes import outcomes_mature
+
+    with audit_actor("celery:models_registry.tasks.outcomes_mature_task"):
+        return outcomes_mature().as_dict()

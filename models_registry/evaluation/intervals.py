@@ -335,3 +335,42 @@ def sharpe_interval(returns: Any, *, lags: int, z: float = Z_95) -> SharpeInterv
     v = float(grad @ sigma_hat @ grad)
     se = math.sqrt(max(v, 0.0) / n)
     return SharpeInterval(sr, sr - z * se, sr + z * se, se, n, int(lags))
+
+
+@dataclass(frozen=True)
+class MeanInterval:
+    mean: float
+    low: float
+    high: float
+    se: float
+    n: int
+    n_effective: float
+
+    def as_dict(self) -> dict[str, Any]:
+        def clean(v: float) -> float | None:
+            return v if math.isfinite(v) else None
+
+        return {
+            "mean": clean(self.mean),
+            "low": clean(self.low),
+            "high": clean(self.high),
+            "se": clean(self.se),
+            "n": self.n,
+            "n_effective": clean(self.n_effective),
+        }
+
+
+def mean_interval(x: Any, *, lags: int, z: float = Z_95) -> MeanInterval:
+    """Mean with a HAC (Newey-West, Bartlett weights up to `lags`) standard error: se = sqrt(LRV / T), interval
+    mean +/- z se (Newey & West 1987). With lags = 0 it is the usual sqrt(population variance / T). NaNs below
+    two observations; a constant series has se 0."""
+    values = _series(x)
+    n = len(values)
+    nan = math.nan
+    if n < 2:
+        m = float(values.mean()) if n else nan
+        return MeanInterval(m, nan, nan, nan, n, float(n))
+    lrv = max(long_run_variance(values, lags), 0.0)
+    m = float(values.mean())
+    se = math.sqrt(lrv / n)
+    return MeanInterval(m, m - z * se, m + z * se, se, n, effective_sample_size(values, lags))

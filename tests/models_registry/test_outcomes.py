@@ -1,0 +1,385 @@
+"""Outcome tracking against the real stores (PostgreSQL, Redis cache lock, InfluxDB bars): outcome labels are the
+training labels of the same stored bars, a replay writes nothing, a revised bar revises, a gap stays pending,
+net returns after costs, live metrics with intervals, and the degradation alert."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.core.cache import cache
+
+from ingest.bars import Bar
+from ingest.timeseries import get_store
+from models_registry.history import load_bars
+from models_registry.labels import make_labels
+from models_registry.models import ModelVersion, Prediction, PredictionOutcome
+from models_registry.outcomes import (
+    LOCK_KEY,
+    OutcomeRule,
+    outcomes_mature,
+    version_degradation_check,
+    version_live_metrics,
+)
+from models_registry.tasks import outcomes_mature_task
+from tests.models_registry.conftest import store_bars
+from tests.models_registry.factories import make_model, make_version, registry_settings  # noqa: F401
+from tests.models_registry.synthetic import make_bars
+
+pytestmark = [
+    pytest.mark.usefixtures("registry_settings", "no_lock"),
+    pytest.mark.django_db,
+    pytest.mark.services("postgres", "redis", "influxdb"),
+]
+
+HORIZON = 3
+DEAD_ZONE = 0.001
+HYPER = {"horizon": HORIZON, "label_dead_zone": DEAD_ZONE, "taker_fee": 0.004, "slippage_bps": 5.0}
+COST = 2 * (0.004 + 0.0005)
+
+
+@pytest.fixture
+def no_lock() -> None:
+    cache.delete(LOCK_KEY)
+
+
+def _symbol() -> str:
+    return f"T{uuid.uuid4().hex[:10].upper()}/USD"
+
+
+def _bars(n: int = 60, seed: int = 4) -> pd.DataFrame:
+    frame = make_bars(n, seed=seed, book=False)
+    frame.index = pd.date_range("2025-02-03 10:00", periods=n, freq="min", tz="UTC")
+    return frame
+
+
+def _version(**overrides: Any) -> ModelVersion:
+    fields = {"hyperparameters": HYPER, "metrics": {"direction_hit_rate": 0.6, "direction_n": 5000.0}}
+    return make_version(make_model(gates={}), **{**fields, **overrides})
+
+
+def _predict(version: ModelVersion, symbol: str, times: Any, *, signal: int = 1, up: float = 0.6) -> list[Prediction]:
+    rows = []
+    for i, t in enumerate(times):
+        down = 0.9 - up if signal != 0 else up
+        rows.append(
+            Prediction(
+                decision_id=f"d-{symbol}-{i}",
+                version=version,
+                symbol=symbol,
+                features_hash="0" * 64,
+                probabilities={"-1": down, "0": round(1 - up - down, 10), "1": up},
+                predicted_class=1,
+                signal=signal,
+                confidence=up,
+                bar_time=t.to_pydatetime() if hasattr(t, "to_pydatetime") else t,
+                horizon=HORIZON,
+            )
+        )
+    return Prediction.objects.bulk_create(rows)
+
+
+def _now(frame: pd.DataFrame) -> datetime:
+    return (frame.index[-1] + pd.Timedelta(minutes=30)).to_pydatetime()
+
+
+def test_outcome_labels_equal_the_training_labels_on_the_same_bars() -> None:
+    symbol, frame = _symbol(), _bars()
+    store_bars(frame, symbol)
+    version = _version()
+    _predict(version, symbol, frame.index)
+    result = outcomes_mature(now=_now(frame))
+    assert (result.matured, result.pending) == (len(frame) - HORIZON, HORIZON)
+    stored = load_bars(symbol=symbol, start=frame.index[0], end=frame.index[-1] + pd.Timedelta(minutes=1)).bars
+    training = make_labels(stored["close"], HORIZON, dead_zone=DEAD_ZONE)
+    matured = PredictionOutcome.objects.filter(version=version, status="matured").order_by("bar_time")
+    got = pd.DataFrame(
+        [(o.bar_time, o.forward_return, o.realised_label) for o in matured], columns=["t", "fwd", "label"]
+    ).set_index("t")
+    expected = training.dropna().loc[got.index]
+    np.testing.assert_allclose(got["fwd"].to_numpy(), expected["forward_return"].to_numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(got["label"].to_numpy(), expected["label"].to_numpy())
+    assert set(got["label"]) == {-1, 0, 1}  # the dead zone mattered
+    first = matured[0]
+    assert first.entry_close == Decimal(f"{frame['close'].iloc[0]:.2f}")
+    assert first.exit_close == Decimal(f"{frame['close'].iloc[HORIZON]:.2f}")
+    assert first.history.count() == 1  # audited
+    # the last HORIZON predictions' windows end after the last stored bar: pending, not guessed
+    pending = PredictionOutcome.objects.filter(version=version, status="pending")
+    assert pending.count() == HORIZON
+    assert all(o.forward_return is None and "no stored bar" in o.pending_reason for o in pending)
+
+
+def test_a_replayed_maturation_changes_nothing() -> None:
+    symbol, frame = _symbol(), _bars()
+    store_bars(frame, symbol)
+    version = _version()
+    _predict(version, symbol, frame.index[:-HORIZON])
+    now = _now(frame)
+    first = outcomes_mature(now=now)
+    assert first.matured == len(frame) - HORIZON
+    before = list(PredictionOutcome.objects.order_by("id").values())
+    audit_rows = PredictionOutcome.history.count()
+    again = outcomes_mature(now=now + timedelta(minutes=1))
+    assert (again.matured, again.revised, again.unchanged) == (0, 0, len(frame) - HORIZON)
+    assert list(PredictionOutcome.objects.order_by("id").values()) == before
+    assert PredictionOutcome.history.count() == audit_rows
+
+
+def test_a_late_or_revised_bar_revises_the_matured_outcome() -> None:
+    symbol, frame = _symbol(), _bars()
+    store_bars(frame, symbol)
+    version = _version()
+    (prediction,) = _predict(version, symbol, [frame.index[10]])
+    now = _now(frame)
+    outcomes_mature(now=now)
+    outcome = PredictionOutcome.objects.get(prediction=prediction)
+    old = outcome.forward_return
+    exit_time = frame.index[10 + HORIZON]
+    revised = frame.loc[[exit_time]].copy()
+    revised["close"] = frame["close"].iloc[10] * 1.05  # a late trade moved the exit bar's close
+    store_bars(revised, symbol)
+    result = outcomes_mature(now=now + timedelta(minutes=5))
+    assert result.revised == 1
+    outcome.refresh_from_db()
+    assert outcome.revisions == 1
+    assert outcome.revised_at is not None
+    assert outcome.forward_return != old
+    assert outcome.forward_return == pytest.approx(
+        float(f"{revised['close'].iloc[0]:.2f}") / float(f"{frame['close'].iloc[10]:.2f}") - 1
+    )
+    assert outcome.realised_label == 1
+    assert outcome.net_return == pytest.approx(outcome.forward_return - COST)
+    # beyond the re-check horizon a matured outcome is left alone
+    assert outcomes_mature(now=now + timedelta(hours=3)).examined == 0
+
+
+def test_a_gap_leaves_the_outcome_pending_until_the_bar_arrives() -> None:
+    symbol, frame = _symbol(), _bars()
+    missing = frame.index[20]
+    store_bars(frame.drop(index=missing), symbol)
+    version = _version()
+    predictions = _predict(version, symbol, frame.index[14:24])
+    now = _now(frame)
+    result = outcomes_mature(now=now)
+    outcomes = {o.bar_time: o for o in PredictionOutcome.objects.filter(version=version)}
+    covering = {t for t in frame.index[14:24] if t <= missing <= t + pd.Timedelta(minutes=HORIZON)}
+    assert len(covering) == HORIZON + 1
+    assert result.pending == len(covering)
+    for t, o in outcomes.items():
+        if t in covering:
+            assert o.status == "pending"
+            assert o.forward_return is None
+            assert "missing" in o.pending_reason or "no stored bar" in o.pending_reason
+        else:
+            assert o.status == "matured"
+    store_bars(frame.loc[[missing]], symbol)  # the ingest worker's repair writes it later
+    later = outcomes_mature(now=now + timedelta(minutes=3))
+    assert later.matured == len(covering)
+    assert PredictionOutcome.objects.filter(version=version, status="matured").count() == len(predictions)
+
+
+def test_net_return_is_long_only_after_the_round_trip_cost() -> None:
+    symbol, frame = _symbol(), _bars()
+    store_bars(frame, symbol)
+    version = _version()
+    long_ = _predict(version, symbol, frame.index[:5], signal=1)
+    short = _predict(version, "X", [], signal=-1)  # nothing
+    assert short == []
+    flat = [
+        Prediction.objects.create(
+            decision_id=f"s-{i}",
+            version=version,
+            symbol=symbol,
+            features_hash="0" * 64,
+            probabilities={"-1": 0.6, "0": 0.1, "1": 0.3},
+            predicted_class=-1,
+            signal=-1,
+            confidence=0.6,
+            bar_time=frame.index[i].to_pydatetime(),
+            horizon=HORIZON,
+        )
+        for i in range(5)
+    ]
+    outcomes_mature(now=_now(frame))
+    assert OutcomeRule.of(HYPER).round_trip_cost == pytest.approx(COST)
+    for p in long_:
+        o = p.outcome
+        assert (o.position, o.round_trip_cost) == (1, pytest.approx(COST))
+        assert o.net_return == pytest.approx(o.forward_return - COST)
+        assert o.direction_hit == (o.forward_return > 0)
+    for p in flat:
+        o = PredictionOutcome.objects.get(prediction=p)
+        assert (o.position, o.net_return) == (0, 0.0)
+        assert o.direction_hit == (o.forward_return < 0)
+
+
+def test_predictions_wait_until_their_horizon_bar_has_closed() -> None:
+    symbol, frame = _symbol(), _bars()
+    store_bars(frame, symbol)
+    version = _version()
+    _predict(version, symbol, [frame.index[10]])
+    exit_close = frame.index[10 + HORIZON] + pd.Timedelta(minutes=1)
+    early = outcomes_mature(now=(exit_close - pd.Timedelta(seconds=1)).to_pydatetime())
+    assert (early.not_due, early.examined) == (1, 0)
+    assert not PredictionOutcome.objects.filter(version=version).exists()
+    assert outcomes_mature(now=exit_close.to_pydatetime()).matured == 1
+
+
+def test_the_task_is_safe_to_run_twice_and_a_held_lock_skips() -> None:
+    symbol, frame = _symbol(), _bars(30)
+    store_bars(frame, symbol)
+    version = _version()
+    base = frame.index[-1] - pd.Timedelta(minutes=HORIZON)
+    _predict(version, symbol, [base])
+    # the task uses the real clock: bars of a recent minute
+    recent = pd.Timestamp.now(tz="UTC").floor("min") - pd.Timedelta(minutes=10)
+    frame.index = pd.date_range(recent - pd.Timedelta(minutes=len(frame) - 1), periods=len(frame), freq="min")
+    store_bars(frame, symbol)
+    Prediction.objects.filter(version=version).update(bar_time=frame.index[-1 - HORIZON].to_pydatetime())
+    first = outcomes_mature_task()
+    second = outcomes_mature_task()
+    assert first["matured"] == 1
+    assert (second["matured"], second["revised"]) == (0, 0)
+    assert PredictionOutcome.objects.filter(version=version).count() == 1
+    cache.add(LOCK_KEY, "other", timeout=30)
+    assert outcomes_mature_task()["skipped"] is True
+
+
+# --- live metrics and degradation --------------------------------------------------------------------------
+
+
+def _outcomes(version: ModelVersion, hits: np.ndarray, *, end: datetime, net: float = 0.001) -> None:
+    """Matured outcomes one minute apart ending at `end`: P(up) 0.6 / P(down) 0.3, the move up on hits."""
+    n = len(hits)
+    preds = Prediction.objects.bulk_create(
+        Prediction(
+            decision_id=f"m-{version.pk}-{i}",
+            version=version,
+            symbol="BTC/USD",
+            features_hash="0" * 64,
+            probabilities={"-1": 0.3, "0": 0.1, "1": 0.6},
+            predicted_class=1,
+            signal=1,
+            confidence=0.6,
+            bar_time=end - timedelta(minutes=n - i),
+            horizon=HORIZON,
+        )
+        for i in range(n)
+    )
+    PredictionOutcome.objects.bulk_create(
+        PredictionOutcome(
+            prediction=p,
+            version=version,
+            symbol="BTC/USD",
+            bar_time=p.bar_time,
+            horizon=HORIZON,
+            window_end=p.bar_time + timedelta(minutes=HORIZON),  # type: ignore[operator]
+            signal=1,
+            p_down=0.3,
+            p_flat=0.1,
+            p_up=0.6,
+            status="matured",
+            forward_return=0.002 if hit else -0.002,
+            realised_label=1 if hit else -1,
+            dead_zone=DEAD_ZONE,
+            direction_hit=bool(hit),
+            position=1,
+            round_trip_cost=COST,
+            net_return=net if hit else -net,
+            matured_at=end,
+            checked_at=end,
+        )
+        for p, hit in zip(preds, hits, strict=True)
+    )
+
+
+def test_live_metrics_report_windows_with_intervals_beside_validation() -> None:
+    version = _version()
+    end = datetime.now(tz=UTC).replace(second=0, microsecond=0)
+    hits = np.tile([1, 1, 0], 400)  # 1,200 outcomes, hit rate 2/3
+    _outcomes(version, hits, end=end)
+    metrics = version_live_metrics(version=version, now=end)
+    assert metrics["validation"]["direction_hit_rate"] == 0.6
+    everything = metrics["windows"]["all"]
+    assert everything["n_outcomes"] == 1200
+    hit = everything["hit_rate"]
+    assert hit["value"] == pytest.approx(2 / 3)
+    assert hit["low"] < 2 / 3 < hit["high"]
+    assert hit["n_effective"] <= hit["n"]
+    assert metrics["windows"]["1h"]["n_outcomes"] == 60
+    assert metrics["windows"]["24h"]["n_outcomes"] == 1200
+    assert metrics["windows"]["last_100"]["n_outcomes"] == 100
+    # log loss of the true class: -log 0.6 on hits, -log 0.3 on misses
+    assert everything["log_loss"]["mean"] == pytest.approx(-(2 * math.log(0.6) + math.log(0.3)) / 3)
+    brier_hit, brier_miss = 0.3**2 + 0.1**2 + 0.4**2, 0.7**2 + 0.1**2 + 0.6**2
+    assert everything["brier_multiclass"]["mean"] == pytest.approx((2 * brier_hit + brier_miss) / 3)
+    # top-label confidence 0.6 everywhere, right 2/3 of the time
+    assert everything["ece"] == pytest.approx(abs(2 / 3 - 0.6))
+    net = everything["net_return"]
+    assert net["mean"] == pytest.approx(0.001 / 3)
+    assert net["total"] == pytest.approx(400 * 0.001)
+    assert net["low"] < net["mean"] < net["high"]
+    sharpe = everything["sharpe"]
+    assert sharpe["low"] < sharpe["sharpe"] < sharpe["high"]
+    assert everything["data_window"]["last_bar"] == (end - timedelta(minutes=1)).isoformat()
+    assert metrics["degradation"]["degraded"] is False
+
+
+def test_degradation_alert_is_raised_once_when_live_is_clearly_worse() -> None:
+    from trading.models import Alert
+
+    version = _version(metrics={"direction_hit_rate": 0.6, "net_return_per_prediction": 0.0005})
+    end = datetime.now(tz=UTC).replace(second=0, microsecond=0)
+    _outcomes(version, np.tile([1, 0, 0, 0, 1], 200), end=end)  # hit rate 0.4 over 1,000
+    alert_id = version_degradation_check(version_id=version.pk)
+    assert alert_id is not None
+    alert = Alert.objects.get(pk=alert_id)
+    assert alert.kind == "model_degraded"
+    assert alert.context["version_id"] == version.pk
+    assert any("hit rate" in r for r in alert.context["reasons"])
+    assert any("net return" in r for r in alert.context["reasons"])
+    assert version_degradation_check(version_id=version.pk) is None  # one open alert per version
+    assert Alert.objects.filter(kind="model_degraded", context__version_id=version.pk).count() == 1
+
+
+def test_no_degradation_alert_when_live_matches_validation_or_evidence_is_thin() -> None:
+    from trading.models import Alert
+
+    healthy = _version()
+    end = datetime.now(tz=UTC).replace(second=0, microsecond=0)
+    _outcomes(healthy, np.tile([1, 1, 0, 1, 0], 200), end=end)  # 0.6, as validated
+    assert version_degradation_check(version_id=healthy.pk) is None
+    thin = _version()
+    _outcomes(thin, np.array([0] * 60), end=end)  # terrible, but 60 outcomes are not enough
+    assert version_degradation_check(version_id=thin.pk) is None
+    assert not Alert.objects.filter(kind="model_degraded", context__version_id__in=[healthy.pk, thin.pk]).exists()
+
+
+def test_maturation_checks_the_versions_it_touched() -> None:
+    from trading.models import Alert
+
+    symbol, frame = _symbol(), _bars(400, seed=9)
+    store_bars(frame, symbol)
+    version = _version(metrics={"direction_hit_rate": 0.99})  # no model is right 99 % of the time live
+    _predict(version, symbol, frame.index[:-HORIZON])
+    result = outcomes_mature(now=_now(frame))
+    assert result.matured == len(frame) - HORIZON
+    assert len(result.alerts) == 1
+    assert Alert.objects.get(pk=result.alerts[0]).context["version_id"] == version.pk
+
+
+def test_store_bars_are_the_ingest_workers_bar_points() -> None:
+    # guard for the fixtures above: outcomes read exactly what Bar.to_point() writes
+    symbol = _symbol()
+    t = datetime(2025, 2, 3, 10, 0, tzinfo=UTC)
+    one = Bar(symbol, 60, t, *(Decimal("100.5"),) * 4, Decimal(1), Decimal("100.5"), 3)
+    get_store().write_batch([one.to_point()])
+    loaded = load_bars(symbol=symbol, start=t, end=t + timedelta(minutes=1), fill=False)
+    assert loaded.bars["close"].tolist() == [100.5]
