@@ -19,10 +19,12 @@ from kraken_sim.config import (
     TIERS,
     ConfigError,
     SimConfig,
+    history_minutes,
     parse_balances,
     parse_market,
 )
 from kraken_sim.instruments import CATALOGUE, DEFAULT_SYMBOLS, InstrumentRegistry, UnknownInstrumentError
+from kraken_sim.scenarios import parse_scenario, scenario_help
 from kraken_sim.server import Simulator
 from kraken_sim.wire import dumps
 
@@ -30,7 +32,14 @@ log = logging.getLogger("kraken_sim")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kraken_sim", description="A local Kraken (REST + WebSocket v2).")
+    p = argparse.ArgumentParser(
+        prog="python -m kraken_sim",
+        description="A local Kraken (REST + WebSocket v2).",
+        epilog="scenarios (--scenario NAME[:k=v,...]; vol and drift per minute, log returns):\n"
+        + scenario_help()
+        + "\n\nGround truth of the running scenario: GET /_sim/scenario?horizon=15 (see kraken_sim/README.md).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--rest-port", type=int, default=0, help="REST + admin port (0: any free port)")
     p.add_argument("--ws-port", type=int, default=0, help="public WebSocket port, path /v2 (0: any)")
@@ -72,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=3600.0,
         help="how far back the warm-up starts, i.e. how much OHLC/trade history exists at start (default 3600)",
     )
+    p.add_argument(
+        "--scenario",
+        default="regimes",
+        help="market scenario NAME[:k=v,...] of the generated market (default regimes; list below)",
+    )
+    p.add_argument(
+        "--history-days",
+        type=float,
+        default=0.0,
+        help="days of back-dated 1-minute history of the scenario's path, served by REST Trades/OHLC "
+        "(replaces the warm-up; needs a scenario other than regimes; default 0)",
+    )
     p.add_argument("--no-ws-compression", action="store_true", help="refuse permessage-deflate on WebSockets")
     p.add_argument(
         "--ws-queue-limit",
@@ -92,6 +113,12 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         raise ConfigError("--rate must be >= 0")
     if args.ws_queue_limit < 1:
         raise ConfigError("--ws-queue-limit must be >= 1")
+    scenario = parse_scenario(args.scenario)
+    minutes = history_minutes(args.history_days)
+    if scenario.is_process and market != "generate":
+        raise ConfigError(f"--scenario {scenario.name} needs --market generate")
+    if minutes and not scenario.is_process:
+        raise ConfigError("--history-days needs a --scenario other than regimes")
     ports = [p for p in (args.rest_port, args.ws_port, args.ws_auth_port) if p]
     if len(ports) != len(set(ports)):
         raise ConfigError("--rest-port, --ws-port and --ws-auth-port must differ")
@@ -114,6 +141,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         rate=args.rate,
         warmup_steps=args.warmup,
         warmup_seconds=args.warmup_seconds,
+        scenario=scenario.text,
+        history_days=args.history_days,
         record_messages=args.record,
         ws_compression=not args.no_ws_compression,
         ws_queue_limit=args.ws_queue_limit,

@@ -7,12 +7,15 @@
 - ``POST /_sim/market`` ``{"action": "pause"|"resume"|"step"|"place"|"cancel"|"burst"|"flood"|"flood_stop", ...}``:
   drive the market (``burst``: the replayed recording's frames, verbatim, ``repeat`` times, to depth-10 book
   subscribers; ``flood``: a synthetic trade tape at a fixed message rate, see ``kraken_sim.flood``).
+- ``GET /_sim/scenario?horizon=15``: the market scenario (name, params, seed, origin, scheduled changes, per
+  symbol the path's current minute, hidden regime state and last close) and its ground truth at that horizon.
 - ``GET /_sim/flood``: the trade flood's counters and its per-second record of what it sent (``?seconds=0``:
   counters only).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -23,6 +26,7 @@ from aiohttp import web
 
 from kraken_sim.engine import Owner, Side
 from kraken_sim.faults import FaultError
+from kraken_sim.scenarios import ground_truth
 from kraken_sim.wire import dumps_bytes
 
 if TYPE_CHECKING:
@@ -96,6 +100,7 @@ class AdminApi:
         app.router.add_get("/_sim/state", self.get_state)
         app.router.add_post("/_sim/market", self.post_market)
         app.router.add_get("/_sim/flood", self.get_flood)
+        app.router.add_get("/_sim/scenario", self.get_scenario)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         try:
@@ -162,6 +167,21 @@ class AdminApi:
     async def get_state(self, request: web.Request) -> web.Response:
         include = request.query.get("messages", "1") not in ("0", "false")
         return _json(self.sim.state(include_messages=include))
+
+    async def get_scenario(self, request: web.Request) -> web.Response:
+        try:
+            horizon = int(request.query.get("horizon", "15"))
+        except ValueError:
+            horizon = 0
+        if not 1 <= horizon <= 1440:
+            return _json({"ok": False, "error": "horizon must be a whole number of bars in 1..1440"}, status=400)
+        market = self.sim.market
+        info = market.scenario_state(self.sim.clock.now_ns())
+        if market.scenario is not None:
+            # The first call per horizon runs a Monte Carlo (~0.2 s): off the event loop; cached afterwards.
+            loop = asyncio.get_running_loop()
+            info["ground_truth"] = await loop.run_in_executor(None, ground_truth, market.scenario, horizon)
+        return _json(info)
 
     async def get_flood(self, request: web.Request) -> web.Response:
         include = request.query.get("seconds", "1") not in ("0", "false")

@@ -54,6 +54,10 @@ class SimConfig:
     rate: float = 10.0  # market generator actions (or replayed messages) per second, per instrument
     warmup_steps: int = 600  # generator steps run before start, back-dated, so OHLC/trades have history
     warmup_seconds: float = 3600.0  # how far back the warm-up starts
+    # Market scenario (kraken_sim.scenarios): "regimes" is the regime-mix generator above; the others replace the
+    # warm-up by ``history_days`` of back-dated 1-minute history of their path.
+    scenario: str = "regimes"
+    history_days: float = 0.0
     maker_fee: Decimal = Decimal("0.0025")
     taker_fee: Decimal = Decimal("0.0040")
     heartbeat_interval: float = 1.0
@@ -87,6 +91,16 @@ def parse_balances(text: str) -> dict[str, Decimal]:
             raise ConfigError(f"balance {part!r} must be a non-negative number")
         result[asset.strip().upper()] = value
     return result
+
+
+MAX_HISTORY_DAYS = 60
+
+
+def history_minutes(days: float) -> int:
+    """``--history-days`` → whole minutes (refused below 0 or above ``MAX_HISTORY_DAYS``)."""
+    if not 0 <= days <= MAX_HISTORY_DAYS:
+        raise ConfigError(f"--history-days must be between 0 and {MAX_HISTORY_DAYS}, not {days}")
+    return round(days * 1440)
 
 
 def parse_market(text: str) -> tuple[str, Path | None]:

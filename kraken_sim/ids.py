@@ -40,6 +40,12 @@ class IdGenerator:
         self._public_trade_ids[symbol] = current
         return current
 
+    def skip_public_trade_ids(self, symbol: str, count: int) -> int:
+        """Reserve the next ``count`` trade ids of ``symbol`` (a back-dated history); returns the first."""
+        first = self._public_trade_ids.get(symbol, 0) + 1
+        self._public_trade_ids[symbol] = first + count - 1
+        return first
+
     def connection_id(self) -> int:
         """Kraken's ``connection_id`` is an unsigned 64-bit integer, often above 2**63."""
         return self._rng.getrandbits(64) | (1 << 63)

@@ -7,6 +7,14 @@ one ``random.Random`` per instrument seeded from ``--seed``: the same seed gives
 messages and trades (wall-clock timestamps aside). Floats appear only as the random draws; prices and
 quantities are Decimal from the moment they are formed.
 
+Scenario markets (``kraken_sim.scenarios``): the fair price follows a per-minute return path whose
+predictability is known. At each step, log(fair) moves along a Brownian bridge toward the current UTC minute's
+target close, reaching it at ``HOLD_FRACTION`` of the minute and holding it until the minute ends (one small
+market order is sent when the hold starts, so every minute prints a trade at its close); participant quotes that
+the fair moved through are pulled and re-posted, so the book keeps up and trades print near the fair (a lagging
+book would add autocorrelation to the returns: a fake edge). Before start, a back-dated history of the same path
+is installed as public trades (``MarketDriver.prepare``).
+
 Replay: the recorded levels are placed as participant orders (one per level) and updated as the recording
 says, then each side is cut back to the recorded depth, so the engine's book is the recorded book and the
 ``book`` channel reproduces the recorded checksums while the account has no order at those prices.
@@ -31,11 +39,14 @@ from kraken_sim.engine import Order, Owner, Side
 from kraken_sim.exchange import Exchange
 from kraken_sim.feeds import book_checksum
 from kraken_sim.instruments import Instrument
+from kraken_sim.scenarios import MINUTE_NS, ScenarioPath, ScenarioSpec, generate_history
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
 MAX_STEPS_PER_WAKE = 200
 FAIR_QUANTUM = Decimal("0.000001")
+HOLD_FRACTION = 0.9  # scenario markets: the fair reaches the minute's close at 54 s and holds it
+MAX_REQUOTES = 20  # scenario markets: stale quotes re-posted per step and side, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +193,111 @@ class SymbolGenerator:
             self._limit(side, self._on_tick(price, side), self._qty(1.0))
 
 
+class ScenarioGenerator(SymbolGenerator):
+    """The order flow of ``SymbolGenerator`` around a fair price that follows a scenario's minute path."""
+
+    def __init__(self, exchange: Exchange, inst: Instrument, seed: int, path: ScenarioPath) -> None:
+        super().__init__(exchange, inst, seed)
+        self.path = path
+        self.clock = exchange.clock
+        self.origin_minute = 0  # epoch minute of the scenario origin
+        self.minute = 0  # current minute index (relative to the origin)
+        self.x = path.anchor  # log fair
+        self.tau = 0.0  # fraction of the current minute at which ``x`` was set
+        self.held = False
+        self.pulled = 0
+        self.fair = self._fair_decimal()
+
+    def start_at(self, origin_ns: int) -> None:
+        """Minute 0 starts at ``origin_ns`` (a whole minute) from the close of minute -1."""
+        self.origin_minute = origin_ns // MINUTE_NS
+        self.minute = 0
+        self.x = self.path.log_close(-1)
+        self.tau = 0.0
+        self.held = False
+        self.fair = self.anchor = self._fair_decimal()
+
+    def _fair_decimal(self) -> Decimal:
+        return max(_dec(math.exp(self.x), 6), self.inst.tick_size * 100).quantize(FAIR_QUANTUM)
+
+    def _advance_fair(self) -> None:
+        now = self.clock.now_ns()
+        epoch_minute = now // MINUTE_NS
+        minute = epoch_minute - self.origin_minute
+        tau = (now - epoch_minute * MINUTE_NS) / MINUTE_NS
+        if minute > self.minute:  # the minutes before are over: the fair starts from the last one's close
+            self.minute = minute
+            self.x = self.path.log_close(minute - 1)
+            self.tau = 0.0
+            self.held = False
+        target = self.path.log_close(self.minute)
+        if minute < self.minute or tau >= HOLD_FRACTION:
+            self.x, self.tau = target, max(self.tau, tau)
+        elif tau > self.tau:
+            # Brownian bridge from (tau0, x) to (HOLD, target), the minute's variance spread over [0, HOLD]
+            rest = HOLD_FRACTION - self.tau
+            dt = tau - self.tau
+            sigma = self.path.vol(self.minute)
+            var = sigma * sigma / HOLD_FRACTION * dt * (HOLD_FRACTION - tau) / rest
+            self.x += (target - self.x) * dt / rest + math.sqrt(max(var, 0.0)) * self.rng.gauss(0.0, 1.0)
+            self.tau = tau
+        self.fair = self._fair_decimal()
+
+    def step(self) -> None:
+        self.steps += 1
+        self._advance_fair()
+        if self.steps % 100 == 0:
+            self.live = [o for o in self.live if o.is_open]
+        with self.exchange.batch():
+            if self.exchange.status not in ("maintenance", "cancel_only"):
+                self._keep_up()
+            self._act()
+
+    def _pull(self, side: Side) -> int:
+        """Cancel participant quotes the fair moved through (asks below it, bids above it)."""
+        book_side = self.book.side(side)
+        pulled = 0
+        while True:
+            best = book_side.best()
+            if best is None or (best >= self.fair if side is Side.SELL else best <= self.fair):
+                return pulled
+            mine = [o for o in book_side.levels[best] if o.owner is Owner.MARKET]
+            for order in mine:
+                self.exchange.participant_cancel(order)
+                pulled += 1
+            if best in book_side.levels:  # only account orders left at this level: the flow will take them
+                return pulled
+
+    def _keep_up(self) -> None:
+        spacing = self.inst.level_spacing
+        for side in (Side.SELL, Side.BUY):
+            pulled = self._pull(side)
+            self.pulled += pulled
+            for _ in range(min(pulled, MAX_REQUOTES)):
+                offset = self._offset()
+                price = self.fair - offset if side is Side.BUY else self.fair + offset
+                self._limit(side, self._on_tick(price, side), self._qty(1.0))
+            best = self.book.side(side).best()
+            gap = (self.fair - best if side is Side.BUY else best - self.fair) if best is not None else None
+            if gap is None or gap > spacing * 2:
+                offset = spacing * _dec(0.3 + self.rng.random(), 4)
+                price = self.fair - offset if side is Side.BUY else self.fair + offset
+                self._limit(side, self._on_tick(price, side), self._qty(1.0))
+        if self.tau >= HOLD_FRACTION and not self.held:
+            self.held = True  # a print at the minute's close
+            side = Side.BUY if self.rng.random() < 0.5 else Side.SELL
+            self.exchange.participant_market(self.inst, side, self._qty(0.4))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "fair": str(self.fair.quantize(self.inst.tick_size)),
+            "minute": self.minute,
+            "regime_state": self.path.state(self.minute),
+            "steps": self.steps,
+            "pulled_quotes": self.pulled,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class RecordedBook:
     kind: str  # snapshot | update
@@ -303,15 +419,33 @@ class MarketDriver:
         rate: float,
         replay_file: Path | None = None,
         replay_loop: bool = True,
+        scenario: ScenarioSpec | None = None,
+        history_minutes: int = 0,
     ) -> None:
         self.exchange = exchange
         self.mode = mode
         self.rate = rate
+        self.seed = seed
         self.generators: dict[str, SymbolGenerator] = {}
         self.replayer: BookReplayer | None = None
         self.paused = False
         self._task: asyncio.Task[None] | None = None
-        if mode == "generate":
+        self.scenario = scenario if scenario is not None and scenario.is_process else None
+        self.scenario_name = scenario.name if scenario is not None else "regimes"
+        self.paths: dict[str, ScenarioPath] = {}
+        self.history_minutes = history_minutes
+        self.origin_ns: int | None = None
+        self.history_report: dict[str, Any] = {}
+        if self.scenario is not None and mode != "generate":
+            raise ValueError(f"scenario {self.scenario.name} needs the generated market (--market generate)")
+        if history_minutes and self.scenario is None:
+            raise ValueError("a back-dated history needs a scenario other than regimes (--scenario)")
+        if mode == "generate" and self.scenario is not None:
+            for i in exchange.registry:
+                path = ScenarioPath(self.scenario, seed, i.symbol, float(i.initial_price))
+                self.paths[i.symbol] = path
+                self.generators[i.symbol] = ScenarioGenerator(exchange, i, seed, path)
+        elif mode == "generate":
             self.generators = {i.symbol: SymbolGenerator(exchange, i, seed) for i in exchange.registry}
         elif mode == "replay":
             assert replay_file is not None
@@ -323,7 +457,17 @@ class MarketDriver:
         self, warmup_steps: int, warmup_seconds: float, set_clock: Callable[[int | None], None], now_ns: int
     ) -> None:
         """Seed the books, then run ``warmup_steps`` steps back-dated evenly over the last ``warmup_seconds``,
-        so that trades, the ticker and OHLC have history when clients arrive."""
+        so that trades, the ticker and OHLC have history when clients arrive. A scenario market instead starts
+        its path at ``now_ns`` floored to the minute (the origin) and installs its back-dated history."""
+        if self.scenario is not None:
+            self.origin_ns = now_ns - now_ns % MINUTE_NS
+            for gen in self.generators.values():
+                assert isinstance(gen, ScenarioGenerator)
+                gen.start_at(self.origin_ns)
+                gen.seed_book()
+            if self.history_minutes > 0:
+                self._install_history(self.origin_ns)
+            return
         for gen in self.generators.values():
             gen.seed_book()
         if self.replayer is not None:
@@ -338,6 +482,83 @@ class MarketDriver:
                     gen.step()
         finally:
             set_clock(None)
+
+    def _install_history(self, origin_ns: int) -> None:
+        import numpy as np
+
+        started = time.perf_counter()
+        minutes = self.history_minutes
+        begins = origin_ns + np.arange(-minutes, 0, dtype=np.int64) * MINUTE_NS
+        for symbol, path in self.paths.items():
+            inst = self.generators[symbol].inst
+            lot_scale = 10**inst.lot_decimals
+            hist = generate_history(
+                path,
+                minutes=minutes,
+                origin_ns=origin_ns,
+                tick=float(inst.tick_size),
+                typical_qty=float(inst.typical_qty),
+                lot_decimals=inst.lot_decimals,
+                min_lots=int(inst.ordermin * lot_scale),
+                seed=self.seed,
+            )
+            first_id = self.exchange.ids.skip_public_trade_ids(symbol, len(hist.ts_ns))
+            self.exchange.marketdata[symbol].load_history(
+                ts_ns=hist.ts_ns,
+                price_ticks=hist.price_ticks,
+                qty_lots=hist.qty_lots,
+                buy=hist.buy,
+                market=hist.market,
+                minute_begin_ns=begins,
+                minute_count=hist.minute_count,
+                first_trade_id=first_id,
+            )
+            self.history_report[symbol] = {"minutes": minutes, "trades": len(hist.ts_ns)}
+        elapsed = time.perf_counter() - started
+        self.history_report["seconds"] = round(elapsed, 3)
+        log.info("scenario history: %d minutes per symbol generated in %.2f s", minutes, elapsed)
+
+    def minute_index(self, ts_ns: int) -> int | None:
+        """The scenario minute index of a time (None without a scenario origin)."""
+        if self.origin_ns is None:
+            return None
+        return ts_ns // MINUTE_NS - self.origin_ns // MINUTE_NS
+
+    def scenario_state(self, now_ns: int) -> dict[str, Any]:
+        """Name, params, seed, origin, change times and per symbol the path's current minute (no ground truth)."""
+        from kraken_sim.wire import rfc3339
+
+        if self.scenario is None:
+            return {"name": self.scenario_name, "params": {}, "seed": self.seed, "ground_truth": None}
+        origin = self.origin_ns if self.origin_ns is not None else now_ns - now_ns % MINUTE_NS
+        minute = now_ns // MINUTE_NS - origin // MINUTE_NS
+        changes = []
+        change = self.scenario.change_at
+        if change is not None:
+            changes.append({"minute": change, "time": rfc3339(origin + change * MINUTE_NS)})
+        symbols = {}
+        for symbol, path in self.paths.items():
+            inst = self.generators[symbol].inst
+            phase = self.scenario.phase_at(minute)
+            symbols[symbol] = {
+                "minute": minute,
+                "minute_begin": rfc3339(origin + minute * MINUTE_NS),
+                "regime_state": path.state(minute),
+                "phase": phase.name,
+                "drift": phase.drift,
+                "vol": phase.vol,
+                "last_close": str(path.close_price(minute - 1, inst.tick_size)),
+                "current_target_close": str(path.close_price(minute, inst.tick_size)),
+            }
+        return {
+            **self.scenario.describe(),
+            "seed": self.seed,
+            "origin": rfc3339(origin),
+            "history_minutes": self.history_minutes,
+            "history": self.history_report,
+            "changes": changes,
+            "symbols": symbols,
+        }
 
     def step(self, steps: int = 1, symbol: str | None = None) -> None:
         for _ in range(steps):
@@ -379,7 +600,13 @@ class MarketDriver:
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"mode": self.mode, "rate": self.rate, "paused": self.paused}
-        if self.generators:
+        if self.scenario is not None:
+            info["scenario"] = {**self.scenario.describe(), "origin_ns": self.origin_ns}
+            info["generators"] = {
+                s: g.describe() for s, g in self.generators.items() if isinstance(g, ScenarioGenerator)
+            }
+        elif self.generators:
+            info["scenario"] = {"name": "regimes", "params": {}, "spec": "regimes"}
             info["generators"] = {
                 s: {
                     "fair": str(g.fair.quantize(g.inst.tick_size)),

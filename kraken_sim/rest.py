@@ -380,12 +380,18 @@ class RestApi:
         since = _int(params, "since")
         count = _int(params, "count", MAX_TRADES_COUNT) or MAX_TRADES_COUNT
         count = max(1, min(count, MAX_TRADES_COUNT))
-        tape = list(self.exchange.marketdata[inst.symbol].tape)
-        if since is not None:
-            # Kraken's cursor is a nanosecond timestamp; small values are taken as seconds.
-            since_ns = since * NS if since < 10**12 else since
-            tape = [t for t in tape if t.ts_ns > since_ns]
-        tape = tape[:count]
+        md = self.exchange.marketdata[inst.symbol]
+        # Kraken's cursor is a nanosecond timestamp; small values are taken as seconds. With it: the trades after
+        # it, oldest first, ``last`` being the cursor of the next page; without it: the most recent trades.
+        since_ns = (since * NS if since < 10**12 else since) if since is not None else None
+        archive = md.archive
+        if archive is not None:  # a scenario's history and every trade since
+            indices = archive.after(since_ns, count) if since_ns is not None else archive.latest(count)
+            last_ns = (
+                archive.ts[indices[-1]] if indices else (since_ns if since_ns is not None else self.clock.now_ns())
+            )
+            return {inst.rest_key: archive.rest_rows(indices, inst.cost_decimals), "last": str(last_ns)}
+        tape = [t for t in md.tape if t.ts_ns > since_ns][:count] if since_ns is not None else list(md.tape)[-count:]
         p, lot = inst.cost_decimals, inst.lot_decimals
         rows = [
             [
@@ -399,7 +405,7 @@ class RestApi:
             ]
             for t in tape
         ]
-        last = tape[-1].ts_ns if tape else (since_ns if since is not None else self.clock.now_ns())
+        last = tape[-1].ts_ns if tape else (since_ns if since_ns is not None else self.clock.now_ns())
         return {inst.rest_key: rows, "last": str(last)}
 
     # -- private: account -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from kraken_sim.admin import AdminApi
 from kraken_sim.auth import Authenticator, TokenStore
-from kraken_sim.config import SimConfig
+from kraken_sim.config import ConfigError, SimConfig, history_minutes
 from kraken_sim.exchange import Exchange
 from kraken_sim.faults import Faults
 from kraken_sim.flood import TradeFlood
@@ -25,6 +25,7 @@ from kraken_sim.ids import IdGenerator
 from kraken_sim.instruments import InstrumentRegistry
 from kraken_sim.market import MarketDriver
 from kraken_sim.rest import RestApi
+from kraken_sim.scenarios import parse_scenario
 from kraken_sim.wire import Clock, fixed, rfc3339
 from kraken_sim.ws import WsHub
 
@@ -45,6 +46,12 @@ class Simulator:
         self.exchange.sink = self.hub
         self.faults.hub = self.hub
         self.faults.exchange = self.exchange
+        scenario = parse_scenario(config.scenario)
+        minutes = history_minutes(config.history_days)
+        if scenario.is_process and config.market != "generate":
+            raise ConfigError(f"--scenario {scenario.name} needs --market generate")
+        if minutes and not scenario.is_process:
+            raise ConfigError("--history-days needs a --scenario other than regimes")
         self.market = MarketDriver(
             self.exchange,
             config.market,
@@ -52,6 +59,8 @@ class Simulator:
             config.rate,
             replay_file=config.replay_file,
             replay_loop=config.replay_loop,
+            scenario=scenario,
+            history_minutes=minutes,
         )
         self.flood = TradeFlood(self.hub.publish_trade_text, self.registry)
         self.rest = RestApi(config, self.exchange, self.auth, self.tokens, self.faults, self.ids, self.clock)
