@@ -5,6 +5,8 @@
   last message time, queue depths, drops, gap repairs and ohlc checks, and every worker counter.
 - Prediction: this process's prediction service (`models_registry.prediction.prediction_stats()`): counters,
   cache hit rate, latency histogram.
+- Outcomes: per model version (`models_registry.outcomes.version_outcome_summary()`): matured outcomes, live
+  hit rate, net return per prediction (mean, total), pending outcomes and the degraded flag.
 - Trading: orders per state, fills, the trading state (active/reducing/halted) and unacknowledged alerts, each
   one cheap aggregate query.
 - Reconciliation: runs per outcome, the last finished run (age, duration, outcome, differences found), the age
@@ -166,6 +168,43 @@ class PredictionCollector(Collector):
             )
 
 
+class OutcomeCollector(Collector):
+    """Per model version with outcomes or serving: matured outcomes, direction hit rate, mean and total net return
+    per prediction, pending outcomes and whether a `model_degraded` alert is open (grouped aggregates)."""
+
+    def collect(self) -> Iterator[Metric]:
+        from models_registry.outcomes import version_outcome_summary
+
+        labels = ["model", "version", "stage"]
+        n = GaugeMetricFamily(f"{PREFIX}_model_outcomes", "Matured prediction outcomes", labels=labels)
+        pending = GaugeMetricFamily(
+            f"{PREFIX}_model_outcomes_pending", "Predictions without a matured outcome yet", labels=labels
+        )
+        hit = GaugeMetricFamily(
+            f"{PREFIX}_model_hit_rate", "Live direction hit rate over all matured outcomes", labels=labels
+        )
+        net_mean = GaugeMetricFamily(
+            f"{PREFIX}_model_net_return_mean", "Mean net return per prediction after costs", labels=labels
+        )
+        net_total = GaugeMetricFamily(
+            f"{PREFIX}_model_net_return_total", "Sum of net returns per prediction after costs", labels=labels
+        )
+        degraded = GaugeMetricFamily(
+            f"{PREFIX}_model_degraded", "1 while a model_degraded alert of the version is open", labels=labels
+        )
+        for row in version_outcome_summary():
+            key = [row["model"], str(row["version"]), row["stage"]]
+            n.add_metric(key, row["n_outcomes"])
+            pending.add_metric(key, row["pending_outcomes"])
+            if row["hit_rate"] is not None:
+                hit.add_metric(key, row["hit_rate"])
+            if row["net_return_mean"] is not None:
+                net_mean.add_metric(key, row["net_return_mean"])
+            net_total.add_metric(key, row["net_return_total"])
+            degraded.add_metric(key, 1.0 if row["degraded"] else 0.0)
+        yield from (n, pending, hit, net_mean, net_total, degraded)
+
+
 def _counts(name: str, documentation: str, rows: QuerySet[Any], fields: list[str]) -> GaugeMetricFamily:
     """A gauge of how many of `rows` there are per value of `fields` (one grouped query; labels named as the
     fields)."""
@@ -299,6 +338,7 @@ def render() -> bytes:
     for name, collector in (
         ("ingest", IngestCollector()),
         ("prediction", PredictionCollector()),
+        ("outcomes", OutcomeCollector()),
         ("trading", TradingCollector()),
         ("reconciliation", ReconciliationCollector()),
         ("health", HealthCollector()),

@@ -17,7 +17,15 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from galfriday_site.errors import ApplicationError
 from models_registry import services
-from models_registry.models import ModelAlias, ModelVersion, RegisteredModel, Stage, StageEvent
+from models_registry.models import (
+    ModelAlias,
+    ModelVersion,
+    Prediction,
+    PredictionOutcome,
+    RegisteredModel,
+    Stage,
+    StageEvent,
+)
 from models_registry.selectors import promotion_gate_report
 
 
@@ -146,3 +154,80 @@ class StageEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ["model", "kind", "to_stage", "gate_overridden"]
     search_fields = ["actor", "reason", "alias"]
     date_hierarchy = "at"
+
+
+OUTCOME_FIELDS = (
+    "status",
+    "pending_reason",
+    "forward_return",
+    "realised_label",
+    "dead_zone",
+    "direction_hit",
+    "position",
+    "round_trip_cost",
+    "net_return",
+    "entry_close",
+    "exit_close",
+    "matured_at",
+    "revisions",
+    "revised_at",
+)
+
+
+class PredictionOutcomeInline(ReadOnlyMixin, admin.StackedInline):
+    model = PredictionOutcome
+    fk_name = "prediction"
+    extra = 0
+    fields = readonly_fields = OUTCOME_FIELDS
+
+
+@admin.register(Prediction)
+class PredictionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Recorded predictions with their outcome (read-only: written by the prediction service and maturation)."""
+
+    list_display = ["decision_id", "version", "symbol", "bar_time", "horizon", "signal", "confidence", "outcome_status"]
+    list_filter = ["signal", "version__model"]
+    search_fields = ["decision_id", "symbol"]
+    date_hierarchy = "created_at"
+    list_select_related = ["version__model", "outcome"]
+    readonly_fields = ["feature_row"]
+    exclude = ["features"]
+    inlines = [PredictionOutcomeInline]
+
+    @admin.display(description="outcome")
+    def outcome_status(self, obj: Prediction) -> str:
+        outcome = getattr(obj, "outcome", None)
+        if outcome is None:
+            return "-"
+        if outcome.status == PredictionOutcome.Status.MATURED:
+            return f"label {outcome.realised_label:+d}, net {outcome.net_return:+.4%}"
+        return f"pending ({outcome.pending_reason})"
+
+    @admin.display(description="features (float32, signature order)")
+    def feature_row(self, obj: Prediction) -> str:
+        row = obj.feature_vector()
+        if row is None:
+            return "-"
+        names = obj.version.feature_names
+        return ", ".join(f"{n}={v:.6g}" for n, v in zip(names, row, strict=False))
+
+
+@admin.register(PredictionOutcome)
+class PredictionOutcomeAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
+    """What each prediction's horizon turned out to be (read-only: written by the maturation service)."""
+
+    list_display = [
+        "prediction",
+        "version",
+        "symbol",
+        "bar_time",
+        "status",
+        "realised_label",
+        "direction_hit",
+        "net_return",
+        "revisions",
+    ]
+    list_filter = ["status", "direction_hit", "version__model"]
+    search_fields = ["prediction__decision_id", "symbol"]
+    list_select_related = ["prediction", "version__model"]
+    date_hierarchy = "bar_time"

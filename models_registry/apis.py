@@ -295,3 +295,93 @@ class ProductionAtApi(APIView):
             else selectors.production_version(model_name=name)
         )
         return Response(self.OutputSerializer({"model": name, "at": at, "version": found}).data)
+
+
+# --- outcomes ------------------------------------------------------------------------------------------------
+
+
+class VersionLiveMetricsApi(APIView):
+    """Live metrics of a version's matured outcomes per window (1h, 24h, 7d, all, last N), each with its interval
+    and data window, beside the version's validation metrics and the degradation assessment."""
+
+    class FilterSerializer(serializers.Serializer):
+        last_n = serializers.IntegerField(min_value=10, max_value=100_000, required=False)
+        bins = serializers.IntegerField(min_value=2, max_value=50, default=10)
+
+    @extend_schema(parameters=[FilterSerializer], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, name: str, version: int) -> Response:
+        from models_registry.outcomes import LAST_N, version_live_metrics
+
+        found = _version_or_404(name, version)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        last_n = filters.validated_data.get("last_n")
+        return Response(
+            version_live_metrics(
+                version=found, last_n=(last_n,) if last_n else LAST_N, bins=filters.validated_data["bins"]
+            )
+        )
+
+
+class VersionOutcomesApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=["pending", "matured"], required=False)
+        since = serializers.DateTimeField(required=False)
+        until = serializers.DateTimeField(required=False)
+        direction_hit = serializers.BooleanField(required=False, allow_null=True, default=None)
+        signal = serializers.ChoiceField(choices=[-1, 0, 1], required=False)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if attrs.get("since") and attrs.get("until") and attrs["since"] >= attrs["until"]:
+                raise serializers.ValidationError({"until": "must be after since"})
+            return attrs
+
+    class OutputSerializer(serializers.Serializer):
+        decision_id = serializers.CharField(source="prediction.decision_id")
+        symbol = serializers.CharField()
+        bar_time = serializers.DateTimeField()
+        horizon = serializers.IntegerField()
+        window_end = serializers.DateTimeField()
+        signal = serializers.IntegerField()
+        probabilities = serializers.SerializerMethodField()
+        status = serializers.CharField()
+        pending_reason = serializers.CharField()
+        forward_return = serializers.FloatField(allow_null=True)
+        realised_label = serializers.IntegerField(allow_null=True)
+        dead_zone = serializers.FloatField(allow_null=True)
+        direction_hit = serializers.BooleanField(allow_null=True)
+        position = serializers.IntegerField()
+        round_trip_cost = serializers.FloatField()
+        net_return = serializers.FloatField(allow_null=True)
+        entry_close = serializers.DecimalField(max_digits=30, decimal_places=12, allow_null=True)
+        exit_close = serializers.DecimalField(max_digits=30, decimal_places=12, allow_null=True)
+        matured_at = serializers.DateTimeField(allow_null=True)
+        revisions = serializers.IntegerField()
+        revised_at = serializers.DateTimeField(allow_null=True)
+
+        def get_probabilities(self, outcome: Any) -> dict[str, float]:
+            return {"-1": outcome.p_down, "0": outcome.p_flat, "1": outcome.p_up}
+
+    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer(many=True))
+    def get(self, request: Request, name: str, version: int) -> Response:
+        from models_registry.outcomes import outcome_list
+
+        found = _version_or_404(name, version)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return _paginated(request, self, outcome_list(version=found, **filters.validated_data), self.OutputSerializer)
+
+
+class VersionCalibrationApi(APIView):
+    class FilterSerializer(serializers.Serializer):
+        window = serializers.ChoiceField(choices=["1h", "24h", "7d", "all"], default="all")
+        bins = serializers.IntegerField(min_value=2, max_value=50, default=10)
+
+    @extend_schema(parameters=[FilterSerializer], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, name: str, version: int) -> Response:
+        from models_registry.outcomes import version_calibration
+
+        found = _version_or_404(name, version)
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return Response(version_calibration(version=found, **filters.validated_data))

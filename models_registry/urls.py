@@ -9,9 +9,12 @@ from models_registry.apis import (
     ProductionAtApi,
     VersionArchiveApi,
     VersionArtifactApi,
+    VersionCalibrationApi,
     VersionDetailApi,
     VersionListApi,
+    VersionLiveMetricsApi,
     VersionMetricsApi,
+    VersionOutcomesApi,
     VersionPromoteApi,
 )
 
@@ -26,6 +29,11 @@ urlpatterns = [
     path("<str:name>/versions/<int:version>/promote/", VersionPromoteApi.as_view(), name="version-promote"),
     path("<str:name>/versions/<int:version>/archive/", VersionArchiveApi.as_view(), name="version-archive"),
     path("<str:name>/versions/<int:version>/artifact/", VersionArtifactApi.as_view(), name="version-artifact"),
+    path(
+        "<str:name>/versions/<int:version>/live-metrics/", VersionLiveMetricsApi.as_view(), name="version-live-metrics"
+    ),
+    path("<str:name>/versions/<int:version>/outcomes/", VersionOutcomesApi.as_view(), name="version-outcomes"),
+    path("<str:name>/versions/<int:version>/calibration/", VersionCalibrationApi.as_view(), name="version-calibration"),
     path("<str:name>/aliases/", AliasListApi.as_view(), name="alias-list"),
     path("<str:name>/aliases/<str:alias>/remove/", AliasRemoveApi.as_view(), name="alias-remove"),
     path("<str:name>/history/", HistoryApi.as_view(), name="history"),

@@ -383,3 +383,82 @@ def test_store_bars_are_the_ingest_workers_bar_points() -> None:
     get_store().write_batch([one.to_point()])
     loaded = load_bars(symbol=symbol, start=t, end=t + timedelta(minutes=1), fill=False)
     assert loaded.bars["close"].tolist() == [100.5]
+
+
+# --- API, admin and /metrics -------------------------------------------------------------------------------
+
+
+def _api(user: Any = None) -> Any:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
+
+
+def test_outcome_api_serves_live_metrics_outcomes_and_calibration(plain_user) -> None:  # type: ignore[no-untyped-def]
+    version = _version()
+    end = datetime.now(tz=UTC).replace(second=0, microsecond=0)
+    _outcomes(version, np.tile([1, 1, 0], 50), end=end)
+    base = f"/api/models/{version.model.name}/versions/{version.version}"
+    client = _api(plain_user)
+    live = client.get(f"{base}/live-metrics/?last_n=50").json()
+    assert live["windows"]["all"]["n_outcomes"] == 150
+    assert live["windows"]["last_50"]["n_outcomes"] == 50
+    assert live["validation"]["direction_hit_rate"] == 0.6
+    page = client.get(f"{base}/outcomes/?status=matured&direction_hit=false&limit=5").json()
+    assert page["count"] == 50
+    assert {o["direction_hit"] for o in page["results"]} == {False}
+    assert page["results"][0]["probabilities"] == {"-1": 0.3, "0": 0.1, "1": 0.6}
+    calibration = client.get(f"{base}/calibration/?window=24h&bins=5").json()
+    assert calibration["n_outcomes"] == 150
+    assert [b["count"] for b in calibration["buckets"]] == [0, 0, 150, 0, 0]
+    assert calibration["ece"] == pytest.approx(abs(2 / 3 - 0.6))
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("live-metrics", "last_n=0"),
+        ("live-metrics", "bins=1"),
+        ("outcomes", "status=done"),
+        ("outcomes", "since=yesterday"),
+        ("outcomes", "since=2025-01-02T00:00Z&until=2025-01-01T00:00Z"),
+        ("outcomes", "signal=2"),
+        ("calibration", "window=1y"),
+        ("calibration", "bins=500"),
+    ],
+)
+def test_outcome_api_refuses_bad_input(plain_user, path: str, query: str) -> None:  # type: ignore[no-untyped-def]
+    version = _version()
+    response = _api(plain_user).get(f"/api/models/{version.model.name}/versions/{version.version}/{path}/?{query}")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_outcome_api_needs_a_user_and_an_existing_version(plain_user) -> None:  # type: ignore[no-untyped-def]
+    version = _version()
+    assert _api().get(f"/api/models/{version.model.name}/versions/1/outcomes/").status_code == 401
+    missing = _api(plain_user).get(f"/api/models/{version.model.name}/versions/9/live-metrics/")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+
+
+def test_admin_shows_outcomes_and_metrics_export_gauges(admin_client, client) -> None:  # type: ignore[no-untyped-def]
+    symbol, frame = _symbol(), _bars()
+    store_bars(frame, symbol)
+    version = _version()
+    (prediction,) = _predict(version, symbol, [frame.index[5]])
+    outcomes_mature(now=_now(frame))
+    outcome = PredictionOutcome.objects.get(prediction=prediction)
+    page = admin_client.get(f"/admin/models_registry/prediction/{prediction.pk}/change/")
+    assert page.status_code == 200
+    assert "matured" in page.content.decode()
+    assert admin_client.get(f"/admin/models_registry/predictionoutcome/{outcome.pk}/change/").status_code == 200
+    assert admin_client.get("/admin/models_registry/predictionoutcome/").status_code == 200
+    text = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    key = f'model="{version.model.name}",stage="none",version="{version.version}"'
+    assert f"galfriday_model_outcomes{{{key}}} 1.0" in text
+    assert f"galfriday_model_degraded{{{key}}} 0.0" in text
+    assert f"galfriday_model_net_return_total{{{key}}} {outcome.net_return!r}" in text
