@@ -58,7 +58,7 @@ class ParamSpec:
 
 _VOL = ParamSpec(0.001, 1e-6, 0.05, "sigma of the 1-minute log return")
 _DRIFT = ParamSpec(0.0002, 0.0, 0.01, "|mean| of the 1-minute log return while the hidden regime lasts")
-_REGIME = ParamSpec(240, 2, 10**9, "mean regime length in minutes (switch probability 1/regime_minutes)", True)
+_REGIME = ParamSpec(240, 3, 10**9, "mean regime length in minutes (switch probability 1/regime_minutes)", True)
 _CHANGE_AT = ParamSpec(60, 0, 10**7, "minutes after the simulator's start when the change happens", True)
 
 SCENARIOS: dict[str, dict[str, ParamSpec]] = {
@@ -502,10 +502,12 @@ def ground_truth(spec: ScenarioSpec, horizon: int = 15, *, minutes: int = MC_MIN
     """What the best possible predictor achieves at ``horizon`` bars, per phase of the scenario.
 
     A decision at the close of bar t concerns R_h = r_{t+1} + ... + r_{t+h} (log return). The optimal predictor
-    (minimum mean square error, and sign-optimal because the conditional law of R_h is a symmetric mixture
-    shifted by its mean) is the Hamilton (1989) filter of the hidden chain ("A New Approach to the Economic
-    Analysis of Nonstationary Time Series and the Business Cycle", Econometrica 57(2); the discrete-time Wonham
-    filter):  E[R_h | F_t] = d (2 pi_t - 1) sum_{k=1..h} (1 - 2p)^k, since E[s_{t+k} | s_t] = (1 - 2p)^k s_t.
+    is built on the Hamilton (1989) filter of the hidden chain ("A New Approach to the Economic Analysis of
+    Nonstationary Time Series and the Business Cycle", Econometrica 57(2); the discrete-time Wonham filter),
+    pi_t = P(s_t = +1 | r_1..r_t):  E[R_h | F_t] = d (2 pi_t - 1) sum_{k=1..h} (1 - 2p)^k, since
+    E[s_{t+k} | s_t] = (1 - 2p)^k s_t. It is also the best sign call: by the symmetry s -> -s,
+    P(R_h > 0 | F_t) = pi_t q + (1 - pi_t)(1 - q) with q = P(R_h > 0 | s_t = +1) > 1/2 (p < 1/2), which exceeds
+    1/2 exactly when E[R_h | F_t] > 0.
 
     - ``hit_rate_optimal``: P(sign E[R_h|F_t] = sign R_h);
     - ``hit_rate_oracle``: the same with s_t known (sign s_t); with p -> 0 it tends to Phi(d sqrt(h) / sigma);
