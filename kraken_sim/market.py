@@ -9,8 +9,9 @@ quantities are Decimal from the moment they are formed.
 
 Scenario markets (``kraken_sim.scenarios``): the fair price follows a per-minute return path whose
 predictability is known. At each step, log(fair) moves along a Brownian bridge toward the current UTC minute's
-target close, reaching it at ``HOLD_FRACTION`` of the minute and holding it until the minute ends (one small
-market order is sent when the hold starts, so every minute prints a trade at its close); participant quotes that
+target close, reaching it at ``HOLD_FRACTION`` of the minute and holding it until the minute ends. Takers trade
+as in the history: 3-12 market orders a minute at uniform times, the last one when the hold starts (so every
+minute prints a trade at its close); participant quotes that
 the fair moved through are pulled and re-posted, so the book keeps up and trades print near the fair (a lagging
 book would add autocorrelation to the returns: a fake edge). Before start, a back-dated history of the same path
 is installed as public trades (``MarketDriver.prepare``).
@@ -206,6 +207,7 @@ class ScenarioGenerator(SymbolGenerator):
         self.tau = 0.0  # fraction of the current minute at which ``x`` was set
         self.held = False
         self.pulled = 0
+        self.takers: list[float] = []  # fractions of the current minute at which a taker trades, soonest last
         self.fair = self._fair_decimal()
 
     def start_at(self, origin_ns: int) -> None:
@@ -215,7 +217,27 @@ class ScenarioGenerator(SymbolGenerator):
         self.x = self.path.log_close(-1)
         self.tau = 0.0
         self.held = False
+        self._schedule_takers(after=(self.clock.now_ns() % MINUTE_NS) / MINUTE_NS)
         self.fair = self.anchor = self._fair_decimal()
+
+    def _schedule_takers(self, after: float = 0.0) -> None:
+        """As in the history: 3-12 trades a minute, the last one the print at the close (the hold), the others
+        market orders at uniform times before it."""
+        count = self.rng.randint(3, 12) - 1
+        times = [self.rng.random() * HOLD_FRACTION for _ in range(count)]
+        self.takers = sorted((t for t in times if t > after), reverse=True)
+
+    def _taker(self) -> None:
+        """A market order no larger than the opposite touch, so it prints at one price next to the fair."""
+        side = Side.BUY if self.rng.random() < 0.5 else Side.SELL
+        qty = self._qty(1.0)
+        opposite = self.book.asks if side is Side.BUY else self.book.bids
+        best = opposite.best()
+        if best is None:
+            return
+        qty = min(qty, opposite.qty[best])
+        if qty > 0:
+            self.exchange.participant_market(self.inst, side, qty)
 
     def _fair_decimal(self) -> Decimal:
         return max(_dec(math.exp(self.x), 6), self.inst.tick_size * 100).quantize(FAIR_QUANTUM)
@@ -230,6 +252,7 @@ class ScenarioGenerator(SymbolGenerator):
             self.x = self.path.log_close(minute - 1)
             self.tau = 0.0
             self.held = False
+            self._schedule_takers()
         target = self.path.log_close(self.minute)
         if minute < self.minute or tau >= HOLD_FRACTION:
             self.x, self.tau = target, max(self.tau, tau)
@@ -270,8 +293,8 @@ class ScenarioGenerator(SymbolGenerator):
 
     def _keep_up(self) -> None:
         spacing = self.inst.level_spacing
-        for side in (Side.SELL, Side.BUY):
-            pulled = self._pull(side)
+        pulled_by_side = {side: self._pull(side) for side in (Side.SELL, Side.BUY)}  # both before re-quoting
+        for side, pulled in pulled_by_side.items():
             self.pulled += pulled
             for _ in range(min(pulled, MAX_REQUOTES)):
                 offset = self._offset()
@@ -283,10 +306,33 @@ class ScenarioGenerator(SymbolGenerator):
                 offset = spacing * _dec(0.3 + self.rng.random(), 4)
                 price = self.fair - offset if side is Side.BUY else self.fair + offset
                 self._limit(side, self._on_tick(price, side), self._qty(1.0))
+        while self.takers and self.takers[-1] <= self.tau:
+            self.takers.pop()
+            self._taker()
         if self.tau >= HOLD_FRACTION and not self.held:
-            self.held = True  # a print at the minute's close
+            self.held = True  # the print at the minute's close
+            self._taker()
+
+    def _act(self) -> None:
+        """The participants' quoting and cancelling; takers trade on the minute's schedule (``_keep_up``), so
+        the live tape has the history's trade count and sizes per minute."""
+        if self.exchange.status in ("maintenance", "cancel_only"):
+            return
+        bids, asks = len(self.book.bids), len(self.book.asks)
+        if bids < self.MIN_LEVELS or asks < self.MIN_LEVELS:
+            side = Side.BUY if bids < asks else Side.SELL
+            gap = self._offset() + self.inst.level_spacing * 3
+            price = self.fair - gap if side is Side.BUY else self.fair + gap
+            self._limit(side, self._on_tick(price, side), self._qty(1.0))
+        elif bids > self.MAX_LEVELS or asks > self.MAX_LEVELS:
+            self._trim(Side.BUY if bids > asks else Side.SELL)
+        elif self.rng.random() < 0.28:
+            self._cancel_one()
+        else:
             side = Side.BUY if self.rng.random() < 0.5 else Side.SELL
-            self.exchange.participant_market(self.inst, side, self._qty(0.4))
+            offset = self._offset()
+            price = self.fair - offset if side is Side.BUY else self.fair + offset
+            self._limit(side, self._on_tick(price, side), self._qty(1.0))
 
     def describe(self) -> dict[str, Any]:
         return {
