@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,12 +17,13 @@ from galfriday_site.health import run_health_checks
 class HealthApi(APIView):
     """Checks the database, broker, cache, channel layer and time-series store for real.
 
-    Open to anyone (load balancers and orchestrators call it). HTTP 200 when every required component is ok,
-    503 otherwise.
+    Open to anyone (load balancers and orchestrators call it), unthrottled: HTTP 200 when every required component
+    is ok, 503 otherwise, with the overall status only. Authenticated staff also see each component (backend,
+    latency, error, the ingest worker's details): addresses, hosts and exception texts are not for anonymous eyes.
     """
 
     permission_classes = [AllowAny]
-    authentication_classes: list[Any] = []
+    throttle_classes: list[Any] = []
 
     class ComponentSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=["ok", "failing"])
@@ -32,14 +35,34 @@ class HealthApi(APIView):
 
     class OutputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=["ok", "failing"])
-        components = serializers.DictField(child=serializers.JSONField())
+        components = serializers.DictField(child=serializers.JSONField(), required=False, help_text="staff only")
 
     @extend_schema(responses={200: OutputSerializer, 503: OutputSerializer})
     def get(self, request: Request) -> Response:
         report = run_health_checks()
         healthy = all(c.ok for c in report if c.required)
-        body = {
-            "status": "ok" if healthy else "failing",
-            "components": {c.name: self.ComponentSerializer(c.as_dict()).data for c in report},
-        }
+        body: dict[str, Any] = {"status": "ok" if healthy else "failing"}
+        user = request.user
+        if user and user.is_authenticated and user.is_staff:
+            body["components"] = {c.name: self.ComponentSerializer(c.as_dict()).data for c in report}
         return Response(body, status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+class _LoginInProduction:
+    """The schema and its documentation pages: open in development (DEBUG), for authenticated users otherwise (a
+    session from the admin login, or a token). Decided per request, so the setting is read when it is asked."""
+
+    def get_permissions(self) -> list[BasePermission]:
+        return [AllowAny() if settings.DEBUG else IsAuthenticated()]
+
+
+class SchemaApi(_LoginInProduction, SpectacularAPIView):
+    pass
+
+
+class SchemaDocsApi(_LoginInProduction, SpectacularSwaggerView):
+    pass
+
+
+class SchemaRedocApi(_LoginInProduction, SpectacularRedocView):
+    pass

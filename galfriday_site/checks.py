@@ -30,9 +30,39 @@ def production_configuration(app_configs: Any = None, **kwargs: Any) -> list[Err
         secret_key=secret_key,
         artifact_keys=settings.MODELS_REGISTRY_ARTIFACT_KEYS,
     )
-    return problems + artifact_storage_problems(
-        storage=settings.MODELS_REGISTRY_ARTIFACT_STORAGE, bucket=settings.MODELS_REGISTRY_S3_BUCKET
+    return (
+        problems
+        + artifact_storage_problems(
+            storage=settings.MODELS_REGISTRY_ARTIFACT_STORAGE, bucket=settings.MODELS_REGISTRY_S3_BUCKET
+        )
+        + web_connection_problems(process=settings.GALFRIDAY_PROCESS, databases=settings.DATABASES)
     )
+
+
+def web_connection_problems(*, process: str, databases: dict[str, Any]) -> list[Error]:
+    """The web process (ASGI) with persistent database connections: refused, in any mode.
+
+    Under ASGI each request's sync code runs on a thread of its own and Django's connections are per thread, so a
+    connection kept for reuse (CONN_MAX_AGE > 0, or None: forever) is left open in a thread that is not reused;
+    under load the web process holds as many idle connections as PostgreSQL allows and requests fail with "too
+    many clients". Django's psycopg pool (OPTIONS["pool"], bounded by its max_size) is the other safe choice."""
+    if process != "web":
+        return []
+    errors: list[Error] = []
+    for alias, db in databases.items():
+        max_age = db.get("CONN_MAX_AGE", 0)
+        if max_age == 0:  # a psycopg pool (OPTIONS["pool"]) also needs 0 and is bounded (max_size)
+            continue
+        errors.append(
+            Error(
+                f"Database '{alias}' keeps persistent connections (CONN_MAX_AGE={max_age!r}) in the ASGI web "
+                "process: connections would be left behind per thread until PostgreSQL refuses new clients.",
+                hint="Use DATABASE_WEB_CONN_MAX_AGE=0 (the default) for the web process, or a psycopg pool with a "
+                "bounded max_size.",
+                id="galfriday.E009",
+            )
+        )
+    return errors
 
 
 def exchange_problems(*, exchange: str, trading_mode: str, api_key: str, api_secret: str) -> list[Error]:

@@ -13,12 +13,19 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
+from rest_framework.views import exception_handler, set_rollback
+
+from galfriday_site.parsers import RequestTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +59,18 @@ class ServiceUnavailableError(ApplicationError):
     http_status = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.JSONField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape (for the OpenAPI schema)."""
+
+    error = ErrorDetailSerializer()
+
+
 _DRF_CODES: dict[type[exceptions.APIException], str] = {
     exceptions.ValidationError: "validation_error",
     exceptions.ParseError: "malformed_request",
@@ -70,7 +89,35 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def _malformed(exc: Exception) -> exceptions.APIException | None:
+    """A request the client got wrong that surfaces as a Python or Django error rather than an APIException: the
+    matching 4xx, or None."""
+    if isinstance(exc, RequestDataTooBig):
+        return RequestTooLarge()
+    if isinstance(exc, SuspiciousOperation):  # TooManyFieldsSent, TooManyFilesSent, ...
+        return exceptions.ParseError(f"Malformed request: {exc}")
+    if isinstance(exc, RecursionError):
+        return exceptions.ParseError("Malformed request: nested too deeply.")
+    if isinstance(exc, UnicodeError):
+        return exceptions.ParseError("Malformed request: not valid UTF-8.")
+    if isinstance(exc, DataError):  # a value the database cannot hold or compare (a NUL character, for one)
+        set_rollback()
+        return exceptions.ValidationError(
+            {"non_field_errors": ["A value cannot be stored or compared (a NUL character, for instance)."]}
+        )
+    return None
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    replacement = _malformed(exc)
+    if replacement is not None:
+        # The client's fault: a line at WARNING, no traceback.
+        logger.warning(
+            "malformed request refused: %s",
+            type(exc).__name__,
+            extra={"view": type(context.get("view")).__name__, "status": replacement.status_code},
+        )
+        exc = replacement
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     if isinstance(exc, DjangoValidationError):
@@ -88,7 +135,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(error_body("internal_error", "Internal server error."), status=500)
 
     assert isinstance(exc, exceptions.APIException)
-    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), None) or str(exc.default_code)
     if isinstance(exc, exceptions.ValidationError):
         detail: Any = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = error_body(code, "Invalid input.", detail)

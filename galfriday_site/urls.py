@@ -1,9 +1,8 @@
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
-from galfriday_site.apis import HealthApi
+from galfriday_site.apis import HealthApi, SchemaApi, SchemaDocsApi, SchemaRedocApi
+from galfriday_site.auth import TokenObtainApi, TokenRevokeApi
 from galfriday_site.metrics import metrics_view
 
 admin.site.site_header = "Gal-Friday"
@@ -12,10 +11,11 @@ admin.site.index_title = "Operations"
 
 api_patterns: list[URLPattern | URLResolver] = [
     path("health/", HealthApi.as_view(), name="health"),
-    path("auth/token/", obtain_auth_token, name="auth-token"),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+    path("auth/token/", TokenObtainApi.as_view(), name="auth-token"),
+    path("auth/token/revoke/", TokenRevokeApi.as_view(), name="auth-token-revoke"),
+    path("schema/", SchemaApi.as_view(), name="schema"),
+    path("docs/", SchemaDocsApi.as_view(url_name="api:schema"), name="docs"),
+    path("redoc/", SchemaRedocApi.as_view(url_name="api:schema"), name="redoc"),
     path("trading/", include("trading.urls")),
     path("models/", include("models_registry.urls")),
     path("reconciliation/", include("reconciliation.urls")),

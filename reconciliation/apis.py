@@ -7,22 +7,15 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from galfriday_site.errors import NotFoundError
+from galfriday_site.pagination import paginated_response
 from reconciliation import selectors, services
 from reconciliation.models import Discrepancy, ReconciliationRun
-from reconciliation.tasks import reconciliation_request
 from trading.permissions import actor_name
-
-
-def _paginated(request: Request, view: APIView, queryset: Any, serializer: type[serializers.Serializer]) -> Response:
-    paginator = LimitOffsetPagination()
-    page: Any = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
 def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
@@ -87,7 +80,7 @@ class RunListApi(APIView):
     @extend_schema(parameters=[FilterSerializer], responses=RunOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         filters = _valid(self.FilterSerializer, request.query_params)
-        return _paginated(request, self, selectors.run_list(filters=filters), RunOutputSerializer)
+        return paginated_response(request, self, selectors.run_list(filters=filters), RunOutputSerializer)
 
 
 class RunDetailApi(APIView):
@@ -100,26 +93,22 @@ class RunDetailApi(APIView):
 
 
 class RunTriggerApi(APIView):
-    """Ask for a run now (operator trigger). `mode` "queue" (default) enqueues it on the reconciliation queue and
-    answers 202; "now" runs it in this request and answers with the run (409 if one is already running)."""
+    """Ask for a run (operator trigger): enqueued on the reconciliation queue, answered 202. Refused in paper mode
+    (409 `paper_mode`) and within GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S of the previous request (429
+    `cooldown`, with `retry_after_s`)."""
 
     @extend_schema_serializer(component_name="ReconciliationTriggerInput")
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
-        mode = serializers.ChoiceField(choices=["queue", "now"], default="queue")
 
     @extend_schema_serializer(component_name="ReconciliationTriggerQueued")
     class QueuedSerializer(serializers.Serializer):
         queued = serializers.BooleanField()
 
-    @extend_schema(request=InputSerializer, responses={201: RunOutputSerializer, 202: QueuedSerializer})
+    @extend_schema(request=InputSerializer, responses={202: QueuedSerializer})
     def post(self, request: Request) -> Response:
         data = _valid(self.InputSerializer, request.data)
-        actor = actor_name(request.user)
-        if data["mode"] == "now":
-            run = services.reconciliation_run(trigger="operator", requested_by=actor, reason=data["reason"])
-            return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
-        reconciliation_request(trigger="operator", requested_by=actor, reason=data["reason"])
+        services.reconciliation_trigger(requested_by=actor_name(request.user), reason=data["reason"])
         return Response({"queued": True}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -137,7 +126,9 @@ class DiscrepancyListApi(APIView):
     @extend_schema(parameters=[FilterSerializer], responses=DiscrepancyOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         filters = _valid(self.FilterSerializer, request.query_params)
-        return _paginated(request, self, selectors.discrepancy_list(filters=filters), DiscrepancyOutputSerializer)
+        return paginated_response(
+            request, self, selectors.discrepancy_list(filters=filters), DiscrepancyOutputSerializer
+        )
 
 
 class DiscrepancyDetailApi(APIView):

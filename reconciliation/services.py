@@ -785,6 +785,46 @@ def startup_gate_release(*, run: ReconciliationRun) -> bool:
 # --- operators ----------------------------------------------------------------------------------------------------
 
 
+TRIGGER_COOLDOWN_KEY = "reconciliation:operator-trigger"
+
+
+class ReconciliationPaperMode(ConflictError):
+    code = "paper_mode"
+
+
+class ReconciliationCooldown(ApplicationError):
+    code = "cooldown"
+    http_status = 429
+
+
+def reconciliation_trigger(*, requested_by: str, reason: str = "", now: float | None = None) -> None:
+    """An operator asks for a run: enqueued on the reconciliation queue (after commit), never run in the request.
+
+    Refused in paper mode (the exchange account is not ours: a run would halt trading over differences that are
+    not differences) and within GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S of the previous operator request (a run
+    spends the Kraken REST budget that trading shares); the cool-down is kept in the shared cache, so it holds
+    across web processes."""
+    from django.core.cache import cache
+
+    from reconciliation.tasks import live_trading, reconciliation_request
+
+    if not live_trading():
+        raise ReconciliationPaperMode(
+            "Paper trading: the exchange account is not ours to reconcile.",
+            details={"trading_mode": getattr(settings, "TRADING_MODE", "paper")},
+        )
+    cooldown = int(getattr(settings, "GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S", 300))
+    now = time.time() if now is None else now
+    if cooldown > 0 and not cache.add(TRIGGER_COOLDOWN_KEY, now, timeout=cooldown):
+        since = cache.get(TRIGGER_COOLDOWN_KEY)
+        retry_after = max(1, round(cooldown - (now - float(since)))) if since is not None else cooldown
+        raise ReconciliationCooldown(
+            f"A run was requested less than {cooldown} s ago: try again in {retry_after} s.",
+            details={"retry_after_s": retry_after, "cooldown_s": cooldown},
+        )
+    reconciliation_request(trigger="operator", requested_by=requested_by, reason=reason)
+
+
 @transaction.atomic
 def discrepancy_acknowledge(*, discrepancy_id: int, actor: str, note: str = "") -> Discrepancy:
     """Seen by an operator, still to be resolved. Acknowledging a resolved discrepancy changes nothing."""
@@ -838,11 +878,14 @@ def discrepancy_resolve(
 
 
 __all__ = [
+    "ReconciliationCooldown",
+    "ReconciliationPaperMode",
     "ReconciliationRunning",
     "discrepancy_acknowledge",
     "discrepancy_resolve",
     "exchange_client",
     "reconciliation_run",
+    "reconciliation_trigger",
     "run_start",
     "startup_gate_engage",
     "startup_gate_release",

@@ -9,12 +9,13 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from galfriday_site import fields
 from galfriday_site.errors import ApplicationError, NotFoundError
+from galfriday_site.pagination import paginated_response
 from trading import risk_services, selectors
 from trading.executions import EventSource
 from trading.models import Decision, Instrument, OrderType, Side, TimeInForce
@@ -22,12 +23,6 @@ from trading.order_states import OrderState
 from trading.permissions import IsTrader, actor_name
 from trading.risk import OrderIntent, check_instrument_rules
 from trading.risk_services import instrument_rules
-
-
-def _paginated(request: Request, view: APIView, queryset: Any, serializer: type[serializers.Serializer]) -> Response:
-    paginator = LimitOffsetPagination()
-    page: Any = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
 
 
 @extend_schema_serializer(component_name="TradingOrder")
@@ -90,7 +85,9 @@ class OrderListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        return _paginated(request, self, selectors.order_list(filters=filters.validated_data), OrderOutputSerializer)
+        return paginated_response(
+            request, self, selectors.order_list(filters=filters.validated_data), OrderOutputSerializer
+        )
 
 
 class OrderDetailApi(APIView):
@@ -133,7 +130,9 @@ class FillListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        return _paginated(request, self, selectors.fill_list(filters=filters.validated_data), FillOutputSerializer)
+        return paginated_response(
+            request, self, selectors.fill_list(filters=filters.validated_data), FillOutputSerializer
+        )
 
 
 class DecisionOutputSerializer(serializers.Serializer):
@@ -167,7 +166,7 @@ class DecisionListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        return _paginated(
+        return paginated_response(
             request, self, selectors.decision_list(filters=filters.validated_data), DecisionOutputSerializer
         )
 
@@ -186,7 +185,7 @@ class PositionListApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return _paginated(request, self, selectors.position_list(), self.OutputSerializer)
+        return paginated_response(request, self, selectors.position_list(), self.OutputSerializer)
 
 
 class BalanceListApi(APIView):
@@ -198,7 +197,7 @@ class BalanceListApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return _paginated(request, self, selectors.balance_list(), self.OutputSerializer)
+        return paginated_response(request, self, selectors.balance_list(), self.OutputSerializer)
 
 
 class TradingStateApi(APIView):
@@ -253,8 +252,8 @@ class OrderCreateApi(APIView):
         symbol = serializers.CharField(max_length=32)
         side = serializers.ChoiceField(choices=Side.values)
         order_type = serializers.ChoiceField(choices=OrderType.values)
-        quantity = serializers.DecimalField(max_digits=30, decimal_places=10)
-        limit_price = serializers.DecimalField(max_digits=30, decimal_places=12, required=False, allow_null=True)
+        quantity = fields.DecimalField(max_digits=30, decimal_places=10)
+        limit_price = fields.DecimalField(max_digits=30, decimal_places=12, required=False, allow_null=True)
         time_in_force = serializers.ChoiceField(choices=TimeInForce.values, default=TimeInForce.GTC)
         post_only = serializers.BooleanField(default=False)
         client_order_id = serializers.RegexField(r"^[A-Za-z0-9_.:-]{1,64}$", required=False)
@@ -404,12 +403,26 @@ class TradingReduceApi(APIView):
 
 
 class TradingResumeApi(APIView):
+    """ACTIVE again. After a halt by a person, any trader. After a safety halt (reconciliation, start-up, risk
+    monitor): staff or the `galfriday_site.resume_safety_halt` permission (403 `safety_halt`), and no open critical
+    reconciliation discrepancy (409 `open_critical_discrepancies`) unless `override` is true with a reason of at
+    least GALFRIDAY_RESUME_OVERRIDE_MIN_REASON characters (recorded as a SafetyOverride)."""
+
     permission_classes = [IsTrader]
 
-    @extend_schema(request=_ReasonInput, responses=TradingStateApi.OutputSerializer)
+    class InputSerializer(_ReasonInput):
+        override = serializers.BooleanField(default=False)
+
+    @extend_schema(request=InputSerializer, responses=TradingStateApi.OutputSerializer)
     def post(self, request: Request) -> Response:
-        data = _valid(_ReasonInput, request)
-        state = risk_services.trading_resume(reason=data["reason"], actor=actor_name(request.user))
+        data = _valid(self.InputSerializer, request)
+        user = request.user
+        state = risk_services.trading_resume(
+            reason=data["reason"],
+            actor=actor_name(user),
+            may_lift_safety_halt=bool(user.is_staff) or user.has_perm("galfriday_site.resume_safety_halt"),
+            override=data["override"],
+        )
         return Response(TradingStateApi.OutputSerializer(state).data)
 
 
@@ -434,7 +447,7 @@ class RiskLimitListApi(APIView):
 
     @extend_schema(responses=RiskLimitOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return _paginated(request, self, selectors.risk_limit_list(), RiskLimitOutputSerializer)
+        return paginated_response(request, self, selectors.risk_limit_list(), RiskLimitOutputSerializer)
 
 
 class RiskLimitUpdateApi(APIView):
@@ -444,22 +457,22 @@ class RiskLimitUpdateApi(APIView):
     class InputSerializer(serializers.Serializer):
         symbol = serializers.CharField(max_length=32, allow_null=True)
         reason = serializers.CharField(max_length=1000)
-        max_order_notional = serializers.DecimalField(
+        max_order_notional = fields.DecimalField(
             max_digits=32, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
         )
-        max_position_notional = serializers.DecimalField(
+        max_position_notional = fields.DecimalField(
             max_digits=32, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
         )
-        max_gross_exposure = serializers.DecimalField(
+        max_gross_exposure = fields.DecimalField(
             max_digits=32, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
         )
-        price_band = serializers.DecimalField(max_digits=8, decimal_places=6, required=False, allow_null=True)
+        price_band = fields.DecimalField(max_digits=8, decimal_places=6, required=False, allow_null=True)
         max_orders_per_minute = serializers.IntegerField(required=False, allow_null=True, min_value=1)
         max_data_age_seconds = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-        daily_loss_limit = serializers.DecimalField(
+        daily_loss_limit = fields.DecimalField(
             max_digits=32, decimal_places=12, required=False, allow_null=True, min_value=Decimal("0.000000000001")
         )
-        max_drawdown = serializers.DecimalField(max_digits=8, decimal_places=6, required=False, allow_null=True)
+        max_drawdown = fields.DecimalField(max_digits=8, decimal_places=6, required=False, allow_null=True)
         note = serializers.CharField(max_length=1000, required=False, allow_blank=True)
 
     @extend_schema(request=InputSerializer, responses=RiskLimitOutputSerializer)
@@ -494,4 +507,4 @@ class AlertListApi(APIView):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         qs = selectors.alert_list(unacknowledged=filters.validated_data["unacknowledged"])
-        return _paginated(request, self, qs, self.OutputSerializer)
+        return paginated_response(request, self, qs, self.OutputSerializer)

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from galfriday_site.audit import audit_actor
 from galfriday_site.compiled import CompiledQuery
-from galfriday_site.errors import ApplicationError, NotFoundError
+from galfriday_site.errors import ApplicationError, ConflictError, NotFoundError
 from trading import lock_objects, selectors
 from trading.executions import EventSource
 from trading.gateway import execution_gateway
@@ -702,11 +702,71 @@ def trading_reduce(*, reason: str, actor: str) -> TradingState:
     return trading_state_set(state=State.REDUCING, reason=reason, actor=actor)
 
 
+def is_safety_halt(state: TradingState) -> bool:
+    """A halt the system made (reconciliation, the start-up gate, the risk monitor), not a person (`user:...`)."""
+    return state.state == State.HALTED and not state.changed_by.startswith("user:")
+
+
+def safety_resume_blockers() -> list[int]:
+    """What keeps a safety halt in place: the ids of the open critical reconciliation discrepancies, found through
+    the callables named in GALFRIDAY_RESUME_BLOCKERS (trading does not import reconciliation)."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    found: list[int] = []
+    for path in getattr(settings, "GALFRIDAY_RESUME_BLOCKERS", []):
+        found += list(import_string(path)())
+    return found
+
+
+class SafetyHaltError(ApplicationError):
+    code = "safety_halt"
+    http_status = 403
+
+
 @transaction.atomic
-def trading_resume(*, reason: str, actor: str) -> TradingState:
-    """ACTIVE again. The monitor halts again at its next run if a loss limit is still breached."""
+def trading_resume(
+    *, reason: str, actor: str, may_lift_safety_halt: bool = False, override: bool = False
+) -> TradingState:
+    """ACTIVE again. The monitor halts again at its next run if a loss limit is still breached.
+
+    A safety halt (made by reconciliation, the start-up gate or the risk monitor) is lifted only by someone who
+    `may_lift_safety_halt` (staff, or the galfriday_site.resume_safety_halt permission), and only while no critical
+    reconciliation discrepancy is open; with some open, only as an `override` whose written reason is at least
+    GALFRIDAY_RESUME_OVERRIDE_MIN_REASON characters long, recorded (galfriday_site.SafetyOverride) and logged."""
+    from django.conf import settings
+
     _require(reason, actor)
-    lock_objects.trading_state_lock()
+    state = lock_objects.trading_state_lock()
+    if not is_safety_halt(state):
+        return trading_state_set(state=State.ACTIVE, reason=reason, actor=actor)
+    halt = {"halted_by": state.changed_by, "halt_reason": state.reason}
+    if not may_lift_safety_halt:
+        raise SafetyHaltError(f"Trading was halted by {state.changed_by}: only staff may resume it.", details=halt)
+    blockers = safety_resume_blockers()
+    if blockers and not override:
+        raise ConflictError(
+            f"{len(blockers)} critical reconciliation discrepancies are open: resolve them, or override with a "
+            "written reason.",
+            code="open_critical_discrepancies",
+            details={**halt, "count": len(blockers), "discrepancy_ids": blockers[:100]},
+        )
+    if blockers:
+        minimum = int(getattr(settings, "GALFRIDAY_RESUME_OVERRIDE_MIN_REASON", 20))
+        if len(reason.strip()) < minimum:
+            raise ApplicationError(
+                f"An override needs a written reason of at least {minimum} characters.",
+                code="validation_error",
+                details={"reason": f"at least {minimum} characters"},
+            )
+        from galfriday_site.models import SafetyOverride
+
+        SafetyOverride.objects.create(actor=actor, reason=reason, open_critical=blockers, **halt)
+        logger.warning(
+            "safety halt overridden",
+            extra={"actor": actor, "open_critical": len(blockers), "halted_by": state.changed_by},
+        )
+        reason = f"override ({len(blockers)} critical discrepancies open): {reason}"
     return trading_state_set(state=State.ACTIVE, reason=reason, actor=actor)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -32,6 +33,9 @@ VAR_DIR = Path(env.str("GALFRIDAY_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=True)
+# Which process loads these settings: "web" is set by galfriday_site.asgi (uvicorn) before Django starts; the
+# worker, beat and ingest leave it empty. It chooses the web's database connection policy below.
+GALFRIDAY_PROCESS = env.str("GALFRIDAY_PROCESS", default="")
 
 
 def _secret_key() -> str:
@@ -62,7 +66,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -79,6 +83,7 @@ INSTALLED_APPS += env.list("GALFRIDAY_EXTRA_APPS", default=[])
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "galfriday_site.middleware.RequestLimitsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -87,6 +92,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "galfriday_site.urls"
@@ -122,7 +128,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    # Under ASGI every request's sync code runs on a worker thread of its own, and Django's connections are per
+    # thread: a persistent connection is left open in a thread nobody reuses, and the web process exhausts the
+    # server's max_connections under load (galfriday_site.checks refuses CONN_MAX_AGE > 0 there, galfriday.E009).
+    # The worker, beat and ingest own their threads and keep connections (DATABASE_CONN_MAX_AGE).
+    _conn_max_age = (
+        env.int("DATABASE_WEB_CONN_MAX_AGE", default=0)
+        if GALFRIDAY_PROCESS == "web"
+        else env.int("DATABASE_CONN_MAX_AGE", default=60)
+    )
+    DATABASES["default"].setdefault("CONN_MAX_AGE", _conn_max_age)
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -217,6 +232,11 @@ KRAKEN_SIM_HOST = env.str("KRAKEN_SIM_HOST", default="127.0.0.1")
 KRAKEN_SIM_REST_PORT = env.int("KRAKEN_SIM_REST_PORT", default=8901)
 KRAKEN_SIM_WS_PORT = env.int("KRAKEN_SIM_WS_PORT", default=8902)
 KRAKEN_SIM_WS_AUTH_PORT = env.int("KRAKEN_SIM_WS_AUTH_PORT", default=8903)
+# The simulator's market (`python -m kraken_sim --help` lists the scenarios) and how many days of back-dated 1-minute
+# history it serves. The default trend has a known edge that survives Kraken's base-tier fees at the models' hour
+# horizon, so a first model is promoted on merit; `random_walk` has none, and nothing is promoted.
+KRAKEN_SIM_SCENARIO = env.str("KRAKEN_SIM_SCENARIO", default="trend:drift=0.0003,regime_minutes=480")
+KRAKEN_SIM_HISTORY_DAYS = env.float("KRAKEN_SIM_HISTORY_DAYS", default=14.0)
 if GALFRIDAY_EXCHANGE == "sim":
     # The simulator's documented default credentials (kraken_sim/README.md): not secrets.
     _exchange_defaults = {
@@ -326,16 +346,36 @@ MODELS_REGISTRY_TRAINING_MIN_SAMPLES = env.int("MODELS_REGISTRY_TRAINING_MIN_SAM
 # --- API ---------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "galfriday_site.tokens.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["galfriday_site.permissions.ReadAuthenticatedWriteStaff"],
+    "DEFAULT_PARSER_CLASSES": [
+        "galfriday_site.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "galfriday_site.schema.AutoSchema",
     "EXCEPTION_HANDLER": "galfriday_site.errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "galfriday_site.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "COERCE_DECIMAL_TO_STRING": True,
+    # Rates are read when a request is checked (galfriday_site.throttling), so they can change at run time. The
+    # token endpoint has its own scope ("auth", per client address); authenticated users are counted per user.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "galfriday_site.throttling.UserRateThrottle",
+        "galfriday_site.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.str("GALFRIDAY_THROTTLE_USER", default="1200/min"),
+        "anon": env.str("GALFRIDAY_THROTTLE_ANON", default="120/min"),
+        "auth": env.str("GALFRIDAY_THROTTLE_AUTH", default="10/min"),
+    },
 }
+# The largest `limit` a list endpoint serves (larger values are capped).
+GALFRIDAY_API_MAX_LIMIT = env.int("GALFRIDAY_API_MAX_LIMIT", default=1000)
+# A request body larger than this is refused with 413 before it is read (bytes; Django's own limit for forms).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Gal-Friday API",
     "DESCRIPTION": "Automated trading on Kraken: orders, positions, models, experiments and reconciliation.",
@@ -345,6 +385,33 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Authentication: tokens and lockout -------------------------------------------------------------------------
+# API tokens (galfriday_site.auth): stored as SHA-256 digests, shown once, valid this many seconds, refused after
+# the user's password changes or the user is deactivated.
+GALFRIDAY_API_TOKEN_TTL_S = env.int("GALFRIDAY_API_TOKEN_TTL_S", default=24 * 3600)
+# django-axes: failed logins (admin form and token endpoint) counted per client address and per username; at the
+# limit both are locked out (429) for the cool-off time. A success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("AXES_COOLOFF_S", default=15 * 60))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+
+# --- Safety halts ---------------------------------------------------------------------------------------------
+# Resuming after a reconciliation, start-up or risk halt needs staff (or galfriday_site.resume_safety_halt); with
+# critical reconciliation discrepancies open, only an override whose written reason is at least this long.
+GALFRIDAY_RESUME_OVERRIDE_MIN_REASON = env.int("GALFRIDAY_RESUME_OVERRIDE_MIN_REASON", default=20)
+# What keeps a safety halt in place (callables returning ids; trading.risk_services.safety_resume_blockers).
+GALFRIDAY_RESUME_BLOCKERS = ["galfriday_site.halts.open_critical_discrepancies"]
+# An operator may ask for a reconciliation run (POST /api/reconciliation/runs/trigger/) at most once per this many
+# seconds; the run itself shares Kraken's REST budget with trading.
+GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S = env.int("GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S", default=300)
 
 # --- Auth, i18n, static ------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -18,8 +18,26 @@ def _exchange_is_the_simulator(simulator_process, settings) -> None:  # type: ig
 
 
 def get_health() -> tuple[int, dict]:  # type: ignore[type-arg]
-    response = APIClient().get("/api/health/")
+    """As staff: the components are shown to authenticated staff only."""
+    from django.contrib.auth import get_user_model
+
+    staff, _ = get_user_model().objects.get_or_create(username="health-staff", defaults={"is_staff": True})
+    client = APIClient()
+    client.force_authenticate(staff)
+    response = client.get("/api/health/")
     return response.status_code, response.json()
+
+
+def test_anonymous_and_non_staff_callers_get_the_status_only(django_user_model) -> None:  # type: ignore[no-untyped-def]
+    status, staff_body = get_health()
+    anonymous = APIClient().get("/api/health/")
+    assert anonymous.status_code == status
+    assert anonymous.json() == {"status": staff_body["status"]}
+    viewer = django_user_model.objects.create_user(username="health-viewer", password="pw-viewer-123")
+    client = APIClient()
+    client.force_authenticate(viewer)
+    assert client.get("/api/health/").json() == {"status": staff_body["status"]}
+    assert set(staff_body["components"]) >= {"database", "exchange", "ingest"}
 
 
 def test_health_reports_every_component_ok_with_latency() -> None:

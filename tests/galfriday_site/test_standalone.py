@@ -6,6 +6,7 @@ InfluxDB URLs) and its own var/ directory, and talks to it over HTTP and through
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -87,7 +88,15 @@ def test_standalone_serves_admin_and_health_runs_tasks_and_stops_cleanly(
     system = standalone()
     base = f"http://127.0.0.1:{system.port}"
 
-    health = wait_for(lambda: httpx.get(f"{base}/api/health/", timeout=10), 90, "the web server")
+    anonymous = wait_for(lambda: httpx.get(f"{base}/api/health/", timeout=10), 90, "the web server")
+    assert anonymous.json() == {"status": "ok"}, anonymous.text  # the components are for staff
+    # The admin user is created with a generated password that is printed once: staff see the components.
+    password = wait_for(
+        lambda: re.search(r"generated password: (\S+)", system.output()), 30, "the admin password"
+    ).group(1)
+    token = httpx.post(f"{base}/api/auth/token/", data={"username": "admin", "password": password}, timeout=10)
+    staff = {"Authorization": f"Token {token.json()['token']}"}
+    health = httpx.get(f"{base}/api/health/", headers=staff, timeout=10)
     assert health.status_code == 200, health.text
     components = health.json()["components"]
     required = {name: c["status"] for name, c in components.items() if c["required"]}
@@ -98,7 +107,9 @@ def test_standalone_serves_admin_and_health_runs_tasks_and_stops_cleanly(
     # The ingest worker reports in and stores bars from the simulator's market.
     ingest = wait_for(
         lambda: (
-            (c := httpx.get(f"{base}/api/health/", timeout=10).json()["components"]["ingest"])["status"] == "ok" and c
+            (c := httpx.get(f"{base}/api/health/", headers=staff, timeout=10).json()["components"]["ingest"])["status"]
+            == "ok"
+            and c
         ),
         60,
         "the ingest worker's heartbeat",

@@ -4,8 +4,11 @@ rate budget, operator actions and the API."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from django.core.cache import cache
+from django.test import TestCase
 from django.urls import reverse
 from rest_framework.test import APIClient
 
@@ -154,6 +157,26 @@ def test_periodic_schedule_runs_reconciliation_every_minute() -> None:
     assert (spec.every_seconds, spec.queue, spec.kwargs) == (60, "reconciliation", {"trigger": "schedule"})
 
 
+def trigger_and_run_the_queued_task(api: APIClient, body: dict[str, Any]) -> dict[str, Any]:
+    """POST the trigger (202: enqueued after commit), then run the task it enqueued here, as a worker would."""
+    from unittest import mock
+
+    from reconciliation.tasks import reconciliation_run_task
+
+    cache.delete(services.TRIGGER_COOLDOWN_KEY)  # the cool-down lives in the shared cache, beyond one test
+    with (
+        mock.patch.object(reconciliation_run_task, "apply_async") as apply_async,
+        TestCase.captureOnCommitCallbacks(execute=True),
+    ):
+        response = api.post(reverse("api:reconciliation:run-trigger"), body, format="json")
+    assert response.status_code == 202, response.json()
+    assert response.json() == {"queued": True}
+    assert apply_async.call_count == 1
+    assert apply_async.call_args.kwargs["queue"] == "reconciliation"
+    result: dict[str, Any] = reconciliation_run_task(**apply_async.call_args.kwargs["kwargs"])
+    return result
+
+
 def test_api_lists_filters_acknowledges_resolves_and_triggers(world: World, staff_user, plain_user, settings) -> None:  # type: ignore[no-untyped-def]
     world.fault("balance_move", asset="DOT.S", amount="2.5", type="reward")
     settings.KRAKEN_REST_URL = world.sim.rest_url
@@ -161,10 +184,11 @@ def test_api_lists_filters_acknowledges_resolves_and_triggers(world: World, staf
     settings.GALFRIDAY_RECONCILIATION_TIER = "pro"
     api = APIClient()
     api.force_authenticate(plain_user)
-    assert api.post(reverse("api:reconciliation:run-trigger"), {"mode": "now"}, format="json").status_code == 403
+    assert api.post(reverse("api:reconciliation:run-trigger"), {}, format="json").status_code == 403
     api.force_authenticate(staff_user)
-    response = api.post(reverse("api:reconciliation:run-trigger"), {"mode": "now", "reason": "check"}, format="json")
-    assert response.status_code == 201, response.json()
+    queued = trigger_and_run_the_queued_task(api, {"reason": "check"})
+    assert queued["status"] == "corrected"
+    response = api.get(reverse("api:reconciliation:run-detail", args=[queued["run_id"]]))
     assert response.json()["status"] == "corrected"
     listed = api.get(reverse("api:reconciliation:discrepancy-list"), {"kind": "balance_mismatch", "asset": "DOT.S"})
     rows = listed.json()["results"]
