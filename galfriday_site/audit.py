@@ -98,7 +98,7 @@ def _stamp_actor(sender: Any, instance: Any, history_instance: Any, **kwargs: An
         actor = f"user:{user.get_username()}" if user is not None else SYSTEM_ACTOR
     history_instance.actor = actor
     if not getattr(history_instance, "history_change_reason", None) and _reason.get():
-        history_instance.history_change_reason = _reason.get()
+        history_instance.history_change_reason = _fitted_reason()
 
 
 def _attribution(obj: Any) -> tuple[Any, str, str | None]:
@@ -107,7 +107,19 @@ def _attribution(obj: Any) -> tuple[Any, str, str | None]:
     actor = _actor.get()
     if actor is None:
         actor = f"user:{user.get_username()}" if user is not None else SYSTEM_ACTOR
-    return user, actor, _reason.get()
+    return user, actor, _fitted_reason()
+
+
+REASON_MAX_LENGTH = 100  # simple-history's history_change_reason column
+
+
+def _fitted_reason() -> str | None:
+    """The current reason, shortened to fit the audit column (the full text stays where the change keeps it, e.g.
+    a stage event's reason): an audit row is never refused for a long reason."""
+    reason = _reason.get()
+    if reason is None or len(reason) <= REASON_MAX_LENGTH:
+        return reason
+    return reason[: REASON_MAX_LENGTH - 1] + "…"
 
 
 def history_rows_insert(objs: list[Any], *, history_type: str = "~", when: datetime | None = None) -> None:

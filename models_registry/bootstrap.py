@@ -3,18 +3,19 @@ history from the exchange, train, register, and promote through the gates. Idemp
 version in place it does nothing, and a run that finds too little history writes no version and says how much
 is missing (run it again later: the ingest worker adds a bar a minute).
 
-Gates are never bypassed. A model the bootstrap creates gets the promotion gates of
-``MODELS_REGISTRY_BOOTSTRAP_GATES`` (default :data:`DEFAULT_BOOTSTRAP_GATES`: a walk-forward backtest drawdown,
-net of fees, of at most 25%, over at least 100 out-of-sample samples), merged as usual over
-``MODELS_REGISTRY_PROMOTION_GATES``. A version that fails them goes to staging (if the staging gates pass) and
-the result lists every failed gate.
+History: ``MODELS_REGISTRY_BOOTSTRAP_LOOKBACK_DAYS`` (default 14) days of 1-minute bars, rebuilt from the
+exchange's public trades (`history.backfill_from_trades`: ``OHLC`` serves only the last 720 bars), then the
+last 720 from ``OHLC`` (`history.backfill_history`) where the trades left a bar out.
+
+Gates are never bypassed, and they are the same as for any model: ``MODELS_REGISTRY_PROMOTION_GATES`` (by
+default an edge net of costs: PSR and DSR, baselines, calibration, trades; see the settings), which
+``MODELS_REGISTRY_BOOTSTRAP_GATES`` can only tighten. A version that fails them goes to staging (if the staging
+gates pass) with its gate report, and the result lists every failed gate; while no version passes, the symbol
+is not traded and each decision says why.
 
 Labels: the bootstrap uses ``MODELS_REGISTRY_BOOTSTRAP_DEAD_ZONE`` (default ``"auto"``: balanced classes), since
-on a fresh exchange history (and on the simulator) one-minute moves rarely cover a round trip of fees, and a
-fee-sized dead zone would leave a single class to learn. The default gates are risk gates only: on the 12 hours
-of history the simulator serves, skill metrics are noise (out-of-sample AUC of up-moves ranged 0.30-0.85 between
-runs, and no model beat the prior's log loss), so a skill gate would make the bootstrap a coin toss. Operators
-add skill gates (``roc_auc_up``, ``log_loss_skill``, ``dsr``) through the settings or the model's gates.
+one-minute moves rarely cover a round trip of fees, and a fee-sized dead zone would leave one class to learn; the
+trading decision still weighs the expected move against the round-trip cost.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from ingest.bars import BAR_MEASUREMENT
 from ingest.timeseries import get_store
 from models_registry import selectors, services
-from models_registry.history import HistoryError, OhlcClient, backfill_history, bar_tags
+from models_registry.history import HistoryError, backfill_from_trades, backfill_history, bar_tags
+from models_registry.labels import DEFAULT_TAKER_FEE
 from models_registry.models import RegisteredModel, Stage
 from models_registry.training import (
     InsufficientDataError,
@@ -43,13 +46,6 @@ from models_registry.training import (
 logger = logging.getLogger(__name__)
 
 ACTOR = "bootstrap"
-DEFAULT_BOOTSTRAP_GATES: dict[str, Any] = {
-    "production": {
-        "max_drawdown": {"max": 0.25},
-        "n_oos_samples": {"min": 100},
-    }
-}
-DEFAULT_LOOKBACK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -74,23 +70,34 @@ class BootstrapResult:
         }
 
 
-def bootstrap_config() -> TrainingConfig:
+def bootstrap_config(symbol: str | None = None) -> TrainingConfig:
     """Logistic regression by default: its single-row prediction stays far under the 2 ms p99 budget (the
-    gradient-boosted model does not; see BENCHMARKS.md); MODELS_REGISTRY_BOOTSTRAP_MODEL=hgb chooses it."""
+    gradient-boosted model does not; see BENCHMARKS.md); MODELS_REGISTRY_BOOTSTRAP_MODEL=hgb chooses it. The
+    evaluation charges the instrument's taker fee (from the exchange's fee schedule) when it is known."""
+    fee = instrument_taker_fee(symbol) if symbol else None
+    zone = settings.MODELS_REGISTRY_BOOTSTRAP_DEAD_ZONE
     return TrainingConfig(
-        model=getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_MODEL", "logreg"),
-        horizon=int(getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_HORIZON", 15)),
-        dead_zone=getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_DEAD_ZONE", "auto"),
-        n_splits=int(getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_FOLDS", 3)),
+        model=settings.MODELS_REGISTRY_BOOTSTRAP_MODEL,
+        horizon=int(settings.MODELS_REGISTRY_BOOTSTRAP_HORIZON),
+        dead_zone=zone if zone in ("auto", None) else float(zone),
+        n_splits=int(settings.MODELS_REGISTRY_BOOTSTRAP_FOLDS),
         min_samples=min_training_samples(),
+        taker_fee=fee if fee is not None else DEFAULT_TAKER_FEE,
     )
+
+
+def instrument_taker_fee(symbol: str) -> float | None:
+    from trading.models import Instrument
+
+    fee = Instrument.objects.filter(symbol=symbol).values_list("taker_fee", flat=True).first()
+    return float(fee) if fee is not None else None
 
 
 def _ensure_model(name: str, symbol: str) -> RegisteredModel:
     model = RegisteredModel.objects.filter(name=name).first()
     if model is not None:
         return model
-    gates = getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_GATES", DEFAULT_BOOTSTRAP_GATES)
+    gates = settings.MODELS_REGISTRY_BOOTSTRAP_GATES or {}
     try:
         return services.registered_model_create(
             name=name,
@@ -105,7 +112,7 @@ def _ensure_model(name: str, symbol: str) -> RegisteredModel:
 def bootstrap_model(
     *,
     symbol: str,
-    client: OhlcClient | None = None,
+    client: Any = None,
     backfill: bool = True,
     config: TrainingConfig | None = None,
     lookback: timedelta | None = None,
@@ -115,15 +122,20 @@ def bootstrap_model(
     if current is not None:
         return BootstrapResult("exists", name, f"{name} v{current.version} is already in production", current.version)
 
-    backfill_report = None
+    config = config or bootstrap_config(symbol)
+    span: timedelta = lookback or timedelta(days=float(settings.MODELS_REGISTRY_BOOTSTRAP_LOOKBACK_DAYS))
+    backfill_report: dict[str, Any] | None = None
     if backfill:
+        until = timezone.now().replace(second=0, microsecond=0)
         try:
-            backfill_report = backfill_history(symbol=symbol, client=client).as_dict()
+            backfill_report = {
+                "trades": backfill_from_trades(symbol=symbol, start=until - span, end=until, client=client).as_dict(),
+                "ohlc": backfill_history(symbol=symbol, client=client).as_dict(),
+            }
         except HistoryError as exc:
             logger.warning("bootstrap backfill failed; training on what the store has", extra={"error": str(exc)})
             backfill_report = {"error": str(exc)}
 
-    config = config or bootstrap_config()
     latest = get_store().latest(BAR_MEASUREMENT, bar_tags(symbol))
     if latest is None:
         return BootstrapResult(
@@ -133,7 +145,6 @@ def bootstrap_model(
             backfill=backfill_report,
         )
     end = latest.time + timedelta(minutes=1)
-    span: timedelta = lookback or getattr(settings, "MODELS_REGISTRY_BOOTSTRAP_LOOKBACK", None) or DEFAULT_LOOKBACK
     start = end - span
     model = _ensure_model(name, symbol)
     try:

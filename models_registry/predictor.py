@@ -1,13 +1,12 @@
 """The predictor the trading pipeline calls, wired by settings so that `trading/` never imports the registry:
 
-    GALFRIDAY_PREDICTOR = "models_registry.predictor.RegistryPredictor"
+    GALFRIDAY_PREDICTOR = "models_registry.predictor.PipelinePredictor"
 
 The pipeline loads the class named there (``django.utils.module_loading.import_string``), builds it with no
-arguments and calls ``predict(symbol, decision_id, features)`` for each decision, where `features` maps the
-feature names of ``models_registry.features.FEATURE_NAMES`` to floats (or is a ``FeatureRow``). It returns
-``(signal, confidence, version_id)``: signal -1 (sell), 0 (no trade) or +1 (buy); confidence in [0, 1] (the
-largest class probability); version_id the primary key of the ``ModelVersion`` that decided, to store with the
-decision. Each call is recorded once per (decision id, version), so a replayed decision is safe.
+arguments and calls ``predict(symbol=, bar_time=, decision_id=, bars=)`` for each closed bar: features from the
+stored bars, the serving version's probabilities, signal, confidence and expected return, or no signal with the
+reason. `RegistryPredictor` is the part that asks the prediction service for one feature row. Each call is
+recorded once per (decision id, version), so a replayed decision is safe.
 
 Which model serves a symbol: ``MODELS_REGISTRY_SYMBOL_MODELS`` ({"BTC/USD": "..."}), else the default name
 (``btc-usd-1m-direction``); which of its versions: ``MODELS_REGISTRY_PREDICTOR_SELECTOR`` (default
@@ -17,6 +16,7 @@ call to route a decision to a challenger.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,9 @@ from django.conf import settings
 
 from galfriday_site.errors import NotFoundError
 from models_registry.history import BAR_COLUMNS
-from models_registry.prediction import PredictionService, get_prediction_service
+from models_registry.models import ModelVersion, Stage
+from models_registry.prediction import PredictionOutput, PredictionService, get_prediction_service
+from models_registry.selectors import promotion_gate_report
 from models_registry.training import default_model_name
 from trading.predictor import BarWindow
 from trading.predictor import Prediction as TradingPrediction
@@ -39,36 +41,84 @@ class RegistryPredictor:
     def service(self) -> PredictionService:
         return self._service or get_prediction_service()
 
-    def predict(
-        self, symbol: str, decision_id: str, features: Any, *, selector: str | None = None
-    ) -> tuple[int, float, int]:
-        output = self.service.predict_one(
+    def predict_output(
+        self,
+        symbol: str,
+        decision_id: str,
+        features: Any,
+        *,
+        selector: str | None = None,
+        bar_time: datetime | None = None,
+    ) -> PredictionOutput:
+        return self.service.predict_one(
             features,
             model_name=default_model_name(symbol),
             selector=selector or self.selector,
             decision_id=decision_id,
             symbol=symbol,
+            bar_time=bar_time,
         )
+
+    def predict(
+        self, symbol: str, decision_id: str, features: Any, *, selector: str | None = None
+    ) -> tuple[int, float, int]:
+        output = self.predict_output(symbol, decision_id, features, selector=selector)
         return output.signal, output.confidence, output.version_id
+
+    def expected_return(self, output: PredictionOutput, *, selector: str | None = None) -> float | None:
+        """The version's expected forward return over its horizon for these probabilities (None if unknown)."""
+        loaded = self.service.resolve(output.model_name, selector or self.selector)
+        return expected_return(output.probabilities, loaded.record.hyperparameters)
+
+
+def expected_return(probabilities: Mapping[int, float], hyperparameters: Mapping[str, Any]) -> float | None:
+    """sum over classes of P(class) x the mean forward return of that class in the version's training data
+    (``hyperparameters["class_mean_returns"]``, recorded by training): the move the calibrated probabilities
+    expect over the version's horizon. None for a version that did not record them."""
+    means = hyperparameters.get("class_mean_returns")
+    if not isinstance(means, Mapping):
+        return None
+    total = 0.0
+    for cls, p in probabilities.items():
+        mean = means.get(str(cls))
+        if p and not isinstance(mean, int | float):
+            return None
+        total += float(p) * float(mean or 0.0)
+    return total
+
+
+def no_model_reason(symbol: str) -> str:
+    """Why no model serves `symbol`: its model has no version, or the latest failed the production gates."""
+    name = default_model_name(symbol)
+    latest = ModelVersion.objects.select_related("model").filter(model__name=name).order_by("-version").first()
+    if latest is None:
+        return f"no model serves {symbol}: {name} has no trained version yet"
+    report = promotion_gate_report(version=latest, target=Stage.PRODUCTION)
+    failures = [r.detail for r in report.failures]
+    if not failures:
+        return (
+            f"no model serves {symbol}: {name} v{latest.version} passes the gates but is not promoted ({latest.stage})"
+        )
+    shown = "; ".join(failures[:4]) + (f"; and {len(failures) - 4} more" if len(failures) > 4 else "")
+    return f"no model serves {symbol}: {name} v{latest.version} failed {shown}"
 
 
 class PipelinePredictor:
     """`trading.predictor.Predictor` served by the registry (set GALFRIDAY_PREDICTOR to this class):
 
     the bars up to the decision's bar are read from the time-series store, features computed by the one feature
-    implementation (`models_registry.features`), and the symbol's serving version predicts. While no version
-    serves the symbol (before the first promotion), or the history is shorter than the feature warm-up, the
-    clearly named baseline (`trading.predictor.MomentumBaseline`) decides, and its name is the decision's model
-    version — so the decision record always says what decided.
+    implementation (`models_registry.features`), and the symbol's serving version predicts; the prediction carries
+    its class probabilities and the version's expected return for them (`expected_return`), which the pipeline
+    weighs against the trading cost. While no version serves the symbol (none passed the production gates), or
+    the history is shorter than the feature warm-up, there is no signal and the prediction says why
+    (``no model serves BTC/USD: btc-usd-1m-direction v3 failed psr = 0.41, needs >= 0.95; ...``): the symbol is
+    not traded.
     """
 
     bars_fields: tuple[str, ...] = BAR_COLUMNS  # what `load_bars` / `bars_frame` read of each bar
 
     def __init__(self, *, registry: RegistryPredictor | None = None) -> None:
-        from trading.predictor import MomentumBaseline
-
         self.registry = registry or RegistryPredictor()
-        self.fallback = MomentumBaseline()
 
     def bars_range(self, *, bar_time: datetime) -> tuple[datetime, datetime]:
         """The bars the features of `bar_time` need: the warm-up and the bar itself."""
@@ -90,12 +140,24 @@ class PipelinePredictor:
         else:
             frame = load_bars(symbol=symbol, start=start, end=end).bars
         if len(frame) <= WARMUP_BARS or frame.index[-1] != bar_time:
-            return self.fallback.predict(symbol=symbol, bar_time=bar_time, decision_id=decision_id, bars=bars)
+            return _no_signal(f"{len(frame)} bars of {symbol} up to this one: the features need {WARMUP_BARS + 1}")
         row = compute_features(frame).iloc[-1]
         if row.isna().any():
-            return self.fallback.predict(symbol=symbol, bar_time=bar_time, decision_id=decision_id, bars=bars)
+            return _no_signal(f"features of {symbol} incomplete: {sorted(row[row.isna()].index)}")
         try:
-            signal, confidence, version_id = self.registry.predict(symbol, decision_id, row.to_dict())
+            output = self.registry.predict_output(symbol, decision_id, row.to_dict(), bar_time=bar_time)
         except NotFoundError:  # no such model yet, or no version in the selected stage
-            return self.fallback.predict(symbol=symbol, bar_time=bar_time, decision_id=decision_id, bars=bars)
-        return TradingPrediction(signal, confidence, f"model-version-{version_id}")
+            return _no_signal(no_model_reason(symbol))
+        return TradingPrediction(
+            output.signal,
+            output.confidence,
+            f"{output.model_name} v{output.version}",
+            probabilities=dict(output.probabilities),
+            expected_return=self.registry.expected_return(output),
+            model_name=output.model_name,
+            version=output.version,
+        )
+
+
+def _no_signal(reason: str) -> TradingPrediction:
+    return TradingPrediction(0, 0.0, "none", reason=reason)

@@ -150,13 +150,47 @@ class GateReport:
         return [asdict(r) for r in self.results]
 
 
+# bound -> (passes(observed, threshold), how it reads, which of two thresholds is the stricter)
+GATE_BOUNDS: dict[str, tuple[Callable[[float, float], bool], str, Callable[[float, float], float]]] = {
+    "min": (lambda o, t: o >= t, ">=", max),
+    "gt": (lambda o, t: o > t, ">", max),
+    "max": (lambda o, t: o <= t, "<=", min),
+    "lt": (lambda o, t: o < t, "<", min),
+}
+
+
+def gate_results(metrics: Mapping[str, Any], bounds_by_metric: Mapping[str, Mapping[str, float]]) -> list[GateResult]:
+    """Each metric bound checked against `metrics` (a version's recorded evaluation): a pure function, so a
+    benchmark can judge evaluations that were never registered exactly as a promotion would."""
+    results: list[GateResult] = []
+    for metric, bounds in sorted(bounds_by_metric.items()):
+        raw = metrics.get(metric)
+        observed = float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
+        if observed is None or not math.isfinite(observed):
+            results.append(GateResult(f"metric:{metric}", False, f"metric {metric!r} was not recorded"))
+            continue
+        for kind in ("min", "gt", "max", "lt"):
+            if kind not in bounds:
+                continue
+            passes, reads, _ = GATE_BOUNDS[kind]
+            threshold = float(bounds[kind])
+            ok = passes(observed, threshold)
+            detail = f"{metric} = {observed:.4g}, needs {reads} {threshold:g}"
+            results.append(GateResult(f"{kind}:{metric}", ok, detail, observed, threshold))
+    return results
+
+
 def gate_config(*, model: RegisteredModel, target: str) -> dict[str, dict[str, float]]:
     """Metric bounds for promotions of `model` to `target` ("staging" or "production"): the
-    MODELS_REGISTRY_PROMOTION_GATES setting, overridden metric by metric by the model's own `promotion_gates`."""
+    MODELS_REGISTRY_PROMOTION_GATES setting, with the model's own `promotion_gates` added; where both bound the
+    same metric, the stricter bound holds (a model's gates can tighten the settings, never loosen them)."""
     base: Mapping[str, Any] = getattr(settings, "MODELS_REGISTRY_PROMOTION_GATES", {}) or {}
     merged: dict[str, dict[str, float]] = {k: dict(v) for k, v in (base.get(target) or {}).items()}
     for metric, bounds in ((model.promotion_gates or {}).get(target) or {}).items():
-        merged[metric] = dict(bounds)
+        current = merged.setdefault(metric, {})
+        for kind, value in bounds.items():
+            stricter = GATE_BOUNDS[kind][2]
+            current[kind] = stricter(float(current[kind]), float(value)) if kind in current else float(value)
     return merged
 
 
@@ -168,23 +202,7 @@ def promotion_gate_report(*, version: ModelVersion, target: str) -> GateReport:
     """Every gate a promotion of `version` to `target` must pass: metric bounds from `gate_config`, then any
     callables listed in MODELS_REGISTRY_EXTRA_GATES (`gate(version=..., target=...)` returning GateResult(s);
     later issues plug experiment significance in here)."""
-    results: list[GateResult] = []
-    for metric, bounds in sorted(gate_config(model=version.model, target=target).items()):
-        raw = (version.metrics or {}).get(metric)
-        observed = float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else None
-        if observed is None or not math.isfinite(observed):
-            results.append(GateResult(f"metric:{metric}", False, f"metric {metric!r} was not recorded"))
-            continue
-        if "min" in bounds:
-            low = float(bounds["min"])
-            ok = observed >= low
-            results.append(GateResult(f"min:{metric}", ok, f"{metric} = {observed:g}, needs >= {low:g}", observed, low))
-        if "max" in bounds:
-            high = float(bounds["max"])
-            ok = observed <= high
-            results.append(
-                GateResult(f"max:{metric}", ok, f"{metric} = {observed:g}, needs <= {high:g}", observed, high)
-            )
+    results = gate_results(version.metrics or {}, gate_config(model=version.model, target=target))
     for gate in _extra_gates():
         outcome = gate(version=version, target=target)
         results.extend([outcome] if isinstance(outcome, GateResult) else outcome)

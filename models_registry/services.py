@@ -38,7 +38,13 @@ from models_registry.models import (
     Stage,
     StageEvent,
 )
-from models_registry.selectors import GENERATION_KEY, SIGNATURE_TYPES, GateReport, promotion_gate_report
+from models_registry.selectors import (
+    GATE_BOUNDS,
+    GENERATION_KEY,
+    SIGNATURE_TYPES,
+    GateReport,
+    promotion_gate_report,
+)
 from models_registry.signals import model_stage_changed
 
 logger = logging.getLogger(__name__)
@@ -126,8 +132,10 @@ def _validate_gates(gates: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(metrics, Mapping):
             raise _validation(f"gates for {target} must map metric -> {{'min': x, 'max': y}}")
         for metric, bounds in metrics.items():
-            if not isinstance(bounds, Mapping) or not bounds or set(bounds) - {"min", "max"}:
-                raise _validation(f"gate {target}.{metric} must be {{'min': x}} and/or {{'max': y}}")
+            if not isinstance(bounds, Mapping) or not bounds or set(bounds) - set(GATE_BOUNDS):
+                raise _validation(
+                    f"gate {target}.{metric} must be bounds among {{'min': x, 'gt': x, 'max': y, 'lt': y}}"
+                )
             if any(not _is_number(v) for v in bounds.values()):
                 raise _validation(f"gate {target}.{metric} bounds must be numbers")
     return dict(gates)
@@ -296,6 +304,21 @@ def model_version_register(
 
 
 # --- stages and aliases ------------------------------------------------------------------------------------
+
+
+def model_version_gates_record(*, version: ModelVersion, actor: str | None = None) -> GateReport:
+    """Evaluate the production gates of `version` now and keep the report on it (``gate_report``: target, passed,
+    every result, when), so a version that is not promoted says why; audited like any change of a version."""
+    report = promotion_gate_report(version=version, target=Stage.PRODUCTION)
+    version.gate_report = {
+        "target": report.target,
+        "passed": report.passed,
+        "results": report.as_json(),
+        "evaluated_at": timezone.now().isoformat(),
+    }
+    with audit_actor(_actor_name(None, actor), reason="production gates evaluated"):
+        version.save(update_fields=["gate_report"])
+    return report
 
 
 def _gate_or_override(report: GateReport, *, user: Any, override: bool, reason: str) -> bool:

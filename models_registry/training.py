@@ -66,7 +66,10 @@ from sklearn.preprocessing import StandardScaler
 from galfriday_site.errors import ApplicationError, ConflictError
 from models_registry import services
 from models_registry.evaluation import PurgedWalkForwardCV, RiskGate, walk_forward_evaluate
+from models_registry.evaluation.backtest import run_backtest
+from models_registry.evaluation.intervals import direction_hits, expected_calibration_error
 from models_registry.evaluation.metrics import deflated_sharpe_ratio, return_moments
+from models_registry.evaluation.walk_forward import class_mean_returns
 from models_registry.features import (
     FEATURE_DTYPES,
     FEATURE_NAMES,
@@ -85,6 +88,7 @@ ModelKind = Literal["hgb", "logreg"]
 MODEL_KINDS: tuple[str, ...] = ("hgb", "logreg")
 DEFAULT_HORIZON = 15
 DEFAULT_MIN_SAMPLES = 300
+_DOWN, _UP = LABEL_CLASSES.index(-1), LABEL_CLASSES.index(1)
 
 DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
     "hgb": {
@@ -197,39 +201,85 @@ class _FoldSafeClassifier(ClassifierMixin, BaseEstimator):
 
 @dataclass(frozen=True)
 class LiveSizer:
-    """What the live pipeline does with a signal, by calling its own sizing code (`trading.pipeline`): spot only,
-    so a sell signal means flat and never short; a buy signal (edge >= threshold) holds
-    ``target_quantity(...)`` of equity: the sizing fraction x the confidence, scaled towards the target
-    volatility by the annualised volatility of the last ``vol_lookback`` closes (`annualised_volatility`).
-    The position and order caps and every risk check follow in the backtest's risk gate, as live. Evaluating
-    with it means the backtest's PnL, drawdown and turnover are those of the strategy that would trade."""
+    """What the live pipeline does with a signal, by calling its own sizing and cost code (`trading.pipeline`,
+    `trading.costs`): spot only, so a sell signal means flat and never short; a buy signal (edge >= threshold)
+    holds ``target_quantity(...)`` of equity: the sizing fraction x the confidence, scaled towards the target
+    volatility by the annualised volatility of the last ``vol_lookback`` closes (`annualised_volatility`). The
+    move is made only when `trading.costs.trade_check` allows it: a position grows only when the expected return
+    (the backtest's ``state.expected_return``) beats the round-trip cost, and a rebalance inside the no-trade band
+    is skipped (the position stays). The position and order caps and every risk check follow in the backtest's
+    risk gate, as live. Evaluating with it means the backtest's PnL, drawdown and turnover are those of the
+    strategy that would trade. ``edge_required=False`` sizes a fixed-rule baseline (no expected return)."""
 
     policy: Any  # trading.pipeline.SizingPolicy
     threshold: float = 0.0
+    cost: Any = None  # trading.costs.CostModel
+    band: Any = None  # trading.costs.NoTradeBand
+    capital: Decimal = Decimal(10_000)
+    ordermin: Decimal = Decimal(0)
+    costmin: Decimal | None = None
+    edge_required: bool = True
 
     def __call__(self, signal: float, confidence: float, state: Any) -> float:
+        from trading.costs import trade_check
         from trading.pipeline import annualised_volatility, target_quantity
         from trading.predictor import Prediction
 
-        if not (signal > 0 and signal >= self.threshold):
-            return 0.0
-        history = [] if state.closes is None else state.closes[-self.policy.vol_lookback :]
-        closes = [Decimal(repr(float(c))) for c in history]
-        price, equity = Decimal(repr(float(state.price))), Decimal(repr(float(state.equity)))
-        quantity = target_quantity(
-            prediction=Prediction(1, float(confidence), "backtest"),
-            equity=equity,
+        price = Decimal(repr(float(state.price)))
+        equity = self.capital * Decimal(repr(float(state.equity)))
+        target = 0.0
+        if signal > 0 and signal >= self.threshold:
+            history = [] if state.closes is None else state.closes[-self.policy.vol_lookback :]
+            closes = [Decimal(repr(float(c))) for c in history]
+            quantity = target_quantity(
+                prediction=Prediction(1, float(confidence), "backtest"),
+                equity=equity,
+                price=price,
+                policy=self.policy,
+                volatility=annualised_volatility(closes),
+            )
+            target = min(1.0, float(quantity * price / equity))
+        if self.cost is None or self.band is None:
+            return target
+        current = float(state.position)
+        check = trade_check(
+            current_qty=Decimal(repr(current)) * equity / price,
+            target_qty=Decimal(repr(target)) * equity / price,
             price=price,
-            policy=self.policy,
-            volatility=annualised_volatility(closes),
+            equity=equity,
+            expected_return=state.expected_return,
+            cost=self.cost,
+            band=self.band,
+            ordermin=self.ordermin,
+            costmin=self.costmin,
+            edge_required=self.edge_required,
         )
-        return min(1.0, float(quantity * price / equity))
+        return target if check.allowed else current
 
 
-def live_sizer(threshold: float) -> LiveSizer:
+def live_sizer(
+    threshold: float, *, taker_fee: float, slippage_bps: float, risk: RiskGate, edge_required: bool = True
+) -> LiveSizer:
+    """The live sizing and cost rules for a backtest charged `taker_fee` and `slippage_bps` per fill (the
+    backtest has no book: the half-spread is in the slippage), on the risk gate's capital and exchange rules."""
+    from trading.costs import CostModel, NoTradeBand
     from trading.pipeline import SizingPolicy
 
-    return LiveSizer(policy=SizingPolicy.from_settings(), threshold=threshold)
+    cost = CostModel(
+        taker_fee=Decimal(repr(float(taker_fee))),
+        half_spread=Decimal(0),
+        slippage=Decimal(repr(float(slippage_bps))) / Decimal(10_000),
+    )
+    return LiveSizer(
+        policy=SizingPolicy.from_settings(),
+        threshold=threshold,
+        cost=cost,
+        band=NoTradeBand.from_settings(),
+        capital=risk.capital,
+        ordermin=risk.rules.ordermin,
+        costmin=risk.rules.costmin,
+        edge_required=edge_required,
+    )
 
 
 def signal_from_probabilities(p_down: float, p_up: float, threshold: float) -> int:
@@ -266,15 +316,74 @@ def _dead_zone(config: TrainingConfig, close: pd.Series) -> float | None:
     return float(np.quantile(forward.to_numpy(), 1.0 / 3.0)) if len(forward) else 0.0
 
 
-def _baseline_log_loss(y: np.ndarray, cv: PurgedWalkForwardCV) -> float:
-    """Log loss of predicting each fold's training class frequencies (the no-skill reference)."""
-    losses, weights = [], []
+def _baseline_scores(y: np.ndarray, cv: PurgedWalkForwardCV) -> tuple[float, float]:
+    """(log loss, multiclass Brier score) of predicting each fold's training class frequencies: the no-skill
+    references a model's calibration must beat, weighted by test-fold size."""
+    losses, briers, weights = [], [], []
+    classes = np.array(LABEL_CLASSES, dtype=float)
     for train, test in cv.split(len(y)):
         counts = np.array([(y[train] == c).sum() for c in LABEL_CLASSES], dtype=float) + 1e-3
         prior = counts / counts.sum()
         losses.append(log_loss(y[test], np.tile(prior, (len(test), 1)), labels=list(LABEL_CLASSES)))
+        onehot = y[test][:, None] == classes[None, :]
+        briers.append(float(np.mean(((prior[None, :] - onehot) ** 2).sum(axis=1))))
         weights.append(len(test))
-    return float(np.average(losses, weights=weights))
+    return float(np.average(losses, weights=weights)), float(np.average(briers, weights=weights))
+
+
+def _net_return_per_prediction(proba: np.ndarray, forward: np.ndarray, config: TrainingConfig) -> float:
+    """Mean net return of the out-of-sample predictions' signals over the horizon, long-only after the round
+    trip: the validation figure of the live outcomes' net return (`outcomes.net_return`, one definition)."""
+    from models_registry.outcomes import net_return
+
+    cost = 2.0 * (config.taker_fee + config.slippage_bps / 10_000.0)
+    values = [
+        net_return(signal_from_probabilities(p[_DOWN], p[_UP], config.signal_threshold), float(f), cost)[1]
+        for p, f in zip(proba, forward, strict=True)
+        if math.isfinite(f)
+    ]
+    return float(np.mean(values)) if values else math.nan
+
+
+BASELINE_NAMES: tuple[str, ...] = ("hold", "momentum")
+
+
+def baseline_backtests(window: pd.DataFrame, config: TrainingConfig, risk: RiskGate) -> dict[str, Any]:
+    """The baselines a model must beat, on the bars of its out-of-sample evaluation with the same sizing, costs,
+    no-trade band and risk check (fixed rules: no expected return to weigh, so no entry rule):
+
+    - ``hold``: buy and hold (signal +1 at full confidence on every bar), sized as the model would be;
+    - ``momentum``: the momentum rule (`trading.predictor.momentum_signals`): the sign of the return over the
+      model's horizon outside a dead zone of the round-trip cost.
+    Not trading at all (net return 0) is the third: a model's net return must be above 0.
+    """
+    from trading.predictor import momentum_signals
+
+    sizer = live_sizer(
+        config.signal_threshold,
+        taker_fee=config.taker_fee,
+        slippage_bps=config.slippage_bps,
+        risk=risk,
+        edge_required=False,
+    )
+    n = len(window)
+    closes = window["close"].to_numpy(dtype=np.float64).tolist()
+    signals, confidence = momentum_signals(
+        closes, lookback=config.horizon, dead_zone=2.0 * (config.taker_fee + config.slippage_bps / 10_000.0)
+    )
+    rules = {"hold": (np.ones(n), np.ones(n)), "momentum": (np.array(signals, float), np.array(confidence))}
+    return {
+        name: run_backtest(
+            window,
+            sig,
+            confidence=conf,
+            size=sizer,
+            taker_fee=config.taker_fee,
+            slippage_bps=config.slippage_bps,
+            risk=risk,
+        )
+        for name, (sig, conf) in rules.items()
+    }
 
 
 def evaluate_and_fit(
@@ -323,8 +432,8 @@ def evaluate_and_fit(
     cv = PurgedWalkForwardCV(
         config.n_splits, label_horizon=config.horizon, embargo=config.embargo_bars, min_train_size=50
     )
-    sizer = live_sizer(config.signal_threshold)
     gate = risk if risk is not None else RiskGate()
+    sizer = live_sizer(config.signal_threshold, taker_fee=config.taker_fee, slippage_bps=config.slippage_bps, risk=gate)
     try:
         report = walk_forward_evaluate(
             _FoldSafeClassifier(estimator),
@@ -336,6 +445,7 @@ def evaluate_and_fit(
             slippage_bps=config.slippage_bps,
             size=sizer,
             risk=gate,
+            forward_returns=labels["forward_return"],
         )
     except ValueError as exc:
         raise TrainingError(f"walk-forward evaluation failed: {exc}", code="evaluation_failed") from exc
@@ -350,8 +460,14 @@ def evaluate_and_fit(
     dsr = deflated_sharpe_ratio(sharpe_bar, n_obs, skew, kurt, total_trials, var_trials)
 
     y_usable = y_all
-    baseline = _baseline_log_loss(y_usable, cv)
+    baseline, baseline_brier = _baseline_scores(y_usable, cv)
     classification = report.classification
+    oos_index = report.probabilities.index
+    oos_proba = report.probabilities.to_numpy()
+    oos_forward = labels["forward_return"].reindex(oos_index).to_numpy()
+    hits, n_direction = direction_hits(oos_proba[:, _DOWN], oos_proba[:, _UP], oos_forward)
+    assert report.window is not None
+    baselines = baseline_backtests(report.window, config, gate)
     metrics: dict[str, Any] = {**classification, **backtest.metrics}
     metrics.update(
         {
@@ -360,6 +476,17 @@ def evaluate_and_fit(
             "sharpe_per_bar": sharpe_bar,
             "baseline_log_loss": baseline,
             "log_loss_skill": 1.0 - classification.get("log_loss", math.nan) / baseline if baseline > 0 else math.nan,
+            "baseline_brier": baseline_brier,
+            "brier_skill": (
+                1.0 - classification.get("brier_multiclass", math.nan) / baseline_brier
+                if baseline_brier > 0
+                else math.nan
+            ),
+            "ece": expected_calibration_error(oos_proba, label.reindex(oos_index).to_numpy()),
+            "direction_hit_rate": hits / n_direction if n_direction else math.nan,
+            "direction_n": float(n_direction),
+            "net_return_per_prediction": _net_return_per_prediction(oos_proba, oos_forward, config),
+            "n_oos_trades": float(len(backtest.trades)),
             "bh_net_pnl": backtest.buy_and_hold_metrics["net_pnl"],
             "bh_sharpe": backtest.buy_and_hold_metrics["sharpe"],
             "bh_max_drawdown": backtest.buy_and_hold_metrics["max_drawdown"],
@@ -373,12 +500,17 @@ def evaluate_and_fit(
             "dead_zone": zone if zone is not None else 2.0 * config.taker_fee,
         }
     )
+    for name, result in baselines.items():
+        metrics[f"baseline_{name}_net_pnl"] = result.metrics["net_pnl"]
+        metrics[f"excess_net_pnl_vs_{name}"] = backtest.metrics["net_pnl"] - result.metrics["net_pnl"]
     kept, dropped = _finite(metrics)
 
     X = features[usable].to_numpy(dtype=np.float64)
     final = build_estimator(config.model, hyper, config.seed).fit(X, y_all)
+    class_means = class_mean_returns(y_all, labels["forward_return"][usable].to_numpy())
     recorded_hyper = {
         **hyper,
+        "class_mean_returns": {str(c): m for c, m in class_means.items()},
         "model": config.model,
         "seed": config.seed,
         "horizon": config.horizon,
@@ -419,6 +551,13 @@ def backtest_risk_gate(symbol: str) -> RiskGate:
         rules=instrument_rules(instrument) if instrument is not None else defaults.rules,
         capital=latest.equity if latest is not None and latest.equity > 0 else defaults.capital,
     )
+
+
+def _prior_trials(model_name: str) -> tuple[int, list[float]]:
+    """(versions trained so far, their recorded per-bar Sharpe ratios) for the registered model: every version
+    ever trained counts as a trial of the deflated Sharpe ratio, so retraining until one passes is penalised."""
+    sharpes = _prior_trial_sharpes(model_name)
+    return ModelVersion.objects.filter(model__name=model_name).count(), sharpes
 
 
 def _prior_trial_sharpes(model_name: str) -> list[float]:
@@ -512,8 +651,9 @@ def train_model(
         )
     risk = backtest_risk_gate(symbol)
     if not register:
+        trained, sharpes = _prior_trials(name)
         return evaluate_and_fit(
-            loaded.bars, config, prior_trial_sharpes=_prior_trial_sharpes(name), n_trials=n_trials, risk=risk
+            loaded.bars, config, prior_trial_sharpes=sharpes, n_trials=max(n_trials, trained + 1), risk=risk
         )
 
     request_id = request_id or uuid.uuid4().hex
@@ -532,8 +672,9 @@ def train_model(
         logger.info("training request already done", extra={"request_id": request_id, "version": version.pk})
         return TrainingResult(request_id, version, False, dict(version.metrics))
     try:
+        trained, sharpes = _prior_trials(name)
         outcome = evaluate_and_fit(
-            loaded.bars, config, prior_trial_sharpes=_prior_trial_sharpes(name), n_trials=n_trials, risk=risk
+            loaded.bars, config, prior_trial_sharpes=sharpes, n_trials=max(n_trials, trained + 1), risk=risk
         )
         outcome = replace(
             outcome,
@@ -566,6 +707,7 @@ def train_model(
                 f"(training request {request_id})",
                 actor=actor,
             )
+            services.model_version_gates_record(version=version, actor=actor)
             TrainingRun.objects.filter(pk=run.pk).update(
                 status=TrainingRun.Status.SUCCEEDED, version=version, finished_at=timezone.now()
             )

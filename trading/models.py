@@ -69,6 +69,20 @@ class Instrument(models.Model):
     qty_increment = qty_field(null=True, blank=True)
     ordermin = qty_field()
     costmin = money_field(null=True, blank=True)
+    taker_fee = models.DecimalField(
+        max_digits=8,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="fraction of notional at the account's base tier (AssetPairs `fees`); null: not known yet",
+    )
+    maker_fee = models.DecimalField(
+        max_digits=8,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        help_text="fraction of notional at the account's base tier (AssetPairs `fees_maker`)",
+    )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ONLINE)
     updated_at = models.DateTimeField(auto_now=True)
     history = audited_history()
@@ -476,6 +490,7 @@ class Alert(models.Model):
         RISK_MONITOR_BLIND = "risk_monitor_blind"
         EXCHANGE_DISCONNECTED = "exchange_disconnected"
         RECONCILIATION_FAILED = "reconciliation_failed"
+        MODEL_DEGRADED = "model_degraded"  # live performance worse than validation (models_registry outcomes)
 
     class Severity(models.TextChoices):
         INFO = "info"
@@ -518,9 +533,27 @@ class Decision(models.Model):
     decision_id = models.CharField(max_length=200, unique=True)
     instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="decisions")
     bar_time = models.DateTimeField(help_text="start of the closed bar that triggered it")
-    model_version = models.CharField(max_length=100)
+    model_version = models.CharField(max_length=100, help_text='what decided, e.g. "btc-usd-1m-direction v3"')
+    model_name = models.CharField(max_length=100, blank=True, default="", help_text="registered model, if one served")
+    model_version_number = models.PositiveIntegerField(null=True, blank=True)
     signal = models.SmallIntegerField()
     confidence = models.DecimalField(max_digits=7, decimal_places=6)
+    probabilities = models.JSONField(default=dict, blank=True, help_text="class (-1, 0, 1) -> probability")
+    expected_edge = models.DecimalField(
+        max_digits=12,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="expected return over the model's horizon from its probabilities (fraction)",
+    )
+    cost = models.DecimalField(
+        max_digits=12,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="round-trip cost: fees, half-spread and slippage, both ways (fraction)",
+    )
+    capped_by = models.CharField(max_length=40, blank=True, default="", help_text="the limit that set the size")
     price = price_field(null=True, blank=True)
     equity = money_field(null=True, blank=True)
     current_qty = qty_field(default=Decimal(0))

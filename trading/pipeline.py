@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from galfriday_site.audit import audit_actor, audited_row_insert
+from trading.costs import CostModel, NoTradeBand, trade_check
 from trading.executions import EventSource
 from trading.models import Decision, Instrument, OrderType, Side
 from trading.predictor import (
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
 BARS_PER_YEAR = 525_600
 ACTOR = "pipeline"
+EDGE_QUANTUM = Decimal("0.00000001")
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ def _decide(
     bars: BarWindow | None,
 ) -> Decision:
     instrument, mid = inputs.instrument, inputs.mid
+    if not prediction.model_name and prediction.reason:  # no model serves the symbol: nothing is traded
+        return _record(decision_id, instrument, bar_time, prediction, status=Decision.Status.NO_TRADE)
     if mid is None or inputs.equity is None:
         missing = "a market quote" if mid is None else "an equity snapshot"
         return _record(
@@ -163,26 +167,46 @@ def _decide(
     target = target_quantity(
         prediction=prediction, equity=inputs.equity, price=mid, policy=policy, volatility=volatility
     )
+    capped_by = "signal" if prediction.signal > 0 else ""
     # Size within the risk limits rather than have every large signal refused: the position and the order
     # notional are capped here, and the risk manager still checks everything else.
     limits = risk_limits_effective(instrument=instrument)
-    target = min(target, limits.max_position_notional / mid)
-    delta = order_quantity(instrument=instrument, current=current, target=target, price=mid)
+    if target > limits.max_position_notional / mid:
+        target, capped_by = limits.max_position_notional / mid, "max_position_notional"
+    cost = CostModel.for_instrument(taker_fee=instrument.taker_fee, bid=inputs.bid, ask=inputs.ask)
+    check = trade_check(
+        current_qty=current,
+        target_qty=target,
+        price=mid,
+        equity=inputs.equity,
+        expected_return=prediction.expected_return,
+        cost=cost,
+        band=NoTradeBand.from_settings(),
+        ordermin=instrument.ordermin,
+        costmin=instrument.costmin,
+    )
+    delta = order_quantity(instrument=instrument, current=current, target=target, price=mid) if check.allowed else ZERO
     if abs(delta) * mid > limits.max_order_notional:
         step = Decimal(1).scaleb(-instrument.qty_precision)
         delta = (limits.max_order_notional / mid).quantize(step, rounding=ROUND_DOWN).copy_sign(delta)
-    sizing = {
+        capped_by = "max_order_notional"
+    sizing: dict[str, Any] = {
         "price": mid,
         "equity": inputs.equity,
         "current_qty": current,
         "target_qty": target,
         "order_qty": delta,
+        "cost": cost.round_trip.quantize(EDGE_QUANTUM),
+        "capped_by": capped_by,
     }
     if delta == 0:
+        if not check.allowed:
+            reason = check.reason if prediction.signal or current else "flat signal"
+        else:
+            reason = "below the exchange minimums"
         return _record(
-            decision_id, instrument, bar_time, prediction, status=Decision.Status.NO_TRADE,
-            reason="at target or below the exchange minimums" if prediction.signal else "flat signal", **sizing,
-        )  # fmt: skip
+            decision_id, instrument, bar_time, prediction, status=Decision.Status.NO_TRADE, reason=reason, **sizing
+        )
     try:
         # One transaction: the order (created, risk-checked, `submitted` or `rejected`) and the decision that
         # made it, inserted once with its order (one audited row, not an insert and an update). No savepoint
@@ -223,13 +247,18 @@ def _decide(
 def _decision_fields(
     decision_id: str, instrument: Instrument, bar_time: datetime, prediction: Prediction, *, status: str
 ) -> dict[str, Any]:
+    edge = prediction.expected_return
     return {
         "decision_id": decision_id,
         "instrument": instrument,
         "bar_time": bar_time,
         "model_version": prediction.model_version,
+        "model_name": prediction.model_name,
+        "model_version_number": prediction.version,
         "signal": prediction.signal,
         "confidence": Decimal(str(round(prediction.confidence, 6))),
+        "probabilities": {str(k): round(float(v), 6) for k, v in (prediction.probabilities or {}).items()},
+        "expected_edge": Decimal(repr(float(edge))).quantize(EDGE_QUANTUM) if edge is not None else None,
         "status": status,
     }
 
@@ -242,11 +271,11 @@ def _record(
     *,
     status: str,
     reason: str = "",
-    **sizing: Decimal,
+    **sizing: Any,
 ) -> Decision:
     fields = _decision_fields(decision_id, instrument, bar_time, prediction, status=status)
     fields.pop("decision_id")
     decision, _ = Decision.objects.get_or_create(
-        decision_id=decision_id, defaults={**fields, "reason": reason, **sizing}
+        decision_id=decision_id, defaults={**fields, "reason": reason or prediction.reason, **sizing}
     )
     return decision

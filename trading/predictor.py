@@ -1,6 +1,7 @@
 """What the decision pipeline asks of a model: a small interface trading defines, so trading never imports the
-model registry. Settings wire it (`GALFRIDAY_PREDICTOR`) to the registry's predictor; until a model serves, the
-clearly named `MomentumBaseline` stands in.
+model registry. Settings wire it (`GALFRIDAY_PREDICTOR`) to the registry's predictor; while no model version
+that passed the promotion gates serves a symbol, the predictor says so (`Prediction.reason`) and the symbol is
+not traded.
 
 Bars come through `BarSource`, wired to the time-series store (`ingest.timeseries`, a leaf package: trading
 imports it, it imports nothing of trading).
@@ -9,7 +10,7 @@ imports it, it imports nothing of trading).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,7 +24,12 @@ from django.utils.module_loading import import_string
 class Prediction:
     signal: int  # -1 sell / 0 flat / +1 buy
     confidence: float  # 0..1
-    model_version: str  # what produced it (part of the decision id)
+    model_version: str  # what produced it, e.g. "btc-usd-1m-direction v3" (part of the decision id)
+    probabilities: Mapping[int, float] | None = None  # class (-1, 0, 1) -> probability
+    expected_return: float | None = None  # over the model's horizon, from its probabilities; None: unknown
+    model_name: str = ""  # the registered model, when one served
+    version: int | None = None
+    reason: str = ""  # why there is no signal (e.g. no model serves the symbol, and why)
 
 
 class Predictor(Protocol):
@@ -137,34 +143,33 @@ def recent_closes(
     return closes[-count:]
 
 
-class MomentumBaseline:
-    """A clearly named baseline, not a model: the sign of the return over the last `lookback` bars, outside a
-    dead zone of round-trip fees; confidence grows with the move's size. Used until the registry serves a model."""
+def momentum_signals(closes: Sequence[float], *, lookback: int, dead_zone: float) -> tuple[list[int], list[float]]:
+    """The momentum baseline rule, bar by bar: the sign of the return over the last `lookback` bars outside a dead
+    zone (round-trip fees by default), confidence growing with the move's size (full at four dead zones).
+    Returns (signal, confidence) per close; the first `lookback` bars have no view (0, 0). The registry serves it
+    as a model kind like any other (`models_registry.baselines`), so it trades only if it passes the gates."""
+    signals, confidences = [0] * len(closes), [0.0] * len(closes)
+    for t in range(lookback, len(closes)):
+        first = closes[t - lookback]
+        if not first > 0:
+            continue
+        move = closes[t] / first - 1.0
+        if abs(move) <= dead_zone:
+            continue
+        signals[t] = 1 if move > 0 else -1
+        confidences[t] = min(1.0, abs(move) / (dead_zone * 4)) if dead_zone > 0 else 1.0
+    return signals, confidences
 
-    version = "baseline-momentum-v1"
-    bars_fields: tuple[str, ...] = ("close",)
 
-    def __init__(self, lookback: int = 15, dead_zone: Decimal = Decimal("0.008")) -> None:
-        self.lookback = lookback
-        self.dead_zone = dead_zone
+class NoPredictor:
+    """What decides when no predictor is configured: nothing trades, and each decision says so."""
 
-    def bars_range(self, *, bar_time: datetime) -> tuple[datetime, datetime]:
-        return closes_window(until=bar_time, count=self.lookback + 1)
-
-    def predict(
-        self, *, symbol: str, bar_time: datetime, decision_id: str, bars: BarWindow | None = None
-    ) -> Prediction:
-        closes = recent_closes(symbol=symbol, until=bar_time, count=self.lookback + 1, bars=bars)
-        if len(closes) < self.lookback + 1 or closes[0].close <= 0:
-            return Prediction(0, 0.0, self.version)
-        move = closes[-1].close / closes[0].close - 1
-        if abs(move) <= self.dead_zone:
-            return Prediction(0, 0.0, self.version)
-        confidence = float(min(Decimal(1), abs(move) / (self.dead_zone * 4)))
-        return Prediction(1 if move > 0 else -1, confidence, self.version)
+    def predict(self, *, symbol: str, bar_time: datetime, decision_id: str) -> Prediction:
+        reason = f"no predictor is configured (GALFRIDAY_PREDICTOR): {symbol} is not traded"
+        return Prediction(0, 0.0, "none", reason=reason)
 
 
 def get_predictor() -> Predictor:
-    path = getattr(settings, "GALFRIDAY_PREDICTOR", "") or "trading.predictor.MomentumBaseline"
+    path = getattr(settings, "GALFRIDAY_PREDICTOR", "") or "trading.predictor.NoPredictor"
     predictor: Predictor = import_string(path)()
     return predictor

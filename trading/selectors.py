@@ -189,6 +189,8 @@ def account_currency() -> str:
 class DecisionInputs:
     instrument: Instrument
     mid: Decimal | None  # of the instrument's last quote
+    bid: Decimal | None
+    ask: Decimal | None
     position_qty: Decimal
     equity: Decimal | None  # of the latest equity snapshot
     existing_decision_id: int | None  # the pk of the decision already made under this id
@@ -203,10 +205,12 @@ def decision_inputs(*, symbol: str, decision_id: str) -> DecisionInputs:
     if not rows:
         raise Instrument.DoesNotExist(f"no instrument {symbol}")
     n = len(Instrument._meta.concrete_fields)
-    mid, position_qty, equity, existing = rows[0][n:]
+    mid, bid, ask, position_qty, equity, existing = rows[0][n:]
     return DecisionInputs(
         instrument=model_from_row(Instrument, rows[0][:n]),
         mid=mid,
+        bid=bid,
+        ask=ask,
         position_qty=position_qty if position_qty is not None else Decimal(0),
         equity=equity,
         existing_decision_id=existing,
@@ -223,7 +227,13 @@ _DECISION_INPUTS = CompiledQuery(
             existing_decision=Subquery(Decision.objects.filter(decision_id=decision_id).values("pk")[:1]),
         )
         .values_list(
-            *field_names(Instrument), "quote_top__mid", "position__quantity", "latest_equity", "existing_decision"
+            *field_names(Instrument),
+            "quote_top__mid",
+            "quote_top__bid",
+            "quote_top__ask",
+            "position__quantity",
+            "latest_equity",
+            "existing_decision",
         )
         .order_by()
     ),

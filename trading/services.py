@@ -207,6 +207,10 @@ def instrument_sync_from_asset_pair(*, pair: AssetPair) -> Instrument:
         "ordermin": pair.ordermin if pair.ordermin is not None else ZERO,
         "costmin": pair.costmin,
     }
+    if pair.taker_fee is not None:
+        fields["taker_fee"] = pair.taker_fee
+    if pair.maker_fee is not None:
+        fields["maker_fee"] = pair.maker_fee
     if pair.status is not None:
         fields["status"] = pair.status
     return instrument_upsert(symbol=f"{base}/{quote}", base=base, quote=quote, **fields)

@@ -301,14 +301,22 @@ GALFRIDAY_DEADMAN_TIMEOUT_S = env.int("GALFRIDAY_DEADMAN_TIMEOUT_S", default=0)
 GALFRIDAY_DEADMAN_REFRESH_S = env.float("GALFRIDAY_DEADMAN_REFRESH_S", default=0.0)
 # Kraken account tier for the client-side rate-limit models: starter, intermediate or pro.
 GALFRIDAY_KRAKEN_TIER = env.str("GALFRIDAY_KRAKEN_TIER", default="starter")
-# The decision pipeline: the predictor (dotted path; the registry's, which lets trading.predictor.MomentumBaseline
-# decide until a model version serves the symbol), how
-# old a closed bar may be when its decision runs, and sizing (fraction of equity at full confidence, scaled by
-# volatility targeting toward an annualised volatility; empty disables the scaling).
+# The decision pipeline: the predictor (dotted path; the registry's: a symbol whose model has no version that
+# passed the promotion gates is not traded), how old a closed bar may be when its decision runs, and sizing
+# (fraction of equity at full confidence, scaled by volatility targeting toward an annualised volatility; empty
+# disables the scaling).
 GALFRIDAY_PREDICTOR = env.str("GALFRIDAY_PREDICTOR", default="models_registry.predictor.PipelinePredictor")
 GALFRIDAY_DECISION_MAX_AGE_S = env.float("GALFRIDAY_DECISION_MAX_AGE_S", default=30.0)
 GALFRIDAY_SIZING_FRACTION = env.str("GALFRIDAY_SIZING_FRACTION", default="0.10")
 GALFRIDAY_SIZING_TARGET_VOLATILITY = env.str("GALFRIDAY_SIZING_TARGET_VOLATILITY", default="0.50")
+# Costs: a position is entered only when the model's expected return over its horizon beats the round trip
+# (the instrument's taker fee both ways - this default while AssetPairs has not told it -, the half-spread both
+# ways and this slippage estimate both ways); a rebalance smaller than the no-trade band (a fraction of equity,
+# never below this multiple of the exchange's minimum order) is skipped.
+GALFRIDAY_DEFAULT_TAKER_FEE = env.str("GALFRIDAY_DEFAULT_TAKER_FEE", default="0.0040")
+GALFRIDAY_SLIPPAGE_BPS = env.str("GALFRIDAY_SLIPPAGE_BPS", default="5")
+GALFRIDAY_NO_TRADE_BAND = env.str("GALFRIDAY_NO_TRADE_BAND", default="0.01")
+GALFRIDAY_NO_TRADE_MIN_MULTIPLE = env.str("GALFRIDAY_NO_TRADE_MIN_MULTIPLE", default="3")
 # A new paper account's starting balances (seeded once by `standalone` or `manage.py seed_paper_account`).
 GALFRIDAY_PAPER_BALANCES = env.str("GALFRIDAY_PAPER_BALANCES", default="USD=100000")
 # The paper broker's fees (fractions) and slippage (basis points).
@@ -331,8 +339,27 @@ MODELS_REGISTRY_S3_PREFIX = env.str("MODELS_REGISTRY_S3_PREFIX", default="artifa
 MODELS_REGISTRY_S3_ENDPOINT_URL = env.str("MODELS_REGISTRY_S3_ENDPOINT_URL", default="")
 MODELS_REGISTRY_S3_REGION = env.str("MODELS_REGISTRY_S3_REGION", default="")
 MODELS_REGISTRY_TRUSTED_TYPES = env.list("MODELS_REGISTRY_TRUSTED_TYPES", default=[])
-# Promotion gates per stage, e.g. {"production": {"sharpe": {"min": 1.0}, "max_drawdown": {"max": 0.15}}}.
-MODELS_REGISTRY_PROMOTION_GATES = env.json("MODELS_REGISTRY_PROMOTION_GATES", default={})
+# Promotion gates per stage: metric -> bounds ({"min": x} / {"max": x} inclusive, {"gt": x} / {"lt": x} strict),
+# checked on the version's purged walk-forward out-of-sample metrics, net of fees and slippage. The defaults make
+# a model prove an edge before it trades: net return above not trading, buy-and-hold and the momentum baseline on
+# the same bars; probabilistic and deflated Sharpe ratios >= 0.95 (DSR counts every version of the model as a
+# trial); log loss and Brier below the class-prior baseline; calibration error <= 0.10; at least 30 trades. A
+# model's own gates may only tighten these (models_registry.selectors.gate_config).
+DEFAULT_PROMOTION_GATES = {
+    "production": {
+        "net_pnl": {"gt": 0.0},
+        "excess_net_pnl_vs_hold": {"gt": 0.0},
+        "excess_net_pnl_vs_momentum": {"gt": 0.0},
+        "psr": {"min": 0.95},
+        "dsr": {"min": 0.95},
+        "log_loss_skill": {"gt": 0.0},
+        "brier_skill": {"gt": 0.0},
+        "ece": {"max": 0.10},
+        "n_oos_trades": {"min": 30},
+        "max_drawdown": {"max": 0.25},
+    }
+}
+MODELS_REGISTRY_PROMOTION_GATES = env.json("MODELS_REGISTRY_PROMOTION_GATES", default=DEFAULT_PROMOTION_GATES)
 MODELS_REGISTRY_EXTRA_GATES: list[str] = []
 GALFRIDAY_CODE_VERSION = env.str("GALFRIDAY_CODE_VERSION", default="")
 # Which registered model serves a symbol ({"BTC/USD": "name"}; default name derived from the symbol) and which
@@ -342,6 +369,23 @@ MODELS_REGISTRY_PREDICTOR_SELECTOR = env.str("MODELS_REGISTRY_PREDICTOR_SELECTOR
 # How often (ms) a process checks whether a promotion elsewhere changed the serving version.
 MODELS_REGISTRY_PREDICTION_CHECK_INTERVAL_MS = env.int("MODELS_REGISTRY_PREDICTION_CHECK_INTERVAL_MS", default=200)
 MODELS_REGISTRY_TRAINING_MIN_SAMPLES = env.int("MODELS_REGISTRY_TRAINING_MIN_SAMPLES", default=300)
+# The first model per symbol (`bootstrap_model`, run by `standalone`): days of history, model kind, label horizon
+# in bars, walk-forward folds, label dead zone ("auto": balanced classes, or a number), and gates that may only
+# tighten MODELS_REGISTRY_PROMOTION_GATES.
+MODELS_REGISTRY_BOOTSTRAP_LOOKBACK_DAYS = env.float("MODELS_REGISTRY_BOOTSTRAP_LOOKBACK_DAYS", default=14.0)
+MODELS_REGISTRY_BOOTSTRAP_MODEL = env.str("MODELS_REGISTRY_BOOTSTRAP_MODEL", default="logreg")
+MODELS_REGISTRY_BOOTSTRAP_HORIZON = env.int("MODELS_REGISTRY_BOOTSTRAP_HORIZON", default=60)
+MODELS_REGISTRY_BOOTSTRAP_FOLDS = env.int("MODELS_REGISTRY_BOOTSTRAP_FOLDS", default=3)
+MODELS_REGISTRY_BOOTSTRAP_DEAD_ZONE = env.str("MODELS_REGISTRY_BOOTSTRAP_DEAD_ZONE", default="auto")
+MODELS_REGISTRY_BOOTSTRAP_GATES = env.json("MODELS_REGISTRY_BOOTSTRAP_GATES", default={})
+# Outcome tracking (models_registry.outcomes): matured outcomes re-checked against revised bars for this long,
+# pending ones retried for this long, batch size of a maturation pass; the degradation check's window of latest
+# outcomes and the fewest it judges on.
+MODELS_REGISTRY_OUTCOMES_RECHECK_MINUTES = env.int("MODELS_REGISTRY_OUTCOMES_RECHECK_MINUTES", default=120)
+MODELS_REGISTRY_OUTCOMES_PENDING_RETRY_MINUTES = env.int("MODELS_REGISTRY_OUTCOMES_PENDING_RETRY_MINUTES", default=1440)
+MODELS_REGISTRY_OUTCOMES_BATCH = env.int("MODELS_REGISTRY_OUTCOMES_BATCH", default=20000)
+MODELS_REGISTRY_DEGRADATION_WINDOW = env.int("MODELS_REGISTRY_DEGRADATION_WINDOW", default=1000)
+MODELS_REGISTRY_DEGRADATION_MIN_OUTCOMES = env.int("MODELS_REGISTRY_DEGRADATION_MIN_OUTCOMES", default=200)
 
 # --- API ---------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

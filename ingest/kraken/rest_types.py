@@ -133,6 +133,8 @@ class AssetPair:
     tick_size: Decimal | None
     status: str | None
     raw: Mapping[str, Any] = field(compare=False, repr=False)
+    taker_fee: Decimal | None = None  # fraction, at the lowest volume tier of `fees` (Kraken gives percent)
+    maker_fee: Decimal | None = None  # fraction, from `fees_maker`
 
     @classmethod
     @_shape_checked
@@ -151,7 +153,20 @@ class AssetPair:
             tick_size=_opt_dec(d.get("tick_size"), "tick_size"),
             status=_opt_str(d.get("status")),
             raw=d,
+            taker_fee=_base_tier_fee(d.get("fees"), "fees"),
+            maker_fee=_base_tier_fee(d.get("fees_maker"), "fees_maker"),
         )
+
+
+def _base_tier_fee(tiers: Any, name: str) -> Decimal | None:
+    """The fee of the lowest volume tier, as a fraction: Kraken lists ``[[volume, percent], ...]``."""
+    if not tiers:
+        return None
+    if not isinstance(tiers, list) or not all(isinstance(t, list) and len(t) == 2 for t in tiers):
+        raise ValueError(f"{name} must be a list of [volume, percent] pairs")
+    lowest = min(tiers, key=lambda t: Decimal(str(t[0])))
+    percent = _opt_dec(lowest[1], name)
+    return None if percent is None else percent / 100
 
 
 @dataclass(frozen=True, slots=True)

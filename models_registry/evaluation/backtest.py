@@ -62,6 +62,7 @@ class SizingState:
     position: float
     equity: float
     closes: np.ndarray | None = None  # the last SIZING_HISTORY closes up to and including this bar's (oldest first)
+    expected_return: float | None = None  # the signal's expected return over its horizon, when the caller gave one
 
 
 class SizeFunction(Protocol):
@@ -135,6 +136,21 @@ def _per_bar(values: Any, index: pd.DatetimeIndex, name: str, default: float) ->
     arr = np.where(np.isnan(arr), default, arr)
     if not np.isfinite(arr).all() or (arr < -1).any() or (arr > 1).any():
         raise ValueError(f"{name} must lie in [-1, 1] (NaN allowed: {default})")
+    return arr
+
+
+def _expected_per_bar(values: Any, index: pd.DatetimeIndex) -> np.ndarray | None:
+    if values is None:
+        return None
+    if isinstance(values, pd.Series):
+        if not values.index.equals(index):
+            raise ValueError("expected must be indexed like the bars")
+        values = values.to_numpy()
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != (len(index),):
+        raise ValueError(f"expected must have one value per bar ({len(index)}), got shape {arr.shape}")
+    if np.isinf(arr).any():
+        raise ValueError("expected returns must be finite (NaN: unknown)")
     return arr
 
 
@@ -216,6 +232,7 @@ def _targets_by_loop(
     fill: FillAt,
     cost_rate: float,
     gate: RiskGateRun | None = None,
+    expected: np.ndarray | None = None,
 ) -> np.ndarray:
     """Targets from a bar-by-bar sizing function; equity in its state follows the same per-bar accounting.
     With a risk `gate`, each change of target is an order that must pass the live pre-trade check; a rejected
@@ -247,6 +264,7 @@ def _targets_by_loop(
             position=float(targets[t - 1]) if t else 0.0,
             equity=equity,
             closes=closes[max(0, t - SIZING_HISTORY + 1) : t + 1],
+            expected_return=None if expected is None or math.isnan(expected[t]) else float(expected[t]),
         )
         target = float(size(float(signals[t]), float(confidence[t]), state))
         if not (math.isfinite(target) and -1.0 <= target <= 1.0):
@@ -277,8 +295,12 @@ def run_backtest(
     periods_per_year: float = BARS_PER_YEAR,
     trial_sharpes: list[float] | None = None,
     risk: RiskGate | None = None,
+    expected: pd.Series | np.ndarray | None = None,
 ) -> BacktestResult:
     """Backtest per-bar signals in [-1, 1] decided at each bar's close; see the module doc for the timing.
+
+    `expected`: per bar, the signal's expected return over its horizon (NaN: unknown), handed to the sizing
+    function in its state (the live sizing weighs it against the trading cost).
 
     With `risk`, every order the targets imply goes through the live pre-trade risk check
     (:mod:`models_registry.evaluation.risk_gate`); rejected orders are not filled, and the counts by reason
@@ -293,6 +315,7 @@ def run_backtest(
         raise ValueError(f"slippage_bps must be in [0, 1000), got {slippage_bps!r}")
     sig = _per_bar(signals, index, "signals", 0.0)
     conf = _per_bar(confidence, index, "confidence", 1.0)
+    exp = _expected_per_bar(expected, index)
     slippage = slippage_bps / 10_000.0
     cost_rate = taker_fee + slippage
     sizer = FixedFractionSizer() if size is None else size
@@ -307,7 +330,9 @@ def run_backtest(
                 return float(wanted[state.index])
 
             sizer = by_bar
-        targets = _targets_by_loop(index, opens, closes, sig, conf, sizer, fill=fill, cost_rate=cost_rate, gate=gate)
+        targets = _targets_by_loop(
+            index, opens, closes, sig, conf, sizer, fill=fill, cost_rate=cost_rate, gate=gate, expected=exp
+        )
 
     run, hold = (
         _simulate(

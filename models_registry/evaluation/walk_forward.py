@@ -37,6 +37,8 @@ class WalkForwardReport:
     classification: dict[str, float]  # pooled over all out-of-sample predictions
     probabilities: pd.DataFrame  # out-of-sample, columns LABEL_CLASSES
     backtest: BacktestResult
+    expected_return: pd.Series | None = None  # out-of-sample, when forward returns were given
+    window: pd.DataFrame | None = None  # the bars the backtest ran on
 
 
 def _aligned_proba(model: Any, X: np.ndarray) -> np.ndarray:
@@ -59,11 +61,16 @@ def walk_forward_evaluate(
     size: SizeFunction | None = None,
     trial_sharpes: list[float] | None = None,
     risk: RiskGate | None = None,
+    forward_returns: pd.Series | None = None,
 ) -> WalkForwardReport:
     """Fit a clone of `estimator` per fold on purged training samples and evaluate out of sample.
 
     Samples are the bars with a complete feature row and a label (warm-up head and unlabelled tail dropped);
     they must be consecutive bars so that the CV's label horizon counts bars.
+
+    With `forward_returns` (the labels' forward returns), each fold's expected return of a test row is
+    ``sum_k P(k) x mean forward return of class k in that fold's training samples`` (:func:`class_mean_returns`,
+    what the final model records for live use): it goes to the backtest's sizing, which weighs it against costs.
     """
     if not features.index.equals(labels.index) or not features.index.equals(bars.index):
         raise ValueError("features, labels and bars must share one index")
@@ -75,10 +82,12 @@ def walk_forward_evaluate(
         raise ValueError("usable samples must be consecutive bars (a NaN inside the history breaks the purge)")
     X = features.to_numpy()[positions]
     y = labels.to_numpy()[positions]
+    fwd = None if forward_returns is None else forward_returns.reindex(features.index).to_numpy()[positions]
     sample_index = features.index[positions]
 
     folds: list[FoldReport] = []
     proba_parts: list[np.ndarray] = []
+    expected_parts: list[np.ndarray] = []
     test_parts: list[np.ndarray] = []
     for k, (train, test) in enumerate(cv.split(len(positions))):
         model = clone(estimator).fit(X[train], y[train])
@@ -89,6 +98,9 @@ def walk_forward_evaluate(
             )
         )
         proba_parts.append(proba)
+        if fwd is not None:
+            means = class_mean_returns(y[train], fwd[train])
+            expected_parts.append(proba @ np.array([means[c] for c in LABEL_CLASSES]))
         test_parts.append(test)
     test_all = np.concatenate(test_parts)
     proba_all = np.concatenate(proba_parts)
@@ -98,6 +110,7 @@ def walk_forward_evaluate(
     up, down = LABEL_CLASSES.index(1), LABEL_CLASSES.index(-1)
     signal = pd.Series(proba_all[:, up] - proba_all[:, down], index=oos.index).reindex(window.index)
     confidence = pd.Series(proba_all.max(axis=1), index=oos.index).reindex(window.index)
+    expected = pd.Series(np.concatenate(expected_parts), index=oos.index) if expected_parts else None
     backtest = run_backtest(
         window,
         signal.clip(-1.0, 1.0),
@@ -107,5 +120,18 @@ def walk_forward_evaluate(
         slippage_bps=slippage_bps,
         trial_sharpes=trial_sharpes,
         risk=risk,
+        expected=None if expected is None else expected.reindex(window.index),
     )
-    return WalkForwardReport(folds, classification_metrics(y[test_all], proba_all), oos, backtest)
+    return WalkForwardReport(
+        folds, classification_metrics(y[test_all], proba_all), oos, backtest, expected_return=expected, window=window
+    )
+
+
+def class_mean_returns(labels: np.ndarray, forward_returns: np.ndarray) -> dict[int, float]:
+    """Mean forward return of the samples of each label class (0.0 for a class without samples): with the
+    probabilities, the expected move of a prediction."""
+    out: dict[int, float] = {}
+    for cls in LABEL_CLASSES:
+        picked = forward_returns[(labels == cls) & np.isfinite(forward_returns)]
+        out[cls] = float(picked.mean()) if len(picked) else 0.0
+    return out

@@ -19,6 +19,13 @@ from kraken_sim import TIERS, SimConfig, Simulator
 # 8,000 generator steps back-dated over 12 hours: ~680 one-minute candles (the simulator keeps at most 720).
 HISTORY_STEPS = 8000
 HISTORY_SECONDS = 12 * 3600.0
+# The learnable market `make run` uses (settings.KRAKEN_SIM_SCENARIO): a known edge over the fees at 60 bars.
+LEARNABLE = "trend:drift=0.0003,regime_minutes=480"
+TWO_WEEKS: dict[str, object] = {
+    "history_days": 14.0,
+    "instruments": ("BTC/USD",),
+    "balances": {"USD": Decimal(100000), "BTC": Decimal(1)},
+}
 UNLIMITED = TIERS["pro"].__class__("test", Decimal(10**6), Decimal(1), Decimal(10**6), Decimal(1), 10_000)
 
 
@@ -84,6 +91,47 @@ def history_sim() -> Iterator[ThreadedSimulator]:
         yield sim
     finally:
         sim.close()
+
+
+@pytest.fixture(scope="module")
+def trend_sim() -> Iterator[ThreadedSimulator]:
+    """A quiet simulator on the learnable trend scenario with 14 days of back-dated 1-minute history."""
+    sim = ThreadedSimulator(scenario=LEARNABLE, **TWO_WEEKS)
+    try:
+        yield sim
+    finally:
+        sim.close()
+
+
+@pytest.fixture(scope="module")
+def random_walk_sim() -> Iterator[ThreadedSimulator]:
+    """The same, on `random_walk`: no edge at any horizon."""
+    sim = ThreadedSimulator(scenario="random_walk", **TWO_WEEKS)
+    try:
+        yield sim
+    finally:
+        sim.close()
+
+
+def client_for(sim: ThreadedSimulator, settings: object) -> Iterator[object]:
+    from ingest.kraken.rest import KrakenRestClientSync
+
+    settings.KRAKEN_REST_URL = sim.rest_url  # type: ignore[attr-defined]
+    client = KrakenRestClientSync(base_url=sim.rest_url, timeout=30.0)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def trend_client(trend_sim: ThreadedSimulator, settings: object) -> Iterator[object]:
+    yield from client_for(trend_sim, settings)
+
+
+@pytest.fixture
+def random_walk_client(random_walk_sim: ThreadedSimulator, settings: object) -> Iterator[object]:
+    yield from client_for(random_walk_sim, settings)
 
 
 @pytest.fixture

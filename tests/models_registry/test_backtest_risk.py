@@ -124,7 +124,10 @@ def test_a_breached_daily_loss_limit_stops_new_positions_for_the_day() -> None:
 
 
 def test_training_records_the_risk_counts_and_a_blocking_limit_changes_the_evaluation() -> None:
-    config = TrainingConfig(model="logreg", horizon=15, dead_zone="auto", n_splits=3, signal_threshold=0.05)
+    # Cost-free, so the edge-less synthetic bars still trade and the risk gate sees orders (costs: own tests).
+    config = TrainingConfig(
+        model="logreg", horizon=15, dead_zone="auto", n_splits=3, signal_threshold=0.05, taker_fee=0.0, slippage_bps=0.0
+    )
     free = evaluate_and_fit(BARS, config)
     blocked = evaluate_and_fit(BARS, config, risk=_gate(max_order_notional=Decimal("1")))
 

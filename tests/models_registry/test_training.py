@@ -33,6 +33,10 @@ from tests.models_registry.synthetic import make_bars
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("registry_settings")]
 
 N_BARS = 1200
+# The random-walk bars here have no edge: with fees, the evaluation's strategy would (rightly) never trade and
+# record no Sharpe ratio. These lineage tests evaluate cost-free so every trading metric is recorded; the costs
+# have their own tests (tests/trading/test_pipeline.py, test_training_gates.py).
+COST_FREE = {"taker_fee": 0.0, "slippage_bps": 0.0}
 TRADING_METRICS = ("net_pnl", "sharpe", "sortino", "max_drawdown", "turnover", "psr", "dsr", "n_trials")
 CLASSIFICATION_METRICS = ("accuracy", "log_loss", "roc_auc_up", "brier_up", "brier_multiclass", "log_loss_skill")
 BUY_AND_HOLD = ("bh_net_pnl", "bh_sharpe", "bh_max_drawdown", "excess_net_pnl")
@@ -53,7 +57,7 @@ def test_training_registers_a_version_with_complete_lineage_and_a_loadable_artif
         symbol="BTC/USD",
         start=start,
         end=end,
-        config=TrainingConfig(model=kind, horizon=15, seed=4),
+        config=TrainingConfig(model=kind, horizon=15, seed=4, **COST_FREE),
         request_id=f"req-{kind}",
         n_trials=3,
     )
@@ -193,7 +197,9 @@ def test_a_new_version_records_the_production_version_as_parent_and_counts_trial
 def test_no_register_returns_the_evaluation_and_writes_nothing(stored_window):  # type: ignore[no-untyped-def]
     start, end = stored_window
 
-    outcome = train_model(symbol="BTC/USD", start=start, end=end, config=TrainingConfig(model="logreg"), register=False)
+    outcome = train_model(
+        symbol="BTC/USD", start=start, end=end, config=TrainingConfig(model="logreg", **COST_FREE), register=False
+    )
 
     assert isinstance(outcome, TrainingOutcome)
     assert "sharpe" in outcome.metrics
@@ -239,6 +245,7 @@ def test_evaluation_sizes_with_the_live_pipelines_own_sizing(settings) -> None: 
 
     import pandas as pd
 
+    from models_registry.evaluation import RiskGate
     from models_registry.evaluation.backtest import SizingState
     from models_registry.training import live_sizer
     from trading.pipeline import SizingPolicy, annualised_volatility, target_quantity
@@ -246,9 +253,9 @@ def test_evaluation_sizes_with_the_live_pipelines_own_sizing(settings) -> None: 
 
     settings.GALFRIDAY_SIZING_FRACTION = "0.25"
     settings.GALFRIDAY_SIZING_TARGET_VOLATILITY = "0.50"
-    sizer = live_sizer(threshold=0.1)
+    sizer = live_sizer(0.1, taker_fee=0.004, slippage_bps=5.0, risk=RiskGate())
     closes = 30_000.0 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 2e-3, 100)))
-    state = SizingState(0, pd.Timestamp("2024-01-01", tz="UTC"), float(closes[-1]), 0.0, 1.3, closes)
+    state = SizingState(0, pd.Timestamp("2024-01-01", tz="UTC"), float(closes[-1]), 0.0, 1.3, closes, 0.05)
 
     assert sizer(-1.0, 0.9, state) == 0.0  # a sell signal on spot means flat, never short
     assert sizer(0.05, 0.9, state) == 0.0  # an edge below the threshold: no trade
@@ -258,12 +265,32 @@ def test_evaluation_sizes_with_the_live_pipelines_own_sizing(settings) -> None: 
     assert vol > Decimal("0.5")
     quantity = target_quantity(
         prediction=Prediction(1, 0.8, "x"),
-        equity=Decimal("1.3"),
+        equity=Decimal("13000"),  # the gate's capital x the backtest's equity factor
         price=Decimal(repr(float(closes[-1]))),
         policy=SizingPolicy.from_settings(),
         volatility=vol,
     )
-    assert got == pytest.approx(float(quantity) * closes[-1] / 1.3, rel=1e-12)
+    assert got == pytest.approx(float(quantity) * closes[-1] / (1.3 * 10_000), rel=1e-12)
     assert got == pytest.approx(0.25 * 0.8 * float(Decimal("0.5") / vol), rel=1e-9)
-    flat = SizingState(0, state.timestamp, 100.0, 0.0, 1.0, np.full(100, 100.0))  # no volatility: no scaling
+    flat = SizingState(0, state.timestamp, 100.0, 0.0, 1.0, np.full(100, 100.0), 0.05)  # no volatility: no scaling
     assert sizer(0.5, 0.8, flat) == pytest.approx(0.25 * 0.8)
+
+
+def test_the_evaluation_applies_the_live_cost_rule_and_no_trade_band() -> None:
+    import pandas as pd
+
+    from models_registry.evaluation import RiskGate
+    from models_registry.evaluation.backtest import SizingState
+    from models_registry.training import live_sizer
+
+    sizer = live_sizer(0.0, taker_fee=0.004, slippage_bps=5.0, risk=RiskGate())  # round trip 0.90 %
+    closes = np.full(100, 100.0)
+
+    def state(position: float, expected: float | None) -> SizingState:
+        return SizingState(0, pd.Timestamp("2024-01-01", tz="UTC"), 100.0, position, 1.0, closes, expected)
+
+    assert sizer(1.0, 0.8, state(0.0, 0.0089)) == 0.0  # the edge does not pay the round trip: stay flat
+    assert sizer(1.0, 0.8, state(0.0, None)) == 0.0  # no expected return: no entry
+    assert sizer(1.0, 0.8, state(0.0, 0.02)) == pytest.approx(0.08)  # 10 % x 0.8
+    assert sizer(1.0, 0.8, state(0.075, 0.02)) == 0.075  # a 0.5 % rebalance is inside the 1 % band: kept
+    assert sizer(-1.0, 0.8, state(0.075, None)) == 0.0  # getting out needs no edge and closes the position

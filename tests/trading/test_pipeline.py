@@ -20,7 +20,7 @@ from trading.pipeline import (
     order_quantity,
     target_quantity,
 )
-from trading.predictor import MomentumBaseline, Prediction
+from trading.predictor import Prediction
 from trading.services import equity_snapshot_take
 from trading.tasks import decide_on_bar as decide_on_bar_task
 
@@ -44,8 +44,10 @@ def write_bars(closes: list[str], *, end: datetime, symbol: str = "BTC/USD") -> 
 
 @pytest.fixture(autouse=True)
 def _relational_time_series(settings) -> None:  # type: ignore[no-untyped-def]
-    """Bars live in the relational store here (the InfluxDB adapter has its own tests against the real server)."""
+    """Bars live in the relational store here (the InfluxDB adapter has its own tests against the real server);
+    the served model is the momentum stand-in of tests.trading.doubles."""
     settings.INFLUXDB_URL = ""
+    settings.GALFRIDAY_PREDICTOR = "tests.trading.doubles.MomentumTestModel"
 
 
 @pytest.fixture
@@ -73,7 +75,15 @@ def test_rising_market_buys_once_through_risk_and_execution(  # type: ignore[no-
         decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1, seconds=2))
     assert decision.status == Decision.Status.ORDERED
     assert decision.signal == 1
-    assert decision.model_version == MomentumBaseline.version
+    assert (decision.model_version, decision.model_name, decision.model_version_number) == (
+        "test-momentum v1",
+        "test-momentum",
+        1,
+    )
+    assert decision.probabilities["1"] > decision.probabilities["-1"]
+    assert decision.expected_edge is not None
+    assert decision.expected_edge > decision.cost > 0
+    assert decision.capped_by == "signal"
     order = decision.order
     assert order is not None
     assert (order.side, order.order_type, order.state) == ("buy", "market", "submitted")
@@ -195,3 +205,85 @@ def test_decisions_are_listed_over_the_api_with_filters(account, gateway, bar_ti
     assert row["order_id"] is not None
     assert client.get("/api/trading/decisions/", {"status": "expired"}).json()["results"] == []
     assert client.get("/api/trading/decisions/", {"status": "nonsense"}).status_code == 400
+
+
+def served(signal: int, confidence: float, expected_return: float | None) -> Prediction:
+    return Prediction(
+        signal,
+        confidence,
+        "scripted v7",
+        probabilities={-1: 0.1, 0: 0.2, 1: 0.7},
+        expected_return=expected_return,
+        model_name="scripted",
+        version=7,
+    )
+
+
+@pytest.fixture
+def scripted(settings):  # type: ignore[no-untyped-def]
+    from tests.trading.doubles import ScriptedModel
+
+    settings.GALFRIDAY_PREDICTOR = "tests.trading.doubles.ScriptedModel"
+    yield ScriptedModel
+    ScriptedModel.prediction = Prediction(0, 0.0, "none", reason="nothing scripted")
+
+
+def test_an_edge_below_the_round_trip_cost_does_not_trade(account, gateway, bar_time, scripted) -> None:  # type: ignore[no-untyped-def]
+    write_bars(rising(), end=bar_time)
+    # Round trip at the default taker fee (0.40 %) and 5 bps slippage each way: 0.90 % plus the spread.
+    scripted.prediction = served(1, 0.9, expected_return=0.0085)
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
+    assert decision.status == Decision.Status.NO_TRADE
+    assert "does not beat the round-trip cost" in decision.reason
+    assert decision.expected_edge == Decimal("0.0085")
+    assert decision.cost >= Decimal("0.009")
+    assert decision.target_qty > 0  # the signal wanted a position; the cost refused it
+    assert Order.objects.count() == 0
+
+    later = bar_time + timedelta(minutes=1)
+    write_bars(rising(62), end=later)
+    scripted.prediction = served(1, 0.9, expected_return=0.02)
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=later, now=later + timedelta(minutes=1))
+    assert decision.status == Decision.Status.ORDERED
+    assert Order.objects.count() == 1
+
+
+def test_no_expected_return_means_no_entry(account, gateway, bar_time, scripted) -> None:  # type: ignore[no-untyped-def]
+    write_bars(rising(), end=bar_time)
+    scripted.prediction = served(1, 0.9, expected_return=None)
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
+    assert decision.status == Decision.Status.NO_TRADE
+    assert "no expected return" in decision.reason
+
+
+def test_a_rebalance_inside_the_no_trade_band_does_not_trade(account, gateway, bar_time, scripted, settings) -> None:  # type: ignore[no-untyped-def]
+    write_bars(rising(), end=bar_time)
+    scripted.prediction = served(1, 0.9, expected_return=0.05)
+    settings.GALFRIDAY_NO_TRADE_BAND = "0.5"  # half of equity: the ~6 % position the signal asks for is inside it
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
+    assert decision.status == Decision.Status.NO_TRADE
+    assert "inside the no-trade band" in decision.reason
+    assert Order.objects.count() == 0
+
+    later = bar_time + timedelta(minutes=1)
+    write_bars(rising(62), end=later)
+    settings.GALFRIDAY_NO_TRADE_BAND = "0.001"
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=later, now=later + timedelta(minutes=1))
+    assert decision.status == Decision.Status.ORDERED
+
+
+def test_the_band_never_goes_below_a_multiple_of_the_exchange_minimum() -> None:
+    from trading.costs import NoTradeBand
+
+    band = NoTradeBand(fraction=Decimal("0"), min_multiple=Decimal("3"))
+    assert band.threshold(equity=Decimal(1000), price=Decimal(100), ordermin=Decimal("0.1"), costmin=None) == 30
+    assert band.threshold(equity=Decimal(1000), price=Decimal(100), ordermin=Decimal("0.001"), costmin=Decimal(5)) == 15
+
+
+def test_a_symbol_no_model_serves_is_not_traded_and_the_decision_says_why(account, gateway, bar_time, scripted) -> None:  # type: ignore[no-untyped-def]
+    write_bars(rising(), end=bar_time)
+    scripted.prediction = Prediction(0, 0.0, "none", reason="no model serves BTC/USD: m v3 failed psr = 0.41")
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
+    assert decision.status == Decision.Status.NO_TRADE
+    assert decision.reason == "no model serves BTC/USD: m v3 failed psr = 0.41"
+    assert Order.objects.count() == 0

@@ -127,7 +127,7 @@ def test_the_predictor_given_the_pipelines_bars_predicts_exactly_as_reading_them
     read = predictor.predict(symbol="BTC/USD", bar_time=bar_time, decision_id="d-read")
 
     assert given == read
-    assert given.model_version == f"model-version-{v1.pk}"
+    assert given.model_version == f"{model.name} v{v1.version}"
     hashes = dict(RecordedPrediction.objects.values_list("decision_id", "features_hash"))
     assert hashes["d-given"] == hashes["d-read"]  # the very same feature row went to the model
     assert not any("ingest_timeseriespoint" in q["sql"] for q in shared.captured_queries)
@@ -152,5 +152,5 @@ def test_a_decision_reads_the_bars_once(served, settings) -> None:  # type: igno
 
     bar_reads = [q for q in queries.captured_queries if "ingest_timeseriespoint" in q["sql"]]
     assert len(bar_reads) == 1
-    assert decision.model_version == f"model-version-{v1.pk}"
+    assert decision.model_version == f"{model.name} v{v1.version}"
     assert decision.status in (Decision.Status.ORDERED, Decision.Status.NO_TRADE)

@@ -70,8 +70,9 @@ def _sequences_match_counter(order: Order) -> None:
 
 
 def test_decide_on_bar_places_an_order_within_its_query_budget(  # type: ignore[no-untyped-def]
-    market, gateway, django_assert_max_num_queries
+    market, gateway, django_assert_max_num_queries, settings
 ) -> None:
+    settings.GALFRIDAY_PREDICTOR = "tests.trading.doubles.MomentumTestModel"  # a served model that buys here
     equity_snapshot_take(marks={"BTC/USD": D("100")})
     trading_state_set(state="active", reason="rows that exist in production", actor="test")
     Position.objects.create(instrument=market)

@@ -126,8 +126,10 @@ class Command(BaseCommand):
                         "--ws-port", str(settings.KRAKEN_SIM_WS_PORT),
                         "--ws-auth-port", str(settings.KRAKEN_SIM_WS_AUTH_PORT),
                         "--api-key", settings.KRAKEN_API_KEY, "--api-secret", settings.KRAKEN_API_SECRET,
-                        # Twelve hours of back-dated market, so a first model can be trained at once.
-                        "--warmup", "8000", "--warmup-seconds", "43200",
+                        # The market scenario and days of back-dated history, so a first model can be trained
+                        # (and promoted only if it earns it) at once.
+                        "--scenario", settings.KRAKEN_SIM_SCENARIO,
+                        "--history-days", str(settings.KRAKEN_SIM_HISTORY_DAYS),
                     ],
                 )
             )  # fmt: skip
