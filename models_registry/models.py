@@ -355,7 +355,23 @@ class PredictionOutcome(models.Model):
     class Meta:
         ordering = ["-bar_time", "-id"]
         indexes = [
-            models.Index(fields=["version", "status", "bar_time"], name="outcome_version_status_bar"),
+            # covering: live metrics read a version's matured outcomes in (bar time, id) order with an index-only
+            # scan (key columns rather than INCLUDE, which SQLite lacks); its prefix serves the outcome list
+            models.Index(
+                fields=[
+                    "version",
+                    "status",
+                    "bar_time",
+                    "id",
+                    "p_down",
+                    "p_flat",
+                    "p_up",
+                    "realised_label",
+                    "forward_return",
+                    "net_return",
+                ],
+                name="outcome_version_status_bar_cov",
+            ),
             models.Index(fields=["status", "window_end"], name="outcome_status_window"),
         ]
         constraints = [

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from django.core.cache import cache
 
+from galfriday_site.audit import audit_actor, audit_trail
 from ingest.bars import Bar
 from ingest.timeseries import get_store
 from models_registry.history import load_bars
@@ -23,7 +24,9 @@ from models_registry.models import ModelVersion, Prediction, PredictionOutcome
 from models_registry.outcomes import (
     LOCK_KEY,
     OutcomeRule,
+    _matured_arrays,
     outcomes_mature,
+    pending_count,
     version_degradation_check,
     version_live_metrics,
 )
@@ -185,6 +188,36 @@ def test_a_gap_leaves_the_outcome_pending_until_the_bar_arrives() -> None:
     assert PredictionOutcome.objects.filter(version=version, status="matured").count() == len(predictions)
 
 
+def test_every_state_change_of_an_outcome_leaves_an_audit_row_of_what_was_written() -> None:
+    symbol, frame = _symbol(), _bars()
+    missing = frame.index[20]
+    store_bars(frame.drop(index=missing), symbol)
+    version = _version()
+    predictions = _predict(version, symbol, frame.index[18:22])
+    now = _now(frame)
+    with audit_actor("celery:outcomes_mature"):
+        outcomes_mature(now=now)  # all four pending on the gap
+        store_bars(frame.loc[[missing]], symbol)
+        outcomes_mature(now=now + timedelta(minutes=1))  # late maturation
+        exit_bar = frame.loc[[frame.index[18 + HORIZON]]].copy()
+        exit_bar["close"] = frame["close"].iloc[18] * 1.05
+        store_bars(exit_bar, symbol)
+        outcomes_mature(now=now + timedelta(minutes=2))  # revision of the first
+    revised = PredictionOutcome.objects.get(prediction=predictions[0])
+    trail = audit_trail(revised)
+    assert [e.action for e in trail] == ["created", "changed", "changed"]
+    assert {e.actor for e in trail} == {"celery:outcomes_mature"}
+    assert trail[0].changes["status"] == (None, "pending")
+    assert trail[1].changes["status"] == ("pending", "matured")
+    assert trail[2].changes["revisions"] == (0, 1)
+    assert trail[2].changes["forward_return"][1] == revised.forward_return
+    for outcome in PredictionOutcome.objects.filter(version=version):
+        last = outcome.history.order_by("-history_date", "-history_id").first()
+        for f in PredictionOutcome._meta.concrete_fields:
+            assert getattr(last, f.attname) == getattr(outcome, f.attname), f.name
+    assert PredictionOutcome.history.filter(prediction_id__in=[p.pk for p in predictions[1:]]).count() == 6
+
+
 def test_net_return_is_long_only_after_the_round_trip_cost() -> None:
     symbol, frame = _symbol(), _bars()
     store_bars(frame, symbol)
@@ -330,6 +363,46 @@ def test_live_metrics_report_windows_with_intervals_beside_validation() -> None:
     assert sharpe["low"] < sharpe["sharpe"] < sharpe["high"]
     assert everything["data_window"]["last_bar"] == (end - timedelta(minutes=1)).isoformat()
     assert metrics["degradation"]["degraded"] is False
+
+
+def test_live_metric_arrays_are_the_matured_outcomes_in_bar_time_then_id_order() -> None:
+    version = _version()
+    end = datetime(2025, 3, 4, 12, 0, 7, 250_001, tzinfo=UTC)  # sub-second bar times survive the read
+    _outcomes(version, np.array([1, 0, 1, 1, 0]), end=end)
+    first = PredictionOutcome.objects.filter(version=version).order_by("bar_time", "id").first()
+    assert first is not None
+    twin = Prediction.objects.create(
+        decision_id="twin", version=version, symbol="ETH/USD", features_hash="0" * 64, probabilities={},
+        predicted_class=0, signal=0, confidence=0.5, bar_time=first.bar_time, horizon=HORIZON,
+    )  # fmt: skip
+    PredictionOutcome.objects.create(
+        prediction=twin, version=version, symbol="ETH/USD", bar_time=first.bar_time, horizon=HORIZON,
+        window_end=first.window_end, signal=0, p_down=0.25, p_flat=0.5, p_up=0.25, status="matured",
+        forward_return=-0.0123456789012345, realised_label=-1, dead_zone=DEAD_ZONE, direction_hit=None, position=0,
+        round_trip_cost=COST, net_return=0.0, matured_at=end, checked_at=end,
+    )  # fmt: skip
+    pending = _predict(version, _symbol(), [end + timedelta(minutes=5)])[0]
+    PredictionOutcome.objects.create(
+        prediction=pending, version=version, symbol=pending.symbol, bar_time=pending.bar_time, horizon=HORIZON,
+        window_end=end + timedelta(minutes=8), signal=1, p_down=0.3, p_flat=0.1, p_up=0.6, checked_at=end,
+    )  # fmt: skip
+    _predict(version, _symbol(), [end + timedelta(minutes=6)])  # no outcome yet
+    arrays = _matured_arrays(version)
+    rows = list(
+        PredictionOutcome.objects.filter(version=version, status="matured")
+        .order_by("bar_time", "id")
+        .values_list("bar_time", "p_down", "p_flat", "p_up", "realised_label", "forward_return", "net_return")
+    )
+    assert len(rows) == 6
+    assert arrays.bar_time.tolist() == [int(r[0].timestamp() * 1_000_000) for r in rows]
+    assert arrays.proba.tolist() == [list(r[1:4]) for r in rows]
+    assert arrays.label.tolist() == [float(r[4]) for r in rows]
+    assert arrays.forward_return.tolist() == [r[5] for r in rows]
+    assert arrays.net.tolist() == [r[6] for r in rows]
+    assert arrays.forward_return[1] == -0.0123456789012345  # the tie on bar time, by id
+    assert pending_count(version=version) == 2  # the pending outcome and the prediction without one
+    assert version_live_metrics(version=version, now=end)["pending_outcomes"] == 2
+    assert _matured_arrays(_version()).label.shape == (0,)
 
 
 def test_degradation_alert_is_raised_once_when_live_is_clearly_worse() -> None:
