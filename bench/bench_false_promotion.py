@@ -10,8 +10,10 @@ them); the bootstrap's training configuration evaluates and fits a model (`train
 walk-forward, live sizing and costs, baselines), and the default production gates judge its metrics
 (`selectors.gate_results`, what a promotion checks). No database is needed: nothing is registered.
 
-Prints JSON: per scenario the number of seeds, promotions, the rate with its 95 % Wilson interval, and which gates
-failed how often.
+A third run evaluates random-walk models without fees or slippage: they then trade noise (with costs they never
+trade, so the cost rule alone refuses them), and the gates' statistics (PSR, DSR, baselines, calibration) must
+refuse them on their own. Prints JSON: per scenario the number of seeds, promotions, the rate with its 95 % Wilson
+interval, and which gates failed how often.
 """
 
 from __future__ import annotations
@@ -91,7 +93,9 @@ def history_bars(spec_text: str, seed: int, days: float) -> Any:
     return frame
 
 
-def judge(spec_text: str, seed: int, days: float, gates: dict[str, Any]) -> dict[str, Any]:
+def judge(spec_text: str, seed: int, days: float, gates: dict[str, Any], *, cost_free: bool = False) -> dict[str, Any]:
+    from dataclasses import replace
+
     from models_registry.bootstrap import bootstrap_config
     from models_registry.evaluation import RiskGate
     from models_registry.selectors import gate_results
@@ -99,7 +103,10 @@ def judge(spec_text: str, seed: int, days: float, gates: dict[str, Any]) -> dict
 
     bars = history_bars(spec_text, seed, days)
     try:
-        outcome = evaluate_and_fit(bars, bootstrap_config(), risk=RiskGate())
+        config = bootstrap_config()
+        if cost_free:  # no fees, no slippage: edge-less models trade noise and the statistics alone must refuse them
+            config = replace(config, taker_fee=0.0, slippage_bps=0.0)
+        outcome = evaluate_and_fit(bars, config, risk=RiskGate())
     except TrainingError as exc:  # e.g. single-class labels: nothing registered, nothing promoted
         return {"seed": seed, "promoted": False, "failed": [f"training:{exc.code}"], "metrics": {}}
     results = gate_results(outcome.metrics, gates)
@@ -136,6 +143,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=100, help="random_walk seeds (false promotions)")
     parser.add_argument("--power-seeds", type=int, default=20, help="learnable-trend seeds (power)")
+    parser.add_argument(
+        "--cost-free-seeds", type=int, default=100, help="random_walk seeds evaluated without fees or slippage"
+    )
     parser.add_argument("--days", type=float, default=14.0)
     parser.add_argument("--first-seed", type=int, default=1)
     args = parser.parse_args()
@@ -148,10 +158,15 @@ def main() -> int:
     gates = settings.MODELS_REGISTRY_PROMOTION_GATES.get("production", {})
     started = time.perf_counter()
     report: dict[str, Any] = {"machine": f"{platform.machine()} {os.cpu_count()} cpus", "gates": gates}
-    for name, spec, count in ((RANDOM_WALK, RANDOM_WALK, args.seeds), ("learnable", LEARNABLE, args.power_seeds)):
+    sections = (
+        (RANDOM_WALK, RANDOM_WALK, args.seeds, False),
+        ("learnable", LEARNABLE, args.power_seeds, False),
+        ("random_walk_cost_free", RANDOM_WALK, args.cost_free_seeds, True),
+    )
+    for name, spec, count, cost_free in sections:
         runs = []
         for seed in range(args.first_seed, args.first_seed + count):
-            runs.append(judge(spec, seed, args.days, gates))
+            runs.append(judge(spec, seed, args.days, gates, cost_free=cost_free))
             print(json.dumps({"scenario": name, **runs[-1]}), file=sys.stderr, flush=True)
         report[name] = {"scenario": spec, **summarise(runs)}
     report["seconds"] = round(time.perf_counter() - started, 1)

@@ -87,10 +87,26 @@ class StageEventInline(ReadOnlyMixin, admin.TabularInline):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
     history_list_display = ["actor", "stage"]
-    list_display = ["model", "version", "stage", "feature_set_name", "feature_set_version", "n_trials", "created_at"]
+    list_display = ["model", "version", "stage", "gates", "feature_set_name", "n_trials", "created_at"]
     list_filter = ["stage", "model"]
     search_fields = ["model__name", "artifact_sha256", "code_version"]
-    readonly_fields = ["stage_link"]
+    readonly_fields = ["stage_link", "gate_failures"]
+
+    @admin.display(description="production gates")
+    def gates(self, obj: ModelVersion) -> str:
+        report = obj.gate_report or {}
+        if "passed" not in report:
+            return "not evaluated"
+        return "passed" if report["passed"] else f"failed ({sum(1 for r in report['results'] if not r['passed'])})"
+
+    @admin.display(description="why it may not serve production")
+    def gate_failures(self, obj: ModelVersion) -> str:
+        report = obj.gate_report or {}
+        failed = [r["detail"] for r in report.get("results", []) if not r["passed"]]
+        if "passed" not in report:
+            return "the production gates have not been evaluated for this version"
+        return "; ".join(failed) if failed else f"every production gate passed ({report.get('evaluated_at', '')})"
+
     inlines = [StageEventInline]
 
     @admin.display(description="stage or alias")

@@ -10,13 +10,13 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import serializers
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from galfriday_site.errors import NotFoundError
+from galfriday_site.pagination import paginated_response
 from models_registry import selectors, services
 from models_registry.models import ModelVersion, RegisteredModel, Stage
 
@@ -29,10 +29,7 @@ class IsStaff(BasePermission):
         return bool(user and user.is_authenticated and user.is_staff)
 
 
-def _paginated(request: Request, view: APIView, queryset: Any, serializer: type[serializers.Serializer]) -> Response:
-    paginator = LimitOffsetPagination()
-    page: Any = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer(page, many=True).data)
+_paginated = paginated_response  # the API's one pagination (limit capped at GALFRIDAY_API_MAX_LIMIT)
 
 
 def _model_or_404(name: str) -> RegisteredModel:

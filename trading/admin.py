@@ -8,6 +8,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from galfriday_site.errors import ApplicationError
@@ -93,7 +95,17 @@ class OrderAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
     ]
     list_filter = ["state", "side", "order_type", "instrument"]
     search_fields = ["client_order_id", "exchange_order_id"]
+    readonly_fields = ["decision_link"]
     inlines = [OrderEventInline, FillInline]
+
+    @admin.display(description="decision")
+    def decision_link(self, obj: Order) -> str:
+        decision = Decision.objects.filter(order=obj).first()
+        if decision is None:
+            return "none (a manual order)"
+        url = reverse("admin:trading_decision_change", args=[decision.pk])
+        return format_html('<a href="{}">{}</a>: {}', url, decision.decision_id, decision.reason or decision.status)
+
     actions = ["cancel_orders", "halt_trading"]
 
     @admin.action(description="Cancel selected orders")
@@ -237,6 +249,9 @@ class ParkedExecutionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(Decision)
 class DecisionAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
-    list_display = ["bar_time", "instrument", "model_version", "signal", "confidence", "order_qty", "status", "order"]
-    list_filter = ["status", "instrument", "model_version"]
+    list_display = [
+        "bar_time", "instrument", "model_version", "signal", "confidence", "expected_edge", "cost", "order_qty",
+        "capped_by", "status", "order", "reason",
+    ]  # fmt: skip
+    list_filter = ["status", "instrument", "model_name", "capped_by"]
     search_fields = ["decision_id"]

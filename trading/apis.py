@@ -49,6 +49,9 @@ class OrderOutputSerializer(serializers.Serializer):
     accepted_at = serializers.DateTimeField(allow_null=True)
     closed_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
+    decision_id = serializers.IntegerField(
+        source="decision.pk", allow_null=True, help_text="the decision that made the order (none for a manual one)"
+    )
 
 
 @extend_schema_serializer(component_name="TradingFill")
@@ -140,9 +143,17 @@ class DecisionOutputSerializer(serializers.Serializer):
     decision_id = serializers.CharField()
     symbol = serializers.CharField(source="instrument.symbol")
     bar_time = serializers.DateTimeField()
-    model_version = serializers.CharField()
+    model_version = serializers.CharField(help_text='what decided, e.g. "btc-usd-1m-direction v3", or "none"')
+    model_name = serializers.CharField()
+    model_version_number = serializers.IntegerField(allow_null=True)
     signal = serializers.IntegerField()
     confidence = serializers.DecimalField(max_digits=7, decimal_places=6)
+    probabilities = serializers.DictField(child=serializers.FloatField(), help_text="class (-1, 0, 1) -> probability")
+    expected_edge = serializers.DecimalField(
+        max_digits=12, decimal_places=8, allow_null=True, help_text="expected return over the model's horizon"
+    )
+    cost = serializers.DecimalField(max_digits=12, decimal_places=8, allow_null=True, help_text="round-trip cost")
+    capped_by = serializers.CharField(help_text="the limit that set the size")
     price = serializers.DecimalField(max_digits=30, decimal_places=12, allow_null=True)
     equity = serializers.DecimalField(max_digits=32, decimal_places=12, allow_null=True)
     current_qty = serializers.DecimalField(max_digits=30, decimal_places=10)

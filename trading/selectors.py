@@ -35,7 +35,7 @@ def order_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Order]:
     """Orders, newest first. Filters: state, side, symbol, client_order_id, exchange_order_id, open (bool),
     created_after, created_before."""
     filters = filters or {}
-    qs = Order.objects.select_related("instrument")
+    qs = Order.objects.select_related("instrument", "decision")
     if filters.get("state"):
         qs = qs.filter(state=filters["state"])
     if filters.get("side"):
@@ -59,7 +59,7 @@ def order_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Order]:
 
 def order_get(*, order_id: int) -> Order | None:
     return (
-        Order.objects.select_related("instrument")
+        Order.objects.select_related("instrument", "decision")
         .prefetch_related(
             Prefetch("events", queryset=OrderEvent.objects.order_by("sequence")),
             Prefetch("fills", queryset=Fill.objects.order_by("executed_at", "id")),

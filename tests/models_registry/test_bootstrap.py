@@ -59,7 +59,7 @@ def test_on_the_learnable_scenario_a_model_is_promoted_on_merit(trend_client) ->
     assert ModelVersion.objects.count() == 1
 
 
-def test_on_a_random_walk_the_gates_refuse_and_the_symbol_is_not_traded(random_walk_client) -> None:  # type: ignore[no-untyped-def]
+def test_on_a_random_walk_the_gates_refuse_and_the_symbol_is_not_traded(random_walk_client, admin_client) -> None:  # type: ignore[no-untyped-def]
     result = bootstrap_model(symbol="BTC/USD", client=random_walk_client)
 
     assert result.status == "staging", result.message
@@ -81,6 +81,13 @@ def test_on_a_random_walk_the_gates_refuse_and_the_symbol_is_not_traded(random_w
     )
     assert prediction.signal == 0
     assert prediction.reason.startswith("no model serves BTC/USD: btc-usd-1m-direction v1 failed ")
+    # the admin says why too
+    page = admin_client.get(f"/admin/models_registry/modelversion/{version.pk}/change/")
+    assert page.status_code == 200
+    assert b"may not serve production" in page.content
+    assert b"needs" in page.content
+    listing = admin_client.get("/admin/models_registry/modelversion/")
+    assert b"failed (" in listing.content
 
 
 def test_a_model_failing_tighter_bootstrap_gates_goes_to_staging_with_the_reasons(trend_client, settings) -> None:  # type: ignore[no-untyped-def]

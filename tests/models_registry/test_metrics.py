@@ -127,3 +127,44 @@ def test_invalid_probabilities_are_rejected() -> None:
         classification_metrics([1], [[0.5, 0.5, 0.5]])
     with pytest.raises(ValueError, match="outside"):
         classification_metrics([2], [[0.2, 0.3, 0.5]])
+
+
+def test_psr_at_095_keeps_its_false_positive_rate_on_zero_mean_fat_tailed_returns() -> None:
+    """Under the null (true Sharpe ratio 0), PSR(0) >= 0.95 should happen in about 5 % of samples: simulated on
+    2,000 series of 2,000 Student-t(5) returns (skewed and fat-tailed enough to need the moment correction)."""
+    from models_registry.evaluation.metrics import probabilistic_sharpe_ratio, return_moments
+
+    rng = np.random.default_rng(2024)
+    hits = 0
+    trials = 2000
+    for _ in range(trials):
+        r = rng.standard_t(5, 2000) * 1e-3
+        sr, skew, kurt, n = return_moments(r)
+        hits += probabilistic_sharpe_ratio(sr, 0.0, n, skew, kurt) >= 0.95
+    rate = hits / trials
+    # 5 % within a 99 % binomial band (n = 2000: +/- 1.26 points)
+    assert 0.05 - 0.0126 <= rate <= 0.05 + 0.0126, rate
+
+
+def test_dsr_refuses_the_best_of_many_unskilled_trials_at_its_nominal_rate() -> None:
+    """Selecting the best of 20 zero-skill strategies makes its PSR(0) pass far more often than 5 %; the deflated
+    Sharpe ratio, with the trials' count and variance, brings that back to about 5 % or less."""
+    from models_registry.evaluation.metrics import (
+        deflated_sharpe_ratio,
+        probabilistic_sharpe_ratio,
+        return_moments,
+    )
+
+    rng = np.random.default_rng(7)
+    n_trials, worlds = 20, 600
+    psr_pass = dsr_pass = 0
+    for _ in range(worlds):
+        series = rng.normal(0.0, 1e-3, (n_trials, 1000))
+        moments = [return_moments(r) for r in series]
+        sharpes = [m[0] for m in moments]
+        best = int(np.argmax(sharpes))
+        sr, skew, kurt, n = moments[best]
+        psr_pass += probabilistic_sharpe_ratio(sr, 0.0, n, skew, kurt) >= 0.95
+        dsr_pass += deflated_sharpe_ratio(sr, n, skew, kurt, n_trials, float(np.var(sharpes, ddof=1))) >= 0.95
+    assert psr_pass / worlds > 0.4  # selection bias: the best of 20 looks skilled most of the time
+    assert dsr_pass / worlds <= 0.05 + 0.023  # 99 % band around the nominal 5 % (n = 600)

@@ -185,3 +185,12 @@ def test_admin_stage_page_uses_the_gated_service(admin_user, staff_user, model_w
     assert overridden.status_code == 302
     assert StageEvent.objects.filter(version=v2, gate_overridden=True).count() == 1
     assert browser.get("/admin/models_registry/stageevent/").status_code == 200
+
+
+def test_list_limits_are_capped_like_every_other_list(plain_user, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.GALFRIDAY_API_MAX_LIMIT = 2
+    for _ in range(3):
+        make_model()
+    body = api(plain_user).get("/api/models/", {"limit": 5000}).json()
+    assert body["count"] == 3
+    assert len(body["results"]) == 2

@@ -203,6 +203,20 @@ def test_decisions_are_listed_over_the_api_with_filters(account, gateway, bar_ti
     [row] = body["results"]
     assert (row["symbol"], row["signal"], row["status"]) == ("BTC/USD", 1, "ordered")
     assert row["order_id"] is not None
+    # the decision explains itself: which model and version, its probabilities, the edge against the cost, the cap
+    assert (row["model_version"], row["model_name"], row["model_version_number"]) == (
+        "test-momentum v1",
+        "test-momentum",
+        1,
+    )
+    assert set(row["probabilities"]) == {"-1", "0", "1"}
+    assert Decimal(row["expected_edge"]) > Decimal(row["cost"]) > 0
+    assert row["capped_by"] == "signal"
+    # and its order links back to it
+    order = client.get(f"/api/trading/orders/{row['order_id']}/").json()
+    assert order["decision_id"] == row["id"]
+    listed = client.get("/api/trading/orders/").json()["results"]
+    assert [o["decision_id"] for o in listed] == [row["id"]]
     assert client.get("/api/trading/decisions/", {"status": "expired"}).json()["results"] == []
     assert client.get("/api/trading/decisions/", {"status": "nonsense"}).status_code == 400
 
@@ -287,3 +301,17 @@ def test_a_symbol_no_model_serves_is_not_traded_and_the_decision_says_why(accoun
     assert decision.status == Decision.Status.NO_TRADE
     assert decision.reason == "no model serves BTC/USD: m v3 failed psr = 0.41"
     assert Order.objects.count() == 0
+
+
+def test_the_admin_shows_a_decisions_edge_cost_and_reason_and_an_orders_decision(  # type: ignore[no-untyped-def]
+    account, gateway, bar_time, admin_client
+) -> None:
+    write_bars(rising(), end=bar_time)
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=bar_time, now=bar_time + timedelta(minutes=1))
+    page = admin_client.get("/admin/trading/decision/")
+    assert page.status_code == 200
+    assert b"test-momentum v1" in page.content
+    assert decision.order is not None
+    order_page = admin_client.get(f"/admin/trading/order/{decision.order.pk}/change/")
+    assert order_page.status_code == 200
+    assert decision.decision_id.encode() in order_page.content
