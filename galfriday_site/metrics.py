@@ -366,7 +366,15 @@ def allowed(request: HttpRequest) -> bool:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+    if any(request.META.get(h) for h in FORWARDING_HEADERS):
+        return False  # relayed by a proxy: the peer being loopback says nothing about the client
     return _loopback(str(request.META.get("REMOTE_ADDR", "")))
+
+
+# Headers a proxy adds when it relays a request. Without a token, /metrics trusts only a direct loopback peer: a
+# request that came through a proxy on this host (loopback peer, forwarding headers) is not a local scraper, and the
+# forwarded address is not trusted either (any client can write the header).
+FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
 
 
 @require_GET

@@ -488,7 +488,9 @@ warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume sy
 # --- Security (production) ---------------------------------------------------------------------------------
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_REDIRECT_EXEMPT = [r"^api/health/$"]
+# Health probes and the Prometheus scrape stay on plain HTTP (a local scraper speaks HTTP; /metrics has its own
+# access rule: a token, or a direct loopback client).
+SECURE_REDIRECT_EXEMPT = [r"^api/health/$", r"^metrics$"]
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)

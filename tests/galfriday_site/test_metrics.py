@@ -204,3 +204,17 @@ def test_a_failing_collector_costs_only_its_own_metrics(client: Client, monkeypa
     assert ({"collector": "prediction"}, 1.0) in metrics["galfriday_metrics_collector_failed"]
     assert "galfriday_prediction_events_total" not in metrics
     assert "galfriday_health_up" in metrics
+
+
+def test_metrics_refuse_a_request_relayed_by_a_local_proxy(client: Client) -> None:
+    """A proxy on this host relays outside clients from a loopback address: without a token, a request carrying
+    forwarding headers is not served, whatever address the headers claim."""
+    for header in ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP"):
+        assert client.get("/metrics", REMOTE_ADDR="127.0.0.1", **{header: "127.0.0.1"}).status_code == 403
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200
+
+
+def test_metrics_answer_plain_http_with_the_https_redirect_on(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 200  # a local scraper speaks HTTP
+    assert client.get("/api/trading/orders/", REMOTE_ADDR="127.0.0.1").status_code == 301  # the rest is redirected
