@@ -13,6 +13,8 @@ Models
     ``hgb``     ``HistGradientBoostingClassifier`` (no early stopping, so the fit is a pure function of the data
                 and the seed)
     ``logreg``  ``Pipeline(StandardScaler, LogisticRegression)``
+    ``momentum`` the momentum baseline rule with class probabilities fitted per answer of the rule
+                (:mod:`models_registry.baselines`): the yardstick, served only if it passes the gates too
     Both are fitted on float64 arrays in :data:`~models_registry.features.FEATURE_NAMES` order; the version's
     signature lists those names.
 
@@ -84,8 +86,8 @@ from models_registry.models import ModelVersion, RegisteredModel, Stage, Trainin
 
 logger = logging.getLogger(__name__)
 
-ModelKind = Literal["hgb", "logreg"]
-MODEL_KINDS: tuple[str, ...] = ("hgb", "logreg")
+ModelKind = Literal["hgb", "logreg", "momentum"]
+MODEL_KINDS: tuple[str, ...] = ("hgb", "logreg", "momentum")
 DEFAULT_HORIZON = 15
 DEFAULT_MIN_SAMPLES = 300
 _DOWN, _UP = LABEL_CLASSES.index(-1), LABEL_CLASSES.index(1)
@@ -99,6 +101,7 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict[str, Any]] = {
         "l2_regularization": 1.0,
     },
     "logreg": {"C": 0.1, "max_iter": 1000},
+    "momentum": {"lookback": 60, "dead_zone": 0.009},  # the baseline rule (models_registry.baselines)
 }
 
 
@@ -174,6 +177,10 @@ def build_estimator(kind: str, hyperparameters: Mapping[str, Any], seed: int) ->
         return HistGradientBoostingClassifier(**params, early_stopping=False, random_state=seed)
     if kind == "logreg":
         return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(**params, random_state=seed))])
+    if kind == "momentum":
+        from models_registry.baselines import MomentumClassifier
+
+        return MomentumClassifier(**params)
     raise TrainingError(f"unknown model kind {kind!r}; use one of {MODEL_KINDS}")
 
 

@@ -143,21 +143,25 @@ def recent_closes(
     return closes[-count:]
 
 
+def momentum_signal(move: float, dead_zone: float) -> tuple[int, float]:
+    """The momentum baseline rule for one bar: the sign of `move` (the simple return over the lookback) outside a
+    dead zone (round-trip fees by default), with a confidence growing with the move's size (full at four dead
+    zones). (0, 0.0) inside the dead zone or for a move that is not a number."""
+    if not abs(move) > dead_zone:  # NaN lands here too
+        return 0, 0.0
+    confidence = min(1.0, abs(move) / (dead_zone * 4)) if dead_zone > 0 else 1.0
+    return (1 if move > 0 else -1), confidence
+
+
 def momentum_signals(closes: Sequence[float], *, lookback: int, dead_zone: float) -> tuple[list[int], list[float]]:
-    """The momentum baseline rule, bar by bar: the sign of the return over the last `lookback` bars outside a dead
-    zone (round-trip fees by default), confidence growing with the move's size (full at four dead zones).
-    Returns (signal, confidence) per close; the first `lookback` bars have no view (0, 0). The registry serves it
-    as a model kind like any other (`models_registry.baselines`), so it trades only if it passes the gates."""
+    """`momentum_signal` bar by bar over a series of closes: returns (signal, confidence) per close; the first
+    `lookback` bars have no view (0, 0). The registry serves the rule as a model kind like any other
+    (`models_registry.baselines.MomentumClassifier`), so it trades only if it passes the gates."""
     signals, confidences = [0] * len(closes), [0.0] * len(closes)
     for t in range(lookback, len(closes)):
         first = closes[t - lookback]
-        if not first > 0:
-            continue
-        move = closes[t] / first - 1.0
-        if abs(move) <= dead_zone:
-            continue
-        signals[t] = 1 if move > 0 else -1
-        confidences[t] = min(1.0, abs(move) / (dead_zone * 4)) if dead_zone > 0 else 1.0
+        if first > 0:
+            signals[t], confidences[t] = momentum_signal(closes[t] / first - 1.0, dead_zone)
     return signals, confidences
 
 

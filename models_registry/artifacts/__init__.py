@@ -29,6 +29,7 @@ FORMAT_SKOPS = "skops"
 DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "models_registry.baselines.MomentumClassifier",  # the project's own baseline model: plain arrays and numbers
 )
 
 
