@@ -85,3 +85,20 @@ def test_decisions_record_the_model_version_that_decided(served, settings) -> No
     assert decision.decision_id.endswith(f":{model.name} v{v1.version}")
     assert set(decision.probabilities) == {"-1", "0", "1"}
     assert Decision.objects.count() == 1
+
+
+def test_a_symbol_without_a_passing_model_is_not_traded_and_the_decision_says_why(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.GALFRIDAY_PREDICTOR = "models_registry.predictor.PipelinePredictor"
+    settings.GALFRIDAY_EXECUTION_GATEWAY = "tests.trading.doubles.RecordingGateway"
+    instrument = InstrumentFactory()
+    last = Decimal(f"{BARS['close'].iloc[-1]:.1f}")
+    market_quote_set(instrument=instrument, bid=last - Decimal("0.1"), ask=last + Decimal("0.1"), at=timezone.now())
+    balance_set(asset="USD", total=Decimal("10000"))
+    equity_snapshot_take(marks={"BTC/USD": last})
+
+    decision = decide_on_bar(symbol="BTC/USD", bar_time=BAR_TIME, now=BAR_TIME)
+
+    assert decision.status == Decision.Status.NO_TRADE
+    assert decision.model_version == "none"
+    assert decision.reason == "no model serves BTC/USD: btc-usd-1m-direction has no trained version yet"
+    assert decision.order is None
