@@ -33,7 +33,7 @@ EVERY = 4  # decide every 4th bar of the live days (the outcomes overlap anyway;
 
 
 def test_live_hit_rate_of_a_model_that_earned_its_place_matches_the_scenarios_truth(  # type: ignore[no-untyped-def]
-    trend_client, trend_sim, settings
+    trend_client, trend_sim, settings, django_capture_on_commit_callbacks
 ) -> None:
     settings.MODELS_REGISTRY_PROMOTION_GATES = DEFAULT_PROMOTION_GATES
     end = timezone.now().replace(second=0, microsecond=0)
@@ -47,14 +47,15 @@ def test_live_hit_rate_of_a_model_that_earned_its_place_matches_the_scenarios_tr
     version = result.version
     report = promotion_gate_report(version=version, target="production")
     assert report.passed, [r.detail for r in report.failures]
-    model_version_promote(model_name=version.model.name, version=version.version, reason="earned", actor="test")
+    with django_capture_on_commit_callbacks(execute=True):  # after commit: prediction services follow the promotion
+        model_version_promote(model_name=version.model.name, version=version.version, reason="earned", actor="test")
 
     predictor = PipelinePredictor()
     last = end - timedelta(minutes=config.horizon + 1)
     bar = train_end
     while bar <= last:
         prediction = predictor.predict(symbol="BTC/USD", bar_time=bar, decision_id=f"live:{bar.isoformat()}")
-        assert prediction.model_name == version.model.name
+        assert prediction.model_name == version.model.name, prediction.reason
         bar += timedelta(minutes=EVERY)
     assert Prediction.objects.filter(version=version).count() == LIVE_DAYS * 1440 // EVERY - (config.horizon // EVERY)
 
