@@ -1,7 +1,8 @@
 """Benchmark: closed bar → order acknowledged by the exchange (the simulator), through Celery on Redis.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/galfriday_bench \\
-        .venv/bin/python bench/bench_bar_to_ack.py [--bars N] [--warmup N] [--transport ws|rest] [--post-ack-sync-s S]
+        .venv/bin/python bench/bench_bar_to_ack.py [--bars N] [--warmup N] [--predictor registry|fixed] \\
+        [--transport ws|rest] [--post-ack-sync-s S]
 
 Target (trading issue): p99 under 50 ms. Processes, all on this machine:
 
@@ -11,8 +12,7 @@ Target (trading issue): p99 under 50 ms. Processes, all on this machine:
   broker (``REDIS_URL``, default db 8), PostgreSQL (the database is created if missing, migrated and flushed),
   ``TRADING_MODE=live`` against the simulator (its default key and secret; orders over the worker process's
   private WebSocket with ``--transport ws``, the default, or REST AddOrder with ``rest``), the execution gateway
-  ``trading.gateway.CeleryExecutionGateway`` and the predictor ``bench.bench_bar_to_ack.FixedBuy`` (buys 0.01 BTC,
-  1 USD, on every bar);
+  ``trading.gateway.CeleryExecutionGateway`` and the predictor (``--predictor``, below);
 * this process: per bar (untimed) it writes the closed 1-minute bar (relational time-series store) and a fresh
   quote, then (timed) sends ``trading.tasks.decide_on_bar`` by name and polls the database every ``--poll-ms``
   (1 ms) until the decision's order has an exchange order id (the simulator's AddOrder ack applied and committed by
@@ -33,15 +33,40 @@ lines (task received, runtime). Each bar starts on an idle worker (``--gap-ms``)
 instead of one a minute, the safety-net ``sync_order`` task it schedules would queue in front of later bars on the
 one solo worker, which cannot happen at one bar a minute.
 
-Prints one JSON object. No assertion on the figures.
+The predictor (``--predictor``):
+
+* ``registry`` (default): the real ``models_registry.predictor.PipelinePredictor``. A production version of the
+  symbol's model (``btc-usd-1m-direction``) is registered first (``register_bench_model``): the training's
+  logistic regression (``StandardScaler`` + ``LogisticRegression``) fitted on synthetic feature rows around the
+  bench's bars so that it predicts "up" with high probability there, its hyperparameters recording ``horizon``,
+  ``signal_threshold`` and ``class_mean_returns`` that give an expected return well above the round-trip cost,
+  metrics that pass the default production gates, stored encrypted in a temporary artifact directory
+  (``MODELS_REGISTRY_ARTIFACT_DIR``, a fresh key in ``MODELS_REGISTRY_ARTIFACT_KEYS``) and promoted through the
+  registry's services. The store holds the feature warm-up (``WARMUP_BARS`` + 1 bars, written once) before the
+  first bar, so every decision reads its bars, computes the 16 features, predicts with the worker's cached
+  version and records the prediction (a ``models_registry.Prediction`` row with its probabilities, bar time,
+  horizon and float32 feature row) before it sizes the order: the run fails unless there is one such row per
+  bar. Sizing keeps every order small (``GALFRIDAY_SIZING_FRACTION`` 0.000001: ~0.00995 BTC, ~1 USD, at the
+  model's confidence, P(up) 0.995) and the no-trade band off (``GALFRIDAY_NO_TRADE_BAND`` 0, ``..._MIN_MULTIPLE`` 0), so
+  every bar orders as with ``fixed``: no fills are applied here, the position stays flat and the target is
+  bought again on each bar (the cost rule still runs: the expected return must beat the round trip).
+* ``fixed``: ``bench.bench_bar_to_ack.FixedBuy`` (buys 0.01 BTC, 1 USD, on every bar; no registry, no features,
+  nothing recorded), the predictor of the figures before issue 13. It states an expected return above the round
+  trip (``FIXED_EXPECTED_RETURN``) and the no-trade band is off here too: since the cost rule, a prediction with
+  no expected return, or a 1 USD rebalance inside the default band, is not traded.
+
+Prints one JSON object. No assertion on the figures; exits 1 when a bar did not order or (``registry``) the
+predictions recorded are not one per bar.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +90,34 @@ from bench.bench_execution_report import (  # noqa: E402
 
 SYMBOL = "BTC/USD"
 PRICE = Decimal("100.0")
+# The registry predictor's sizing: fraction of equity at full confidence (1,000,000 USD x 0.000001 x 0.995 / 100:
+# ~0.00995 BTC, ~1 USD, per bar), no-trade band off. Its model's class mean returns over the horizon (the expected
+# return at the bench's bars is 0.995 x 3 % ~ 3.0 %, against a round trip of 1.1 %: 2 x (0.40 % fee, 0.10 %
+# half-spread, 0.05 % slippage)).
+REGISTRY_SIZING_FRACTION = "0.000001"
+# Every predictor's orders here are ~1 USD: the no-trade band (default 1 % of equity, at least 3x the exchange
+# minimum) is off, or no bar would order.
+NO_TRADE_BAND_OFF = {"GALFRIDAY_NO_TRADE_BAND": "0", "GALFRIDAY_NO_TRADE_MIN_MULTIPLE": "0"}
+# The fixed predictors' expected return over their (notional) horizon: above the round trip (1.1 %), so the cost
+# rule lets their buys through as it does the registry model's.
+FIXED_EXPECTED_RETURN = 0.03
+BENCH_CLASS_MEAN_RETURNS = {"-1": -0.02, "0": 0.0, "1": 0.03}
+BENCH_HORIZON = 60
+BENCH_SIGNAL_THRESHOLD = 0.2
+# Out-of-sample metrics that pass the default production gates (MODELS_REGISTRY_PROMOTION_GATES).
+BENCH_METRICS = {
+    "net_pnl": 0.05,
+    "excess_net_pnl_vs_hold": 0.02,
+    "excess_net_pnl_vs_momentum": 0.02,
+    "psr": 0.99,
+    "dsr": 0.97,
+    "log_loss_skill": 0.05,
+    "brier_skill": 0.03,
+    "ece": 0.03,
+    "n_oos_trades": 120.0,
+    "max_drawdown": 0.05,
+    "sharpe": 1.5,
+}
 
 
 class AlwaysBuy:
@@ -81,7 +134,7 @@ class AlwaysBuy:
 
         anchor = datetime.fromisoformat(os.environ["GALFRIDAY_BENCH_ANCHOR"])
         bars = int((bar_time - anchor).total_seconds() // 60) + 1
-        return Prediction(1, min(1.0, self.step * max(bars, 1)), self.version)
+        return Prediction(1, min(1.0, self.step * max(bars, 1)), self.version, expected_return=FIXED_EXPECTED_RETURN)
 
 
 class FixedBuy:
@@ -96,7 +149,159 @@ class FixedBuy:
     def predict(self, *, symbol: str, bar_time: datetime, decision_id: str) -> Any:
         from trading.predictor import Prediction
 
-        return Prediction(1, 0.00001, self.version)
+        return Prediction(1, 0.00001, self.version, expected_return=FIXED_EXPECTED_RETURN)
+
+
+def registry_environment(var_dir: str) -> dict[str, str]:
+    """The settings the registry predictor runs with here (this process and the worker): the real predictor, a
+    temporary local artifact store under `var_dir` with a fresh encryption key, the symbol's default model in
+    production, tiny orders and no no-trade band."""
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    return {
+        "GALFRIDAY_PREDICTOR": "models_registry.predictor.PipelinePredictor",
+        "MODELS_REGISTRY_ARTIFACT_STORAGE": "local",
+        "MODELS_REGISTRY_ARTIFACT_DIR": str(Path(var_dir) / "artifacts"),
+        "MODELS_REGISTRY_ARTIFACT_KEYS": f"bench:{key}",
+        "MODELS_REGISTRY_SYMBOL_MODELS": "{}",
+        "MODELS_REGISTRY_PREDICTOR_SELECTOR": "production",
+        "GALFRIDAY_SIZING_FRACTION": REGISTRY_SIZING_FRACTION,
+        **NO_TRADE_BAND_OFF,
+    }
+
+
+def register_bench_model(*, seed: int = 7) -> dict[str, Any]:
+    """Register and promote a production version of the symbol's model that buys on the bench's bars (call
+    after django.setup() and seed_market()). Returns what the decisions will be made with: the model version
+    label, the probabilities and expected return at the bench's bars, and the round-trip cost they beat."""
+    import numpy as np
+
+    from models_registry.features import (
+        FEATURE_DTYPES,
+        FEATURE_NAMES,
+        FEATURE_SET_NAME,
+        FEATURE_SET_VERSION,
+        WARMUP_BARS,
+        compute_features,
+    )
+    from models_registry.history import bars_frame
+    from models_registry.models import Stage
+    from models_registry.predictor import expected_return
+    from models_registry.services import (
+        model_version_gates_record,
+        model_version_promote,
+        model_version_register,
+        registered_model_create,
+    )
+    from models_registry.training import build_estimator, default_model_name
+    from trading.costs import CostModel
+    from trading.models import Instrument
+
+    # The feature row every bench decision sees (flat bars at PRICE).
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    frame = bars_frame([_bar(start + timedelta(minutes=i)) for i in range(WARMUP_BARS + 2)])
+    row = compute_features(frame).iloc[-1].to_numpy(dtype=np.float64)
+    if not np.isfinite(row).all():
+        raise SystemExit(f"the bench's bars give incomplete features: {row}")
+
+    # Synthetic rows around it (per-feature spreads of a plausible size), labelled by a noisy linear rule that is
+    # "up" at the bench's row: P(up) 0.995 there (the run fails if the model would not buy).
+    spreads = {"ret_": 0.001, "vol_": 0.0005, "rsi_": 10.0, "macd": 0.0005, "volume_z": 1.0, "spread_rel": 0.0002}
+    scale = np.array(
+        [next((v for k, v in spreads.items() if n.startswith(k)), 0.2) for n in FEATURE_NAMES], dtype=np.float64
+    )
+    rng = np.random.default_rng(seed)
+    n = 3000
+    x = row + rng.normal(size=(n, len(FEATURE_NAMES))) * scale
+    ret_1 = FEATURE_NAMES.index("ret_1")
+    z = (x[:, ret_1] - row[ret_1]) / scale[ret_1] + 2.0 + 0.5 * rng.normal(size=n)
+    y = np.where(z > 0.5, 1, np.where(z < -0.5, -1, 0))
+    hyper = {"C": 1.0}
+    estimator = build_estimator("logreg", hyper, seed).fit(x, y)
+    classes = [int(c) for c in estimator.classes_]
+    proba = dict(zip(classes, (float(p) for p in estimator.predict_proba(row.reshape(1, -1))[0]), strict=True))
+
+    name = default_model_name(SYMBOL)
+    registered_model_create(name=name, description=f"bench: direction of {SYMBOL} (synthetic)", actor="bench")
+    version = model_version_register(
+        model_name=name,
+        estimator=estimator,
+        signature=[(f, FEATURE_DTYPES[f]) for f in FEATURE_NAMES],
+        data_start=start,
+        data_end=start + timedelta(days=14),
+        symbols=[SYMBOL],
+        feature_set_name=FEATURE_SET_NAME,
+        feature_set_version=str(FEATURE_SET_VERSION),
+        hyperparameters={
+            **hyper,
+            "class_mean_returns": BENCH_CLASS_MEAN_RETURNS,
+            "model": "logreg",
+            "seed": seed,
+            "horizon": BENCH_HORIZON,
+            "signal_threshold": BENCH_SIGNAL_THRESHOLD,
+            "taker_fee": 0.004,
+            "slippage_bps": 5.0,
+        },
+        metrics=BENCH_METRICS,
+        n_trials=1,
+        code_version="bench",
+        description="bench_bar_to_ack: logistic regression fitted on synthetic features",
+        actor="bench",
+    )
+    report = model_version_gates_record(version=version, actor="bench")
+    model_version_promote(
+        model_name=name, version=version.version, stage=Stage.PRODUCTION, reason="benchmark", actor="bench"
+    )
+    instrument = Instrument.objects.get(symbol=SYMBOL)
+    cost = CostModel.for_instrument(
+        taker_fee=instrument.taker_fee, bid=PRICE - Decimal("0.1"), ask=PRICE + Decimal("0.1")
+    ).round_trip
+    edge = expected_return(proba, version.hyperparameters)
+    p_up, p_down = proba.get(1, 0.0), proba.get(-1, 0.0)
+    if p_up - p_down < BENCH_SIGNAL_THRESHOLD or edge is None or edge <= float(cost):
+        raise SystemExit(f"the bench model would not buy: probabilities {proba}, expected return {edge}, cost {cost}")
+    return {
+        "model_version": f"{name} v{version.version}",
+        "estimator": "Pipeline(StandardScaler, LogisticRegression), 3 classes, synthetic rows",
+        "gates_passed": report.passed,
+        "probabilities_at_bench_bars": {str(c): round(p, 4) for c, p in proba.items()},
+        "expected_return": round(edge, 6),
+        "round_trip_cost": float(cost),
+        "horizon": BENCH_HORIZON,
+        "signal_threshold": BENCH_SIGNAL_THRESHOLD,
+        "class_mean_returns": BENCH_CLASS_MEAN_RETURNS,
+        "sizing_fraction": REGISTRY_SIZING_FRACTION,
+    }
+
+
+def predictions_recorded(version_label: str | None) -> dict[str, Any]:
+    """The registry's prediction rows: how many, how many carry probabilities, bar time, horizon and features
+    (one float32 per feature), and one as a sample."""
+    from models_registry.features import FEATURE_NAMES
+    from models_registry.models import Prediction, features_decode
+
+    rows = Prediction.objects.all()
+    complete = rows.filter(bar_time__isnull=False, horizon__isnull=False, features__isnull=False).exclude(
+        probabilities={}
+    )
+    sample = complete.order_by("-bar_time").first()
+    features = features_decode(sample.features) if sample is not None else None
+    return {
+        "count": rows.count(),
+        "with_probabilities_bar_time_horizon_features": complete.count(),
+        "model_version": version_label,
+        "sample": {
+            "decision_id": sample.decision_id,
+            "bar_time": sample.bar_time.isoformat() if sample.bar_time else None,
+            "probabilities": sample.probabilities,
+            "signal": sample.signal,
+            "confidence": round(sample.confidence, 6),
+            "horizon": sample.horizon,
+            "features": len(features) if features is not None else None,
+            "features_expected": len(FEATURE_NAMES),
+        }
+        if sample is not None
+        else None,
+    }
 
 
 class Process:
@@ -129,6 +334,16 @@ class Process:
         self.log.close()
 
 
+def wait_for_worker(app: Any, worker: Process, name: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if worker.proc.poll() is not None:
+            raise SystemExit(f"the Celery worker exited ({worker.proc.returncode}); see {worker.log.name}")
+        if app.control.ping(destination=[name], timeout=1.0):
+            return
+    raise SystemExit(f"the Celery worker {name} did not answer a ping within {timeout_s:.0f} s")
+
+
 def _ms(a: datetime | None, b: datetime | None) -> int | None:
     return None if a is None or b is None else int((b - a).total_seconds() * 1e9)
 
@@ -142,6 +357,7 @@ def run(
     poll_s: float,
     gap_s: float,
     transport: str,
+    predictor: str,
 ) -> dict[str, Any]:
     import httpx
     from django.db import connections
@@ -150,6 +366,7 @@ def run(
     from galfriday_site.celery import app
     from ingest.timeseries.relational import RelationalStore
     from kraken_sim.config import DEFAULT_API_SECRET
+    from models_registry.features import WARMUP_BARS
     from trading.models import Decision, Order
     from trading.pipeline import client_order_id_for
     from trading.risk_services import market_quote_set
@@ -185,6 +402,8 @@ def run(
 
         instrument = seed_market()
         equity_snapshot_take(marks={SYMBOL: PRICE})
+        model = register_bench_model() if predictor == "registry" else None
+        version_label = model["model_version"] if model is not None else FixedBuy.version
 
         worker_env = {
             **env,
@@ -196,6 +415,7 @@ def run(
             "KRAKEN_API_SECRET": DEFAULT_API_SECRET,
             "GALFRIDAY_EXECUTION_WS": "true" if transport == "ws" else "false",
         }
+        worker_name = f"bench-{os.getpid()}@{socket.gethostname()}"
         worker = Process(
             [
                 str(Path(sys.executable).with_name("celery")),
@@ -214,7 +434,7 @@ def run(
                 "--loglevel",
                 "WARNING",
                 "--hostname",
-                f"bench-{os.getpid()}@%h",
+                worker_name,
             ],
             worker_env,
             log_dir / "worker.log",
@@ -223,8 +443,13 @@ def run(
 
         store = RelationalStore()
         total = warmup + bars
-        # An hour of history before the first decision (the pipeline reads 60 closes for volatility).
-        store.write_batch([_bar(first_bar - timedelta(minutes=61 - i)) for i in range(61)])
+        # History before the first decision: the features' warm-up and the bar before (the registry predictor
+        # reads WARMUP_BARS + 1 bars before the decision's); the sizing reads the last 60 closes for volatility.
+        history = max(61, WARMUP_BARS + 1)
+        store.write_batch([_bar(first_bar - timedelta(minutes=history - i)) for i in range(history)])
+        # The first bar's quote must not age while the worker starts (on a loaded machine that took over the
+        # 10 s quote age limit, and the first order was rejected): wait until it answers a ping.
+        wait_for_worker(app, worker, worker_name)
 
         results: dict[str, list[int]] = {
             "send_to_ack_seen": [],
@@ -244,9 +469,9 @@ def run(
             market_quote_set(
                 instrument=instrument, bid=PRICE - Decimal("0.1"), ask=PRICE + Decimal("0.1"), at=timezone.now()
             )
-            decision_id = f"{SYMBOL}:{bar_time.isoformat()}:{FixedBuy.version}"
+            decision_id = f"{SYMBOL}:{bar_time.isoformat()}:{version_label}"
             client_order_id = client_order_id_for(decision_id)
-            deadline_s = 60.0 if i == 0 else 10.0  # the first waits for the worker to start
+            deadline_s = 60.0 if i == 0 else 10.0  # the first loads the model and opens the exchange connection
             sent_wall = datetime.now(UTC)
             t0 = time.perf_counter_ns()
             sent = app.send_task("trading.tasks.decide_on_bar", args=[SYMBOL, bar_time.isoformat()])
@@ -254,11 +479,8 @@ def run(
             polls = 0
             while True:
                 polls += 1
-                if (
-                    polls % 20 == 0
-                    and Decision.objects.filter(decision_id=decision_id).exclude(status="ordered").exists()
-                ):
-                    break  # decided not to trade: reported as a failure
+                if polls % 20 == 0 and Decision.objects.filter(bar_time=bar_time).exclude(status="ordered").exists():
+                    break  # decided not to trade (or no model: another decision id): reported as a failure
                 order = Order.objects.filter(client_order_id=client_order_id).only("exchange_order_id", "state").first()
                 if order is not None and (order.exchange_order_id or order.state in ("rejected", "unknown")):
                     break
@@ -268,12 +490,13 @@ def run(
             elapsed = time.perf_counter_ns() - t0
             seen_wall = datetime.now(UTC)
             if order is None or not order.exchange_order_id:
-                decision = Decision.objects.filter(decision_id=decision_id).first()
+                decision = Decision.objects.filter(bar_time=bar_time).first()
                 failures.append(
                     {
                         "bar": bar_time.isoformat(),
                         "order_state": order.state if order else None,
                         "decision": decision.status if decision else None,
+                        "model_version": decision.model_version if decision else None,
                         "reason": decision.reason if decision else None,
                     }
                 )
@@ -304,6 +527,15 @@ def run(
         states = dict(
             (s, Order.objects.filter(state=s).count()) for s in Order.objects.values_list("state", flat=True).distinct()
         )
+        decisions = {
+            "ordered": Decision.objects.filter(status="ordered").count(),
+            "with_probabilities_and_edge": Decision.objects.filter(expected_edge__isnull=False)
+            .exclude(probabilities={})
+            .count(),
+            "model_versions": sorted(set(Decision.objects.values_list("model_version", flat=True))),
+        }
+        predictions = predictions_recorded(version_label if model is not None else None)
+        predictions["expected"] = total if model is not None else 0
         admin.close()
     finally:
         if worker is not None:
@@ -320,9 +552,15 @@ def run(
         "worker_tasks": {name: percentiles(values) for name, values in tasks.items()},
         "failures": failures,
         "order_states": states,
+        "decisions": decisions,
+        "predictions_recorded": predictions,
         "conditions": {
             "bars": bars,
             "warmup_bars": warmup,
+            "predictor": "models_registry.predictor.PipelinePredictor (registered production version)"
+            if model is not None
+            else "bench.bench_bar_to_ack.FixedBuy",
+            "model": model,
             "one_at_a_time": True,
             "database": "PostgreSQL " + env["DATABASE_URL"].rsplit("/", 1)[-1],
             "broker": "Redis " + env["REDIS_URL"],
@@ -416,11 +654,15 @@ def seed_market() -> Any:
 
 
 def _bar(start: datetime) -> Any:
+    """A flat closed 1-minute bar at PRICE with the fields the features read (volume among them)."""
     from ingest.timeseries import Point
 
     c = PRICE
     return Point(
-        "bars", start, {"close": c, "open": c, "high": c, "low": c, "trades": 1}, {"symbol": SYMBOL, "interval": "1m"}
+        "bars",
+        start,
+        {"close": c, "open": c, "high": c, "low": c, "volume": Decimal("1.5"), "vwap": c, "trades": 1},
+        {"symbol": SYMBOL, "interval": "1m"},
     )
 
 
@@ -436,6 +678,13 @@ def main() -> int:
     parser.add_argument("--poll-ms", type=float, default=1.0, help="database poll interval (default 1 ms)")
     parser.add_argument("--transport", choices=("ws", "rest"), default="ws", help="order transport (default ws)")
     parser.add_argument(
+        "--predictor",
+        choices=("registry", "fixed"),
+        default="registry",
+        help="registry: models_registry.predictor.PipelinePredictor with a registered production version "
+        "(default); fixed: FixedBuy, no registry",
+    )
+    parser.add_argument(
         "--post-ack-sync-s", type=float, default=0.0, help="GALFRIDAY_EXECUTION_POST_ACK_SYNC_S (default 0)"
     )
     args = parser.parse_args()
@@ -449,6 +698,8 @@ def main() -> int:
             "PYTHONPATH": str(ROOT),
             "GALFRIDAY_EXECUTION_GATEWAY": "trading.gateway.CeleryExecutionGateway",
             "GALFRIDAY_PREDICTOR": "bench.bench_bar_to_ack.FixedBuy",
+            **NO_TRADE_BAND_OFF,
+            **(registry_environment(var_dir) if args.predictor == "registry" else {}),
             "GALFRIDAY_DECISION_MAX_AGE_S": str(7 * 24 * 3600),
             "GALFRIDAY_KRAKEN_TIER": "pro",
             "KRAKEN_NONCE_FILE": str(Path(var_dir) / "kraken-nonce"),
@@ -463,9 +714,29 @@ def main() -> int:
         log_dir = Path(args.log_dir) if args.log_dir else Path(var_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         result = run(
-            args.bars, args.warmup, first_bar, log_dir, env, args.poll_ms / 1000, args.gap_ms / 1000, args.transport
+            args.bars,
+            args.warmup,
+            first_bar,
+            log_dir,
+            env,
+            args.poll_ms / 1000,
+            args.gap_ms / 1000,
+            args.transport,
+            args.predictor,
         )
     print(json.dumps(result, indent=2))
+    predictions = result["predictions_recorded"]
+    problems = []
+    if result["failures"]:
+        problems.append(f"{len(result['failures'])} bars did not order")
+    count, complete = predictions["count"], predictions["with_probabilities_bar_time_horizon_features"]
+    if args.predictor == "registry" and not count == complete == predictions["expected"]:
+        problems.append(
+            f"{count} predictions recorded ({complete} complete), expected one per bar: {predictions['expected']}"
+        )
+    if problems:
+        print("bench_bar_to_ack: " + "; ".join(problems), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -2,19 +2,32 @@
 committed, execution enqueued), on PostgreSQL.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/galfriday_bench_db REDIS_URL=redis://127.0.0.1:6379/9 \\
-        .venv/bin/python bench/bench_decide.py [--bars N] [--warmup N] [--gateway celery|record] [--profile]
+        .venv/bin/python bench/bench_decide.py [--bars N] [--warmup N] [--predictor registry|always-buy] \\
+        [--gateway celery|record] [--profile]
 
 This is the worker-side part of bench_bar_to_ack.py's "closed bar → exchange ack" (whose target is p99 < 50 ms),
-without the broker hops or ``execute_order``: the same setup (BTC/USD at 100, 1,000,000 USD, an hour of 1-minute
-bars in the relational time-series store, the predictor ``bench.bench_bar_to_ack.AlwaysBuy`` buying 0.01 BTC per
-bar, the order-rate limit raised), then per bar, untimed: the bar and a fresh quote written; timed: the task
-function ``trading.tasks.decide_on_bar`` called in this process (as the solo worker runs it); untimed again: the
-order's fill applied through ``execution_report_apply`` (as the exchange's report would), so the position, the
-balances, the fills of the day and the open orders look like a live run's. With ``--gateway celery`` (default)
+without the broker hops or ``execute_order``: the same setup (BTC/USD at 100, 1,000,000 USD, the feature warm-up
+of 1-minute bars in the relational time-series store, the order-rate limit raised) and the same predictor:
+
+* ``--predictor registry`` (default): ``models_registry.predictor.PipelinePredictor`` with the production version
+  ``bench_bar_to_ack.register_bench_model`` registers (features from the stored bars, the cached version's
+  probabilities, the prediction recorded with its probabilities, bar time and feature row, the expected return
+  weighed against the round trip), its sizing settings (``registry_environment``: ~0.01 BTC per bar, no-trade
+  band off). As in bench_bar_to_ack.py no fills are applied (a constant target would be reached after one fill and
+  no later bar would order): the position stays flat and the orders stay ``submitted``. The run fails unless one
+  complete prediction row is recorded per bar;
+* ``--predictor always-buy``: ``bench.bench_bar_to_ack.AlwaysBuy`` buying 0.01 BTC per bar (an expected return
+  above the round trip, the no-trade band off), and after each bar,
+  untimed, the order's fill applied through ``execution_report_apply`` (as the exchange's report would), so the
+  position, the balances, the fills of the day and the open orders look like a live run's.
+
+Per bar, untimed: the bar and a fresh quote written; timed: the task function ``trading.tasks.decide_on_bar``
+called in this process (as the solo worker runs it). With ``--gateway celery`` (default)
 the execution task is really enqueued on Redis after commit (the queue is purged at the end); ``record`` only
 collects the ids. The database is created if missing, migrated and **flushed** (``galfriday_ci`` is refused).
 
-Prints one JSON object: runtime percentiles and queries per decision. ``--profile`` adds the top of a cProfile
+Prints one JSON object: runtime percentiles and statements per decision (the SQL statements the decision runs,
+counted with a connection execute wrapper). ``--profile`` adds the top of a cProfile
 of the timed calls (cumulative time). No assertion on the figures.
 """
 
@@ -61,12 +74,21 @@ class RecordingGateway:
         pass
 
 
-def run(bars: int, warmup: int, first_bar: datetime, profile: bool, sort: str = "cumulative") -> dict[str, Any]:
+def run(
+    bars: int,
+    warmup: int,
+    first_bar: datetime,
+    profile: bool,
+    sort: str = "cumulative",
+    predictor: str = "registry",
+    profile_lines: int = 45,
+) -> dict[str, Any]:
     from django.db import connection, connections
     from django.utils import timezone
 
-    from bench.bench_bar_to_ack import _bar, seed_market
+    from bench.bench_bar_to_ack import _bar, predictions_recorded, register_bench_model, seed_market
     from ingest.timeseries.relational import RelationalStore
+    from models_registry.features import WARMUP_BARS
     from trading.executions import ExecType, ExecutionEvent, FeeAmount
     from trading.models import Decision, Order, Position
     from trading.risk_services import market_quote_set
@@ -78,8 +100,10 @@ def run(bars: int, warmup: int, first_bar: datetime, profile: bool, sort: str = 
 
     instrument = seed_market()
     equity_snapshot_take(marks={SYMBOL: PRICE})
+    model = register_bench_model() if predictor == "registry" else None
     store = RelationalStore()
-    store.write_batch([_bar(first_bar - timedelta(minutes=61 - i)) for i in range(61)])
+    history = max(61, WARMUP_BARS + 1)  # the features' warm-up and the bar before; 60 closes for the volatility
+    store.write_batch([_bar(first_bar - timedelta(minutes=history - i)) for i in range(history)])
 
     runtimes: list[int] = []
     cpu_times: list[int] = []  # this process's CPU time in the call (less sensitive to the machine's load)
@@ -117,7 +141,7 @@ def run(bars: int, warmup: int, first_bar: datetime, profile: bool, sort: str = 
             queries.append(len(statements))
             last_sql = list(statements)
         order_id = result.get("order_id")
-        if order_id is None:
+        if order_id is None or model is not None:  # registry: no fills (see the module doc)
             continue
         order = Order.objects.get(pk=order_id)
         if order.state != "submitted":
@@ -149,11 +173,14 @@ def run(bars: int, warmup: int, first_bar: datetime, profile: bool, sort: str = 
         "orders_filled": Order.objects.filter(state="filled").count(),
         "position_qty": str(position.quantity) if position else "0",
         "decision_rows": Decision.objects.count(),
+        "model_versions": sorted(set(Decision.objects.values_list("model_version", flat=True))),
     }
+    predictions = predictions_recorded(model["model_version"] if model is not None else None)
+    predictions["expected"] = warmup + bars if model is not None else 0
     top: list[str] = []
     if profiler is not None:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(45)
+        pstats.Stats(profiler, stream=out).sort_stats(sort).print_stats(profile_lines)
         top = out.getvalue().splitlines()
     connections.close_all()
     return {
@@ -161,6 +188,8 @@ def run(bars: int, warmup: int, first_bar: datetime, profile: bool, sort: str = 
         "cpu_times": cpu_times,
         "queries": queries,
         "outcome": outcome,
+        "predictions": predictions,
+        "model": model,
         "profile": top,
         "sql": last_sql,
     }
@@ -174,16 +203,26 @@ def main() -> int:
     parser.add_argument("--bars", type=int, default=300, help="timed bars (default 300)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed bars first (default 10)")
     parser.add_argument("--gateway", choices=("celery", "record"), default="celery")
+    parser.add_argument(
+        "--predictor",
+        choices=("registry", "always-buy"),
+        default="registry",
+        help="registry: PipelinePredictor with a registered production version (default); always-buy: AlwaysBuy, "
+        "fills applied",
+    )
     parser.add_argument("--profile", action="store_true", help="add a cProfile of the timed calls")
     parser.add_argument(
         "--profile-sort", default="cumulative", help="pstats sort key of --profile (cumulative, tottime, ...)"
     )
+    parser.add_argument("--profile-lines", type=int, default=45, help="lines of --profile (default 45)")
     parser.add_argument("--sql", action="store_true", help="add the statements of the last timed decision")
     args = parser.parse_args()
     LOAD_AT_START.extend(round(x, 2) for x in os.getloadavg())
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     first_bar = now - timedelta(minutes=args.warmup + args.bars)
     with tempfile.TemporaryDirectory(prefix="galfriday-bench-") as var_dir:
+        from bench.bench_bar_to_ack import NO_TRADE_BAND_OFF, registry_environment
+
         os.environ.update(
             {
                 **bench_environment(var_dir),
@@ -191,6 +230,8 @@ def main() -> int:
                 if args.gateway == "celery"
                 else "bench.bench_decide.RecordingGateway",
                 "GALFRIDAY_PREDICTOR": "bench.bench_bar_to_ack.AlwaysBuy",
+                **NO_TRADE_BAND_OFF,
+                **(registry_environment(var_dir) if args.predictor == "registry" else {}),
                 "GALFRIDAY_DECISION_MAX_AGE_S": str(7 * 24 * 3600),
                 "GALFRIDAY_BENCH_ANCHOR": first_bar.isoformat(),
             }
@@ -200,7 +241,15 @@ def main() -> int:
         django.setup()
         prepare_database()
         try:
-            result = run(args.bars, args.warmup, first_bar, args.profile, args.profile_sort)
+            result = run(
+                args.bars,
+                args.warmup,
+                first_bar,
+                args.profile,
+                args.profile_sort,
+                args.predictor,
+                args.profile_lines,
+            )
         finally:
             if args.gateway == "celery":
                 from galfriday_site.celery import app
@@ -208,6 +257,7 @@ def main() -> int:
                 with app.connection_for_write() as conn:
                     conn.default_channel.queue_purge("trading")
     queries = sorted(result["queries"])
+    predictions = result["predictions"]
     print(
         json.dumps(
             {
@@ -215,14 +265,25 @@ def main() -> int:
                 "committed, execution enqueued",
                 "runtime": percentiles(result["runtimes"]),
                 "cpu_time_in_this_process": percentiles(result["cpu_times"]),
-                "queries_per_decision": {"min": queries[0], "max": queries[-1]} if queries else {},
+                "statements_per_decision": {
+                    "min": queries[0],
+                    "p50": queries[len(queries) // 2],
+                    "max": queries[-1],
+                }
+                if queries
+                else {},
                 "outcome": result["outcome"],
+                "predictions_recorded": predictions,
                 "profile_top_cumulative": result["profile"],
                 "last_decision_sql": result["sql"] if args.sql else [],
                 "conditions": {
                     "bars": args.bars,
                     "warmup_bars": args.warmup,
                     "gateway": args.gateway,
+                    "predictor": "models_registry.predictor.PipelinePredictor (registered production version)"
+                    if args.predictor == "registry"
+                    else "bench.bench_bar_to_ack.AlwaysBuy (fills applied)",
+                    "model": result["model"],
                     "database": "PostgreSQL " + os.environ["DATABASE_URL"].rsplit("/", 1)[-1],
                     "cpu_model": cpu_model(),
                     "cpus": os.cpu_count(),
@@ -233,6 +294,14 @@ def main() -> int:
             indent=2,
         )
     )
+    count, complete = predictions["count"], predictions["with_probabilities_bar_time_horizon_features"]
+    if args.predictor == "registry" and not count == complete == predictions["expected"]:
+        print(
+            f"bench_decide: {count} predictions recorded ({complete} complete), expected one per bar: "
+            f"{predictions['expected']}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
