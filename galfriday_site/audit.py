@@ -12,14 +12,14 @@ reconciliation. `audit_trail(instance)` answers with every change as before/afte
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from django.db import connection, models
+from django.db import NotSupportedError, connection, models
 from django.dispatch import receiver
 from django.utils import timezone
 from simple_history.manager import HistoryManager
@@ -213,12 +213,7 @@ def audited_rows_update(
         sql = _SQL[key] = _update_sql(model, fields, len(objs), combined, extra_sql if combined else "")
     if combined:
         params += extra_params
-    historical = model.history.model
-    history = _history_columns(historical)
-    if combined:
-        user, actor, reason = _attribution(objs[0])
-        values = [actor, when, reason, "~", user.pk if user is not None else None]
-        params += [f.get_db_prep_save(v, connection) for f, v in zip(history, values, strict=True)]
+        params += _attribution_params(objs[0], "~", when)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         written = cursor.rowcount
@@ -246,6 +241,36 @@ def _update_sql(model: Any, fields: list[Any], rows: int, combined: bool, extra_
         return sql
     also = f", new AS ({extra_sql}) " if extra_sql else " "
     return f"WITH changed AS ({sql} RETURNING {table}.*){also}{_history_insert_from(model, 'changed')}"
+
+
+def audited_write_sql(
+    model: type[models.Model], write: str, params: Sequence[Any] = (), *, history_type: str, when: datetime
+) -> tuple[str, list[Any]]:
+    """One PostgreSQL statement that runs `write` (an ``INSERT`` or ``UPDATE`` of `model`'s table, an audited
+    model, without a ``RETURNING`` clause; `params` its parameters) and records the audit row of every row it
+    wrote, holding exactly what was written::
+
+        WITH written AS (<write> RETURNING <table>.*) INSERT INTO <history> (...) SELECT ... FROM written
+
+    For bulk writes whose rows are not model instances, e.g. rows COPYed into a temporary table then written
+    with ``INSERT ... SELECT`` or ``UPDATE ... FROM``. The audit rows are attributed like `history_rows_insert`'s
+    (the actor current when this is called, else the request's user, else the system; the current reason), with
+    `history_type` ("+" created, "~" changed) and `when`. Returns the statement and all its parameters; the
+    cursor's rowcount after it is the number of rows written. PostgreSQL only (a data-modifying ``WITH``);
+    elsewhere write the rows, then call `history_rows_insert` with them."""
+    if connection.vendor != "postgresql":
+        raise NotSupportedError("audited_write_sql needs PostgreSQL; elsewhere use history_rows_insert")
+    table = connection.ops.quote_name(model._meta.db_table)
+    sql = f"WITH written AS ({write} RETURNING {table}.*) {_history_insert_from(model, 'written')}"
+    return sql, [*params, *_attribution_params(model(), history_type, when)]
+
+
+def _attribution_params(obj: Any, history_type: str, when: datetime) -> list[Any]:
+    """The values of the attribution columns (`_history_columns`' order) of audit rows of `obj`'s model."""
+    user, actor, reason = _attribution(obj)
+    values = [actor, when, reason, history_type, user.pk if user is not None else None]
+    history = _history_columns(type(obj).history.model)
+    return [f.get_db_prep_save(v, connection) for f, v in zip(history, values, strict=True)]
 
 
 def _history_insert_from(model: Any, rows: str) -> str:
@@ -284,10 +309,7 @@ def audited_row_insert(obj: Any, *, when: datetime, children: list[Any] | None =
         return
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    historical = model.history.model
-    user, actor, reason = _attribution(obj)
-    values = [actor, when, reason, "+", user.pk if user is not None else None]
-    params += [f.get_db_prep_save(v, connection) for f, v in zip(_history_columns(historical), values, strict=True)]
+    params += _attribution_params(obj, "+", when)
     child_fields: list[Any] = []
     if children:
         child_fields = [f for f in child_model._meta.concrete_fields if not f.primary_key and f is not link]  # type: ignore[union-attr]

@@ -24,6 +24,7 @@ Loading
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,6 +38,7 @@ from django.utils import timezone
 from ingest.bars import BAR_MEASUREMENT, Bar
 from ingest.gaps import ohlc_committed
 from ingest.timeseries import TimeSeriesStore, get_store
+from ingest.timeseries.base import query_fields
 from models_registry.models import HistoryBackfill
 
 logger = logging.getLogger(__name__)
@@ -363,12 +365,13 @@ class LoadedBars:
     filled: int  # minutes missing inside the window, filled as flat bars
 
 
-def bars_frame(points: list[Any]) -> pd.DataFrame:
-    """Stored bar points as a float DataFrame indexed by bar start (UTC), oldest first, duplicates dropped."""
+def bars_frame(points: list[Any], *, columns: Sequence[str] = BAR_COLUMNS) -> pd.DataFrame:
+    """Stored bar points as a float DataFrame indexed by bar start (UTC), oldest first, duplicates dropped; one
+    column per name in `columns` (NaN where a point lacks the field)."""
     index = pd.DatetimeIndex([p.time for p in points]).tz_convert("UTC") if points else pd.DatetimeIndex([], tz="UTC")
     data = {
         column: np.fromiter((float(p.fields.get(column, np.nan)) for p in points), dtype=np.float64, count=len(points))
-        for column in BAR_COLUMNS
+        for column in columns
     }
     frame = pd.DataFrame(data, index=index)
     frame = frame[~frame.index.duplicated(keep="last")].sort_index()
@@ -412,3 +415,28 @@ def load_bars(
     if fill:
         frame, filled = fill_gaps(frame)
     return LoadedBars(bars=frame, stored=len(points), filled=filled)
+
+
+def load_bar_fields(
+    *,
+    symbol: str,
+    start: datetime,
+    end: datetime,
+    fields: Sequence[str],
+    require: str | None = None,
+    store: TimeSeriesStore | None = None,
+) -> pd.DataFrame:
+    """The stored 1-minute bars of `symbol` with ``start <= time < end``, only the columns `fields` (float64), one
+    row per stored bar (nothing filled): `load_bars(fill=False)` for a reader that needs a few fields of many
+    bars (outcome maturation needs the close). One read through `ingest.timeseries.base.query_fields`, so a store
+    that can reads only those fields (InfluxDB's ``SELECT "close"``, the relational store's JSON keys) instead
+    of decoding every field of every bar. `require`: only the bars that have that field."""
+    start_utc = _utc(start, "start")
+    end_utc = _utc(end, "end")
+    assert start_utc is not None
+    assert end_utc is not None
+    if start_utc >= end_utc:
+        raise ValueError("the data window must start before it ends")
+    store = store or get_store()
+    points = query_fields(store, BAR_MEASUREMENT, start_utc, end_utc, bar_tags(symbol), fields, require=require)
+    return bars_frame(points, columns=tuple(fields))

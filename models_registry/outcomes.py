@@ -3,8 +3,8 @@ out-of-sample validation metrics.
 
 Maturation (:func:`outcomes_mature`, a service; the Celery task ``outcomes_mature_task`` runs it every minute)
     A prediction with a ``bar_time`` t and a ``horizon`` h matures once the bar starting at t + h has closed
-    (t + (h + 1) minutes). Its forward return and label come from the STORED 1-minute bars
-    (``history.load_bars(fill=False)``) through the training's own code, ``labels.make_labels`` with the
+    (t + (h + 1) minutes). Its forward return and label come from the closes of the STORED 1-minute bars
+    (``history.load_bar_fields``, nothing filled) through the training's own code, ``labels.make_labels`` with the
     version's recorded ``label_dead_zone`` (and ``taker_fee``); nothing here re-implements a label. Every bar
     from t to t + h must be stored: the ingest worker writes quiet minutes as flat bars, so a missing bar is a
     real gap and the outcome stays ``pending`` (with the reason), never guessed; it is retried while its window
@@ -15,8 +15,9 @@ Maturation (:func:`outcomes_mature`, a service; the Celery task ``outcomes_matur
     recomputed on every pass; a late or revised bar that changes them is written with ``revisions`` + 1.
     Idempotent: a pass that finds nothing new writes nothing. Batched: one store read per symbol; on
     PostgreSQL the new outcomes are COPYed to a temporary table and one ``INSERT ... RETURNING`` writes them and
-    their audit rows (elsewhere ``bulk_create`` per chunk and the audit rows). Single-flight through a cache lock, so an
-    overlapping beat tick or a redelivered task skips instead of racing.
+    their audit rows, committed without waiting for the WAL flush (``synchronous_commit = off``: a crash may lose
+    the last pass whole, which the next pass redoes); elsewhere ``bulk_create`` per chunk and the audit rows.
+    Single-flight through a cache lock, so an overlapping beat tick or a redelivered task skips instead of racing.
 
 Live metrics (:func:`version_live_metrics`, a selector)
     Over the matured outcomes of one version, for rolling windows by bar time (1 h, 24 h, 7 d, all) and the last
@@ -53,16 +54,12 @@ import pandas as pd
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, DateTimeField, DecimalField, Max, Min, Q, QuerySet, Sum
+from django.db.models import Count, DateTimeField, DecimalField, Field, Max, Min, Q, QuerySet, Sum
 from django.utils import timezone
 from threadpoolctl import ThreadpoolController
 
-from galfriday_site.audit import (  # the audit-row SQL of the bulk helpers, shared so the rows stay alike
-    _attribution,
-    _history_columns,
-    _history_insert_from,
-    history_rows_insert,
-)
+from galfriday_site.audit import audited_write_sql, history_rows_insert
+from ingest.timeseries import get_store
 from models_registry.evaluation.intervals import (
     calibration_buckets,
     direction_hit_array,
@@ -73,7 +70,7 @@ from models_registry.evaluation.intervals import (
     sharpe_interval,
     wilson_interval,
 )
-from models_registry.history import fill_gaps, load_bars
+from models_registry.history import load_bar_fields
 from models_registry.labels import DEFAULT_TAKER_FEE, LABEL_CLASSES, make_labels
 from models_registry.models import ModelVersion, Prediction, PredictionOutcome
 
@@ -251,10 +248,23 @@ def _price(value: float) -> Decimal:
 def _compute(items: list[_Item], rules: Mapping[int, OutcomeRule], store: Any) -> dict[int, _Computed | str]:
     """Per prediction id: the realised figures, or why the outcome must stay pending. One store read per symbol
     and one `make_labels` per (horizon, dead zone, fee) over it; each prediction is then an array lookup."""
-    out: dict[int, _Computed | str] = {}
     by_symbol: dict[str, list[_Item]] = defaultdict(list)
     for item in items:
         by_symbol[item.symbol].append(item)
+    own = store is None
+    store = store or get_store()  # one store (and HTTP client) for the pass
+    try:
+        return _compute_symbols(by_symbol, rules, store)
+    finally:
+        close = getattr(store, "close", None)
+        if own and close is not None:
+            close()
+
+
+def _compute_symbols(
+    by_symbol: Mapping[str, list[_Item]], rules: Mapping[int, OutcomeRule], store: Any
+) -> dict[int, _Computed | str]:
+    out: dict[int, _Computed | str] = {}
     for symbol, group in by_symbol.items():
         if not symbol:
             for item in group:
@@ -262,15 +272,19 @@ def _compute(items: list[_Item], rules: Mapping[int, OutcomeRule], store: Any) -
             continue
         start = min(i.bar_time for i in group)
         end = max(i.bar_time + i.horizon * BAR for i in group) + BAR
-        stored = load_bars(symbol=symbol, start=start, end=end, store=store, fill=False).bars
-        grid, _ = fill_gaps(stored)
-        if grid.empty:
+        # the closes only (a bar without one is a missing bar), not every field of every bar
+        stored = load_bar_fields(symbol=symbol, start=start, end=end, fields=("close",), require="close", store=store)
+        if stored.empty:
             for item in group:
                 out[item.prediction_id] = "no stored bars in the window"
             continue
+        grid = pd.date_range(stored.index[0], stored.index[-1], freq="min", tz="UTC")
         rows = len(grid)
-        present = np.concatenate(([0], np.cumsum(grid.index.isin(stored.index)))).astype(np.int64)
-        close = grid["close"]
+        present = np.concatenate(([0], np.cumsum(grid.isin(stored.index)))).astype(np.int64)
+        # One series on the minute grid, so that `make_labels` pairs t with t + h by position. A missing minute
+        # holds the previous close only to keep its input finite: a window that touches one is never matured
+        # (`stored_count` below), so no label or return of a gap is ever used.
+        close = stored["close"].reindex(grid).ffill()
         closes = np.asarray(close.to_numpy(), dtype=np.float64).tolist()
         keys: dict[tuple[int, float | None, float], list[_Item]] = defaultdict(list)
         for item in group:
@@ -280,7 +294,7 @@ def _compute(items: list[_Item], rules: Mapping[int, OutcomeRule], store: Any) -
             labels = make_labels(close, horizon, taker_fee=taker_fee, dead_zone=dead_zone)  # training's code
             fwd = labels["forward_return"].to_numpy().tolist()
             lab = labels["label"].to_numpy().tolist()
-            positions = grid.index.get_indexer(pd.DatetimeIndex([m.bar_time for m in members]).tz_convert("UTC"))
+            positions = grid.get_indexer(pd.DatetimeIndex([m.bar_time for m in members]).tz_convert("UTC"))
             # stored bars from t to t + h (inclusive), read off the running count; meaningful where both ends exist
             stored_count = present[np.clip(positions + horizon + 1, 0, rows)] - present[np.clip(positions, 0, rows)]
             for item, i, count in zip(members, positions.tolist(), stored_count.tolist(), strict=True):
@@ -358,6 +372,11 @@ def _write(created: list[dict[str, Any]], updated: list[PredictionOutcome], now:
     row ("+" created, "~" changed) holding exactly what was written."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
+            # Outcomes (and their audit rows) are derived data that the next pass recomputes: a crash within
+            # ~0.6 s of this commit may lose it whole (never part of it), and the pass then redoes it. So the
+            # commit does not wait for its WAL flush (~0.2 s of a 10,000-outcome pass on a loaded machine).
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit = off")
             defaults = {f.attname: f.get_default() for f in _NEW_FIELDS}
             _audited_copy([f.attname for f in _NEW_FIELDS], [{**defaults, **row} for row in created], "+", now)
             names = ["id", *_OUTCOME_FIELDS]
@@ -373,6 +392,14 @@ def _write(created: list[dict[str, Any]], updated: list[PredictionOutcome], now:
             history_rows_insert(chunk, history_type="~", when=now)
 
 
+def _column(name: str) -> str:
+    """The database column of the PredictionOutcome field `name` (a concrete field, not a relation's other side)."""
+    field = PredictionOutcome._meta.get_field(name)
+    if not isinstance(field, Field) or not field.column:
+        raise ValueError(f"PredictionOutcome.{name} is not a concrete field")
+    return field.column
+
+
 def _copy_values(names: list[str], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     """`rows` as tuples in the order of `names`, with datetimes and decimals as their text (what psycopg's own
     dumpers send, at ~3 us a value in Python); a naive datetime goes through its field first (Django's warning and
@@ -381,11 +408,15 @@ def _copy_values(names: list[str], rows: list[dict[str, Any]]) -> list[tuple[Any
     for name in names:
         field = meta.get_field(name)
         if isinstance(field, DateTimeField):
+            texts: dict[datetime, str] = {}  # checked_at and matured_at are one value for the whole pass
             for row in rows:
                 value = row[name]
                 if value is not None:
-                    aware = value if value.tzinfo is not None else field.get_db_prep_save(value, connection)
-                    row[name] = aware.isoformat()
+                    text = texts.get(value)
+                    if text is None:
+                        aware = value if value.tzinfo is not None else field.get_db_prep_save(value, connection)
+                        text = texts[value] = aware.isoformat()
+                    row[name] = text
         elif isinstance(field, DecimalField):
             for row in rows:
                 if row[name] is not None:
@@ -398,36 +429,30 @@ def _audited_copy(names: list[str], dict_rows: list[dict[str, Any]], history_typ
     """PostgreSQL: COPY `dict_rows` (values of the fields `names`) into a temporary table of the same
     column types, then one statement writes them and their audit rows from what it wrote:
     ``WITH written AS (INSERT ... SELECT ... RETURNING *) INSERT INTO <history> SELECT ... FROM written`` (with
-    ``"id"`` first in `names`: ``UPDATE ... FROM <batch> WHERE id = <batch>.id RETURNING *`` instead). The
-    audit rows are those of `galfriday_site.audit.audited_row_insert` / `audited_rows_update`, built by the same
-    helper; COPY replaces ~25 bound parameters a row (whose client-side quoting cost ~0.5 ms a row)."""
+    ``"id"`` first in `names`: ``UPDATE ... FROM <batch> WHERE id = <batch>.id RETURNING *`` instead), built by
+    `galfriday_site.audit.audited_write_sql`, so the audit rows are those of `audited_row_insert` /
+    `audited_rows_update`; COPY replaces ~25 bound parameters a row (whose client-side quoting cost ~0.5 ms a row)."""
     if not dict_rows:
         return
     rows = _copy_values(names, dict_rows)
     qn = connection.ops.quote_name
     meta = PredictionOutcome._meta
     table, batch = qn(meta.db_table), qn(_BATCH_TABLE)
-    columns = [qn(meta.get_field(n).column) for n in names]
+    columns = [qn(_column(n)) for n in names]
     listed = ", ".join(columns)
-    historical = PredictionOutcome.history.model
-    user, actor, reason = _attribution(PredictionOutcome())
-    values = [actor, when, reason, history_type, user.pk if user is not None else None]
-    params = [f.get_db_prep_save(v, connection) for f, v in zip(_history_columns(historical), values, strict=True)]
     if names[0] == "id":
         sets = ", ".join(f"{c} = b.{c}" for c in columns[1:])
         write = f"UPDATE {table} SET {sets} FROM {batch} AS b WHERE {table}.{columns[0]} = b.{columns[0]}"
     else:  # the new rows' keys in the order they were listed (as bulk_create gave them)
         write = f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {batch} ORDER BY bar_time, prediction_id"
+    sql, params = audited_write_sql(PredictionOutcome, write, history_type=history_type, when=when)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {batch}")
         cursor.execute(f"CREATE TEMPORARY TABLE {batch} AS SELECT {listed} FROM {table} WITH NO DATA")
         with cursor.copy(f"COPY {batch} ({listed}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(
-            f"WITH written AS ({write} RETURNING {table}.*) {_history_insert_from(PredictionOutcome, 'written')}",
-            params,
-        )
+        cursor.execute(sql, params)
         written = cursor.rowcount
         cursor.execute(f"DROP TABLE {batch}")
     if written != len(rows):
@@ -621,7 +646,7 @@ def _no_arrays() -> _Arrays:
 def _matured_arrays_copy(version_id: int) -> _Arrays:
     qn = connection.ops.quote_name
     meta = PredictionOutcome._meta
-    columns = ", ".join(f"CAST({qn(meta.get_field(c).column)} AS double precision)" for c in _ARRAY_COLUMNS)
+    columns = ", ".join(f"CAST({qn(_column(c))} AS double precision)" for c in _ARRAY_COLUMNS)
     status = PredictionOutcome.Status.MATURED.value
     assert status.isalnum()  # a literal: COPY takes no bound parameters
     sql = (
@@ -642,7 +667,7 @@ def _matured_arrays_copy(version_id: int) -> _Arrays:
     rows = np.frombuffer(body, dtype=_COPY_ROW)
     if not len(rows):
         return _no_arrays()
-    lengths = [rows[n] for n in _COPY_ROW.names if n.startswith("len_")]
+    lengths = [rows[n] for n in _COPY_ROW.names or () if n.startswith("len_")]
     if (rows["fields"] != 7).any() or any((length != 8).any() for length in lengths):
         raise ValueError("COPY BINARY rows are not 7 non-null 8-byte fields")
     micros = rows["t"].astype(np.int64) + _PG_EPOCH_US

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from ingest.timeseries.base import FieldValue, Point, TimeSeriesError
+from ingest.timeseries.base import NAME_RE, FieldValue, Point, TimeSeriesError
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +255,57 @@ class InfluxStore:
     def latest(self, measurement: str, tags: Mapping[str, str] | None = None) -> Point | None:
         points = self._select(measurement, self._tag_conditions(tags), "ORDER BY time DESC LIMIT 1")
         return points[-1] if points else None
+
+    def query_fields(
+        self,
+        measurement: str,
+        start: datetime,
+        end: datetime,
+        tags: Mapping[str, str] | None,
+        fields: Sequence[str],
+        *,
+        require: str | None = None,
+        last: int | None = None,
+    ) -> list[Point]:
+        """See `ingest.timeseries.base.query_fields`. With `require`, InfluxDB is asked for just the wanted fields
+        and `require` (``SELECT "close" ...``: a row comes back when one of them is set, so every row that has
+        `require` does), and only those values are decoded, into points read back as stored (not validated
+        again); when `require` is the only field selected, `last` is a ``LIMIT`` on a newest-first scan.
+        Without `require`, InfluxDB would leave out the rows that have none of the wanted fields, which the
+        interface keeps (with no fields): those reads go through `query_range`, narrowed."""
+        wanted = tuple(dict.fromkeys(fields))
+        for name in (*wanted, *([require] if require is not None else [])):
+            if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
+                raise ValueError(f"field name {name!r} is not allowed")
+        if require is None:
+            narrowed = [
+                Point.stored(p.measurement, p.time, {k: p.fields[k] for k in wanted if k in p.fields}, p.tags)
+                for p in self.query_range(measurement, start, end, tags)
+            ]
+            return narrowed[-last:] if last is not None else narrowed
+        selected = wanted if require in wanted else (*wanted, require)
+        conditions = [f"time >= {_time_literal(start)}", f"time < {_time_literal(end)}", *self._tag_conditions(tags)]
+        suffix = f"ORDER BY time DESC LIMIT {int(last)}" if last is not None and selected == (require,) else ""
+        statement = (
+            f"SELECT {', '.join(_quote_ident(n) for n in selected)} FROM {_quote_ident(measurement)} "
+            f"WHERE {' AND '.join(conditions)} GROUP BY * {suffix}"
+        ).rstrip()
+        self.ensure_database()
+        results = self._query(statement)
+        types = self._types(measurement)
+        convert = self._convert
+        points: list[Point] = []
+        for series in results[0].get("series", []) if results else []:
+            series_tags = {k: v for k, v in (series.get("tags") or {}).items() if v != ""}
+            columns = series["columns"]
+            if require not in columns[1:]:
+                continue
+            need = columns.index(require, 1)
+            kept = [(i, name, types.get(name)) for i, name in enumerate(columns) if i and name in wanted]
+            for row in series["values"]:
+                if row[need] is None:
+                    continue
+                values = {name: convert(row[i], kind) for i, name, kind in kept if row[i] is not None}
+                points.append(Point.stored(measurement, from_nanoseconds(int(row[0])), values, series_tags))
+        points.sort(key=lambda p: p.time)
+        return points[-last:] if last is not None else points

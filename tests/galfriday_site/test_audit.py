@@ -5,9 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
-from galfriday_site.audit import audit_actor, audit_trail
+from galfriday_site.audit import audit_actor, audit_trail, audited_write_sql
 from tests.testapp.models import AuditedWidget
 
 pytestmark = pytest.mark.django_db
@@ -55,3 +57,29 @@ def test_changes_made_through_a_request_are_attributed_to_the_user(admin_user) -
 def test_audit_actor_needs_a_name() -> None:
     with pytest.raises(ValueError, match="non-empty"), audit_actor(""):
         pass
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a data-modifying WITH: PostgreSQL only")
+def test_a_bulk_sql_write_records_an_audit_row_of_what_it_wrote_for_each_row() -> None:
+    a = AuditedWidget.objects.create(name="a", amount=Decimal("1"))
+    b = AuditedWidget.objects.create(name="b", amount=Decimal("2"))
+    untouched = AuditedWidget.objects.create(name="c", amount=Decimal("3"))
+    table = connection.ops.quote_name(AuditedWidget._meta.db_table)
+    when = timezone.now()
+    with audit_actor("celery:bulk", reason="batch 7"):
+        sql, params = audited_write_sql(
+            AuditedWidget,
+            f"UPDATE {table} SET amount = amount * %s WHERE name IN (%s, %s)",
+            [Decimal("10"), "a", "b"],
+            history_type="~",
+            when=when,
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        assert cursor.rowcount == 2
+    for widget, amount in ((a, Decimal("10")), (b, Decimal("20"))):
+        last = audit_trail(widget)[-1]
+        assert (last.action, last.actor, last.reason, last.when) == ("changed", "celery:bulk", "batch 7", when)
+        assert last.changes == {"amount": (amount / 10, amount)}
+    assert [e.action for e in audit_trail(untouched)] == ["created"]
+    assert [e.actor for e in audit_trail(a)] == ["system", "celery:bulk"]

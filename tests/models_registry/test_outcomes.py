@@ -17,8 +17,9 @@ from django.core.cache import cache
 
 from galfriday_site.audit import audit_actor, audit_trail
 from ingest.bars import Bar
-from ingest.timeseries import get_store
-from models_registry.history import load_bars
+from ingest.timeseries import Point, get_store
+from ingest.timeseries.base import query_fields
+from models_registry.history import bar_tags, load_bars
 from models_registry.labels import make_labels
 from models_registry.models import ModelVersion, Prediction, PredictionOutcome
 from models_registry.outcomes import (
@@ -456,6 +457,98 @@ def test_store_bars_are_the_ingest_workers_bar_points() -> None:
     get_store().write_batch([one.to_point()])
     loaded = load_bars(symbol=symbol, start=t, end=t + timedelta(minutes=1), fill=False)
     assert loaded.bars["close"].tolist() == [100.5]
+
+
+class _ClosesOnly:
+    """The configured store, refusing full reads: what maturation asks of it is recorded."""
+
+    def __init__(self) -> None:
+        self.store = get_store()
+        self.asked: list[tuple[tuple[str, ...], str | None]] = []
+
+    def query_fields(self, measurement, start, end, tags, fields, *, require=None, last=None):  # type: ignore[no-untyped-def]
+        self.asked.append((tuple(fields), require))
+        return self.store.query_fields(measurement, start, end, tags, fields, require=require, last=last)  # type: ignore[attr-defined]
+
+    def query_range(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("maturation read every field of every bar")
+
+
+def test_maturation_reads_only_the_closes_and_labels_them_with_the_training_code() -> None:
+    symbol, frame = _symbol(), _bars(30)
+    store_bars(frame, symbol)
+    version = _version()
+    _predict(version, symbol, frame.index[: len(frame) - HORIZON])
+    spy = _ClosesOnly()
+    result = outcomes_mature(now=_now(frame), store=spy)
+    assert spy.asked == [(("close",), "close")]  # one read for the symbol, the closes only
+    assert result.matured == len(frame) - HORIZON
+    stored = load_bars(symbol=symbol, start=frame.index[0], end=frame.index[-1] + pd.Timedelta(minutes=1)).bars
+    training = make_labels(stored["close"], HORIZON, dead_zone=DEAD_ZONE)
+    for o in PredictionOutcome.objects.filter(version=version):
+        assert o.forward_return == training.loc[o.bar_time, "forward_return"]
+        assert o.realised_label == training.loc[o.bar_time, "label"]
+
+
+def test_a_stored_bar_without_a_close_is_a_missing_bar() -> None:
+    symbol, frame = _symbol(), _bars(30)
+    odd = frame.index[12]
+    store_bars(frame.drop(index=odd), symbol)
+    get_store().write_batch([Point("bars", odd.to_pydatetime(), {"volume": Decimal(1)}, bar_tags(symbol))])
+    version = _version()
+    _predict(version, symbol, frame.index[5:20])
+    outcomes_mature(now=_now(frame))
+    covering = {t for t in frame.index[5:20] if t <= odd <= t + pd.Timedelta(minutes=HORIZON)}
+    for o in PredictionOutcome.objects.filter(version=version):
+        assert (o.status == "pending") == (o.bar_time in covering), o.bar_time
+        if o.status == "pending":
+            assert o.forward_return is None
+            assert "missing" in o.pending_reason or "no stored bar" in o.pending_reason
+
+
+class _RangeOnly:
+    """A store seen through `query_range` only: `ingest.timeseries.base.query_fields`'s generic narrowing, the
+    reference for a store's own `query_fields`."""
+
+    def __init__(self, store: Any) -> None:
+        self.query_range = store.query_range
+
+
+@pytest.mark.parametrize(
+    ("fields", "require", "last"),
+    [
+        (("close",), "close", None),
+        (("close",), "close", 4),  # LIMIT in the query
+        (("close", "open"), "close", None),
+        (("close", "open"), "close", 4),
+        (("open",), "close", 3),
+        (("open", "trades"), None, None),
+        (("open",), None, 2),
+    ],
+)
+def test_the_stores_narrowed_read_equals_the_full_read_narrowed(fields, require, last) -> None:  # type: ignore[no-untyped-def]
+    # maturation's read (InfluxDB in these tests) against the generic narrowing of `query_range`
+    store = get_store()
+    symbol = _symbol()
+    t0 = datetime(2025, 2, 3, 10, 0, tzinfo=UTC)
+    points = []
+    for i in range(12):
+        values: dict[str, Any] = {"open": Decimal("100.25") + i, "trades": i}
+        if i % 4 != 1:  # some points without a close
+            values["close"] = Decimal("100.123456789") + Decimal(i) / 1000
+        points.append(Point("bars", t0 + timedelta(minutes=i), values, bar_tags(symbol)))
+    # a second series under the same tags (another tag value), older than the first's newest minutes
+    extra = {**bar_tags(symbol), "source": "backfill"}
+    points += [Point("bars", t0 + timedelta(minutes=i, seconds=30), {"close": Decimal(i)}, extra) for i in (2, 5)]
+    store.write_batch(points)
+    args = ("bars", t0, t0 + timedelta(hours=1), bar_tags(symbol), fields)
+    own = query_fields(store, *args, require=require, last=last)
+    reference = query_fields(_RangeOnly(store), *args, require=require, last=last)
+    assert [(p.time, dict(p.fields), dict(p.tags)) for p in own] == [
+        (p.time, dict(p.fields), dict(p.tags)) for p in reference
+    ]
+    assert own, "the case reads something"
+    assert all(type(v) is Decimal for p in own for k, v in p.fields.items() if k != "trades")
 
 
 # --- API, admin and /metrics -------------------------------------------------------------------------------
