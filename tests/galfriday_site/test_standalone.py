@@ -147,3 +147,20 @@ def test_second_start_does_not_print_a_new_password(standalone) -> None:  # type
     assert second.stop() == 0
     assert "generated password" in first.output()
     assert "generated password" not in second.output()
+
+
+def test_children_stop_when_the_supervisor_is_killed(standalone) -> None:  # type: ignore[no-untyped-def]
+    """SIGKILL leaves the supervisor no chance to stop its children (each in a session of its own, so Ctrl-C
+    reaches only the supervisor): the kernel sends them SIGTERM when it dies, and nothing is left running."""
+    system = standalone()
+    wait_for(lambda: httpx.get(f"http://127.0.0.1:{system.port}/api/health/", timeout=10), 90, "the web server")
+    children = wait_for(lambda: (pids := child_pids(system.process.pid)) and len(pids) == 5 and pids, 30, "children")
+    system.process.kill()
+    system.process.wait(timeout=10)
+
+    def all_gone() -> bool:
+        return all(
+            subprocess.run(["kill", "-0", str(p)], capture_output=True, check=False).returncode for p in children
+        )
+
+    wait_for(all_gone, 40, "the children to stop after the supervisor was killed")

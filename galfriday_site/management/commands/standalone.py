@@ -30,6 +30,20 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 120
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent (the supervisor) exits (prctl
+    PR_SET_PDEATHSIG). Elsewhere nothing happens: the supervisor's own stop path still stops its children."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 @dataclass
 class Child:
     name: str
@@ -38,8 +52,12 @@ class Child:
     restarts: list[float] = field(default_factory=list)
 
     def start(self) -> None:
-        # A session of its own: Ctrl-C reaches only the supervisor, which then stops children in order.
-        self.process = subprocess.Popen(self.argv, start_new_session=True, env=os.environ.copy())
+        # A session of its own: Ctrl-C reaches only the supervisor, which then stops children in order. And a
+        # SIGTERM from the kernel if the supervisor itself dies (SIGKILL, a crash), so no child is left running
+        # without it.
+        self.process = subprocess.Popen(
+            self.argv, start_new_session=True, env=os.environ.copy(), preexec_fn=_terminate_with_parent
+        )
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
