@@ -391,9 +391,11 @@ def fill_gaps(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     missing = full["close"].isna()
     close = full["close"].ffill()
     for column in ("open", "high", "low", "close", "vwap"):
-        full[column] = full[column].where(~missing, close)
-    full["volume"] = full["volume"].fillna(0.0)
-    full["trades"] = full["trades"].fillna(0.0)
+        if column in full:  # a frame of some columns only (bars_frame(columns=...)) fills those
+            full[column] = full[column].where(~missing, close)
+    for column in ("volume", "trades"):
+        if column in full:
+            full[column] = full[column].fillna(0.0)
     full.index.name = frame.index.name
     return full, int(missing.sum())
 

@@ -46,7 +46,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -145,6 +145,9 @@ class PredictionOutput:
     signal: int
     confidence: float
     features_hash: str
+    # With `predict_one(..., defer_record=True)`: records the prediction when called (the caller runs it inside
+    # its own transaction, so the prediction commits with the decision it made, in one commit).
+    record: Callable[[], int] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -398,11 +401,13 @@ class PredictionService:
         symbol: str | None = None,
         record: bool = True,
         bar_time: datetime | None = None,
+        defer_record: bool = False,
     ) -> PredictionOutput:
         """One row: a mapping of feature name to value (exactly the signature's names) or a FeatureRow.
 
         With `decision_id` the prediction is recorded with `bar_time` (the start of the bar the features end at;
-        outcomes mature from it), the version's horizon and the feature row."""
+        outcomes mature from it), the version's horizon and the feature row: now, or with `defer_record` when the
+        caller calls the output's `record()` (the decision pipeline does, inside the decision's transaction)."""
         started = time.perf_counter()
         loaded = self.resolve(model_name, selector)
         self._check_symbol(loaded, symbol)
@@ -422,13 +427,20 @@ class PredictionService:
         self._observe(time.perf_counter() - started)
         self.counters["predictions"] += 1
         if record and decision_id:
-            self.record(
-                [(decision_id, output)],
-                symbol=symbol or "",
-                bar_times=[bar_time],
-                feature_rows=row.reshape(1, -1),
-                horizons={loaded.version_id: loaded.horizon},
-            )
+            recorded_id = decision_id
+
+            def record_now() -> int:
+                return self.record(
+                    [(recorded_id, output)],
+                    symbol=symbol or "",
+                    bar_times=[bar_time],
+                    feature_rows=row.reshape(1, -1),
+                    horizons={loaded.version_id: loaded.horizon},
+                )
+
+            if defer_record:
+                return replace(output, record=record_now)
+            record_now()
         return output
 
     def predict_batch(

@@ -23,12 +23,12 @@ from typing import Any
 from django.conf import settings
 
 from galfriday_site.errors import NotFoundError
-from models_registry.history import BAR_COLUMNS
+from models_registry.features import REQUIRED_COLUMNS
 from models_registry.models import ModelVersion, Stage
 from models_registry.prediction import PredictionOutput, PredictionService, get_prediction_service
 from models_registry.selectors import promotion_gate_report
 from models_registry.training import default_model_name
-from trading.predictor import BarWindow
+from trading.predictor import BarWindow, read_bars
 from trading.predictor import Prediction as TradingPrediction
 
 
@@ -49,6 +49,7 @@ class RegistryPredictor:
         *,
         selector: str | None = None,
         bar_time: datetime | None = None,
+        defer_record: bool = False,
     ) -> PredictionOutput:
         return self.service.predict_one(
             features,
@@ -57,6 +58,7 @@ class RegistryPredictor:
             decision_id=decision_id,
             symbol=symbol,
             bar_time=bar_time,
+            defer_record=defer_record,
         )
 
     def predict(
@@ -115,7 +117,9 @@ class PipelinePredictor:
     not traded.
     """
 
-    bars_fields: tuple[str, ...] = BAR_COLUMNS  # what `load_bars` / `bars_frame` read of each bar
+    # The bar fields the features use (models_registry.features: high, low, close, volume): reading only these
+    # on the decision path halves the fields decoded per bar; the features are the same as from whole bars.
+    bars_fields: tuple[str, ...] = REQUIRED_COLUMNS
 
     def __init__(self, *, registry: RegistryPredictor | None = None) -> None:
         self.registry = registry or RegistryPredictor()
@@ -132,20 +136,21 @@ class PipelinePredictor:
         """`bars`: the bars the pipeline read for this decision (the sizing uses them too); read here when they
         do not cover `bars_range`."""
         from models_registry.features import WARMUP_BARS, compute_features
-        from models_registry.history import bars_frame, fill_gaps, load_bars
+        from models_registry.history import bars_frame, fill_gaps
 
         start, end = self.bars_range(bar_time=bar_time)
-        if bars is not None and bars.covers(symbol=symbol, start=start, end=end, fields=self.bars_fields):
-            frame, _ = fill_gaps(bars_frame(bars.between(start, end)))  # exactly what load_bars builds
-        else:
-            frame = load_bars(symbol=symbol, start=start, end=end).bars
+        if bars is None or not bars.covers(symbol=symbol, start=start, end=end, fields=self.bars_fields):
+            bars = read_bars(symbol=symbol, start=start, end=end, fields=self.bars_fields)
+        frame, _ = fill_gaps(bars_frame(bars.between(start, end), columns=self.bars_fields))
         if len(frame) <= WARMUP_BARS or frame.index[-1] != bar_time:
             return _no_signal(f"{len(frame)} bars of {symbol} up to this one: the features need {WARMUP_BARS + 1}")
         row = compute_features(frame).iloc[-1]
         if row.isna().any():
             return _no_signal(f"features of {symbol} incomplete: {sorted(row[row.isna()].index)}")
         try:
-            output = self.registry.predict_output(symbol, decision_id, row.to_dict(), bar_time=bar_time)
+            output = self.registry.predict_output(
+                symbol, decision_id, row.to_dict(), bar_time=bar_time, defer_record=True
+            )
         except NotFoundError:  # no such model yet, or no version in the selected stage
             return _no_signal(no_model_reason(symbol))
         return TradingPrediction(
@@ -156,6 +161,7 @@ class PipelinePredictor:
             expected_return=self.registry.expected_return(output),
             model_name=output.model_name,
             version=output.version,
+            record=output.record,  # the pipeline records the prediction in the decision's transaction
         )
 
 

@@ -214,6 +214,8 @@ def _decide(
         # order under the decision's client order id, and fails the insert on the unique decision id, which
         # rolls its whole transaction back.
         with transaction.atomic():
+            if prediction.record is not None:
+                prediction.record()
             result = order_place_in_transaction(
                 OrderRequest(
                     instrument=instrument,
@@ -275,7 +277,10 @@ def _record(
 ) -> Decision:
     fields = _decision_fields(decision_id, instrument, bar_time, prediction, status=status)
     fields.pop("decision_id")
-    decision, _ = Decision.objects.get_or_create(
-        decision_id=decision_id, defaults={**fields, "reason": reason or prediction.reason, **sizing}
-    )
+    with transaction.atomic():  # the prediction (if the model's record is deferred) commits with its decision
+        if prediction.record is not None:
+            prediction.record()
+        decision, _ = Decision.objects.get_or_create(
+            decision_id=decision_id, defaults={**fields, "reason": reason or prediction.reason, **sizing}
+        )
     return decision

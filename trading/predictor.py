@@ -10,8 +10,8 @@ imports it, it imports nothing of trading).
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -30,6 +30,9 @@ class Prediction:
     model_name: str = ""  # the registered model, when one served
     version: int | None = None
     reason: str = ""  # why there is no signal (e.g. no model serves the symbol, and why)
+    # Stores the prediction (the registry's record of it) when called: the pipeline calls it inside the transaction
+    # that records the decision, so both commit together (one commit on the way to the exchange).
+    record: Callable[[], object] | None = field(default=None, compare=False, repr=False)
 
 
 class Predictor(Protocol):

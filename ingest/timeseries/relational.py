@@ -185,13 +185,17 @@ class RelationalStore:
         if last is not None:
             rows.reverse()
         points = []
+        tag_sets: dict[str, Any] = {}  # a series' rows share their tags: each distinct text is decoded once
         for time, row_tags, *values in rows:
             decoded: dict[str, FieldValue] = {}
             for i, name in enumerate(wanted):
                 kind = values[2 * i]
                 if kind is not None:
                     decoded[name] = _DECODE_TEXT[kind](values[2 * i + 1])
-            points.append(Point.stored(measurement, time, decoded, json.loads(row_tags)))
+            point_tags = tag_sets.get(row_tags)
+            if point_tags is None:
+                point_tags = tag_sets[row_tags] = json.loads(row_tags)
+            points.append(Point.stored(measurement, time, decoded, dict(point_tags)))
         return points
 
     def latest(self, measurement: str, tags: Mapping[str, str] | None = None) -> Point | None:

@@ -56,6 +56,8 @@ def test_live_hit_rate_of_a_model_that_earned_its_place_matches_the_scenarios_tr
     while bar <= last:
         prediction = predictor.predict(symbol="BTC/USD", bar_time=bar, decision_id=f"live:{bar.isoformat()}")
         assert prediction.model_name == version.model.name, prediction.reason
+        assert prediction.record is not None
+        prediction.record()  # what the pipeline does inside the decision's transaction
         bar += timedelta(minutes=EVERY)
     assert Prediction.objects.filter(version=version).count() == LIVE_DAYS * 1440 // EVERY - (config.horizon // EVERY)
 

@@ -125,6 +125,9 @@ def test_the_predictor_given_the_pipelines_bars_predicts_exactly_as_reading_them
     with CaptureQueriesContext(connection) as shared:
         given = predictor.predict(symbol="BTC/USD", bar_time=bar_time, decision_id="d-given", bars=window)
     read = predictor.predict(symbol="BTC/USD", bar_time=bar_time, decision_id="d-read")
+    for prediction in (given, read):  # the pipeline records each inside its decision's transaction
+        assert prediction.record is not None
+        prediction.record()
 
     assert given == read
     assert given.model_version == f"{model.name} v{v1.version}"
@@ -154,3 +157,5 @@ def test_a_decision_reads_the_bars_once(served, settings) -> None:  # type: igno
     assert len(bar_reads) == 1
     assert decision.model_version == f"{model.name} v{v1.version}"
     assert decision.status in (Decision.Status.ORDERED, Decision.Status.NO_TRADE)
+    # the prediction was recorded with the decision (in its transaction)
+    assert RecordedPrediction.objects.filter(decision_id=decision.decision_id.rsplit(":", 1)[0]).count() == 1
