@@ -155,6 +155,85 @@ def _flat_bar(symbol: str, start: int, close: Decimal) -> Bar:
     return Bar(symbol, INTERVAL_SECONDS, _from_epoch(start), close, close, close, close, zero, close, 0)
 
 
+def _backfill(
+    *,
+    symbol: str,
+    start: datetime | None,
+    end: datetime | None,
+    source: str,
+    client: Any,
+    store: TimeSeriesStore | None,
+    fetch: Any,
+    label: str,
+) -> BackfillResult:
+    """What both backfills do around their fetch: a ``HistoryBackfill`` row for the run, the bars the store lacks
+    written (a stored bar is left alone: the ingest worker's, possibly revised, is at least as good), the
+    counts, a failure recorded and raised as `HistoryError`, the client closed when it was made here.
+
+    `fetch(rest) -> (bars in time order, minutes filled as flat bars, calls made)`."""
+    store = store or get_store()
+    own_client = client is None
+    rest: Any = default_client() if client is None else client
+    record = HistoryBackfill.objects.create(
+        symbol=symbol,
+        interval=INTERVAL_LABEL,
+        source=source,
+        requested_start=start,
+        requested_end=end,
+        started_at=timezone.now(),
+    )
+    calls = written = 0
+    try:
+        bars, filled, calls = fetch(rest)
+        record.calls = calls
+        stored: set[datetime] = set()
+        if bars:
+            existing = store.query_range(
+                BAR_MEASUREMENT, bars[0].start, bars[-1].start + timedelta(seconds=INTERVAL_SECONDS), bar_tags(symbol)
+            )
+            stored = {p.time.astimezone(UTC) for p in existing}
+        missing_bars = [b for b in bars if b.start not in stored]
+        written = store.write_batch([b.to_point() for b in missing_bars]) if missing_bars else 0
+        record.fetched = len(bars) - len(filled)
+        record.written = written
+        record.already_stored = len(bars) - len(missing_bars)
+        record.gaps_filled = sum(1 for b in missing_bars if b.start in filled)
+        record.first_bar = bars[0].start if bars else None
+        record.last_bar = bars[-1].start if bars else None
+    except Exception as exc:
+        record.error = f"{type(exc).__name__}: {exc}"[:2000]
+        record.finished_at = timezone.now()
+        record.save()
+        logger.warning(f"{label} failed", extra={"symbol": symbol, "error": record.error})
+        raise HistoryError(f"{label} of {symbol} failed: {exc}") from exc
+    finally:
+        if own_client:
+            rest.close()
+    record.finished_at = timezone.now()
+    record.save()
+    logger.info(
+        label,
+        extra={
+            "symbol": symbol,
+            "calls": calls,
+            "fetched": record.fetched,
+            "written": written,
+            "gaps": record.gaps_filled,
+        },
+    )
+    return BackfillResult(
+        symbol=symbol,
+        calls=calls,
+        fetched=record.fetched,
+        written=written,
+        already_stored=record.already_stored,
+        gaps_filled=record.gaps_filled,
+        first_bar=record.first_bar,
+        last_bar=record.last_bar,
+        record_id=record.pk,
+    )
+
+
 def backfill_history(
     *,
     symbol: str,
@@ -170,21 +249,10 @@ def backfill_history(
     end = _utc(end, "end")
     if start is not None and end is not None and start >= end:
         raise ValueError("the backfill window must start before it ends")
-    store = store or get_store()
-    own_client = client is None
-    rest: Any = default_client() if client is None else client
-    record = HistoryBackfill.objects.create(
-        symbol=symbol,
-        interval=INTERVAL_LABEL,
-        source=str(getattr(settings, "KRAKEN_REST_URL", "")),
-        requested_start=start,
-        requested_end=end,
-        started_at=timezone.now(),
-    )
-    try:
+
+    def fetch(rest: Any) -> tuple[list[Bar], set[datetime], int]:
         since = _epoch(start) - 1 if start is not None else None
         fetched, calls = _fetch(rest, symbol, since, _epoch(end) if end is not None else None, max_calls)
-        record.calls = calls
         bars: list[Bar] = []
         filled: set[datetime] = set()
         previous: Any = None
@@ -196,46 +264,17 @@ def backfill_history(
                     filled.add(bars[-1].start)
             bars.append(_to_bar(symbol, raw))
             previous = raw
-        stored: set[datetime] = set()
-        if bars:
-            existing = store.query_range(
-                BAR_MEASUREMENT, bars[0].start, bars[-1].start + timedelta(seconds=INTERVAL_SECONDS), bar_tags(symbol)
-            )
-            stored = {p.time.astimezone(UTC) for p in existing}
-        missing_bars = [b for b in bars if b.start not in stored]
-        written = store.write_batch([b.to_point() for b in missing_bars]) if missing_bars else 0
-        gaps_written = sum(1 for b in missing_bars if b.start in filled)
-        record.fetched = len(fetched)
-        record.written = written
-        record.already_stored = len(bars) - len(missing_bars)
-        record.gaps_filled = gaps_written
-        record.first_bar = bars[0].start if bars else None
-        record.last_bar = bars[-1].start if bars else None
-    except Exception as exc:
-        record.error = f"{type(exc).__name__}: {exc}"[:2000]
-        record.finished_at = timezone.now()
-        record.save()
-        logger.warning("history backfill failed", extra={"symbol": symbol, "error": record.error})
-        raise HistoryError(f"backfilling {symbol} failed: {exc}") from exc
-    finally:
-        if own_client:
-            rest.close()
-    record.finished_at = timezone.now()
-    record.save()
-    logger.info(
-        "history backfilled",
-        extra={"symbol": symbol, "calls": calls, "fetched": record.fetched, "written": written, "gaps": gaps_written},
-    )
-    return BackfillResult(
+        return bars, filled, calls
+
+    return _backfill(
         symbol=symbol,
-        calls=calls,
-        fetched=record.fetched,
-        written=written,
-        already_stored=record.already_stored,
-        gaps_filled=gaps_written,
-        first_bar=record.first_bar,
-        last_bar=record.last_bar,
-        record_id=record.pk,
+        start=start,
+        end=end,
+        source=str(getattr(settings, "KRAKEN_REST_URL", "")),
+        client=client,
+        store=store,
+        fetch=fetch,
+        label="history backfill",
     )
 
 
@@ -274,21 +313,11 @@ def backfill_from_trades(
     assert end_utc is not None
     if start_utc >= end_utc:
         raise ValueError("the backfill window must start before it ends")
-    store = store or get_store()
-    own_client = client is None
-    rest: Any = default_client() if client is None else client
-    record = HistoryBackfill.objects.create(
-        symbol=symbol,
-        interval=INTERVAL_LABEL,
-        source=f"{getattr(settings, 'KRAKEN_REST_URL', '')} Trades",
-        requested_start=start_utc,
-        requested_end=end_utc,
-        started_at=timezone.now(),
-    )
-    builder = BarBuilder(symbol, price_precision=_price_precision(symbol), interval_seconds=INTERVAL_SECONDS)
-    bars: dict[datetime, Bar] = {}
-    calls = fetched = 0
-    try:
+
+    def fetch(rest: Any) -> tuple[list[Bar], set[datetime], int]:
+        builder = BarBuilder(symbol, price_precision=_price_precision(symbol), interval_seconds=INTERVAL_SECONDS)
+        bars: dict[datetime, Bar] = {}
+        calls = 0
         cursor = int(start_utc.timestamp()) * 1_000_000_000 - 1
         while calls < max_calls:
             page = rest.trades(symbol, since=str(cursor))
@@ -301,7 +330,6 @@ def backfill_from_trades(
                 if trade.timestamp >= end_utc:
                     done = True
                     break
-                fetched += 1
                 for bar in builder.add_trade(trade):
                     bars[bar.start] = bar
             next_cursor = int(page.last)
@@ -311,47 +339,17 @@ def backfill_from_trades(
         for bar in builder.advance(end_utc + timedelta(minutes=1)):
             bars[bar.start] = bar
         ordered = [bars[t] for t in sorted(bars) if start_utc <= t < end_utc]
-        stored: set[datetime] = set()
-        if ordered:
-            existing = store.query_range(
-                BAR_MEASUREMENT, ordered[0].start, ordered[-1].start + timedelta(seconds=INTERVAL_SECONDS),
-                bar_tags(symbol),
-            )  # fmt: skip
-            stored = {p.time.astimezone(UTC) for p in existing}
-        missing_bars = [b for b in ordered if b.start not in stored]
-        written = store.write_batch([b.to_point() for b in missing_bars]) if missing_bars else 0
-        record.calls = calls
-        record.fetched = len(ordered)
-        record.written = written
-        record.already_stored = len(ordered) - len(missing_bars)
-        record.gaps_filled = sum(1 for b in missing_bars if b.trades == 0)
-        record.first_bar = ordered[0].start if ordered else None
-        record.last_bar = ordered[-1].start if ordered else None
-    except Exception as exc:
-        record.error = f"{type(exc).__name__}: {exc}"[:2000]
-        record.finished_at = timezone.now()
-        record.save()
-        logger.warning("trades backfill failed", extra={"symbol": symbol, "error": record.error})
-        raise HistoryError(f"backfilling {symbol} from trades failed: {exc}") from exc
-    finally:
-        if own_client:
-            rest.close()
-    record.finished_at = timezone.now()
-    record.save()
-    logger.info(
-        "history backfilled from trades",
-        extra={"symbol": symbol, "calls": calls, "trades": fetched, "bars": record.fetched, "written": written},
-    )
-    return BackfillResult(
+        return ordered, {b.start for b in ordered if b.trades == 0}, calls
+
+    return _backfill(
         symbol=symbol,
-        calls=calls,
-        fetched=record.fetched,
-        written=written,
-        already_stored=record.already_stored,
-        gaps_filled=record.gaps_filled,
-        first_bar=record.first_bar,
-        last_bar=record.last_bar,
-        record_id=record.pk,
+        start=start_utc,
+        end=end_utc,
+        source=f"{getattr(settings, 'KRAKEN_REST_URL', '')} Trades",
+        client=client,
+        store=store,
+        fetch=fetch,
+        label="history backfill from trades",
     )
 
 
