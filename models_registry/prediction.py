@@ -40,6 +40,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import itertools
+import json
 import logging
 import math
 import threading
@@ -53,6 +54,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from django.conf import settings
+from django.db import connection
+from django.utils import timezone
 from rest_framework import status
 from threadpoolctl import ThreadpoolController
 
@@ -516,12 +519,6 @@ class PredictionService:
                 raise FeatureValueError(f"bar_time must be timezone-aware (UTC), got {moment!r}")
         if horizons is None:
             horizons = _version_horizons({o.version_id for _, o in outputs})
-        keys = [(d, o.version_id) for d, o in outputs]
-        existing = set(
-            Prediction.objects.filter(
-                decision_id__in=[d for d, _ in keys], version_id__in={v for _, v in keys}
-            ).values_list("decision_id", "version_id")
-        )
         rows = [
             Prediction(
                 decision_id=decision_id,
@@ -537,13 +534,11 @@ class PredictionService:
                 features=features_encode(feature_rows[i]) if feature_rows is not None else None,
             )
             for i, (decision_id, o) in enumerate(outputs)
-            if (decision_id, o.version_id) not in existing
         ]
-        if rows:
-            Prediction.objects.bulk_create(rows, ignore_conflicts=True)
-        self.counters["recorded"] += len(rows)
-        self.counters["record_duplicates"] += len(outputs) - len(rows)
-        return len(rows)
+        inserted = _insert_new(rows)
+        self.counters["recorded"] += inserted
+        self.counters["record_duplicates"] += len(outputs) - inserted
+        return inserted
 
     # --- counters ------------------------------------------------------------------------------------------
 
@@ -581,6 +576,55 @@ class PredictionService:
         self._latencies.clear()
         self._latency_buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self._latency_sum = 0.0
+
+
+_INSERTED_COLUMNS = (
+    "decision_id",
+    "version_id",
+    "symbol",
+    "features_hash",
+    "probabilities",
+    "predicted_class",
+    "signal",
+    "confidence",
+    "bar_time",
+    "horizon",
+    "features",
+    "created_at",
+)
+
+
+def _insert_new(rows: list[Prediction]) -> int:
+    """Insert the predictions not stored yet (unique on decision id and version); returns how many were new. On
+    PostgreSQL one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` (on the decision path: one round trip, no
+    ORM compilation); elsewhere a look-up of the stored keys, then the ORM's bulk insert."""
+    if not rows:
+        return 0
+    if connection.vendor != "postgresql":
+        stored = set(
+            Prediction.objects.filter(
+                decision_id__in=[r.decision_id for r in rows], version_id__in={r.version_id for r in rows}
+            ).values_list("decision_id", "version_id")
+        )
+        new = [r for r in rows if (r.decision_id, r.version_id) not in stored]
+        Prediction.objects.bulk_create(new, ignore_conflicts=True)
+        return len(new)
+    now = timezone.now()
+    placeholders = "(" + ", ".join(["%s"] * len(_INSERTED_COLUMNS)) + ")"
+    params: list[Any] = []
+    for r in rows:
+        params += [
+            r.decision_id, r.version_id, r.symbol, r.features_hash, json.dumps(r.probabilities), r.predicted_class,
+            r.signal, r.confidence, r.bar_time, r.horizon, r.features, now,
+        ]  # fmt: skip
+    table = Prediction._meta.db_table
+    sql = (
+        f"INSERT INTO {table} ({', '.join(_INSERTED_COLUMNS)}) VALUES {', '.join([placeholders] * len(rows))} "
+        "ON CONFLICT (decision_id, version_id) DO NOTHING RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return len(cursor.fetchall())
 
 
 _service: PredictionService | None = None
