@@ -30,6 +30,11 @@ _actor: ContextVar[str | None] = ContextVar("galfriday_audit_actor", default=Non
 _reason: ContextVar[str | None] = ContextVar("galfriday_audit_reason", default=None)
 
 SYSTEM_ACTOR = "system"
+USER_ACTOR_PREFIX = "user:"  # how a person is named as an actor (and told apart from system components)
+
+
+def user_actor(user: Any) -> str:
+    return f"{USER_ACTOR_PREFIX}{user.get_username()}"
 
 
 @contextmanager
@@ -95,7 +100,7 @@ def _stamp_actor(sender: Any, instance: Any, history_instance: Any, **kwargs: An
     actor = _actor.get()
     user = getattr(history_instance, "history_user", None)
     if actor is None:
-        actor = f"user:{user.get_username()}" if user is not None else SYSTEM_ACTOR
+        actor = user_actor(user) if user is not None else SYSTEM_ACTOR
     history_instance.actor = actor
     if not getattr(history_instance, "history_change_reason", None) and _reason.get():
         history_instance.history_change_reason = _fitted_reason()
@@ -106,7 +111,7 @@ def _attribution(obj: Any) -> tuple[Any, str, str | None]:
     user = type(obj).history.model.get_default_history_user(obj)
     actor = _actor.get()
     if actor is None:
-        actor = f"user:{user.get_username()}" if user is not None else SYSTEM_ACTOR
+        actor = user_actor(user) if user is not None else SYSTEM_ACTOR
     return user, actor, _fitted_reason()
 
 

@@ -6,13 +6,8 @@ from __future__ import annotations
 
 def open_critical_discrepancies() -> list[int]:
     """Ids of the critical discrepancies not yet resolved (open or only acknowledged), oldest first."""
+    from reconciliation import selectors
     from reconciliation.models import Discrepancy
 
-    return list(
-        Discrepancy.objects.filter(
-            severity=Discrepancy.Severity.CRITICAL,
-            status__in=[Discrepancy.Status.OPEN, Discrepancy.Status.ACKNOWLEDGED],
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    open_critical = selectors.discrepancy_list(filters={"severity": Discrepancy.Severity.CRITICAL, "open": True})
+    return list(open_critical.order_by("pk").values_list("pk", flat=True))

@@ -15,11 +15,15 @@ def _rate(scope: str | None) -> str | None:
     return None if rate is None else str(rate)
 
 
-class UserRateThrottle(throttling.UserRateThrottle):
-    """Authenticated users, per user (anonymous requests are left to AnonRateThrottle)."""
+class _RateReadPerRequest:
+    scope: str | None
 
     def get_rate(self) -> str | None:
         return _rate(self.scope)
+
+
+class UserRateThrottle(_RateReadPerRequest, throttling.UserRateThrottle):
+    """Authenticated users, per user (anonymous requests are left to AnonRateThrottle)."""
 
     def get_cache_key(self, request: Any, view: Any) -> str | None:
         if not (request.user and request.user.is_authenticated):
@@ -27,20 +31,14 @@ class UserRateThrottle(throttling.UserRateThrottle):
         return super().get_cache_key(request, view)
 
 
-class AnonRateThrottle(throttling.AnonRateThrottle):
+class AnonRateThrottle(_RateReadPerRequest, throttling.AnonRateThrottle):
     """Anonymous requests, per client address."""
 
-    def get_rate(self) -> str | None:
-        return _rate(self.scope)
 
-
-class AuthRateThrottle(throttling.SimpleRateThrottle):
+class AuthRateThrottle(_RateReadPerRequest, throttling.SimpleRateThrottle):
     """The token endpoint, per client address, whatever the outcome."""
 
     scope = "auth"
-
-    def get_rate(self) -> str | None:
-        return _rate(self.scope)
 
     def get_cache_key(self, request: Any, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -129,8 +129,12 @@ class SymbolGenerator:
         for i in range(1, levels + 1):
             for side in (Side.BUY, Side.SELL):
                 gap = self.inst.level_spacing * (Decimal(i) + _dec(self.rng.random(), 3))
-                price = self.fair - gap if side is Side.BUY else self.fair + gap
-                self._limit(side, self._on_tick(price, side), self._qty(1.0))
+                self._quote(side, gap)
+
+    def _quote(self, side: Side, gap: Decimal) -> None:
+        """A participant limit order ``gap`` from the fair (below it to buy, above it to sell)."""
+        price = self.fair - gap if side is Side.BUY else self.fair + gap
+        self._limit(side, self._on_tick(price, side), self._qty(1.0))
 
     def _limit(self, side: Side, price: Decimal, qty: Decimal) -> None:
         order = self.exchange.participant_limit(self.inst, side, price, qty)
@@ -171,8 +175,7 @@ class SymbolGenerator:
         if bids < self.MIN_LEVELS or asks < self.MIN_LEVELS:
             side = Side.BUY if bids < asks else Side.SELL
             gap = self._offset() + self.inst.level_spacing * 3
-            price = self.fair - gap if side is Side.BUY else self.fair + gap
-            self._limit(side, self._on_tick(price, side), self._qty(1.0))
+            self._quote(side, gap)
             return
         if bids > self.MAX_LEVELS or asks > self.MAX_LEVELS:
             self._trim(Side.BUY if bids > asks else Side.SELL)
@@ -190,8 +193,7 @@ class SymbolGenerator:
         else:
             side = Side.BUY if self.rng.random() < 0.5 else Side.SELL
             offset = self._offset()
-            price = self.fair - offset if side is Side.BUY else self.fair + offset
-            self._limit(side, self._on_tick(price, side), self._qty(1.0))
+            self._quote(side, offset)
 
 
 class ScenarioGenerator(SymbolGenerator):
@@ -298,14 +300,12 @@ class ScenarioGenerator(SymbolGenerator):
             self.pulled += pulled
             for _ in range(min(pulled, MAX_REQUOTES)):
                 offset = self._offset()
-                price = self.fair - offset if side is Side.BUY else self.fair + offset
-                self._limit(side, self._on_tick(price, side), self._qty(1.0))
+                self._quote(side, offset)
             best = self.book.side(side).best()
             gap = (self.fair - best if side is Side.BUY else best - self.fair) if best is not None else None
             if gap is None or gap > spacing * 2:
                 offset = spacing * _dec(0.3 + self.rng.random(), 4)
-                price = self.fair - offset if side is Side.BUY else self.fair + offset
-                self._limit(side, self._on_tick(price, side), self._qty(1.0))
+                self._quote(side, offset)
         while self.takers and self.takers[-1] <= self.tau:
             self.takers.pop()
             self._taker()
@@ -322,8 +322,7 @@ class ScenarioGenerator(SymbolGenerator):
         if bids < self.MIN_LEVELS or asks < self.MIN_LEVELS:
             side = Side.BUY if bids < asks else Side.SELL
             gap = self._offset() + self.inst.level_spacing * 3
-            price = self.fair - gap if side is Side.BUY else self.fair + gap
-            self._limit(side, self._on_tick(price, side), self._qty(1.0))
+            self._quote(side, gap)
         elif bids > self.MAX_LEVELS or asks > self.MAX_LEVELS:
             self._trim(Side.BUY if bids > asks else Side.SELL)
         elif self.rng.random() < 0.28:
@@ -331,8 +330,7 @@ class ScenarioGenerator(SymbolGenerator):
         else:
             side = Side.BUY if self.rng.random() < 0.5 else Side.SELL
             offset = self._offset()
-            price = self.fair - offset if side is Side.BUY else self.fair + offset
-            self._limit(side, self._on_tick(price, side), self._qty(1.0))
+            self._quote(side, offset)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -477,7 +475,6 @@ class MarketDriver:
         self.paused = False
         self._task: asyncio.Task[None] | None = None
         self.scenario = scenario if scenario is not None and scenario.is_process else None
-        self.scenario_name = scenario.name if scenario is not None else "regimes"
         self.paths: dict[str, ScenarioPath] = {}
         self.history_minutes = history_minutes
         self.origin_ns: int | None = None
@@ -564,18 +561,12 @@ class MarketDriver:
         self.history_report["seconds"] = round(elapsed, 3)
         log.info("scenario history: %d minutes per symbol generated in %.2f s", minutes, elapsed)
 
-    def minute_index(self, ts_ns: int) -> int | None:
-        """The scenario minute index of a time (None without a scenario origin)."""
-        if self.origin_ns is None:
-            return None
-        return ts_ns // MINUTE_NS - self.origin_ns // MINUTE_NS
-
     def scenario_state(self, now_ns: int) -> dict[str, Any]:
         """Name, params, seed, origin, change times and per symbol the path's current minute (no ground truth)."""
         from kraken_sim.wire import rfc3339
 
         if self.scenario is None:
-            return {"name": self.scenario_name, "params": {}, "seed": self.seed, "ground_truth": None}
+            return {"name": "regimes", "params": {}, "seed": self.seed, "ground_truth": None}
         origin = self.origin_ns if self.origin_ns is not None else now_ns - now_ns % MINUTE_NS
         minute = now_ns // MINUTE_NS - origin // MINUTE_NS
         changes = []

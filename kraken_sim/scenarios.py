@@ -139,8 +139,9 @@ class ScenarioSpec:
         return [Phase("before", None, drift, vol), Phase("after", change, after_drift, vol * p["vol_mult"])]
 
     def phase_at(self, minute: int) -> Phase:
-        current = self.phases()[0]
-        for phase in self.phases()[1:]:
+        phases = self.phases()
+        current = phases[0]
+        for phase in phases[1:]:
             if phase.start is not None and minute >= phase.start:
                 current = phase
         return current
@@ -311,7 +312,8 @@ class ScenarioPath:
         return int(self._block(block)[1][minute - block * BLOCK])
 
     def vol(self, minute: int) -> float:
-        return self.spec.phase_at(minute).vol
+        # the phases cached in __init__ (this runs at every live generator step)
+        return self._after.vol if self._change is not None and minute >= self._change else self._before.vol
 
     def close_price(self, minute: int, tick: Decimal) -> Decimal:
         """The close of ``minute`` on the tick, as the market prints it."""

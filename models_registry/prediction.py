@@ -148,9 +148,26 @@ class PredictionOutput:
     signal: int
     confidence: float
     features_hash: str
+    expected_return: float | None = None  # predict_one: over the version's horizon (`expected_return`)
     # With `predict_one(..., defer_record=True)`: records the prediction when called (the caller runs it inside
     # its own transaction, so the prediction commits with the decision it made, in one commit).
     record: Callable[[], int] | None = field(default=None, compare=False, repr=False)
+
+
+def expected_return(probabilities: Mapping[int, float], hyperparameters: Mapping[str, Any]) -> float | None:
+    """sum over classes of P(class) x the mean forward return of that class in the version's training data
+    (``hyperparameters["class_mean_returns"]``, recorded by training): the move the calibrated probabilities
+    expect over the version's horizon. None for a version that did not record them."""
+    means = hyperparameters.get("class_mean_returns")
+    if not isinstance(means, Mapping):
+        return None
+    total = 0.0
+    for cls, p in probabilities.items():
+        mean = means.get(str(cls))
+        if p and not isinstance(mean, int | float):
+            return None
+        total += float(p) * float(mean or 0.0)
+    return total
 
 
 @dataclass
@@ -417,15 +434,17 @@ class PredictionService:
         row = self._row(loaded, features)
         proba = loaded.probabilities(row.reshape(1, -1))[0]
         predicted, signal, confidence = _signal(proba, loaded.signal_threshold)
+        probabilities = {c: float(p) for c, p in zip(LABEL_CLASSES, proba, strict=True)}
         output = PredictionOutput(
             version_id=loaded.version_id,
             model_name=loaded.model_name,
             version=loaded.version,
-            probabilities={c: float(p) for c, p in zip(LABEL_CLASSES, proba, strict=True)},
+            probabilities=probabilities,
             predicted_class=predicted,
             signal=signal,
             confidence=confidence,
             features_hash=features_hash(row),
+            expected_return=expected_return(probabilities, loaded.record.hyperparameters),
         )
         self._observe(time.perf_counter() - started)
         self.counters["predictions"] += 1

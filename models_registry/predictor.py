@@ -16,7 +16,6 @@ call to route a decision to a challenger.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +25,7 @@ from galfriday_site.errors import NotFoundError
 from models_registry.features import REQUIRED_COLUMNS
 from models_registry.models import ModelVersion, Stage
 from models_registry.prediction import PredictionOutput, PredictionService, get_prediction_service
+from models_registry.prediction import expected_return as expected_return  # re-exported (bench_bar_to_ack)
 from models_registry.selectors import promotion_gate_report
 from models_registry.training import default_model_name
 from trading.predictor import BarWindow, read_bars
@@ -66,27 +66,6 @@ class RegistryPredictor:
     ) -> tuple[int, float, int]:
         output = self.predict_output(symbol, decision_id, features, selector=selector)
         return output.signal, output.confidence, output.version_id
-
-    def expected_return(self, output: PredictionOutput, *, selector: str | None = None) -> float | None:
-        """The version's expected forward return over its horizon for these probabilities (None if unknown)."""
-        loaded = self.service.resolve(output.model_name, selector or self.selector)
-        return expected_return(output.probabilities, loaded.record.hyperparameters)
-
-
-def expected_return(probabilities: Mapping[int, float], hyperparameters: Mapping[str, Any]) -> float | None:
-    """sum over classes of P(class) x the mean forward return of that class in the version's training data
-    (``hyperparameters["class_mean_returns"]``, recorded by training): the move the calibrated probabilities
-    expect over the version's horizon. None for a version that did not record them."""
-    means = hyperparameters.get("class_mean_returns")
-    if not isinstance(means, Mapping):
-        return None
-    total = 0.0
-    for cls, p in probabilities.items():
-        mean = means.get(str(cls))
-        if p and not isinstance(mean, int | float):
-            return None
-        total += float(p) * float(mean or 0.0)
-    return total
 
 
 def no_model_reason(symbol: str) -> str:
@@ -158,7 +137,7 @@ class PipelinePredictor:
             output.confidence,
             f"{output.model_name} v{output.version}",
             probabilities=dict(output.probabilities),
-            expected_return=self.registry.expected_return(output),
+            expected_return=output.expected_return,
             model_name=output.model_name,
             version=output.version,
             record=output.record,  # the pipeline records the prediction in the decision's transaction

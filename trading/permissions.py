@@ -7,6 +7,8 @@ from typing import Any
 
 from rest_framework.permissions import BasePermission
 
+from galfriday_site.audit import user_actor
+
 TRADERS_GROUP = "traders"
 
 
@@ -17,7 +19,7 @@ def can_trade(user: Any) -> bool:
 
 
 def actor_name(user: Any) -> str:
-    return f"user:{user.get_username()}"
+    return user_actor(user)
 
 
 class IsTrader(BasePermission):

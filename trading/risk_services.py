@@ -18,11 +18,12 @@ from decimal import Decimal
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor
+from galfriday_site.audit import USER_ACTOR_PREFIX, audit_actor
 from galfriday_site.compiled import CompiledQuery
 from galfriday_site.errors import ApplicationError, ConflictError, NotFoundError
 from trading import lock_objects, selectors
@@ -704,13 +705,12 @@ def trading_reduce(*, reason: str, actor: str) -> TradingState:
 
 def is_safety_halt(state: TradingState) -> bool:
     """A halt the system made (reconciliation, the start-up gate, the risk monitor), not a person (`user:...`)."""
-    return state.state == State.HALTED and not state.changed_by.startswith("user:")
+    return state.state == State.HALTED and not state.changed_by.startswith(USER_ACTOR_PREFIX)
 
 
 def safety_resume_blockers() -> list[int]:
     """What keeps a safety halt in place: the ids of the open critical reconciliation discrepancies, found through
     the callables named in GALFRIDAY_RESUME_BLOCKERS (trading does not import reconciliation)."""
-    from django.conf import settings
     from django.utils.module_loading import import_string
 
     found: list[int] = []
@@ -734,8 +734,6 @@ def trading_resume(
     `may_lift_safety_halt` (staff, or the galfriday_site.resume_safety_halt permission), and only while no critical
     reconciliation discrepancy is open; with some open, only as an `override` whose written reason is at least
     GALFRIDAY_RESUME_OVERRIDE_MIN_REASON characters long, recorded (galfriday_site.SafetyOverride) and logged."""
-    from django.conf import settings
-
     _require(reason, actor)
     state = lock_objects.trading_state_lock()
     if not is_safety_halt(state):
