@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Packages checked by mypy (with django-stubs).
-TYPED := galfriday_site ingest kraken_sim trading models_registry reconciliation experiments
+TYPED := core timeseries galfriday_site ingest kraken_sim trading models_registry reconciliation experiments
 
 .PHONY: run test lint format typecheck services up down migrate clean
 

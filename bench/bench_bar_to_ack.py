@@ -364,9 +364,9 @@ def run(
     from django.utils import timezone
 
     from galfriday_site.celery import app
-    from ingest.timeseries.relational import RelationalStore
     from kraken_sim.config import DEFAULT_API_SECRET
     from models_registry.features import WARMUP_BARS
+    from timeseries.relational import RelationalStore
     from trading.models import Decision, Order
     from trading.pipeline import client_order_id_for
     from trading.risk_services import market_quote_set
@@ -655,7 +655,7 @@ def seed_market() -> Any:
 
 def _bar(start: datetime) -> Any:
     """A flat closed 1-minute bar at PRICE with the fields the features read (volume among them)."""
-    from ingest.timeseries import Point
+    from timeseries import Point
 
     c = PRICE
     return Point(

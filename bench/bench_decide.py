@@ -87,8 +87,8 @@ def run(
     from django.utils import timezone
 
     from bench.bench_bar_to_ack import _bar, predictions_recorded, register_bench_model, seed_market
-    from ingest.timeseries.relational import RelationalStore
     from models_registry.features import WARMUP_BARS
+    from timeseries.relational import RelationalStore
     from trading.executions import ExecType, ExecutionEvent, FeeAmount
     from trading.models import Decision, Order, Position
     from trading.risk_services import market_quote_set

@@ -127,8 +127,8 @@ async def bench(orders: int, warmup: int, var_dir: Path) -> dict[str, Any]:
     from ingest import services as ingest_services
     from ingest import worker as worker_module
     from ingest.kraken.messages import parse
-    from ingest.timeseries.relational import RelationalStore
     from ingest.worker import IngestConfig, IngestWorker
+    from timeseries.relational import RelationalStore
     from trading.models import Fill, Instrument, Order, Position
     from trading.services import balance_set, order_create, order_mark_submitted
 

@@ -253,8 +253,8 @@ async def run(args: argparse.Namespace, var_dir: Path) -> dict[str, Any]:
     stats = worker.stats()
     partial = {"sent": record["messages_sent"], "received": stats["ws"]["messages"].get("trade", 0), "rss": rss}
     print("before the checks:", json.dumps({**partial, "worker": stats["ingest"]}), file=sys.stderr, flush=True)
-    from ingest.timeseries import get_store
-    from ingest.timeseries.influx import InfluxStore
+    from timeseries import get_store
+    from timeseries.influx import InfluxStore
 
     closed = get_store()  # the worker closed its own on shutdown; aggregates over millions of points take time
     store = InfluxStore(url=closed.url, database=closed.database, timeout=300)

@@ -91,12 +91,12 @@ def main() -> None:
     settings.MODELS_REGISTRY_PROMOTION_GATES = {}
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
-        from ingest.timeseries import get_store
         from models_registry.models import Prediction, PredictionOutcome
         from models_registry.outcomes import LOCK_KEY, outcomes_mature, version_live_metrics
         from tests.models_registry.conftest import store_bars
         from tests.models_registry.factories import make_model, make_version
         from tests.models_registry.synthetic import make_bars
+        from timeseries import get_store
 
         cache.delete(LOCK_KEY)
         n = args.predictions

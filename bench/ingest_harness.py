@@ -76,7 +76,7 @@ def prepare_database() -> None:
 
 def fresh_influx() -> Any:
     """The InfluxDB store of the settings, its database dropped and recreated."""
-    from ingest.timeseries import get_store
+    from timeseries import get_store
 
     store = get_store()
     if store.backend != "influxdb":

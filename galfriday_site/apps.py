@@ -9,4 +9,5 @@ class GalFridaySiteConfig(AppConfig):
     verbose_name = "Gal-Friday"
 
     def ready(self) -> None:
-        from galfriday_site import audit, checks  # noqa: F401  (registers checks and audit signal handlers)
+        from core import audit  # noqa: F401  (registers the audit signal handlers)
+        from galfriday_site import checks  # noqa: F401  (registers the system checks)

@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from galfriday_site.errors import ApplicationError
+from core.errors import ApplicationError
 from galfriday_site.models import ApiToken
 from galfriday_site.throttling import AuthRateThrottle
 from galfriday_site.tokens import api_token_issue, api_token_revoke_all

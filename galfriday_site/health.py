@@ -22,7 +22,7 @@ from django.core.cache import cache
 from django.db import connections
 from kombu import Connection
 
-from ingest.timeseries import get_store
+from timeseries import get_store
 
 logger = logging.getLogger(__name__)
 

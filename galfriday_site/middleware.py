@@ -11,7 +11,7 @@ from urllib.parse import unquote_to_bytes
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from galfriday_site.errors import error_body
+from core.errors import error_body
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 - Views keep their serializers nested (`FooApi.InputSerializer`, STYLE.md), so component names are prefixed with
   the view's name (`FooInput`, `FooOutput`) to stay unique.
-- A GET whose response is a list is served as a page (`galfriday_site.pagination`): the schema says so (the
+- A GET whose response is a list is served as a page (`core.pagination`): the schema says so (the
   `{count, next, previous, results}` envelope and the `limit`/`offset` parameters with their bounds).
 - Every operation documents the 4xx statuses it can answer, each in the one error shape (`Error`).
 """
@@ -16,8 +16,8 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework.permissions import AllowAny
 
-from galfriday_site.errors import ErrorSerializer
-from galfriday_site.pagination import LimitOffsetPagination
+from core.errors import ErrorSerializer
+from core.pagination import LimitOffsetPagination
 
 _ERROR_DESCRIPTIONS = {
     "400": "Malformed request or invalid input.",

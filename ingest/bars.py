@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from ingest.kraken.messages import Trade
-from ingest.timeseries.base import MAX_DECIMAL_DIGITS, FieldValue, Point
+from timeseries.base import MAX_DECIMAL_DIGITS, FieldValue, Point
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BAR_MEASUREMENT = "bars"

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor
+from core.audit import audit_actor
 from ingest.journal import Journal
 from ingest.kraken.messages import BalanceUpdate, Execution
 from ingest.kraken.rest_types import AssetPair

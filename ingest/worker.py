@@ -75,8 +75,8 @@ from ingest.kraken.ws import (
     token_provider_from,
 )
 from ingest.publisher import EventPublisher
-from ingest.timeseries.base import TimeSeriesStore
-from ingest.timeseries.writer import TimeSeriesWriter
+from timeseries.base import TimeSeriesStore
+from timeseries.writer import TimeSeriesWriter
 
 logger = logging.getLogger(__name__)
 

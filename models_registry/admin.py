@@ -15,7 +15,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from galfriday_site.errors import ApplicationError
+from core.errors import ApplicationError
 from models_registry import services
 from models_registry.models import (
     ModelAlias,

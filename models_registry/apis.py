@@ -15,8 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from galfriday_site.errors import NotFoundError
-from galfriday_site.pagination import paginated_response
+from core.errors import NotFoundError
+from core.pagination import paginated_response
 from models_registry import selectors, services
 from models_registry.models import ModelVersion, RegisteredModel, Stage
 

@@ -29,7 +29,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from ingest.bars import BAR_MEASUREMENT
-from ingest.timeseries import get_store
 from models_registry import selectors, services
 from models_registry.history import HistoryError, backfill_from_trades, backfill_history, bar_tags
 from models_registry.labels import DEFAULT_TAKER_FEE
@@ -42,6 +41,7 @@ from models_registry.training import (
     min_training_samples,
     train_model,
 )
+from timeseries import get_store
 
 logger = logging.getLogger(__name__)
 

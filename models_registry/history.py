@@ -37,9 +37,9 @@ from django.utils import timezone
 
 from ingest.bars import BAR_MEASUREMENT, Bar
 from ingest.gaps import ohlc_committed
-from ingest.timeseries import TimeSeriesStore, get_store
-from ingest.timeseries.base import query_fields
 from models_registry.models import HistoryBackfill
+from timeseries import TimeSeriesStore, get_store
+from timeseries.base import query_fields
 
 logger = logging.getLogger(__name__)
 
@@ -428,7 +428,7 @@ def load_bar_fields(
 ) -> pd.DataFrame:
     """The stored 1-minute bars of `symbol` with ``start <= time < end``, only the columns `fields` (float64), one
     row per stored bar (nothing filled): `load_bars(fill=False)` for a reader that needs a few fields of many
-    bars (outcome maturation needs the close). One read through `ingest.timeseries.base.query_fields`, so a store
+    bars (outcome maturation needs the close). One read through `timeseries.base.query_fields`, so a store
     that can reads only those fields (InfluxDB's ``SELECT "close"``, the relational store's JSON keys) instead
     of decoding every field of every bar. `require`: only the bars that have that field."""
     start_utc = _utc(start, "start")

@@ -14,7 +14,7 @@ import numpy as np
 from django.db import models
 from django.db.models import F, Q
 
-from galfriday_site.audit import audited_history
+from core.audit import audited_history
 
 NAME_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 ALIAS_REGEX = r"^[a-z][a-z0-9_-]{0,63}$"

@@ -58,8 +58,7 @@ from django.db.models import Count, DateTimeField, DecimalField, Field, Max, Min
 from django.utils import timezone
 from threadpoolctl import ThreadpoolController
 
-from galfriday_site.audit import audited_write_sql, history_rows_insert
-from ingest.timeseries import get_store
+from core.audit import audited_write_sql, history_rows_insert
 from models_registry.evaluation.intervals import (
     calibration_buckets,
     direction_hit_array,
@@ -73,6 +72,7 @@ from models_registry.evaluation.intervals import (
 from models_registry.history import load_bar_fields
 from models_registry.labels import DEFAULT_TAKER_FEE, LABEL_CLASSES, make_labels
 from models_registry.models import ModelVersion, Prediction, PredictionOutcome
+from timeseries import get_store
 
 logger = logging.getLogger(__name__)
 _THREADPOOLS = ThreadpoolController()
@@ -430,7 +430,7 @@ def _audited_copy(names: list[str], dict_rows: list[dict[str, Any]], history_typ
     column types, then one statement writes them and their audit rows from what it wrote:
     ``WITH written AS (INSERT ... SELECT ... RETURNING *) INSERT INTO <history> SELECT ... FROM written`` (with
     ``"id"`` first in `names`: ``UPDATE ... FROM <batch> WHERE id = <batch>.id RETURNING *`` instead), built by
-    `galfriday_site.audit.audited_write_sql`, so the audit rows are those of `audited_row_insert` /
+    `core.audit.audited_write_sql`, so the audit rows are those of `audited_row_insert` /
     `audited_rows_update`; COPY replaces ~25 bound parameters a row (whose client-side quoting cost ~0.5 ms a row)."""
     if not dict_rows:
         return

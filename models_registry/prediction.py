@@ -59,7 +59,7 @@ from django.utils import timezone
 from rest_framework import status
 from threadpoolctl import ThreadpoolController
 
-from galfriday_site.errors import ApplicationError, NotFoundError
+from core.errors import ApplicationError, NotFoundError
 from models_registry import selectors
 from models_registry.fast_paths import LinearFastPath, TreeEnsembleFastPath
 from models_registry.labels import LABEL_CLASSES

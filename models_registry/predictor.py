@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
-from galfriday_site.errors import NotFoundError
+from core.errors import NotFoundError
 from models_registry.features import REQUIRED_COLUMNS
 from models_registry.models import ModelVersion, Stage
 from models_registry.prediction import PredictionOutput, PredictionService, get_prediction_service

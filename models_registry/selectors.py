@@ -16,7 +16,7 @@ from django.db.models import Q, QuerySet
 from django.utils.module_loading import import_string
 from rest_framework import status
 
-from galfriday_site.errors import ApplicationError
+from core.errors import ApplicationError
 from models_registry import artifacts
 from models_registry.models import ModelAlias, ModelVersion, RegisteredModel, Stage, StageEvent
 

@@ -26,8 +26,8 @@ from django.db.models import Max
 from django.utils import timezone
 from rest_framework import status
 
-from galfriday_site.audit import SYSTEM_ACTOR, audit_actor, current_actor
-from galfriday_site.errors import ApplicationError, ConflictError, NotFoundError
+from core.audit import SYSTEM_ACTOR, audit_actor, current_actor
+from core.errors import ApplicationError, ConflictError, NotFoundError
 from models_registry import artifacts, lock_objects
 from models_registry.models import (
     ALIAS_REGEX,

@@ -8,8 +8,8 @@ from typing import Any
 
 from celery import shared_task
 
-from galfriday_site.audit import audit_actor
-from galfriday_site.errors import ApplicationError
+from core.audit import audit_actor
+from core.errors import ApplicationError
 
 TASK_ACTOR = "celery:models_registry.tasks.train_model_task"
 

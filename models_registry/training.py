@@ -65,7 +65,7 @@ from sklearn.metrics import log_loss
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from galfriday_site.errors import ApplicationError, ConflictError
+from core.errors import ApplicationError, ConflictError
 from models_registry import services
 from models_registry.evaluation import PurgedWalkForwardCV, RiskGate, walk_forward_evaluate
 from models_registry.evaluation.backtest import run_backtest

@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from simple_history.admin import SimpleHistoryAdmin
 
-from galfriday_site.errors import ApplicationError
+from core.errors import ApplicationError
 from reconciliation import services
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.tasks import reconciliation_request

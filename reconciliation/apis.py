@@ -11,8 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from galfriday_site.errors import NotFoundError
-from galfriday_site.pagination import paginated_response
+from core.errors import NotFoundError
+from core.pagination import paginated_response
 from reconciliation import selectors, services
 from reconciliation.models import Discrepancy, ReconciliationRun
 from trading.permissions import actor_name

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from galfriday_site.audit import audited_history
+from core.audit import audited_history
 from trading.models import Instrument, Order
 
 

@@ -39,8 +39,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, DecimalField, F, Sum, When
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor
-from galfriday_site.errors import ApplicationError, ConflictError, NotFoundError
+from core.audit import audit_actor
+from core.errors import ApplicationError, ConflictError, NotFoundError
 from ingest.kraken.errors import KrakenError
 from ingest.kraken.rest import KrakenRestClientSync
 from ingest.kraken.rest_types import OrderInfo, TradeInfo

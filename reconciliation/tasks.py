@@ -11,7 +11,7 @@ from celery import shared_task, signals
 from django.conf import settings
 from django.db import transaction
 
-from galfriday_site.audit import audit_actor
+from core.audit import audit_actor
 
 logger = logging.getLogger(__name__)
 

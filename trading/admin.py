@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from galfriday_site.errors import ApplicationError
+from core.errors import ApplicationError
 from trading import risk_services
 from trading.executions import EventSource
 from trading.models import (

@@ -13,9 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from galfriday_site import fields
-from galfriday_site.errors import ApplicationError, NotFoundError
-from galfriday_site.pagination import paginated_response
+from core import fields
+from core.errors import ApplicationError, NotFoundError
+from core.pagination import paginated_response
 from trading import risk_services, selectors
 from trading.executions import EventSource
 from trading.models import Decision, Instrument, OrderType, Side, TimeInForce

@@ -57,7 +57,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from galfriday_site.compiled import PK_MARKER, CompiledQuery
+from core.compiled import PK_MARKER, CompiledQuery
 from ingest.kraken.errors import AuthenticationError, KrakenError, OrderOutcomeUnknown, UnknownOrder
 from ingest.kraken.rest import KrakenRestClientSync
 from ingest.kraken.rest_types import OrderInfo, TradeInfo

@@ -15,7 +15,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Q, QuerySet
 
-from galfriday_site.compiled import PK_MARKER, CompiledQuery, model_from_row
+from core.compiled import PK_MARKER, CompiledQuery, model_from_row
 from trading.models import Balance, Fill, Instrument, Order, ParkedExecution, Position, TradingState
 from trading.order_states import OPEN, OrderState
 

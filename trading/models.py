@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 
-from galfriday_site.audit import audited_history
+from core.audit import audited_history
 from trading.executions import EventSource
 from trading.order_states import OrderState
 from trading.pnl import MONEY_PLACES, PRICE_PLACES, QTY_PLACES

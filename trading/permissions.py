@@ -7,7 +7,7 @@ from typing import Any
 
 from rest_framework.permissions import BasePermission
 
-from galfriday_site.audit import user_actor
+from core.audit import user_actor
 
 TRADERS_GROUP = "traders"
 

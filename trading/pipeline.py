@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor, audited_row_insert
+from core.audit import audit_actor, audited_row_insert
 from trading.costs import CostModel, NoTradeBand, trade_check
 from trading.executions import EventSource
 from trading.models import Decision, Instrument, OrderType, Side

@@ -3,7 +3,7 @@ model registry. Settings wire it (`GALFRIDAY_PREDICTOR`) to the registry's predi
 that passed the promotion gates serves a symbol, the predictor says so (`Prediction.reason`) and the symbol is
 not traded.
 
-Bars come through `BarSource`, wired to the time-series store (`ingest.timeseries`, a leaf package: trading
+Bars come through `BarSource`, wired to the time-series store (`timeseries`, a leaf package: trading
 imports it, it imports nothing of trading).
 """
 
@@ -72,7 +72,7 @@ class BarWindow:
     start: datetime
     end: datetime
     fields: frozenset[str]
-    points: tuple[Any, ...]  # ingest.timeseries.Point
+    points: tuple[Any, ...]  # timeseries.Point
 
     def covers(
         self, *, symbol: str, start: datetime, end: datetime, fields: Iterable[str], interval: str = "1m"
@@ -104,9 +104,9 @@ def read_bars(
     last: int | None = None,
 ) -> BarWindow:
     """One read of the bars of `symbol` with start <= time < end from the time-series store, only `fields`
-    (`ingest.timeseries.base.query_fields`: `require`, `last`)."""
-    from ingest.timeseries import get_store
-    from ingest.timeseries.base import query_fields
+    (`timeseries.base.query_fields`: `require`, `last`)."""
+    from timeseries import get_store
+    from timeseries.base import query_fields
 
     wanted = tuple(sorted(set(fields)))
     store = get_store()

@@ -23,9 +23,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from galfriday_site.audit import USER_ACTOR_PREFIX, audit_actor
-from galfriday_site.compiled import CompiledQuery
-from galfriday_site.errors import ApplicationError, ConflictError, NotFoundError
+from core.audit import USER_ACTOR_PREFIX, audit_actor
+from core.compiled import CompiledQuery
+from core.errors import ApplicationError, ConflictError, NotFoundError
 from trading import lock_objects, selectors
 from trading.executions import EventSource
 from trading.gateway import execution_gateway

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import F, Prefetch, Q, QuerySet, Subquery
 
-from galfriday_site.compiled import CompiledQuery, field_names, model_from_row
+from core.compiled import CompiledQuery, field_names, model_from_row
 from trading.models import (
     Alert,
     Balance,

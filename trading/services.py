@@ -21,8 +21,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor, audited_row_insert, audited_rows_update, current_actor, current_reason
-from galfriday_site.errors import ApplicationError, ConflictError, NotFoundError
+from core.audit import audit_actor, audited_row_insert, audited_rows_update, current_actor, current_reason
+from core.errors import ApplicationError, ConflictError, NotFoundError
 from ingest.kraken.messages import InstrumentPair
 from ingest.kraken.rest_types import AssetPair
 from trading import lock_objects
@@ -125,7 +125,7 @@ def _save_audited(
     objs: list[Any], model: type[Any], fields: list[str] | None = None, *, inserting: list[Any] | None = None
 ) -> None:
     """Save changed rows of one audited model that already exist (locked by the caller) with their audit records,
-    attributed like the history signal would: `galfriday_site.audit.audited_rows_update` (on PostgreSQL one
+    attributed like the history signal would: `core.audit.audited_rows_update` (on PostgreSQL one
     statement: the UPDATE and the history INSERT of exactly the rows it wrote).
 
     Why not `save()` / `bulk_update_with_history`: on the execution-report hot path the ORM's per-statement work

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
-from galfriday_site.audit import audit_actor
+from core.audit import audit_actor
 from trading.execution import OrderBusy, TransientExecutionError
 
 if TYPE_CHECKING:

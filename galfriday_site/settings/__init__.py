@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "models_registry.apps.ModelsRegistryConfig",
     "reconciliation.apps.ReconciliationConfig",
     "experiments.apps.ExperimentsConfig",
+    "timeseries.apps.TimeSeriesConfig",
     "ingest.apps.IngestConfig",
 ]
 INSTALLED_APPS += env.list("GALFRIDAY_EXTRA_APPS", default=[])
@@ -395,13 +396,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["galfriday_site.permissions.ReadAuthenticatedWriteStaff"],
     "DEFAULT_PARSER_CLASSES": [
-        "galfriday_site.parsers.JSONParser",
+        "core.parsers.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "galfriday_site.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "galfriday_site.errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "galfriday_site.pagination.LimitOffsetPagination",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "core.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "COERCE_DECIMAL_TO_STRING": True,
     # Rates are read when a request is checked (galfriday_site.throttling), so they can change at run time. The

@@ -18,7 +18,7 @@ import skops.io as sio
 from django.conf import settings
 from rest_framework import status
 
-from galfriday_site.errors import ApplicationError
+from core.errors import ApplicationError
 from models_registry.artifacts import crypto
 from models_registry.artifacts.storage import ArtifactStorage, StorageUnavailableError, get_storage
 

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
-from galfriday_site.errors import ConflictError
+from core.errors import ConflictError
 from galfriday_site.urls import urlpatterns as site_urlpatterns
 
 pytestmark = pytest.mark.django_db

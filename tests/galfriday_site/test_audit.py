@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor, audit_trail, audited_write_sql
+from core.audit import audit_actor, audit_trail, audited_write_sql
 from tests.testapp.models import AuditedWidget
 
 pytestmark = pytest.mark.django_db

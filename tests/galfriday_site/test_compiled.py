@@ -11,7 +11,7 @@ from django.db import connections, transaction
 from django.db.models import F
 from django.db.transaction import TransactionManagementError
 
-from galfriday_site.compiled import PK_MARKER, CompiledQuery, field_names, model_from_row
+from core.compiled import PK_MARKER, CompiledQuery, field_names, model_from_row
 from tests.trading.factories import EthInstrumentFactory, InstrumentFactory
 from trading.models import Instrument
 

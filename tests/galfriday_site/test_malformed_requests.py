@@ -12,8 +12,8 @@ from django.db import DataError
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
-from galfriday_site.errors import api_exception_handler
-from galfriday_site.fields import DecimalField
+from core.errors import api_exception_handler
+from core.fields import DecimalField
 from trading.models import Alert
 
 pytestmark = pytest.mark.django_db
@@ -56,7 +56,7 @@ def test_a_body_over_the_limit_is_413(staff: APIClient, settings, caplog) -> Non
 
 
 def test_a_body_without_content_length_over_the_limit_is_413(staff: APIClient, settings) -> None:  # type: ignore[no-untyped-def]
-    from galfriday_site.parsers import JSONParser, RequestTooLarge
+    from core.parsers import JSONParser, RequestTooLarge
 
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
     import io

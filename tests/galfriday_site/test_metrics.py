@@ -13,11 +13,11 @@ from django.db import connections
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest.timeseries.relational import RelationalStore
 from ingest.worker import IngestWorker
 from kraken_sim import SimConfig, Simulator
 from tests.ingest.test_gaps import config, finish, start, trade_for
 from tests.kraken.conftest import SIM_UNLIMITED
+from timeseries.relational import RelationalStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

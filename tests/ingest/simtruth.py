@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ingest.timeseries.base import Point, TimeSeriesStore
+from timeseries.base import Point, TimeSeriesStore
 
 NS = 1_000_000_000
 

@@ -32,9 +32,6 @@ from channels.layers import InMemoryChannelLayer
 from django.db import connection, connections
 
 from ingest.models import IngestStatus
-from ingest.timeseries.base import TimeSeriesStore
-from ingest.timeseries.influx import InfluxStore
-from ingest.timeseries.relational import RelationalStore
 from ingest.worker import IngestWorker
 from kraken_sim import SimConfig, Simulator
 from kraken_sim import messages as sim_messages
@@ -43,6 +40,9 @@ from tests.conftest import free_port
 from tests.ingest.simtruth import assert_series_equals_tape, stored_bars, tape_by_interval, tape_within, until
 from tests.ingest.test_gaps import SYMBOLS, config, finish, start, trade_for
 from tests.kraken.conftest import SIM_UNLIMITED
+from timeseries.base import TimeSeriesStore
+from timeseries.influx import InfluxStore
+from timeseries.relational import RelationalStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

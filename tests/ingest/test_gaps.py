@@ -17,11 +17,11 @@ from django.db import connections
 
 from ingest.kraken.ws import ConnectionState
 from ingest.models import BackfillRecord
-from ingest.timeseries.relational import RelationalStore
 from ingest.worker import IngestConfig, IngestWorker
 from kraken_sim import SimConfig, Simulator
 from tests.ingest.simtruth import assert_series_equals_tape, stored_bars, tape_by_interval, tape_within, until
 from tests.kraken.conftest import SIM_UNLIMITED
+from timeseries.relational import RelationalStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SYMBOLS = ["BTC/USD", "ETH/USD"]

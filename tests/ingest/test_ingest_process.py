@@ -21,9 +21,9 @@ import pytest
 from django.db import connection
 
 from ingest.models import BackfillRecord
-from ingest.timeseries.relational import RelationalStore
 from tests.conftest import ROOT, kraken_sim_process
 from tests.ingest.simtruth import NS, assert_series_equals_tape, stored_bars, tape_within
+from timeseries.relational import RelationalStore
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services("postgres")]
 SYMBOLS = ["BTC/USD", "ETH/USD"]

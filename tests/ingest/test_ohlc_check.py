@@ -18,12 +18,12 @@ from channels.layers import InMemoryChannelLayer
 from django.db import connections
 
 from ingest.models import BackfillRecord
-from ingest.timeseries.relational import RelationalStore
 from ingest.worker import IngestWorker
 from kraken_sim import SimConfig, Simulator
 from tests.ingest.simtruth import NS, stored_bars, until
 from tests.ingest.test_gaps import SYMBOLS, config, start
 from tests.kraken.conftest import SIM_UNLIMITED
+from timeseries.relational import RelationalStore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,10 +14,10 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from ingest.timeseries import InvalidPoint, Point, TimeSeriesError
-from ingest.timeseries.influx import InfluxStore, line_protocol
-from ingest.timeseries.relational import RelationalStore
 from tests.conftest import free_port
+from timeseries import InvalidPoint, Point, TimeSeriesError
+from timeseries.influx import InfluxStore, line_protocol
+from timeseries.relational import RelationalStore
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 

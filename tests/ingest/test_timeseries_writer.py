@@ -17,11 +17,11 @@ import httpx
 import pytest
 from django.db import connections
 
-from ingest.timeseries import Point
-from ingest.timeseries.influx import InfluxStore
-from ingest.timeseries.relational import RelationalStore
-from ingest.timeseries.writer import TimeSeriesWriter
 from tests.conftest import free_port
+from timeseries import Point
+from timeseries.influx import InfluxStore
+from timeseries.relational import RelationalStore
+from timeseries.writer import TimeSeriesWriter
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 

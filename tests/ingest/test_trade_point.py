@@ -10,8 +10,8 @@ import pytest
 
 from ingest.bars import trade_point
 from ingest.kraken.messages import Trade
-from ingest.timeseries.base import InvalidPoint, Point
-from ingest.timeseries.influx import line_protocol
+from timeseries.base import InvalidPoint, Point
+from timeseries.influx import line_protocol
 
 AT = datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC)
 

@@ -25,10 +25,10 @@ from django.db import connections
 
 from ingest.kraken.auth import sign
 from ingest.models import IngestStatus
-from ingest.timeseries.relational import RelationalStore
 from ingest.worker import IngestConfig, IngestWorker
 from kraken_sim import SimConfig, Simulator
 from tests.kraken.conftest import SIM_UNLIMITED
+from timeseries.relational import RelationalStore
 from trading.models import Balance, Fill, Instrument, MarketQuote, Order
 
 pytestmark = pytest.mark.django_db(transaction=True)

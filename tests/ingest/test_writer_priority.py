@@ -17,9 +17,9 @@ import pytest
 
 from ingest.bars import trade_point
 from ingest.kraken.messages import Trade
-from ingest.timeseries import Point
-from ingest.timeseries.influx import InfluxStore
-from ingest.timeseries.writer import TimeSeriesWriter
+from timeseries import Point
+from timeseries.influx import InfluxStore
+from timeseries.writer import TimeSeriesWriter
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 pytestmark = pytest.mark.services("influxdb")

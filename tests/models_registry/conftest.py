@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from ingest.bars import Bar
-from ingest.timeseries import get_store
 from kraken_sim import TIERS, SimConfig, Simulator
+from timeseries import get_store
 
 # 8,000 generator steps back-dated over 12 hours: ~680 one-minute candles (the simulator keeps at most 720).
 HISTORY_STEPS = 8000

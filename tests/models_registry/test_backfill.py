@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 
 from ingest.bars import BAR_MEASUREMENT
-from ingest.models import TimeSeriesPoint
-from ingest.timeseries import get_store
 from models_registry.history import backfill_history, bar_tags, load_bars
 from models_registry.models import HistoryBackfill
+from timeseries import get_store
+from timeseries.models import TimeSeriesPoint
 
 pytestmark = pytest.mark.django_db
 

@@ -15,10 +15,8 @@ import pandas as pd
 import pytest
 from django.core.cache import cache
 
-from galfriday_site.audit import audit_actor, audit_trail
+from core.audit import audit_actor, audit_trail
 from ingest.bars import Bar
-from ingest.timeseries import Point, get_store
-from ingest.timeseries.base import query_fields
 from models_registry.history import bar_tags, load_bars
 from models_registry.labels import make_labels
 from models_registry.models import ModelVersion, Prediction, PredictionOutcome
@@ -35,6 +33,8 @@ from models_registry.tasks import outcomes_mature_task
 from tests.models_registry.conftest import store_bars
 from tests.models_registry.factories import make_model, make_version, registry_settings  # noqa: F401
 from tests.models_registry.synthetic import make_bars
+from timeseries import Point, get_store
+from timeseries.base import query_fields
 
 pytestmark = [
     pytest.mark.usefixtures("registry_settings", "no_lock"),
@@ -507,7 +507,7 @@ def test_a_stored_bar_without_a_close_is_a_missing_bar() -> None:
 
 
 class _RangeOnly:
-    """A store seen through `query_range` only: `ingest.timeseries.base.query_fields`'s generic narrowing, the
+    """A store seen through `query_range` only: `timeseries.base.query_fields`'s generic narrowing, the
     reference for a store's own `query_fields`."""
 
     def __init__(self, store: Any) -> None:

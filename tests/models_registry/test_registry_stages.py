@@ -14,8 +14,8 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from galfriday_site.audit import audit_trail
-from galfriday_site.errors import ConflictError, NotFoundError
+from core.audit import audit_trail
+from core.errors import ConflictError, NotFoundError
 from models_registry import selectors
 from models_registry.models import ModelAlias, ModelVersion, StageEvent
 from models_registry.services import (

@@ -11,7 +11,7 @@ import pytest
 import skops.io as sio
 from django.db import connection
 
-from galfriday_site.errors import NotFoundError
+from core.errors import NotFoundError
 from models_registry import selectors
 from models_registry.artifacts import ArtifactMissingError, ArtifactUnloadableError, sha256_hex
 from models_registry.models import ModelVersion, RegisteredModel, StageEvent

@@ -1,6 +1,6 @@
 from django.db import models
 
-from galfriday_site.audit import audited_history
+from core.audit import audited_history
 
 
 class AuditedWidget(models.Model):

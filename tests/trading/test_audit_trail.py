@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from galfriday_site.audit import audit_actor, audit_trail
-from galfriday_site.errors import ApplicationError
+from core.audit import audit_actor, audit_trail
+from core.errors import ApplicationError
 from tests.trading.factories import placed_order, status, trade
 from trading.executions import ExecType
 from trading.models import Balance, Position, TradingState

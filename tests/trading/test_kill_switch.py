@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from galfriday_site.audit import audit_trail
-from galfriday_site.errors import ApplicationError
+from core.audit import audit_trail
+from core.errors import ApplicationError
 from galfriday_site.periodic import PERIODIC_TASKS
 from tests.trading.conftest import quote
 from tests.trading.factories import placed_order, status, trade

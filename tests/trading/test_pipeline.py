@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from ingest.timeseries import Point
-from ingest.timeseries.relational import RelationalStore
 from tests.trading.factories import equity_snapshot
+from timeseries import Point
+from timeseries.relational import RelationalStore
 from trading.models import Decision, EquitySnapshot, Order
 from trading.pipeline import (
     SizingPolicy,

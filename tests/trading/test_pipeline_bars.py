@@ -13,15 +13,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from ingest.timeseries import Point
-from ingest.timeseries.base import query_fields
-from ingest.timeseries.relational import RelationalStore
 from models_registry.models import Prediction as RecordedPrediction
 from models_registry.predictor import PipelinePredictor
 from tests.models_registry.conftest import store_bars
 from tests.models_registry.factories import registry_settings  # noqa: F401
 from tests.models_registry.test_prediction import BARS, served  # noqa: F401
 from tests.trading.factories import InstrumentFactory
+from timeseries import Point
+from timeseries.base import query_fields
+from timeseries.relational import RelationalStore
 from trading.models import Decision
 from trading.pipeline import decide_on_bar
 from trading.predictor import closes_window, read_bars, recent_closes
@@ -41,7 +41,7 @@ def _relational_time_series(settings) -> None:  # type: ignore[no-untyped-def]
 
 class _RangeOnly:
     """The relational store seen through `query_range` only (as a store without `query_fields` is): the
-    generic narrowing in `ingest.timeseries.base.query_fields` is the reference for the relational one."""
+    generic narrowing in `timeseries.base.query_fields` is the reference for the relational one."""
 
     def __init__(self, store: RelationalStore) -> None:
         self.query_range = store.query_range

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from galfriday_site.errors import ApplicationError
+from core.errors import ApplicationError
 from tests.trading.factories import T0, InstrumentFactory, placed_order, trade
 from trading.models import Balance, Fill, Position
 from trading.selectors import position_valuation

@@ -14,9 +14,9 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ingest.timeseries import Point
-from ingest.timeseries.relational import RelationalStore
 from tests.trading.factories import placed_order, status, trade
+from timeseries import Point
+from timeseries.relational import RelationalStore
 from trading.executions import ExecType
 from trading.models import Balance, Decision, Order, OrderEvent, Position
 from trading.pipeline import decide_on_bar
@@ -116,7 +116,7 @@ def test_execution_reports_apply_within_their_query_budget(django_assert_max_num
 
 def test_balances_moved_together_by_a_fill_are_audited_with_the_actor() -> None:
     """The two balances a fill moves are saved in one statement; each still gets its audit record, attributed."""
-    from galfriday_site.audit import audit_actor, audit_trail
+    from core.audit import audit_actor, audit_trail
     from trading.services import execution_report_apply
 
     order = placed_order(qty="1", price="100")

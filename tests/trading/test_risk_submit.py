@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from galfriday_site.audit import audit_trail
+from core.audit import audit_trail
 from tests.trading.conftest import quote
 from tests.trading.factories import equity_snapshot, placed_order
 from trading import risk_services, services
@@ -141,7 +141,7 @@ def test_a_crash_after_the_check_leaves_nothing_submitted_and_nothing_enqueued(m
 
 @pytest.mark.django_db
 def test_order_place_with_bad_parameters_writes_nothing(market, gateway) -> None:  # type: ignore[no-untyped-def]
-    from galfriday_site.errors import ApplicationError
+    from core.errors import ApplicationError
 
     with pytest.raises(ApplicationError):
         order_place(

@@ -10,7 +10,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from galfriday_site.audit import audit_actor, audit_trail, audited_row_insert, audited_rows_update
+from core.audit import audit_actor, audit_trail, audited_row_insert, audited_rows_update
 from tests.trading.factories import InstrumentFactory, placed_order, status, trade
 from trading import lock_objects
 from trading.executions import ExecType

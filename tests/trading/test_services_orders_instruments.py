@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from galfriday_site.errors import ApplicationError
+from core.errors import ApplicationError
 from ingest.kraken.messages import InstrumentPair
 from ingest.kraken.rest_types import AssetPair
 from tests.trading.factories import InstrumentFactory

@@ -10,7 +10,7 @@ import pytest
 from django.contrib.auth.models import Group
 from rest_framework.test import APIClient
 
-from galfriday_site.audit import audit_trail
+from core.audit import audit_trail
 from tests.trading.factories import placed_order
 from trading.models import Alert, Order, OrderEvent, RiskLimit
 from trading.permissions import TRADERS_GROUP

@@ -10,8 +10,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from galfriday_site.celery import app as celery_app
-from ingest.timeseries import get_store
 from ingest.worker import IngestConfig, IngestWorker
+from timeseries import get_store
 
 
 class Command(BaseCommand):

@@ -14,8 +14,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from galfriday_site.audit import audit_actor
-from galfriday_site.errors import ApplicationError
+from core.audit import audit_actor
+from core.errors import ApplicationError
 from models_registry.bootstrap import ACTOR, bootstrap_model
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from galfriday_site.errors import ApplicationError
+from core.errors import ApplicationError
 from models_registry import services
 from models_registry.models import Stage
 

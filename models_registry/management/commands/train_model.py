@@ -17,8 +17,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from galfriday_site.audit import audit_actor
-from galfriday_site.errors import ApplicationError
+from core.audit import audit_actor
+from core.errors import ApplicationError
 from models_registry.history import HistoryError, backfill_history
 from models_registry.training import (
     DEFAULT_HORIZON,

@@ -5,7 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from galfriday_site.audit import audit_actor
+from core.audit import audit_actor
 from trading.paper import paper_account_seed, parse_balances
 
 

@@ -25,7 +25,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
-from galfriday_site.parsers import RequestTooLarge
+from core.parsers import RequestTooLarge
 
 logger = logging.getLogger(__name__)
 

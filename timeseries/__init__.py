@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from ingest.timeseries.base import InvalidPoint, Point, TimeSeriesError, TimeSeriesStore
+from timeseries.base import InvalidPoint, Point, TimeSeriesError, TimeSeriesStore
 
 __all__ = ["InvalidPoint", "Point", "TimeSeriesError", "TimeSeriesStore", "get_store"]
 
@@ -12,7 +12,7 @@ __all__ = ["InvalidPoint", "Point", "TimeSeriesError", "TimeSeriesStore", "get_s
 def get_store() -> TimeSeriesStore:
     """The configured store, built from settings at call time."""
     if settings.INFLUXDB_URL:
-        from ingest.timeseries.influx import InfluxStore
+        from timeseries.influx import InfluxStore
 
         return InfluxStore(
             url=settings.INFLUXDB_URL,
@@ -22,6 +22,6 @@ def get_store() -> TimeSeriesStore:
             token=settings.INFLUXDB_TOKEN,
             timeout=settings.INFLUXDB_TIMEOUT,
         )
-    from ingest.timeseries.relational import RelationalStore
+    from timeseries.relational import RelationalStore
 
     return RelationalStore()

@@ -1,4 +1,4 @@
-"""Relational adapter: the embedded default, one row per point in `ingest.TimeSeriesPoint`.
+"""Relational adapter: the embedded default, one row per point in `timeseries.TimeSeriesPoint`.
 
 Field values are stored with their type (`["d", "29430.2"]` for a Decimal) so that they come back exactly as
 written. Writing a point whose series and time already exist replaces its fields, like InfluxDB.
@@ -15,9 +15,9 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.db.models.fields.json import KT
 
-from ingest.models import TimeSeriesPoint
-from ingest.timeseries.base import _ACCEPTED_NAMES, NAME_RE, FieldValue, Point, TimeSeriesError
-from ingest.timeseries.relational_codec import decode_fields, encode_fields
+from timeseries.base import _ACCEPTED_NAMES, NAME_RE, FieldValue, Point, TimeSeriesError
+from timeseries.models import TimeSeriesPoint
+from timeseries.relational_codec import decode_fields, encode_fields
 
 
 def _bool_text(value: Any) -> bool:
@@ -116,7 +116,7 @@ class RelationalStore:
         require: str | None = None,
         last: int | None = None,
     ) -> list[Point]:
-        """See `ingest.timeseries.base.query_fields`. Reads each wanted field's type and value as text from the
+        """See `timeseries.base.query_fields`. Reads each wanted field's type and value as text from the
         JSON column (`KT`), so nothing else of the row is transferred or decoded, and a Decimal comes back from
         its stored text exactly; `last` becomes a LIMIT on a newest-first scan of the (measurement, time) index."""
         wanted = tuple(dict.fromkeys(fields))

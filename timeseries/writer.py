@@ -25,8 +25,8 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from ingest.timeseries.base import Point, TimeSeriesError, TimeSeriesStore
-from ingest.timeseries.relational_codec import decode_fields, encode_fields
+from timeseries.base import Point, TimeSeriesError, TimeSeriesStore
+from timeseries.relational_codec import decode_fields, encode_fields
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from ingest.timeseries.base import NAME_RE, FieldValue, Point, TimeSeriesError
+from timeseries.base import NAME_RE, FieldValue, Point, TimeSeriesError
 
 logger = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ class InfluxStore:
         require: str | None = None,
         last: int | None = None,
     ) -> list[Point]:
-        """See `ingest.timeseries.base.query_fields`. With `require`, InfluxDB is asked for just the wanted fields
+        """See `timeseries.base.query_fields`. With `require`, InfluxDB is asked for just the wanted fields
         and `require` (``SELECT "close" ...``: a row comes back when one of them is set, so every row that has
         `require` does), and only those values are decoded, into points read back as stored (not validated
         again); when `require` is the only field selected, `last` is a ``LIMIT`` on a newest-first scan.

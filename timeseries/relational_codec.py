@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ingest.timeseries.base import FieldValue
+from timeseries.base import FieldValue
 
 
 def encode_fields(fields: Mapping[str, FieldValue]) -> dict[str, list[Any]]:
