@@ -361,7 +361,7 @@ def _loopback(address: str) -> bool:
 
 
 def allowed(request: HttpRequest) -> bool:
-    token = str(getattr(settings, "GALFRIDAY_METRICS_TOKEN", "") or "")
+    token = str(settings.GALFRIDAY_METRICS_TOKEN or "")
     if token:
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")

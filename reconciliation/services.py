@@ -8,19 +8,7 @@ its state machine the same way; an unknown exchange order is adopted from a comp
 fills and status); a fee the exchange re-priced goes through `fill_fee_correct`; a balance moved outside trading
 through `balance_set`. Every change is attributed to `reconciliation:run-<id>` in the audit trail.
 
-Settings (all optional, read with getattr):
-    GALFRIDAY_RECONCILIATION_TIER            Kraken tier of the REST counter model ("starter")
-    GALFRIDAY_RECONCILIATION_HISTORY_COST    counter cost of TradesHistory/QueryTrades (2)
-    GALFRIDAY_RECONCILIATION_OVERLAP_SECONDS history re-read before the last good run's window end (300)
-    GALFRIDAY_RECONCILIATION_LOOKBACK_SECONDS window of the first run (86400)
-    GALFRIDAY_RECONCILIATION_GRACE_SECONDS   an order submitted more recently is in flight, not missing (10)
-    GALFRIDAY_RECONCILIATION_STALE_SECONDS   a `running` run older than this was abandoned (900)
-    GALFRIDAY_RECONCILIATION_UNKNOWN_ORDERS  "adopt" or "cancel" (adopt, then cancel if still open) ("adopt")
-    GALFRIDAY_RECONCILIATION_QTY_TOLERANCE   quantity tolerance ("0.00000001")
-    GALFRIDAY_RECONCILIATION_FEE_TOLERANCE   fee difference within tolerance ("0")
-    GALFRIDAY_RECONCILIATION_BALANCE_TOLERANCE default balance tolerance, per asset unit ("0.01")
-    GALFRIDAY_RECONCILIATION_BALANCE_TOLERANCES {asset: tolerance} overrides ({"BTC": "0.00000001", ...})
-    GALFRIDAY_RECONCILIATION_CORRECT_UNTRADED_BALANCES set balances of assets no instrument trades (True)
+Settings: the GALFRIDAY_RECONCILIATION_* block of `galfriday_site.settings` (documented in `.env.example`).
 """
 
 from __future__ import annotations
@@ -61,24 +49,19 @@ STARTUP_REASON = "awaiting the start-up reconciliation"
 ALERT_FAILED = "reconciliation_failed"  # Alert.kind (the trading alert kinds are open-ended strings in the table)
 T = TypeVar("T")
 
-_DEFAULT_BALANCE_TOLERANCES = {"BTC": "0.00000001", "ETH": "0.00000001"}
-
 
 class ReconciliationRunning(ConflictError):
     code = "reconciliation_running"
 
 
-def _setting(name: str, default: Any) -> Any:
-    return getattr(settings, f"GALFRIDAY_RECONCILIATION_{name}", default)
-
-
 def tolerances_from_settings() -> Tolerances:
-    overrides = {**_DEFAULT_BALANCE_TOLERANCES, **dict(_setting("BALANCE_TOLERANCES", {}))}
     return Tolerances(
-        qty=Decimal(str(_setting("QTY_TOLERANCE", "0.00000001"))),
-        fee=Decimal(str(_setting("FEE_TOLERANCE", "0"))),
-        balance_default=Decimal(str(_setting("BALANCE_TOLERANCE", "0.01"))),
-        balance={asset: Decimal(str(value)) for asset, value in overrides.items()},
+        qty=Decimal(str(settings.GALFRIDAY_RECONCILIATION_QTY_TOLERANCE)),
+        fee=Decimal(str(settings.GALFRIDAY_RECONCILIATION_FEE_TOLERANCE)),
+        balance_default=Decimal(str(settings.GALFRIDAY_RECONCILIATION_BALANCE_TOLERANCE)),
+        balance={
+            asset: Decimal(str(value)) for asset, value in settings.GALFRIDAY_RECONCILIATION_BALANCE_TOLERANCES.items()
+        },
     )
 
 
@@ -91,9 +74,9 @@ def exchange_client() -> KrakenRestClientSync:
         base_url=settings.KRAKEN_REST_URL,
         api_key=settings.KRAKEN_API_KEY or None,
         api_secret=settings.KRAKEN_API_SECRET or None,
-        timeout=float(getattr(settings, "KRAKEN_TIMEOUT", 10.0)),
-        tier=Tier[str(_setting("TIER", "starter")).upper()],
-        history_cost=int(_setting("HISTORY_COST", 2)),
+        timeout=float(settings.KRAKEN_TIMEOUT),
+        tier=Tier[str(settings.GALFRIDAY_RECONCILIATION_TIER).upper()],
+        history_cost=int(settings.GALFRIDAY_RECONCILIATION_HISTORY_COST),
     )
 
 
@@ -135,7 +118,7 @@ class RestLedger:
 
 
 def _abandon_stale_runs(now: datetime) -> None:
-    stale = now - timedelta(seconds=int(_setting("STALE_SECONDS", 900)))
+    stale = now - timedelta(seconds=int(settings.GALFRIDAY_RECONCILIATION_STALE_SECONDS))
     for run in ReconciliationRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=stale):
         run.status = RunStatus.FAILED
         run.finished_at = now
@@ -225,8 +208,8 @@ def _window_start(now: datetime) -> datetime:
         .first()
     )
     if last is not None and last.window_end is not None:
-        return last.window_end - timedelta(seconds=int(_setting("OVERLAP_SECONDS", 300)))
-    return now - timedelta(seconds=int(_setting("LOOKBACK_SECONDS", 86400)))
+        return last.window_end - timedelta(seconds=int(settings.GALFRIDAY_RECONCILIATION_OVERLAP_SECONDS))
+    return now - timedelta(seconds=int(settings.GALFRIDAY_RECONCILIATION_LOOKBACK_SECONDS))
 
 
 def _chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
@@ -328,7 +311,7 @@ def _reconcile(run: ReconciliationRun, rest: RestLedger) -> None:
     window_start = _window_start(now)
     run.window_start, run.window_end = window_start, now
     tol = tolerances_from_settings()
-    grace = timedelta(seconds=int(_setting("GRACE_SECONDS", 10)))
+    grace = timedelta(seconds=int(settings.GALFRIDAY_RECONCILIATION_GRACE_SECONDS))
     start_ts = int(window_start.timestamp())
     client = rest.client
 
@@ -399,7 +382,7 @@ def _reconcile(run: ReconciliationRun, rest: RestLedger) -> None:
         exchange=exchange_balances,
         traded_assets=traded,
         tolerances=tol,
-        correct_untraded=bool(_setting("CORRECT_UNTRADED_BALANCES", True)),
+        correct_untraded=bool(settings.GALFRIDAY_RECONCILIATION_CORRECT_UNTRADED_BALANCES),
     )
     outcome.findings += engine.compare_positions(
         positions=_positions(), from_fills=_positions_from_fills(), tolerances=tol
@@ -539,7 +522,7 @@ def _correct_orders(
     run: ReconciliationRun, outcome: _Outcome, view: ExchangeView, lookup: dict[str, InstrumentInfo]
 ) -> None:
     actor = f"{ACTOR}:run-{run.pk}"
-    policy = str(_setting("UNKNOWN_ORDERS", "adopt"))
+    policy = str(settings.GALFRIDAY_RECONCILIATION_UNKNOWN_ORDERS)
 
     def inst_of(info: OrderInfo) -> InstrumentInfo | None:
         return lookup.get(info.descr.pair.upper())
@@ -811,9 +794,9 @@ def reconciliation_trigger(*, requested_by: str, reason: str = "", now: float | 
     if not live_trading():
         raise ReconciliationPaperMode(
             "Paper trading: the exchange account is not ours to reconcile.",
-            details={"trading_mode": getattr(settings, "TRADING_MODE", "paper")},
+            details={"trading_mode": settings.TRADING_MODE},
         )
-    cooldown = int(getattr(settings, "GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S", 300))
+    cooldown = int(settings.GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S)
     now = time.time() if now is None else now
     if cooldown > 0 and not cache.add(TRIGGER_COOLDOWN_KEY, now, timeout=cooldown):
         since = cache.get(TRIGGER_COOLDOWN_KEY)

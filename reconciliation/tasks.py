@@ -39,7 +39,7 @@ def reconciliation_run_task(
 def live_trading() -> bool:
     """Reconciliation compares our books with the exchange account: only meaningful when we trade on it. In paper
     mode the paper broker makes the fills and the exchange account (the simulator's or a real one) is not ours."""
-    return getattr(settings, "TRADING_MODE", "paper") == "live"
+    return settings.TRADING_MODE == "live"
 
 
 def reconciliation_request(*, trigger: str, requested_by: str = "reconciliation", reason: str = "") -> None:
@@ -53,7 +53,7 @@ def reconciliation_request(*, trigger: str, requested_by: str = "reconciliation"
 def _startup_reconciliation(sender: Any = None, **_: Any) -> None:
     """A worker that serves the reconciliation queue starts: trading HALTED until the start-up run is clean or
     corrected, and that run enqueued. `GALFRIDAY_RECONCILIATION_ON_WORKER_START = False` turns it off."""
-    if not getattr(settings, "GALFRIDAY_RECONCILIATION_ON_WORKER_START", True) or not live_trading():
+    if not settings.GALFRIDAY_RECONCILIATION_ON_WORKER_START or not live_trading():
         return
     try:
         queues = {q.name for q in sender.task_consumer.queues}  # type: ignore[union-attr]

@@ -369,6 +369,10 @@ MODELS_REGISTRY_SYMBOL_MODELS = env.json("MODELS_REGISTRY_SYMBOL_MODELS", defaul
 MODELS_REGISTRY_PREDICTOR_SELECTOR = env.str("MODELS_REGISTRY_PREDICTOR_SELECTOR", default="production")
 # How often (ms) a process checks whether a promotion elsewhere changed the serving version.
 MODELS_REGISTRY_PREDICTION_CHECK_INTERVAL_MS = env.int("MODELS_REGISTRY_PREDICTION_CHECK_INTERVAL_MS", default=200)
+# How long a process trusts its resolution of a selector to a version (seconds; at most 1 s with a process-local
+# cache) and how many loaded versions it keeps in memory.
+MODELS_REGISTRY_PREDICTION_RESOLVE_TTL_S = env.float("MODELS_REGISTRY_PREDICTION_RESOLVE_TTL_S", default=30.0)
+MODELS_REGISTRY_PREDICTION_CACHE_SIZE = env.int("MODELS_REGISTRY_PREDICTION_CACHE_SIZE", default=8)
 MODELS_REGISTRY_TRAINING_MIN_SAMPLES = env.int("MODELS_REGISTRY_TRAINING_MIN_SAMPLES", default=300)
 # The first model per symbol (`bootstrap_model`, run by `standalone`): days of history, model kind, label horizon
 # in bars, walk-forward folds, label dead zone ("auto": balanced classes, or a number), and gates that may only
@@ -387,6 +391,44 @@ MODELS_REGISTRY_OUTCOMES_PENDING_RETRY_MINUTES = env.int("MODELS_REGISTRY_OUTCOM
 MODELS_REGISTRY_OUTCOMES_BATCH = env.int("MODELS_REGISTRY_OUTCOMES_BATCH", default=20000)
 MODELS_REGISTRY_DEGRADATION_WINDOW = env.int("MODELS_REGISTRY_DEGRADATION_WINDOW", default=1000)
 MODELS_REGISTRY_DEGRADATION_MIN_OUTCOMES = env.int("MODELS_REGISTRY_DEGRADATION_MIN_OUTCOMES", default=200)
+
+# --- Reconciliation ----------------------------------------------------------------------------------------
+# Local orders, fills, balances and positions compared with the exchange over REST (reconciliation/). A live
+# worker runs one at start-up and holds trading until it is clean or corrected (off: False). An operator may ask for
+# a run (POST /api/reconciliation/runs/trigger/) at most once per TRIGGER_COOLDOWN_S seconds; runs share Kraken's
+# REST budget with trading.
+GALFRIDAY_RECONCILIATION_ON_WORKER_START = env.bool("GALFRIDAY_RECONCILIATION_ON_WORKER_START", default=True)
+GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S = env.int("GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S", default=300)
+# The REST client's rate-limit counter model (default: the account's GALFRIDAY_KRAKEN_TIER) and the counter cost of
+# TradesHistory/QueryTrades.
+GALFRIDAY_RECONCILIATION_TIER = env.str("GALFRIDAY_RECONCILIATION_TIER", default="") or GALFRIDAY_KRAKEN_TIER
+GALFRIDAY_RECONCILIATION_HISTORY_COST = env.int("GALFRIDAY_RECONCILIATION_HISTORY_COST", default=2)
+# The history window: the first run reads LOOKBACK_SECONDS back; later runs re-read OVERLAP_SECONDS before the end
+# of the last good run's window.
+GALFRIDAY_RECONCILIATION_LOOKBACK_SECONDS = env.int("GALFRIDAY_RECONCILIATION_LOOKBACK_SECONDS", default=86400)
+GALFRIDAY_RECONCILIATION_OVERLAP_SECONDS = env.int("GALFRIDAY_RECONCILIATION_OVERLAP_SECONDS", default=300)
+# An order submitted more recently than GRACE_SECONDS is in flight, not missing; a run still `running` after
+# STALE_SECONDS was abandoned (a lost worker) and is marked failed.
+GALFRIDAY_RECONCILIATION_GRACE_SECONDS = env.int("GALFRIDAY_RECONCILIATION_GRACE_SECONDS", default=10)
+GALFRIDAY_RECONCILIATION_STALE_SECONDS = env.int("GALFRIDAY_RECONCILIATION_STALE_SECONDS", default=900)
+# An exchange order we have no record of: "adopt" it (its fills and status follow), or "cancel" (adopt, then cancel
+# it if it is still open).
+GALFRIDAY_RECONCILIATION_UNKNOWN_ORDERS = env.str("GALFRIDAY_RECONCILIATION_UNKNOWN_ORDERS", default="adopt")
+# Tolerances (decimal strings): fill quantities, fees, balances (per asset unit; BALANCE_TOLERANCES is JSON
+# {asset: tolerance} added to these per-asset defaults). Beyond them a difference is corrected or, when correcting
+# is not safe, halts trading.
+GALFRIDAY_RECONCILIATION_QTY_TOLERANCE = env.str("GALFRIDAY_RECONCILIATION_QTY_TOLERANCE", default="0.00000001")
+GALFRIDAY_RECONCILIATION_FEE_TOLERANCE = env.str("GALFRIDAY_RECONCILIATION_FEE_TOLERANCE", default="0")
+GALFRIDAY_RECONCILIATION_BALANCE_TOLERANCE = env.str("GALFRIDAY_RECONCILIATION_BALANCE_TOLERANCE", default="0.01")
+GALFRIDAY_RECONCILIATION_BALANCE_TOLERANCES: dict[str, str] = {
+    "BTC": "0.00000001",
+    "ETH": "0.00000001",
+    **env.json("GALFRIDAY_RECONCILIATION_BALANCE_TOLERANCES", default={}),
+}
+# Set the balances of assets no instrument trades (staking rewards, deposits) to the exchange's without a halt.
+GALFRIDAY_RECONCILIATION_CORRECT_UNTRADED_BALANCES = env.bool(
+    "GALFRIDAY_RECONCILIATION_CORRECT_UNTRADED_BALANCES", default=True
+)
 
 # --- API ---------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -454,9 +496,6 @@ AXES_VERBOSE = False
 GALFRIDAY_RESUME_OVERRIDE_MIN_REASON = env.int("GALFRIDAY_RESUME_OVERRIDE_MIN_REASON", default=20)
 # What keeps a safety halt in place (callables returning ids; trading.risk_services.safety_resume_blockers).
 GALFRIDAY_RESUME_BLOCKERS = ["galfriday_site.halts.open_critical_discrepancies"]
-# An operator may ask for a reconciliation run (POST /api/reconciliation/runs/trigger/) at most once per this many
-# seconds; the run itself shares Kraken's REST budget with trading.
-GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S = env.int("GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S", default=300)
 
 # --- Auth, i18n, static ------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -511,12 +550,11 @@ LOGGING = build_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
 # --- Standalone and operations -----------------------------------------------------------------------------
 GALFRIDAY_ADMIN_USERNAME = env.str("GALFRIDAY_ADMIN_USERNAME", default="admin")
 GALFRIDAY_ADMIN_PASSWORD = env.str("GALFRIDAY_ADMIN_PASSWORD", default="")
-# Components whose failure makes /api/health/ answer 503. All of them by default.
+# Components whose failure makes /api/health/ answer 503. The exchange is reported by /api/health/ but not required
+# by default: Kraken being down must not make an orchestrator restart our web servers.
 HEALTH_REQUIRED_COMPONENTS = env.list(
     "HEALTH_REQUIRED_COMPONENTS", default=["database", "broker", "cache", "channel_layer", "timeseries"]
 )
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=3.0)
 # /metrics (Prometheus): with a token, `Authorization: Bearer <token>` is required; without, loopback clients only.
 GALFRIDAY_METRICS_TOKEN = env.str("GALFRIDAY_METRICS_TOKEN", default="")
-# The exchange is reported by /api/health/ but not required by default: Kraken being down must not make an
-# orchestrator restart our web servers.
