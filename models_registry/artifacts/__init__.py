@@ -20,7 +20,8 @@ from rest_framework import status
 
 from core.errors import ApplicationError
 from models_registry.artifacts import crypto
-from models_registry.artifacts.storage import ArtifactStorage, StorageUnavailableError, get_storage
+from models_registry.artifacts.base import ArtifactStorage, StorageUnavailableError
+from models_registry.artifacts.storage import get_storage
 
 FORMAT_SKOPS = "skops"
 

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from models_registry.artifacts.storage import StorageUnavailableError, check_address
+from models_registry.artifacts.base import StorageUnavailableError, check_address
 
 # A missing object; anything else (missing bucket, access refused, throttling, 5xx) is "could not ask".
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})

@@ -17,38 +17,15 @@ rather than pretend the artifact is missing.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from functools import cache
 from pathlib import Path
-from typing import Protocol
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-_SHA = re.compile(r"^[0-9a-f]{64}$")
-
-
-class StorageUnavailableError(Exception):
-    """The backend could not be asked (unreachable, missing bucket, no credentials, access refused): the
-    artifact may well be there, so this is never reported as "missing"."""
-
-
-class ArtifactStorage(Protocol):
-    def put(self, sha256: str, blob: bytes) -> None: ...
-
-    def get(self, sha256: str) -> bytes | None:
-        """The blob, or None when nothing is stored under the address."""
-        ...
-
-    def exists(self, sha256: str) -> bool: ...
-
-
-def check_address(sha256: str) -> str:
-    if not _SHA.match(sha256):
-        raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
-    return sha256
+from models_registry.artifacts.base import ArtifactStorage, check_address
 
 
 class LocalArtifactStorage:
@@ -107,9 +84,10 @@ def get_storage() -> ArtifactStorage:
     if choice == LOCAL:
         return _storage_for("models_registry.artifacts.storage.LocalArtifactStorage", str(artifact_root()))
     if choice == S3:
-        from models_registry.artifacts.s3 import s3_storage_from_settings  # boto3 is imported only when used
-
-        return s3_storage_from_settings()
+        # by name: the S3 backend (and boto3 with it) is loaded only when it is configured
+        s3_storage_from_settings = import_string("models_registry.artifacts.s3.s3_storage_from_settings")
+        backend: ArtifactStorage = s3_storage_from_settings()
+        return backend
     if "." not in choice:
         raise ImproperlyConfigured(
             f"MODELS_REGISTRY_ARTIFACT_STORAGE is {choice!r}: use 'local', 's3' or the dotted path of a storage class"

@@ -36,8 +36,9 @@ from models_registry.artifacts import (
     serialize,
     sha256_hex,
 )
+from models_registry.artifacts.base import StorageUnavailableError
 from models_registry.artifacts.s3 import S3ArtifactStorage, S3Location
-from models_registry.artifacts.storage import LocalArtifactStorage, StorageUnavailableError, get_storage
+from models_registry.artifacts.storage import LocalArtifactStorage, get_storage
 from models_registry.models import ModelVersion
 from tests.conftest import free_port, run_manage
 from tests.models_registry.factories import (
