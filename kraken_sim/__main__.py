@@ -17,14 +17,13 @@ from kraken_sim.config import (
     DEFAULT_API_SECRET,
     DEFAULT_BALANCES,
     TIERS,
-    ConfigError,
     SimConfig,
-    history_minutes,
     parse_balances,
     parse_market,
 )
-from kraken_sim.instruments import CATALOGUE, DEFAULT_SYMBOLS, InstrumentRegistry, UnknownInstrumentError
-from kraken_sim.scenarios import parse_scenario, scenario_help
+from kraken_sim.errors import ConfigError
+from kraken_sim.instruments import CATALOGUE, DEFAULT_SYMBOLS, UnknownInstrumentError
+from kraken_sim.scenarios import scenario_help
 from kraken_sim.server import Simulator
 from kraken_sim.wire import dumps
 
@@ -106,22 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """The options as a ``SimConfig``; ``Simulator`` checks it as a whole (``config.check_config``)."""
     symbols = tuple(s.strip() for s in args.instruments.split(",") if s.strip())
-    InstrumentRegistry(symbols)  # fail early on an unknown symbol
     market, replay_file = parse_market(args.market)
-    if args.rate < 0:
-        raise ConfigError("--rate must be >= 0")
-    if args.ws_queue_limit < 1:
-        raise ConfigError("--ws-queue-limit must be >= 1")
-    scenario = parse_scenario(args.scenario)
-    minutes = history_minutes(args.history_days)
-    if scenario.is_process and market != "generate":
-        raise ConfigError(f"--scenario {scenario.name} needs --market generate")
-    if minutes and not scenario.is_process:
-        raise ConfigError("--history-days needs a --scenario other than regimes")
-    ports = [p for p in (args.rest_port, args.ws_port, args.ws_auth_port) if p]
-    if len(ports) != len(set(ports)):
-        raise ConfigError("--rest-port, --ws-port and --ws-auth-port must differ")
     return SimConfig(
         host=args.host,
         rest_port=args.rest_port,
@@ -141,7 +127,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         rate=args.rate,
         warmup_steps=args.warmup,
         warmup_seconds=args.warmup_seconds,
-        scenario=scenario.text,
+        scenario=args.scenario,
         history_days=args.history_days,
         record_messages=args.record,
         ws_compression=not args.no_ws_compression,

@@ -20,17 +20,19 @@ import logging
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
+from kraken_sim.config import SimConfig
 from kraken_sim.engine import Owner, Side
-from kraken_sim.faults import FaultError
+from kraken_sim.exchange import Exchange
+from kraken_sim.faults import FaultError, Faults
+from kraken_sim.flood import TradeFlood
+from kraken_sim.market import MarketDriver
 from kraken_sim.scenarios import ground_truth
-from kraken_sim.wire import dumps_bytes
-
-if TYPE_CHECKING:
-    from kraken_sim.server import Simulator
+from kraken_sim.wire import Clock, dumps_bytes
+from kraken_sim.ws import WsHub
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,29 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 class AdminApi:
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
+    """The ``/_sim`` routes over the simulator's parts; ``state`` is the simulator's own record
+    (``Simulator.state``)."""
+
+    def __init__(
+        self,
+        *,
+        config: SimConfig,
+        clock: Clock,
+        exchange: Exchange,
+        faults: Faults,
+        market: MarketDriver,
+        hub: WsHub,
+        flood: TradeFlood,
+        state: Callable[[bool], dict[str, Any]],
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.exchange = exchange
+        self.faults = faults
+        self.market = market
+        self.hub = hub
+        self.flood = flood
+        self.state = state
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/_sim/faults", self.post_fault)
@@ -133,7 +156,7 @@ class AdminApi:
                 kwargs[key] = spec[key](value)
             except (TypeError, ValueError) as exc:
                 raise FaultError(f"bad value for {key}: {value!r}") from exc
-        faults = self.sim.faults
+        faults = self.faults
         log.info("fault requested: %s %s", name, kwargs)
         try:
             method = getattr(faults, str(name))
@@ -158,15 +181,15 @@ class AdminApi:
         return {}
 
     async def clear_faults(self, request: web.Request) -> web.Response:
-        self.sim.faults.clear()
+        self.faults.clear()
         return _json({"ok": True})
 
     async def get_faults(self, request: web.Request) -> web.Response:
-        return _json(self.sim.faults.describe())
+        return _json(self.faults.describe())
 
     async def get_state(self, request: web.Request) -> web.Response:
         include = request.query.get("messages", "1") not in ("0", "false")
-        return _json(self.sim.state(include_messages=include))
+        return _json(self.state(include))
 
     async def get_scenario(self, request: web.Request) -> web.Response:
         try:
@@ -175,8 +198,8 @@ class AdminApi:
             horizon = 0
         if not 1 <= horizon <= 1440:
             return _json({"ok": False, "error": "horizon must be a whole number of bars in 1..1440"}, status=400)
-        market = self.sim.market
-        info = market.scenario_state(self.sim.clock.now_ns())
+        market = self.market
+        info = market.scenario_state(self.clock.now_ns())
         if market.scenario is not None:
             # The first call per horizon runs a Monte Carlo (~0.2 s): off the event loop; cached afterwards.
             loop = asyncio.get_running_loop()
@@ -185,7 +208,7 @@ class AdminApi:
 
     async def get_flood(self, request: web.Request) -> web.Response:
         include = request.query.get("seconds", "1") not in ("0", "false")
-        return _json(self.sim.flood.describe(seconds=include))
+        return _json(self.flood.describe(seconds=include))
 
     async def post_market(self, request: web.Request) -> web.Response:
         try:
@@ -195,8 +218,8 @@ class AdminApi:
             return _json({"ok": False, "error": str(exc)}, status=400)
 
     def market_action(self, body: dict[str, Any]) -> dict[str, Any]:
-        market = self.sim.market
-        exchange = self.sim.exchange
+        market = self.market
+        exchange = self.exchange
         action = body.get("action")
         if action == "pause":
             market.paused = True
@@ -233,7 +256,7 @@ class AdminApi:
                 raise FaultError("no resting participant order with that id")
             exchange.participant_cancel(book_order)
         elif action == "burst":
-            replay_file = self.sim.config.replay_file
+            replay_file = self.config.replay_file
             if replay_file is None:
                 raise FaultError("burst replays the recording given with --market replay:FILE")
             repeat = body.get("repeat", 1)
@@ -241,26 +264,26 @@ class AdminApi:
                 raise FaultError("repeat must be an integer in 1..100000")
             frames = [line for line in Path(replay_file).read_text().splitlines() if line.strip()]
             symbol = str(body.get("symbol", "BTC/USD"))
-            return {"connections": self.sim.hub.burst(symbol, frames, repeat), "frames": len(frames) * repeat}
+            return {"connections": self.hub.burst(symbol, frames, repeat), "frames": len(frames) * repeat}
         elif action == "flood":
             symbols = body.get("symbols", ["BTC/USD"])
             if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
                 raise FaultError("symbols must be a list of v2 symbols")
             try:
-                self.sim.flood.start(
+                self.flood.start(
                     symbols,
                     rate=float(body.get("rate", 1000)),
                     seconds=float(body.get("seconds", 10)),
                     trades_per_message=int(body.get("trades_per_message", 1)),
-                    seed=int(body.get("seed", self.sim.config.seed)),
+                    seed=int(body.get("seed", self.config.seed)),
                     first_trade_id=int(body.get("first_trade_id", 1_000_000_000)),
                 )
             except (TypeError, ValueError) as exc:
                 raise FaultError(f"flood: {exc}") from exc
-            return self.sim.flood.describe(seconds=False)
+            return self.flood.describe(seconds=False)
         elif action == "flood_stop":
-            self.sim.flood.stop()
-            return self.sim.flood.describe(seconds=False)
+            self.flood.stop()
+            return self.flood.describe(seconds=False)
         else:
             raise FaultError("action must be pause, resume, step, place, cancel, burst, flood or flood_stop")
         return {}

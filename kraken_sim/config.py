@@ -1,4 +1,5 @@
-"""Simulator configuration: ports, account, tier limits, market source."""
+"""Simulator configuration: ports, account, tier limits, market source; and the one place it is checked
+(``check_config``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,24 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from kraken_sim.errors import ConfigError
 from kraken_sim.instruments import DEFAULT_SYMBOLS
+from kraken_sim.scenarios import ScenarioSpec, parse_scenario
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_API_SECRET",
+    "DEFAULT_BALANCES",
+    "MAX_HISTORY_DAYS",
+    "TIERS",
+    "ConfigError",
+    "MarketPlan",
+    "SimConfig",
+    "Tier",
+    "check_config",
+    "parse_balances",
+    "parse_market",
+]
 
 # Kraken's documented REST auth example secret (PROTOCOL.md §0.1). It is public, which is what a local default
 # should be: nobody mistakes it for a real credential.
@@ -69,10 +87,6 @@ class SimConfig:
     ws_compression: bool = True  # accept permessage-deflate when the client offers it
 
 
-class ConfigError(ValueError):
-    pass
-
-
 def parse_balances(text: str) -> dict[str, Decimal]:
     """``USD=100000,BTC=1`` → ``{"USD": Decimal("100000"), "BTC": Decimal("1")}``."""
     result: dict[str, Decimal] = {}
@@ -94,13 +108,40 @@ def parse_balances(text: str) -> dict[str, Decimal]:
 
 
 MAX_HISTORY_DAYS = 60
+MARKETS = ("generate", "replay", "none")
 
 
-def history_minutes(days: float) -> int:
-    """``--history-days`` → whole minutes (refused below 0 or above ``MAX_HISTORY_DAYS``)."""
-    if not 0 <= days <= MAX_HISTORY_DAYS:
-        raise ConfigError(f"--history-days must be between 0 and {MAX_HISTORY_DAYS}, not {days}")
-    return round(days * 1440)
+@dataclass(frozen=True, slots=True)
+class MarketPlan:
+    """What a checked configuration's market is: its scenario and how many minutes of history it installs."""
+
+    scenario: ScenarioSpec
+    history_minutes: int
+
+
+def check_config(config: SimConfig) -> MarketPlan:
+    """Every check of a configuration as a whole (the command line and in-process use alike); ``ConfigError``
+    with the option's name for the first one that fails."""
+    if config.rate < 0:
+        raise ConfigError("--rate must be >= 0")
+    if config.ws_queue_limit < 1:
+        raise ConfigError("--ws-queue-limit must be >= 1")
+    ports = [p for p in (config.rest_port, config.ws_port, config.ws_auth_port) if p]
+    if len(ports) != len(set(ports)):
+        raise ConfigError("--rest-port, --ws-port and --ws-auth-port must differ")
+    if config.market not in MARKETS:
+        raise ConfigError(f"--market must be generate, none or replay:FILE, not {config.market!r}")
+    if config.market == "replay" and config.replay_file is None:
+        raise ConfigError("--market replay needs a recording (replay:FILE)")
+    if not 0 <= config.history_days <= MAX_HISTORY_DAYS:
+        raise ConfigError(f"--history-days must be between 0 and {MAX_HISTORY_DAYS}, not {config.history_days}")
+    scenario = parse_scenario(config.scenario)
+    minutes = round(config.history_days * 1440)
+    if scenario.is_process and config.market != "generate":
+        raise ConfigError(f"--scenario {scenario.name} needs --market generate")
+    if minutes and not scenario.is_process:
+        raise ConfigError("--history-days needs a --scenario other than regimes")
+    return MarketPlan(scenario, minutes)
 
 
 def parse_market(text: str) -> tuple[str, Path | None]:

@@ -1,6 +1,10 @@
-"""Kraken's error strings (PROTOCOL.md §1.4) as one exception type."""
+"""The simulator's exceptions: Kraken's error strings (PROTOCOL.md §1.4) as one type, and a bad configuration."""
 
 from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A configuration the simulator refuses (the command line exits 2 with its text)."""
 
 
 class KrakenError(Exception):

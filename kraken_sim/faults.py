@@ -11,17 +11,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from kraken_sim.accounts import AccountTrade, LedgerEntry, quantize
 from kraken_sim.engine import Order, OrderType, Side, TimeInForce
 from kraken_sim.errors import KrakenError
-from kraken_sim.exchange import OrderRequest
+from kraken_sim.exchange import Exchange, OrderRequest
 from kraken_sim.instruments import Asset
-
-if TYPE_CHECKING:
-    from kraken_sim.exchange import Exchange
-    from kraken_sim.ws import Connection, WsHub
+from kraken_sim.messages import PRIVATE_CHANNELS
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +28,33 @@ BALANCE_MOVE_TYPES = ("reward", "staking", "deposit", "withdrawal", "transfer", 
 # Assets that appear only through balance moves (staking and rewards: ``DOT.S``, ``USD.M``, ``ETH2.S``...): no pair
 # trades them, so they get a plain name and Kraken's usual 10 (crypto) or 4 (fiat, ``.M`` on USD/EUR) decimals.
 _FIAT = ("USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD")
-PRIVATE_CHANNELS = ("executions", "balances")
 
 
 class FaultError(ValueError):
     """A fault request that cannot be applied (bad arguments, unknown order)."""
+
+
+class Peer(Protocol):
+    """A WebSocket connection, as a silence sees it."""
+
+    @property
+    def connection_id(self) -> int: ...
+
+    @property
+    def private(self) -> bool: ...
+
+
+class FaultTarget(Protocol):
+    """What the WebSocket hub offers fault injection (the hub consults the faults as it sends; the faults act on
+    the hub through this, so neither module imports the other)."""
+
+    def drop(self, *, scope: str, connection_id: int | None, mode: str) -> int: ...
+
+    def skip_sequence(self, channel: str, count: int) -> int: ...
+
+    def send_raw(self, *, scope: str, frames: list[str]) -> int: ...
+
+    def clear_skips(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -47,10 +66,10 @@ class _Silence:
 
 
 class Faults:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, exchange: Exchange, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self.hub: WsHub | None = None
-        self.exchange: Exchange | None = None
+        self.exchange = exchange
+        self.hub: FaultTarget | None = None  # set once the hub exists (it takes the faults)
         self._rest_errors: deque[str] = deque()
         self._rest_delay_ms = 0
         self._rest_delay_count: int | None = None
@@ -107,7 +126,7 @@ class Faults:
             raise FaultError("silence needs seconds > 0, scope all|public|private, mode hold|drop")
         self._silences.append(_Silence(scope, connection_id, self._clock() + seconds, mode))
 
-    def silence_state(self, conn: Connection) -> tuple[float, str]:
+    def silence_state(self, conn: Peer) -> tuple[float, str]:
         """(seconds left, mode) of the longest silence that applies to ``conn``; (0, "") if none."""
         now = self._clock()
         self._silences = [s for s in self._silences if s.until > now]
@@ -133,7 +152,6 @@ class Faults:
         """The next ``count`` book updates for ``symbol`` carry a wrong checksum (the book data is right)."""
         if count < 1:
             raise FaultError("corrupt_checksum needs count >= 1")
-        assert self.exchange is not None
         if self.exchange.registry.by_symbol(symbol) is None:
             raise FaultError(f"unknown symbol {symbol}")
         self._corrupt[symbol] = self._corrupt.get(symbol, 0) + count
@@ -175,7 +193,6 @@ class Faults:
         the recorded messages, which hold what was sent)."""
         if channel not in ("trade", "ohlc") or count < 1:
             raise FaultError("withhold_market needs channel trade|ohlc and count >= 1")
-        assert self.exchange is not None
         if self.exchange.registry.by_symbol(symbol) is None:
             raise FaultError(f"unknown symbol {symbol}")
         key = (channel, symbol)
@@ -190,7 +207,6 @@ class Faults:
 
     def system_status(self, status: str) -> None:
         """online | maintenance | cancel_only | post_only: pushed on ``status`` and enforced."""
-        assert self.exchange is not None
         try:
             self.exchange.set_status(status)
         except ValueError as exc:
@@ -206,7 +222,6 @@ class Faults:
         userref: int = 0,
     ) -> Order:
         """An order on the account placed outside our system (as from Kraken's website)."""
-        assert self.exchange is not None
         inst = self.exchange.registry.by_symbol(symbol) or self.exchange.registry.by_rest_name(symbol)
         if inst is None:
             raise FaultError(f"unknown symbol {symbol}")
@@ -228,7 +243,6 @@ class Faults:
 
     def external_fill(self, order_id: str, qty: Decimal | str | None = None) -> AccountTrade:
         """A counterparty fills (part of) one of the account's resting orders, out of queue order."""
-        assert self.exchange is not None
         try:
             return self.exchange.external_fill(order_id, Decimal(str(qty)) if qty is not None else None)
         except KrakenError as exc:
@@ -240,7 +254,6 @@ class Faults:
         """A balance change outside trading (staking or opt-in rewards, a deposit, an adjustment): one ledger
         entry of ``type``, sent on ``balances``; REST Balance/BalanceEx show it. An asset the account does not
         hold yet (``DOT.S``, ``USD.M``) is added, named as given (REST id, altname and v2 code alike)."""
-        assert self.exchange is not None
         if type not in BALANCE_MOVE_TYPES:
             raise FaultError(f"balance_move type must be one of {', '.join(BALANCE_MOVE_TYPES)}")
         code = asset.strip().upper()
@@ -257,7 +270,7 @@ class Faults:
         if known is None:
             decimals = 4 if code.split(".")[0] in _FIAT else 10
             known = Asset(code, code, code, decimals, min(decimals, 5))
-            registry._assets[code] = known  # the registry lists every asset the account holds
+            registry.add_asset(known)  # the registry lists every asset the account holds
             account.balances[code] = Decimal(0)
         delta = quantize(delta, known.decimals)
         if account.balances[known.code] + delta < 0:
@@ -281,7 +294,6 @@ class Faults:
         """The exchange charges a different fee for a past trade than it reported at execution (a fee rebate or
         correction): TradesHistory, QueryTrades and the order's fee show the new fee, the quote balance moves by
         the difference with an ``adjustment`` ledger entry. The execution already sent is not repeated."""
-        assert self.exchange is not None
         account = self.exchange.account
         index = next((i for i, t in enumerate(account.trades) if t.txid == txid), None)
         if index is None:

@@ -178,6 +178,10 @@ class InstrumentRegistry:
     def by_rest_name(self, name: str) -> Instrument | None:
         return self._rest_names.get(name.strip().upper())
 
+    def add_asset(self, asset: Asset) -> None:
+        """List an asset no pair trades (one that only balance moves bring, e.g. ``DOT.S``)."""
+        self._assets.setdefault(asset.code, asset)
+
     def asset(self, code: str) -> Asset | None:
         return self._assets.get(code)
 

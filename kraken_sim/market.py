@@ -36,11 +36,14 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kraken_sim.engine import Order, Owner, Side
 from kraken_sim.exchange import Exchange
 from kraken_sim.feeds import book_checksum
 from kraken_sim.instruments import Instrument
 from kraken_sim.scenarios import MINUTE_NS, ScenarioPath, ScenarioSpec, generate_history
+from kraken_sim.wire import rfc3339
 
 log = logging.getLogger(__name__)
 ZERO = Decimal(0)
@@ -479,10 +482,6 @@ class MarketDriver:
         self.history_minutes = history_minutes
         self.origin_ns: int | None = None
         self.history_report: dict[str, Any] = {}
-        if self.scenario is not None and mode != "generate":
-            raise ValueError(f"scenario {self.scenario.name} needs the generated market (--market generate)")
-        if history_minutes and self.scenario is None:
-            raise ValueError("a back-dated history needs a scenario other than regimes (--scenario)")
         if mode == "generate" and self.scenario is not None:
             for i in exchange.registry:
                 path = ScenarioPath(self.scenario, seed, i.symbol, float(i.initial_price))
@@ -527,8 +526,6 @@ class MarketDriver:
             set_clock(None)
 
     def _install_history(self, origin_ns: int) -> None:
-        import numpy as np
-
         started = time.perf_counter()
         minutes = self.history_minutes
         begins = origin_ns + np.arange(-minutes, 0, dtype=np.int64) * MINUTE_NS
@@ -563,8 +560,6 @@ class MarketDriver:
 
     def scenario_state(self, now_ns: int) -> dict[str, Any]:
         """Name, params, seed, origin, change times and per symbol the path's current minute (no ground truth)."""
-        from kraken_sim.wire import rfc3339
-
         if self.scenario is None:
             return {"name": "regimes", "params": {}, "seed": self.seed, "ground_truth": None}
         origin = self.origin_ns if self.origin_ns is not None else now_ns - now_ns % MINUTE_NS

@@ -8,16 +8,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import orjson
 
 from kraken_sim.engine import Side
 from kraken_sim.instruments import Instrument
 from kraken_sim.wire import fixed
-
-if TYPE_CHECKING:
-    import numpy as np
 
 ZERO = Decimal(0)
 NS = 1_000_000_000
@@ -146,8 +144,6 @@ class TradeArchive:
         first_trade_id: int,
     ) -> None:
         """Append a block of trades (numpy columns) older than none already kept, ids from ``first_trade_id``."""
-        import numpy as np
-
         if len(ts_ns) and self.ts and int(ts_ns[0]) <= self.ts[-1]:
             raise ValueError("history trades must be newer than the archive's last trade")
         self.ts.frombytes(np.ascontiguousarray(ts_ns, dtype=np.int64).tobytes())
@@ -298,8 +294,6 @@ class SymbolMarketData:
         ``minute_begin_ns``; every bar has at least one) before any live trade: the archive, the last
         ``MAX_CANDLES`` candles of every interval, the rolling 24 h and today's ticker windows, the last price
         and the WS trade snapshot tape."""
-        import numpy as np
-
         if self.total_trades:
             raise ValueError("history must be loaded before any trade")
         n = len(ts_ns)

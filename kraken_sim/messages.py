@@ -27,6 +27,11 @@ PRIVATE_ON_PUBLIC = "Private data and trading are unavailable on this endpoint. 
 PUBLIC_ON_PRIVATE = "Public market data subscriptions are unavailable on this endpoint. Try ws.kraken.com"
 INVALID_SESSION = "ESession:Invalid session"
 NOT_FOUND = "Subscription Not Found"
+# Constructed (no recording of this case was available).
+ALREADY_SUBSCRIBED = "Already subscribed"
+
+PUBLIC_CHANNELS = ("book", "ticker", "trade", "ohlc", "instrument")
+PRIVATE_CHANNELS = ("executions", "balances")
 
 
 def ack(method: str, req_id: Any, result: dict[str, Any], time_in: int, time_out: int) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from kraken_sim.config import ConfigError
+from kraken_sim.errors import ConfigError
 
 MINUTE_NS = 60_000_000_000
 BLOCK = 1440  # minutes per block of draws (one day)
@@ -61,32 +61,42 @@ _DRIFT = ParamSpec(0.0002, 0.0, 0.01, "|mean| of the 1-minute log return while t
 _REGIME = ParamSpec(240, 3, 10**9, "mean regime length in minutes (switch probability 1/regime_minutes)", True)
 _CHANGE_AT = ParamSpec(60, 0, 10**7, "minutes after the simulator's start when the change happens", True)
 
-SCENARIOS: dict[str, dict[str, ParamSpec]] = {
-    "random_walk": {"vol": _VOL},
-    "trend": {"drift": _DRIFT, "regime_minutes": _REGIME, "vol": _VOL},
-    "regime_change": {
-        "drift": _DRIFT,
-        "regime_minutes": _REGIME,
-        "vol": _VOL,
-        "change_at": _CHANGE_AT,
-        "vol_mult": ParamSpec(1.0, 0.01, 100.0, "sigma multiplier applied at the change"),
-    },
-    "volatility_change": {
-        "drift": ParamSpec(0.0, 0.0, 0.01, _DRIFT.meaning),
-        "regime_minutes": _REGIME,
-        "vol": _VOL,
-        "change_at": _CHANGE_AT,
-        "vol_mult": ParamSpec(2.0, 0.01, 100.0, "sigma multiplier applied at the change"),
-    },
-    "regimes": {},
-}
 
-SCENARIO_HELP: dict[str, str] = {
-    "random_walk": "d = 0: no edge at any horizon",
-    "trend": "hidden +/-drift regimes (two-state Markov chain): a known, learnable edge",
-    "regime_change": "trend until change_at, then the edge vanishes (d = 0), sigma x vol_mult",
-    "volatility_change": "sigma x vol_mult at change_at (label drift); drift stays",
-    "regimes": "the historical regime-mix order flow (no ground truth)",
+@dataclass(frozen=True, slots=True)
+class ScenarioKind:
+    """One scenario of ``--scenario``: what it is (the CLI's help line) and the parameters it takes."""
+
+    summary: str
+    params: dict[str, ParamSpec]
+
+
+SCENARIOS: dict[str, ScenarioKind] = {
+    "random_walk": ScenarioKind("d = 0: no edge at any horizon", {"vol": _VOL}),
+    "trend": ScenarioKind(
+        "hidden +/-drift regimes (two-state Markov chain): a known, learnable edge",
+        {"drift": _DRIFT, "regime_minutes": _REGIME, "vol": _VOL},
+    ),
+    "regime_change": ScenarioKind(
+        "trend until change_at, then the edge vanishes (d = 0), sigma x vol_mult",
+        {
+            "drift": _DRIFT,
+            "regime_minutes": _REGIME,
+            "vol": _VOL,
+            "change_at": _CHANGE_AT,
+            "vol_mult": ParamSpec(1.0, 0.01, 100.0, "sigma multiplier applied at the change"),
+        },
+    ),
+    "volatility_change": ScenarioKind(
+        "sigma x vol_mult at change_at (label drift); drift stays",
+        {
+            "drift": ParamSpec(0.0, 0.0, 0.01, _DRIFT.meaning),
+            "regime_minutes": _REGIME,
+            "vol": _VOL,
+            "change_at": _CHANGE_AT,
+            "vol_mult": ParamSpec(2.0, 0.01, 100.0, "sigma multiplier applied at the change"),
+        },
+    ),
+    "regimes": ScenarioKind("the historical regime-mix order flow (no ground truth)", {}),
 }
 
 
@@ -164,9 +174,10 @@ def parse_scenario(text: str) -> ScenarioSpec:
     Unknown name, unknown parameter, a value that is not a number or out of range → ``ConfigError``."""
     name, _, rest = text.strip().partition(":")
     name = name.strip()
-    declared = SCENARIOS.get(name)
-    if declared is None:
+    kind = SCENARIOS.get(name)
+    if kind is None:
         raise ConfigError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    declared = kind.params
     given: dict[str, float] = {}
     for part in rest.split(","):
         part = part.strip()
@@ -199,9 +210,9 @@ def parse_scenario(text: str) -> ScenarioSpec:
 
 def scenario_help() -> str:
     lines = []
-    for name, params in SCENARIOS.items():
-        args = ", ".join(f"{k}={_fmt(s.default)}" for k, s in params.items())
-        lines.append(f"  {name}{f' ({args})' if args else ''}: {SCENARIO_HELP[name]}")
+    for name, kind in SCENARIOS.items():
+        args = ", ".join(f"{k}={_fmt(s.default)}" for k, s in kind.params.items())
+        lines.append(f"  {name}{f' ({args})' if args else ''}: {kind.summary}")
     return "\n".join(lines)
 
 
@@ -335,7 +346,6 @@ class HistoryTrades:
     qty_lots: np.ndarray  # int64
     buy: np.ndarray  # bool: taker side
     market: np.ndarray  # bool: taker order type market (else limit)
-    minute_first: int  # minute index of the first minute
     minute_count: np.ndarray  # trades per minute (int64)
 
 
@@ -390,7 +400,7 @@ def generate_history(
     lots = np.maximum(lots, min_lots)
     buy = rng.random(total) < 0.5
     market = rng.random(total) < 0.7
-    return HistoryTrades(ts, ticks, lots, buy, market, first, counts)
+    return HistoryTrades(ts, ticks, lots, buy, market, counts)
 
 
 # -- ground truth -----------------------------------------------------------------------------------------

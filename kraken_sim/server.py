@@ -17,7 +17,7 @@ from aiohttp import web
 
 from kraken_sim.admin import AdminApi
 from kraken_sim.auth import Authenticator, TokenStore
-from kraken_sim.config import ConfigError, SimConfig, history_minutes
+from kraken_sim.config import SimConfig, check_config
 from kraken_sim.exchange import Exchange
 from kraken_sim.faults import Faults
 from kraken_sim.flood import TradeFlood
@@ -25,7 +25,6 @@ from kraken_sim.ids import IdGenerator
 from kraken_sim.instruments import InstrumentRegistry
 from kraken_sim.market import MarketDriver
 from kraken_sim.rest import RestApi
-from kraken_sim.scenarios import parse_scenario
 from kraken_sim.wire import Clock, fixed, rfc3339
 from kraken_sim.ws import WsHub
 
@@ -35,23 +34,17 @@ log = logging.getLogger(__name__)
 class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config = config or SimConfig()
+        plan = check_config(config)
         self.clock = Clock()
         self.ids = IdGenerator(config.seed)
         self.registry = InstrumentRegistry(config.instruments)
         self.exchange = Exchange(config, self.registry, self.clock, self.ids)
-        self.faults = Faults()
+        self.faults = Faults(self.exchange)
         self.tokens = TokenStore(config.token_ttl)
         self.auth = Authenticator({config.api_key: config.api_secret})
         self.hub = WsHub(config, self.exchange, self.tokens, self.faults, self.ids, self.clock)
         self.exchange.sink = self.hub
         self.faults.hub = self.hub
-        self.faults.exchange = self.exchange
-        scenario = parse_scenario(config.scenario)
-        minutes = history_minutes(config.history_days)
-        if scenario.is_process and config.market != "generate":
-            raise ConfigError(f"--scenario {scenario.name} needs --market generate")
-        if minutes and not scenario.is_process:
-            raise ConfigError("--history-days needs a --scenario other than regimes")
         self.market = MarketDriver(
             self.exchange,
             config.market,
@@ -59,12 +52,21 @@ class Simulator:
             config.rate,
             replay_file=config.replay_file,
             replay_loop=config.replay_loop,
-            scenario=scenario,
-            history_minutes=minutes,
+            scenario=plan.scenario,
+            history_minutes=plan.history_minutes,
         )
         self.flood = TradeFlood(self.hub.publish_trade_text, self.registry)
         self.rest = RestApi(config, self.exchange, self.auth, self.tokens, self.faults, self.ids, self.clock)
-        self.admin = AdminApi(self)
+        self.admin = AdminApi(
+            config=config,
+            clock=self.clock,
+            exchange=self.exchange,
+            faults=self.faults,
+            market=self.market,
+            hub=self.hub,
+            flood=self.flood,
+            state=self.state,
+        )
         self._runners: list[web.AppRunner] = []
         self.rest_url = ""
         self.ws_url = ""
