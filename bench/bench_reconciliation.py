@@ -59,7 +59,7 @@ def full_run(orders: int, reward_assets: int) -> dict[str, Any]:
     from ingest.kraken.ratelimit import RestCallCounter, Tier
     from kraken_sim.engine import OrderType, Side
     from kraken_sim.exchange import OrderRequest
-    from reconciliation.services import reconciliation_run
+    from reconciliation.runs import reconciliation_run
     from tests.reconciliation.harness import SimLoop, harness_client, local_instruments
     from trading.models import Balance, Fill, Instrument, Order, Position
     from trading.pnl import q_money

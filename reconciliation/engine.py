@@ -1,5 +1,5 @@
 """The comparison, pure: our books and the exchange's answers in, findings (with the correction each one calls for)
-out. No ORM, no I/O, so the scenario generator and the benchmark exercise it fast; `reconciliation.services`
+out. No ORM, no I/O, so the scenario generator and the benchmark exercise it fast; `reconciliation.runs`
 loads the inputs, calls these functions and carries out the corrections through the trading services.
 
 Two phases, so a difference is reported once, where it starts:

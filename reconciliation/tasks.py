@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from core.audit import audit_actor
+from reconciliation.runs import ReconciliationRunning, reconciliation_run, startup_gate_engage
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +24,6 @@ QUEUE = "reconciliation"
 def reconciliation_run_task(
     trigger: str = "schedule", requested_by: str = "reconciliation", reason: str = ""
 ) -> dict[str, Any]:
-    from reconciliation.services import ReconciliationRunning, reconciliation_run
-
     if not live_trading():
         return {"skipped": True, "reason": "paper trading: the exchange account is not ours to reconcile"}
     with audit_actor(f"celery:{TASK_NAME}"):
@@ -61,7 +60,5 @@ def _startup_reconciliation(sender: Any = None, **_: Any) -> None:
         return
     if QUEUE not in queues:
         return
-    from reconciliation.services import startup_gate_engage
-
     startup_gate_engage()
     reconciliation_run_task.apply_async(kwargs={"trigger": "startup", "reason": "worker start"}, queue=QUEUE)

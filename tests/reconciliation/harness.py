@@ -29,17 +29,12 @@ from ingest.kraken.ratelimit import RestCallCounter, Tier
 from ingest.kraken.rest import KrakenRestClientSync
 from kraken_sim import TIERS, SimConfig, Simulator
 from kraken_sim.engine import OrderStatus
+from trading.accounts import balance_set
+from trading.execution_reports import execution_report_apply
 from trading.executions import ExecutionEvent
+from trading.instruments import instrument_upsert
 from trading.models import Balance, Fill, Instrument, Order
-from trading.services import (
-    balance_set,
-    execution_report_apply,
-    instrument_upsert,
-    order_create,
-    order_mark_rejected,
-    order_mark_submitted,
-    order_request_cancel,
-)
+from trading.orders import order_create, order_mark_cancel_requested, order_mark_rejected, order_mark_submitted
 
 R = TypeVar("R")
 UNLIMITED = TIERS["pro"].__class__("test", Decimal(10**6), Decimal(1), Decimal(10**6), Decimal(1), 10_000)
@@ -324,7 +319,7 @@ class World:
         order = self.rng.choice(resting)
         local = Order.objects.filter(client_order_id=order.cl_ord_id).first()
         if local is not None and local.state in ("accepted", "partially_filled", "submitted"):
-            order_request_cancel(order_id=local.pk, reason="scenario cancel")
+            order_mark_cancel_requested(order_id=local.pk, reason="scenario cancel")
         with contextlib.suppress(KrakenError):
             self.client.cancel_order(txid=order.order_id)
         return True
@@ -338,7 +333,7 @@ class World:
         order = self.rng.choice(resting)
         local = Order.objects.filter(client_order_id=order.cl_ord_id).first()
         if local is not None and local.state in ("accepted", "partially_filled", "submitted"):
-            order_request_cancel(order_id=local.pk, reason="scenario cancel (race)")
+            order_mark_cancel_requested(order_id=local.pk, reason="scenario cancel (race)")
         self.withheld(lambda: self.fault("external_fill", order_id=order.order_id))
         with contextlib.suppress(KrakenError):
             self.client.cancel_order(txid=order.order_id)

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from reconciliation.models import Discrepancy, ReconciliationRun
-from reconciliation.services import reconciliation_run
+from reconciliation.runs import reconciliation_run
 from tests.reconciliation.harness import (
     Scenario,
     SimLoop,

@@ -13,12 +13,13 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from galfriday_site.periodic import PERIODIC_TASKS
-from reconciliation import services
+from reconciliation import runs, services
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.tasks import reconciliation_run_task
 from tests.reconciliation.harness import SimLoop, World, harness_client
+from trading.accounts import fill_fee_correct
+from trading.kill_switch import trading_state_set
 from trading.models import Alert, Balance, Position, TradingState
-from trading.services import fill_fee_correct, trading_state_set
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +33,7 @@ def world(sim_loop: SimLoop):  # type: ignore[no-untyped-def]
 
 def run(world: World, trigger: str = "operator") -> ReconciliationRun:
     with harness_client(world.sim) as client:
-        return services.reconciliation_run(trigger=trigger, client=client)
+        return runs.reconciliation_run(trigger=trigger, client=client)
 
 
 def test_clean_books_give_a_clean_run_with_counts_and_timings(world: World) -> None:
@@ -78,7 +79,7 @@ def test_a_position_its_fills_do_not_prove_halts(world: World) -> None:
 
 def test_start_up_gate_halts_until_a_clean_start_up_run(world: World) -> None:
     trading_state_set(state="active", reason="test", actor="test")
-    assert services.startup_gate_engage() is True
+    assert runs.startup_gate_engage() is True
     assert TradingState.objects.get().state == "halted"
     result = run(world, trigger="startup")
     assert result.status == "clean"
@@ -89,33 +90,33 @@ def test_start_up_gate_halts_until_a_clean_start_up_run(world: World) -> None:
 
 def test_start_up_gate_leaves_an_operator_halt_alone(world: World) -> None:
     trading_state_set(state="halted", reason="operator says no", actor="user:ops")
-    assert services.startup_gate_engage() is False
+    assert runs.startup_gate_engage() is False
     run(world, trigger="startup")
     assert TradingState.objects.get().changed_by == "user:ops"
 
 
 def test_a_failed_exchange_keeps_the_gate_closed_and_records_the_failure(world: World) -> None:
-    services.startup_gate_engage()
+    runs.startup_gate_engage()
     world.fault("rest_errors", count=50, error="EService:Unavailable")
     result = run(world, trigger="startup")
     assert result.status == "failed"
     assert "Unavailable" in result.error
     assert TradingState.objects.get().state == "halted"
-    assert Alert.objects.filter(kind=services.ALERT_FAILED).exists()
+    assert Alert.objects.filter(kind=runs.ALERT_FAILED).exists()
 
 
 def test_single_flight_a_second_run_is_refused_and_the_task_skips(world: World) -> None:
-    services.run_start(trigger="schedule")
-    with pytest.raises(services.ReconciliationRunning):
-        services.run_start(trigger="gap")
+    runs.run_start(trigger="schedule")
+    with pytest.raises(runs.ReconciliationRunning):
+        runs.run_start(trigger="gap")
     assert reconciliation_run_task(trigger="schedule")["skipped"] is True
     assert ReconciliationRun.objects.filter(status="running").count() == 1
 
 
 def test_an_abandoned_running_run_is_failed_and_the_slot_freed(settings) -> None:  # type: ignore[no-untyped-def]
     settings.GALFRIDAY_RECONCILIATION_STALE_SECONDS = 0
-    stuck = services.run_start(trigger="schedule")
-    services.run_start(trigger="gap")
+    stuck = runs.run_start(trigger="schedule")
+    runs.run_start(trigger="gap")
     stuck.refresh_from_db()
     assert stuck.status == "failed"
     assert "abandoned" in stuck.error
@@ -129,7 +130,7 @@ def test_run_stays_within_the_starter_rest_budget(world: World) -> None:
     world.sync()
     counter = RestCallCounter(Tier.STARTER)
     with harness_client(world.sim, tier=Tier.STARTER, rest_counter=counter) as client:
-        result = services.reconciliation_run(trigger="schedule", client=client)
+        result = runs.reconciliation_run(trigger="schedule", client=client)
     assert result.status == "clean"
     assert result.rest_cost <= 15
     assert counter.value() <= 15
