@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,21 +17,13 @@ import httpx
 import pytest
 
 from galfriday_site.celery import make_celery_app
+from tests import waiting
 from tests.conftest import ROOT, free_port
 
 
 def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (httpx.HTTPError, OSError) as exc:
-            last_error = exc
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last_error!r})")
+    """The standalone system is starting: refused connections are "not yet"."""
+    return waiting.wait_for(predicate, timeout, what, interval=0.25, retry_on=(httpx.HTTPError, OSError))
 
 
 class Standalone:
