@@ -35,7 +35,9 @@ if str(ROOT) not in sys.path:
 from bench.bench_ws_loopback import Child, _cpu_model, percentiles  # noqa: E402
 from ingest.kraken.messages import ChannelMessage, Execution  # noqa: E402
 from ingest.kraken.rest import KrakenRestClient  # noqa: E402
-from ingest.kraken.ws import KrakenWsClient, WsConfig, token_provider_from  # noqa: E402
+from ingest.kraken.ws.client import KrakenWsClient  # noqa: E402
+from ingest.kraken.ws.types import WsConfig  # noqa: E402
+from ingest.kraken.ws.user_stream import token_provider_from  # noqa: E402
 
 
 async def bench(orders: int, warmup: int) -> dict[str, Any]:

@@ -25,7 +25,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest.kraken.ws import KrakenWsClient, WsConfig  # noqa: E402
+from ingest.kraken.ws.client import KrakenWsClient  # noqa: E402
+from ingest.kraken.ws.types import WsConfig  # noqa: E402
 
 RECORDING = "kraken/recordings/book-v2-btcusd-depth10.jsonl"
 

@@ -49,7 +49,9 @@ from websockets.asyncio.server import ServerConnection, serve  # noqa: E402
 from bench import stats  # noqa: E402
 from bench.bench_book import synthetic_stream  # noqa: E402
 from ingest.kraken.book import OrderBook  # noqa: E402
-from ingest.kraken.ws import BookEvent, KrakenWsClient, ReconnectPolicy, WsConfig  # noqa: E402
+from ingest.kraken.ws.client import KrakenWsClient  # noqa: E402
+from ingest.kraken.ws.reconnect import ReconnectPolicy  # noqa: E402
+from ingest.kraken.ws.types import BookEvent, WsConfig  # noqa: E402
 
 SYMBOL = "BTC/USD"
 FRAME_TS = '"timestamp":"2023-07-30T15:29:58.343415Z"'

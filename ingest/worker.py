@@ -64,16 +64,9 @@ from ingest.kraken.book import OrderBook
 from ingest.kraken.errors import KrakenError
 from ingest.kraken.messages import OHLC, BalanceUpdate, ChannelMessage, Execution, Ticker, Trade
 from ingest.kraken.rest import KrakenRestClient
-from ingest.kraken.ws import (
-    PUBLIC,
-    BookEvent,
-    ConnectionState,
-    ExchangeStatus,
-    KrakenWsClient,
-    ReconcileRequest,
-    WsConfig,
-    token_provider_from,
-)
+from ingest.kraken.ws.client import KrakenWsClient
+from ingest.kraken.ws.types import PUBLIC, BookEvent, ConnectionState, ExchangeStatus, ReconcileRequest, WsConfig
+from ingest.kraken.ws.user_stream import token_provider_from
 from ingest.publisher import EventPublisher
 from timeseries.base import TimeSeriesStore
 from timeseries.writer import TimeSeriesWriter
@@ -669,7 +662,7 @@ class IngestWorker:
                 "held_trades": sum(len(v) for v in self._held.values()),
                 "ohlc_checks_pending": len(self._checks),
                 "events_pending": getattr(self.publisher, "pending", 0),
-                "listener_tasks": len(getattr(self.ws, "_callback_tasks", ())),
+                "listener_tasks": self.ws.listener_tasks,
                 "tasks": len(self._tasks),
             },
             "dropped": {

@@ -38,6 +38,7 @@ __all__ = [
     "MalformedMessage",
     "MarginError",
     "MarketRestricted",
+    "NotConnected",
     "OrderMinimumNotMet",
     "OrderOutcomeUnknown",
     "OrderRejected",
@@ -46,6 +47,7 @@ __all__ = [
     "PositionsLimitExceeded",
     "RateLimitExceeded",
     "ReduceOnlyViolation",
+    "RequestTimeout",
     "ServiceUnavailable",
     "TemporaryLockout",
     "TickSizeError",
@@ -241,6 +243,15 @@ class TransportError(KrakenError):
     """The request did not get a usable answer (connect failure, timeout before sending, HTTP error)."""
 
     retryable = True
+
+
+class NotConnected(TransportError):
+    """The WebSocket is not connected (or the client is closed): the request was NOT sent; safe to retry."""
+
+
+class RequestTimeout(TransportError):
+    """No response to a WebSocket request within its timeout. Not used for ``add_order`` (that raises
+    :class:`OrderOutcomeUnknown`)."""
 
 
 class HttpStatusError(TransportError):

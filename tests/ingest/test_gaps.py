@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer
 from django.db import connections
 
-from ingest.kraken.ws import ConnectionState
+from ingest.kraken.ws.types import ConnectionState
 from ingest.models import BackfillRecord
 from ingest.worker import IngestConfig, IngestWorker
 from kraken_sim import SimConfig, Simulator

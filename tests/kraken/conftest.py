@@ -14,7 +14,10 @@ import pytest
 
 from ingest.kraken.ratelimit import RestCallCounter, TradingEngineLimiter
 from ingest.kraken.rest import KrakenRestClient
-from ingest.kraken.ws import KrakenWsClient, ReconnectPolicy, WsConfig, token_provider_from
+from ingest.kraken.ws.client import KrakenWsClient
+from ingest.kraken.ws.reconnect import ReconnectPolicy
+from ingest.kraken.ws.types import WsConfig
+from ingest.kraken.ws.user_stream import token_provider_from
 from kraken_sim import SimConfig, Simulator, Tier
 
 _NAME = "kraken/recordings/book-v2-btcusd-depth10.jsonl"

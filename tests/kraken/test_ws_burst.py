@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from ingest.kraken.ws import KrakenWsClient, WsConfig
+from ingest.kraken.ws.client import KrakenWsClient
+from ingest.kraken.ws.types import WsConfig
 from kraken_sim import SimConfig, Simulator
 from tests.kraken.conftest import SIM_UNLIMITED
 

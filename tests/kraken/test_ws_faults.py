@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from ingest.kraken.errors import MarketRestricted, ServiceUnavailable
-from ingest.kraken.ws import ReconcileRequest, ReconnectPolicy
+from ingest.kraken.ws.reconnect import ReconnectPolicy
+from ingest.kraken.ws.types import ReconcileRequest
 
 SYMBOLS = ("BTC/USD", "ETH/USD")
 PRECISIONS = {"BTC/USD": (1, 8), "ETH/USD": (2, 8)}

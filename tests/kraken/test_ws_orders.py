@@ -14,9 +14,9 @@ from ingest.kraken.errors import (
     InsufficientFunds,
     OrderMinimumNotMet,
     OrderOutcomeUnknown,
+    RequestTimeout,
     UnknownOrder,
 )
-from ingest.kraken.ws import RequestTimeout
 
 
 @pytest.fixture
@@ -267,7 +267,9 @@ async def test_rest_error_faults_become_typed_errors_and_feed_the_rate_model(res
 async def test_keepalive_pings_hold_an_idle_trading_only_socket_open(
     make_sim: Any, make_rest: Any, keepalive_s: float
 ) -> None:
-    from ingest.kraken.ws import KrakenWsClient, WsConfig, token_provider_from
+    from ingest.kraken.ws.client import KrakenWsClient
+    from ingest.kraken.ws.types import WsConfig
+    from ingest.kraken.ws.user_stream import token_provider_from
 
     # A private socket used only for trading has no subscription, hence no heartbeats, and the exchange closes
     # a socket that sends nothing for its idle timeout (60 s on Kraken; 0.6 s here).

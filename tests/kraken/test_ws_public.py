@@ -150,7 +150,7 @@ async def test_close_cancels_every_task_closes_both_sockets_and_refuses_further_
 ) -> None:
     import asyncio
 
-    from ingest.kraken.ws import NotConnected
+    from ingest.kraken.errors import NotConnected
 
     client, recorder = make_ws()
     await client.subscribe_book(["BTC/USD"], precisions={"BTC/USD": (1, 8)})

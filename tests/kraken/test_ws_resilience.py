@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from ingest.kraken.ws import ConnectionAttemptLimiter, KrakenWsClient, ReconnectPolicy, WsConfig
+from ingest.kraken.ws.client import KrakenWsClient
+from ingest.kraken.ws.reconnect import ConnectionAttemptLimiter, ReconnectPolicy
+from ingest.kraken.ws.types import WsConfig
 
 
 def test_policy_retries_quickly_then_backs_off_exponentially_with_jitter_to_the_cap() -> None:

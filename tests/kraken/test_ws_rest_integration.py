@@ -20,7 +20,9 @@ from ingest.kraken.errors import (
     TradingRateLimitExceeded,
 )
 from ingest.kraken.ratelimit import RestCallCounter, TradingEngineLimiter
-from ingest.kraken.ws import KrakenWsClient, WsConfig, token_provider_from
+from ingest.kraken.ws.client import KrakenWsClient
+from ingest.kraken.ws.types import WsConfig
+from ingest.kraken.ws.user_stream import token_provider_from
 from kraken_sim import Tier
 
 # Small limits with a fast decay, so a burst of ten calls crosses them and the model's waits stay short.
