@@ -9,6 +9,8 @@
   subscribers; ``flood``: a synthetic trade tape at a fixed message rate, see ``kraken_sim.flood``).
 - ``GET /_sim/scenario?horizon=15``: the market scenario (name, params, seed, origin, scheduled changes, per
   symbol the path's current minute, hidden regime state and last close) and its ground truth at that horizon.
+- ``POST /_sim/dead_man_switch`` ``{"advance": seconds}``: let that much of the dead man's switch's countdown pass
+  now (it fires in this call if the countdown runs out); ``GET`` the switch's state.
 - ``GET /_sim/flood``: the trade flood's counters and its per-second record of what it sent (``?seconds=0``:
   counters only).
 """
@@ -124,6 +126,8 @@ class AdminApi:
         app.router.add_post("/_sim/market", self.post_market)
         app.router.add_get("/_sim/flood", self.get_flood)
         app.router.add_get("/_sim/scenario", self.get_scenario)
+        app.router.add_post("/_sim/dead_man_switch", self.post_dead_man_switch)
+        app.router.add_get("/_sim/dead_man_switch", self.get_dead_man_switch)
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         try:
@@ -205,6 +209,30 @@ class AdminApi:
             loop = asyncio.get_running_loop()
             info["ground_truth"] = await loop.run_in_executor(None, ground_truth, market.scenario, horizon)
         return _json(info)
+
+    async def get_dead_man_switch(self, request: web.Request) -> web.Response:
+        return _json(self.exchange.deadman.describe())
+
+    async def post_dead_man_switch(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request)
+            if set(body) != {"advance"}:
+                raise FaultError('the body must be {"advance": seconds}')
+            value = body["advance"]
+            try:
+                if isinstance(value, bool):
+                    raise InvalidOperation
+                seconds = Decimal(str(value))
+                if not seconds.is_finite() or seconds < 0:
+                    raise InvalidOperation
+            except InvalidOperation as exc:
+                raise FaultError("advance must be a number of seconds >= 0") from exc
+        except FaultError as exc:
+            return _json({"ok": False, "error": str(exc)}, status=400)
+        switch = self.exchange.deadman
+        fired_now = switch.advance(seconds)
+        log.info("dead man's switch advanced by %s s%s", seconds, " (fired)" if fired_now else "")
+        return _json({"ok": True, "fired_now": fired_now, **switch.describe()})
 
     async def get_flood(self, request: web.Request) -> web.Response:
         include = request.query.get("seconds", "1") not in ("0", "false")

@@ -8,7 +8,6 @@ once at its end: one market action gives one book update per subscribed depth, a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from typing import Protocol
 from kraken_sim import errors as E
 from kraken_sim.accounts import Account, AccountTrade, LedgerEntry
 from kraken_sim.config import SimConfig
+from kraken_sim.deadman import DeadManSwitch, checked_timeout
 from kraken_sim.engine import (
     Fill,
     Order,
@@ -152,10 +152,7 @@ class Exchange:
         self._pending_trades: dict[str, list[PublicTrade]] = {}
         self._pending_candles: dict[str, dict[int, Candle]] = {}
         self._bbo: dict[str, tuple[Decimal | None, Decimal, Decimal | None, Decimal]] = {}
-        # The dead man's switch: when it fires (0: off), how often it fired, and its timer.
-        self.deadman_trigger_ns = 0
-        self.deadman_fired = 0
-        self._deadman_handle: asyncio.TimerHandle | None = None
+        self.deadman = DeadManSwitch(clock, self._deadman_fire)
 
     def _trade_id_iter(self, symbol: str) -> Iterator[int]:
         while True:
@@ -435,42 +432,21 @@ class Exchange:
         return len(orders)
 
     # -- the dead man's switch (CancelAllOrdersAfter / cancel_all_orders_after) ----------------------------
-    def cancel_all_after(self, timeout: int) -> tuple[int, int]:
-        """Arm (or re-arm: the countdown restarts) the account's dead man's switch: every open order is canceled
-        ``timeout`` seconds from now, unless a new call pushes the trigger back first; ``timeout=0`` disarms it.
-        After it fires it stays off until the next non-zero call (Kraken's documented behaviour). Returns
-        ``(now_ns, trigger_ns)``, ``trigger_ns`` 0 when off. Must run on the simulator's loop."""
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0 or timeout > 86400:
-            raise KrakenError(E.INVALID_ARGUMENTS)
+    def cancel_all_after(self, timeout: object) -> tuple[int, int]:
+        """Arm, re-arm (the countdown restarts) or, with 0, disarm the account's dead man's switch
+        (``kraken_sim.deadman``). Returns ``(now_ns, trigger_ns)``, ``trigger_ns`` 0 when off."""
+        timeout = checked_timeout(timeout)
         if self.status == "maintenance":
             raise KrakenError(E.UNAVAILABLE)
-        if self._deadman_handle is not None:
-            self._deadman_handle.cancel()
-            self._deadman_handle = None
-        now = self.clock.now_ns()
-        if timeout == 0:
-            self.deadman_trigger_ns = 0
-            log.info("dead man's switch disarmed")
-            return now, 0
-        self.deadman_trigger_ns = now + timeout * NS
-        self._deadman_handle = asyncio.get_running_loop().call_later(timeout, self._deadman_fire)
-        return now, self.deadman_trigger_ns
+        return self.deadman.arm(timeout)
 
     def _deadman_fire(self) -> None:
-        self._deadman_handle = None
-        self.deadman_trigger_ns = 0
-        self.deadman_fired += 1
         try:
             count = self.cancel_all(source="dead_man_switch")
         except KrakenError as exc:  # e.g. maintenance: logged, the switch stays off as after any firing
             log.warning("dead man's switch fired but could not cancel: %s", exc.code)
             return
         log.warning("dead man's switch fired: %d open orders canceled", count)
-
-    def deadman_stop(self) -> None:
-        if self._deadman_handle is not None:
-            self._deadman_handle.cancel()
-            self._deadman_handle = None
 
     def cancel_all(self, *, source: str = "api") -> int:
         orders = self.open_orders()

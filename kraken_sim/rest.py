@@ -18,6 +18,7 @@ from kraken_sim import errors as E
 from kraken_sim.accounts import AccountTrade, LedgerEntry
 from kraken_sim.auth import Authenticator, TokenStore, parse_body
 from kraken_sim.config import SimConfig
+from kraken_sim.deadman import switch_answer
 from kraken_sim.engine import Order, OrderType, Side, TimeInForce
 from kraken_sim.errors import KrakenError
 from kraken_sim.exchange import Exchange, OrderRequest, order_description
@@ -698,8 +699,7 @@ class RestApi:
             raise KrakenError(E.INVALID_ARGUMENTS)
         timeout = _int(params, "timeout")
         assert timeout is not None
-        now, trigger = self.exchange.cancel_all_after(timeout)
-        return {"currentTime": rfc3339_seconds(now), "triggerTime": rfc3339_seconds(trigger) if trigger else "0"}
+        return switch_answer(*self.exchange.cancel_all_after(timeout))
 
     def websockets_token(self, params: Params) -> Any:
         token = self.ids.ws_token()

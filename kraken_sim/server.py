@@ -114,7 +114,7 @@ class Simulator:
         log.info("kraken_sim listening: rest %s ws %s ws-auth %s", self.rest_url, self.ws_url, self.ws_auth_url)
 
     async def stop(self) -> None:
-        self.exchange.deadman_stop()
+        self.exchange.deadman.stop()
         self.flood.stop()
         await self.market.stop()
         await self.hub.close_all()
@@ -230,10 +230,7 @@ class Simulator:
         state: dict[str, Any] = {
             "endpoints": self.endpoints(),
             "status": ex.status,
-            "dead_man_switch": {
-                "trigger": rfc3339(ex.deadman_trigger_ns) if ex.deadman_trigger_ns else None,
-                "fired": ex.deadman_fired,
-            },
+            "dead_man_switch": ex.deadman.describe(),
             "balances": balances,
             "orders": orders,
             "trades": trades,

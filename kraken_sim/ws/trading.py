@@ -9,10 +9,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from kraken_sim import errors as E
+from kraken_sim.deadman import switch_answer
 from kraken_sim.engine import OrderType, Side, TimeInForce
 from kraken_sim.errors import KrakenError
 from kraken_sim.exchange import Exchange, OrderRequest
-from kraken_sim.wire import rfc3339_seconds
 from kraken_sim.ws.connection import Connection, Subscriptions
 from kraken_sim.ws.private import PrivateFeeds
 
@@ -161,14 +161,9 @@ class TradingRequests:
 
     def _cancel_all_orders_after(self, conn: Connection, params: dict[str, Any], req_id: Any, time_in: int) -> None:
         method = "cancel_all_orders_after"
-        timeout = params.get("timeout")
-        if isinstance(timeout, bool) or not isinstance(timeout, int):
-            self.subs.error(conn, method, E.INVALID_ARGUMENTS, req_id, time_in)
-            return
         try:
-            now, trigger = self.exchange.cancel_all_after(timeout)
+            result = switch_answer(*self.exchange.cancel_all_after(params.get("timeout")))
         except KrakenError as exc:
             self.subs.error(conn, method, exc.code, req_id, time_in)
             return
-        result = {"currentTime": rfc3339_seconds(now), "triggerTime": rfc3339_seconds(trigger) if trigger else "0"}
         self.subs.ack(conn, method, req_id, result, time_in)
