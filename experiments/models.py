@@ -217,6 +217,9 @@ class ExperimentObservation(models.Model):
     latency_ms = models.FloatField(null=True, blank=True, help_text="time to predict (features and model)")
     error = models.TextField(blank=True, default="", help_text="why the arm could not predict")
     assignment_counted = models.BooleanField(default=False, help_text="counted in the arm's assignments")
+    counted_revision = models.IntegerField(
+        null=True, blank=True, help_text="revision of the outcome whose figures `contribution` holds; null: none yet"
+    )
     contribution = models.JSONField(null=True, blank=True)
     pair_contribution = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -244,7 +247,9 @@ class ArmStatistics(models.Model):
     n_assigned = models.PositiveIntegerField(default=0, help_text="decisions the arm served (split) or shadowed")
     n_errors = models.PositiveIntegerField(default=0)
     n_outcomes = models.PositiveIntegerField(default=0)
-    state = models.JSONField(default=dict, blank=True, help_text="experiments.sequential.ArmState")
+    n_latency = models.PositiveIntegerField(default=0, help_text="predictions timed")
+    n_slow = models.PositiveIntegerField(default=0, help_text="predictions slower than the latency guardrail")
+    state = models.JSONField(default=dict, blank=True, help_text="streams per metric, drawdown, latency buckets")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

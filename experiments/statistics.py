@@ -42,6 +42,8 @@ __all__ = [
     "srm",
     "two_proportions",
     "welch_t",
+    "welch_t_summary",
+    "z_test_summary",
 ]
 
 NAN = math.nan
@@ -142,13 +144,33 @@ def welch_t(control: Any, treatment: Any, alpha: float = 0.05) -> StatResult:
     variances are involved", Biometrika 34; F. E. Satterthwaite (1946), Biometrics Bulletin 2. Each arm needs two
     observations; two constant arms (no variance at all) give NaN statistic, p and interval.
     """
-    a = _alpha(alpha)
     c = _sample(control, "control", min_n=2)
     t = _sample(treatment, "treatment", min_n=2)
-    n_c, n_t = len(c), len(t)
-    estimate = float(t.mean() - c.mean())
-    v_c = _var(c) / n_c
-    v_t = _var(t) / n_t
+    return welch_t_summary(float(c.mean()), _var(c), len(c), float(t.mean()), _var(t), len(t), alpha=alpha)
+
+
+def welch_t_summary(
+    mean_control: float,
+    var_control: float,
+    n_control: int,
+    mean_treatment: float,
+    var_treatment: float,
+    n_treatment: int,
+    alpha: float = 0.05,
+) -> StatResult:
+    """`welch_t` from each arm's mean, sample variance (ddof = 1) and size: what sufficient statistics kept
+    incrementally give (experiments' split results). Same formulas and result as `welch_t` on the samples."""
+    a = _alpha(alpha)
+    n_c = _count(n_control, "n_control")
+    n_t = _count(n_treatment, "n_treatment")
+    if n_c < 2 or n_t < 2:
+        raise ValueError(f"each arm needs at least 2 observations, got {n_c} and {n_t}")
+    for value, name in ((var_control, "var_control"), (var_treatment, "var_treatment")):
+        if not (math.isfinite(value) and value >= 0.0):
+            raise ValueError(f"{name} must be a finite variance >= 0, got {value!r}")
+    estimate = float(mean_treatment - mean_control)
+    v_c = float(var_control) / n_c
+    v_t = float(var_treatment) / n_t
     se2 = v_c + v_t
     if se2 <= 0.0:
         return StatResult(NAN, NAN, estimate, NAN, NAN, NAN, "welch")
@@ -158,6 +180,23 @@ def welch_t(control: Any, treatment: Any, alpha: float = 0.05) -> StatResult:
     p = float(min(1.0, 2.0 * special.stdtr(df, -abs(statistic))))
     half = float(special.stdtrit(df, 1.0 - a / 2.0)) * se
     return StatResult(statistic, p, estimate, estimate - half, estimate + half, df, "welch")
+
+
+def z_test_summary(estimate: float, variance_of_estimate: float, alpha: float = 0.05) -> StatResult:
+    """Two-sided z-test of a zero mean from an estimate and its variance (e.g. a mean of paired differences with a
+    long-run variance over n): z = estimate / sqrt(V), p = 2 (1 - Phi(|z|)), CI = estimate -/+ z_{1-alpha/2} sqrt(V).
+    The large-sample test of any asymptotically normal estimator (e.g. Casella & Berger, "Statistical
+    Inference", 10.3.2). A non-positive variance gives NaN statistic, p and interval."""
+    a = _alpha(alpha)
+    if not math.isfinite(estimate):
+        raise ValueError(f"estimate must be finite, got {estimate!r}")
+    if not (math.isfinite(variance_of_estimate) and variance_of_estimate > 0.0):
+        return StatResult(NAN, NAN, float(estimate), NAN, NAN, NAN, "z")
+    se = math.sqrt(variance_of_estimate)
+    z = float(estimate) / se
+    p = float(min(1.0, 2.0 * special.ndtr(-abs(z))))
+    half = float(special.ndtri(1.0 - a / 2.0)) * se
+    return StatResult(z, p, float(estimate), estimate - half, estimate + half, NAN, "z")
 
 
 def mann_whitney(control: Any, treatment: Any) -> StatResult:

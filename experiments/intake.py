@@ -1,0 +1,445 @@
+"""Outcome intake: the registry's matured outcomes folded into each experiment's sufficient statistics, then the
+experiment evaluated (guardrail breach -> stopped at once, with an alert; decisive evidence -> concluded with
+the winner; maximum duration -> concluded without one).
+
+Triggered after every maturation pass (the registry sends `models_registry.signals.outcomes_matured`; the
+receiver in `experiments.apps` runs `experiments_intake`), and safe to run at any time: it is pull-based and
+idempotent. Per active experiment, under its row lock:
+
+1. link each observation to its registry `Prediction` (same decision id, the arm's version);
+2. count new observations into their arm's assignments (SRM counts), errors and latency;
+3. fold every observation whose outcome matured and was not counted, or was revised since (its
+   `counted_revision` differs from the outcome's `revisions`): the old contribution is taken out of the streams
+   and the new one added (`ExperimentObservation.contribution`), so each outcome counts exactly once;
+4. shadow: fold the paired differences (treatment minus control, on the same decision) of the decisions touched;
+   split: each new value updates the two-sample test of its comparisons;
+5. after every value added, the always-valid p of each affected (comparison, metric) is updated: a look after
+   every outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from experiments import lock_objects
+from experiments.models import (
+    ACTIVE_STATUSES,
+    Arm,
+    ArmStatistics,
+    Comparison,
+    Experiment,
+    ExperimentObservation,
+    Metric,
+    Mode,
+)
+from experiments.sequential import Stream, burn_in_lags, paired_look, two_sample_look
+from models_registry.labels import LABEL_CLASSES
+from models_registry.models import Prediction, PredictionOutcome
+
+logger = logging.getLogger(__name__)
+
+METRICS = tuple(Metric.values)
+BATCH = 5000
+SERIES_POINTS = 200
+LATENCY_BOUNDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+_EPS = float(__import__("numpy").finfo("float64").eps)
+
+
+def log_loss_term(p_down: float, p_flat: float, p_up: float, label: int) -> float:
+    """-log p(true class), probabilities clipped to [eps, 1 - eps] and renormalised as scikit-learn's log loss
+    (the registry's live log loss does the same per row)."""
+    clipped = [min(max(p, _EPS), 1.0 - _EPS) for p in (p_down, p_flat, p_up)]
+    total = sum(clipped)
+    return -math.log(clipped[LABEL_CLASSES.index(int(label))] / total)
+
+
+def outcome_values(outcome: dict[str, Any]) -> dict[str, float | None]:
+    """The metric values of one matured outcome: net return, hit (1/0, None when the registry excludes it) and
+    log loss."""
+    hit = outcome["direction_hit"]
+    return {
+        Metric.NET_RETURN: float(outcome["net_return"]),
+        Metric.HIT_RATE: None if hit is None else float(bool(hit)),
+        Metric.LOG_LOSS: log_loss_term(outcome["p_down"], outcome["p_flat"], outcome["p_up"], outcome["label"]),
+    }
+
+
+# --- states -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ArmState:
+    streams: dict[str, Stream]
+    drawdown: dict[str, float]
+    latency_buckets: list[int]
+    horizon: int | None = None
+
+    @classmethod
+    def of(cls, raw: dict[str, Any], *, burn_in: int, horizon: int | None) -> ArmState:
+        h = raw.get("horizon") or horizon
+        lags = burn_in_lags(h)
+        streams = {m: Stream.of((raw.get("streams") or {}).get(m), burn_in=burn_in, lags=lags) for m in METRICS}
+        drawdown = {"cum": 0.0, "peak": 0.0, "max": 0.0, **(raw.get("drawdown") or {})}
+        buckets = list(raw.get("latency_buckets") or [0] * (len(LATENCY_BOUNDS_MS) + 1))
+        return cls(streams, drawdown, buckets, h)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "streams": {m: s.as_dict() for m, s in self.streams.items()},
+            "drawdown": self.drawdown,
+            "latency_buckets": self.latency_buckets,
+            "horizon": self.horizon,
+        }
+
+    def move_equity(self, delta_net: float) -> None:
+        """The treatment's cumulative net return as a portfolio that puts 1/h of equity behind each prediction
+        (overlapping h-bar horizons, as Jegadeesh & Titman's overlapping portfolios), and its worst drawdown."""
+        d = self.drawdown
+        d["cum"] += delta_net / float(self.horizon or 1)
+        d["peak"] = max(d["peak"], d["cum"])
+        d["max"] = max(d["max"], d["peak"] - d["cum"])
+
+
+@dataclass
+class ComparisonState:
+    streams: dict[str, Stream]
+    p: dict[str, float]
+    mcnemar: dict[str, int]
+    series: list[list[Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, raw: dict[str, Any], *, burn_in: int, horizon: int | None) -> ComparisonState:
+        lags = burn_in_lags(horizon)
+        streams = {m: Stream.of((raw.get("streams") or {}).get(m), burn_in=burn_in, lags=lags) for m in METRICS}
+        p = {m: float((raw.get("p") or {}).get(m, 1.0)) for m in METRICS}
+        mcnemar = {"only_control_right": 0, "only_treatment_right": 0, **(raw.get("mcnemar") or {})}
+        return cls(streams, p, mcnemar, list(raw.get("series") or []))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "streams": {m: s.as_dict() for m, s in self.streams.items()},
+            "p": self.p,
+            "mcnemar": self.mcnemar,
+            "series": self.series,
+        }
+
+
+def thin(series: list[list[Any]], limit: int = SERIES_POINTS) -> list[list[Any]]:
+    """At most `limit` points: when full, every other point is dropped (the first and last kept), so the
+    series spans the whole experiment at a resolution that halves as it grows."""
+    if len(series) <= limit:
+        return series
+    return [*series[:-1:2], series[-1]]
+
+
+# --- the pass ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IntakeResult:
+    experiments: int = 0
+    linked: int = 0
+    assigned: int = 0
+    folded: int = 0
+    revised: int = 0
+    pairs: int = 0
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "experiments": self.experiments,
+            "linked": self.linked,
+            "assigned": self.assigned,
+            "folded": self.folded,
+            "revised": self.revised,
+            "pairs": self.pairs,
+            "transitions": self.transitions,
+        }
+
+
+def experiments_intake(*, experiment_id: int | None = None, now: datetime | None = None) -> IntakeResult:
+    """Fold new and revised outcomes into every active experiment (or one), then evaluate each."""
+    from experiments.evaluation import experiment_evaluate  # evaluation calls the services, which import us
+
+    result = IntakeResult()
+    qs = Experiment.objects.filter(status__in=ACTIVE_STATUSES)
+    if experiment_id is not None:
+        qs = qs.filter(pk=experiment_id)
+    for pk in list(qs.order_by("pk").values_list("pk", flat=True)):
+        result.experiments += 1
+        while True:
+            with transaction.atomic():
+                experiment = lock_objects.experiment_lock(experiment_id=pk)
+                if experiment.status not in ACTIVE_STATUSES:
+                    break
+                more = _intake_one(experiment, result)
+            if not more:
+                break
+        transition = experiment_evaluate(experiment_id=pk, now=now)
+        if transition is not None:
+            result.transitions.append(transition)
+    if result.folded or result.assigned:
+        logger.info("experiment outcomes folded", extra={k: v for k, v in result.as_dict().items()})
+    return result
+
+
+def _intake_one(experiment: Experiment, result: IntakeResult) -> bool:
+    """One batch for one (locked) experiment; True when more may be waiting."""
+    result.linked += ExperimentObservation.objects.filter(
+        experiment=experiment, prediction__isnull=True, error=""
+    ).update(
+        prediction=Subquery(
+            Prediction.objects.filter(decision_id=OuterRef("decision_key"), version_id=OuterRef("version_id")).values(
+                "pk"
+            )[:1]
+        )
+    )
+    arms = {a.pk: a for a in experiment.arms.select_related("version")}
+    control = next(a for a in arms.values() if a.role == Arm.Role.CONTROL)
+    stats = {s.arm_id: s for s in ArmStatistics.objects.filter(arm__in=list(arms))}
+    for arm in arms.values():
+        if arm.pk not in stats:
+            stats[arm.pk] = ArmStatistics.objects.create(arm=arm)
+    comparisons = {c.treatment_id: c for c in Comparison.objects.filter(experiment=experiment)}
+    for arm in arms.values():
+        if arm.role == Arm.Role.TREATMENT and arm.pk not in comparisons:
+            comparisons[arm.pk] = Comparison.objects.create(experiment=experiment, treatment=arm)
+    horizons = {a.pk: _horizon(a) for a in arms.values()}
+    arm_states = {
+        pk: ArmState.of(s.state or {}, burn_in=experiment.burn_in, horizon=horizons[pk]) for pk, s in stats.items()
+    }
+    comparison_states = {
+        pk: ComparisonState.of(c.state or {}, burn_in=experiment.burn_in, horizon=horizons[pk])
+        for pk, c in comparisons.items()
+    }
+
+    assigned = _count_assignments(experiment, stats, arm_states)
+    result.assigned += assigned
+    folded, touched, more = _fold_outcomes(experiment, arms, stats, arm_states, comparison_states, control, result)
+    pairs = 0
+    if experiment.mode == Mode.SHADOW and touched:
+        pairs = _fold_pairs(experiment, arms, control, comparison_states, touched)
+        result.pairs += pairs
+    if not (assigned or folded or pairs):
+        return False
+    now_iso = timezone.now().isoformat()
+    for pk, s in stats.items():
+        s.state = arm_states[pk].as_dict()
+        s.save(update_fields=["n_assigned", "n_errors", "n_outcomes", "n_latency", "n_slow", "state", "updated_at"])
+    for pk, c in comparisons.items():
+        cstate = comparison_states[pk]
+        c.n = _comparison_n(experiment, cstate, arm_states[control.pk], arm_states[pk])
+        c.primary_p = min(max(cstate.p[experiment.primary_metric], 0.0), 1.0)
+        primary = _primary_estimate(experiment, cstate, arm_states[control.pk], arm_states[pk])
+        cstate.series = thin([*cstate.series, [now_iso, c.n, primary, c.primary_p]])
+        c.state = cstate.as_dict()
+        c.save(update_fields=["n", "primary_p", "state", "updated_at"])
+    return more
+
+
+def _horizon(arm: Arm) -> int | None:
+    value = (arm.version.hyperparameters or {}).get("horizon")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
+def _count_assignments(experiment: Experiment, stats: dict[int, ArmStatistics], states: dict[int, ArmState]) -> int:
+    rows = list(
+        ExperimentObservation.objects.filter(experiment=experiment, assignment_counted=False)
+        .order_by("pk")
+        .values_list("pk", "arm_id", "latency_ms", "error")[:BATCH]
+    )
+    if not rows:
+        return 0
+    for _, arm_id, latency, error in rows:
+        s = stats[arm_id]
+        s.n_assigned += 1
+        if error:
+            s.n_errors += 1
+        if latency is not None:
+            s.n_latency += 1
+            if experiment.max_latency_ms is not None and latency > experiment.max_latency_ms:
+                s.n_slow += 1
+            bucket = next((i for i, b in enumerate(LATENCY_BOUNDS_MS) if latency <= b), len(LATENCY_BOUNDS_MS))
+            states[arm_id].latency_buckets[bucket] += 1
+    ExperimentObservation.objects.filter(pk__in=[r[0] for r in rows]).update(assignment_counted=True)
+    return len(rows)
+
+
+_OUTCOME_COLUMNS = {
+    "net_return": "prediction__outcome__net_return",
+    "direction_hit": "prediction__outcome__direction_hit",
+    "p_down": "prediction__outcome__p_down",
+    "p_flat": "prediction__outcome__p_flat",
+    "p_up": "prediction__outcome__p_up",
+    "label": "prediction__outcome__realised_label",
+    "revisions": "prediction__outcome__revisions",
+}
+
+
+def _fold_outcomes(
+    experiment: Experiment,
+    arms: dict[int, Arm],
+    stats: dict[int, ArmStatistics],
+    arm_states: dict[int, ArmState],
+    comparison_states: dict[int, ComparisonState],
+    control: Arm,
+    result: IntakeResult,
+) -> tuple[int, set[str], bool]:
+    rows = list(
+        ExperimentObservation.objects.filter(
+            experiment=experiment, prediction__outcome__status=PredictionOutcome.Status.MATURED
+        )
+        .filter(Q(counted_revision__isnull=True) | ~Q(counted_revision=F("prediction__outcome__revisions")))
+        .order_by("bar_time", "pk")
+        .values("pk", "arm_id", "decision_key", "contribution", *_OUTCOME_COLUMNS.values())[:BATCH]
+    )
+    touched: set[str] = set()
+    updates: list[ExperimentObservation] = []
+    for row in rows:
+        outcome = {k: row[v] for k, v in _OUTCOME_COLUMNS.items()}
+        values = outcome_values(outcome)
+        arm_id = row["arm_id"]
+        state = arm_states[arm_id]
+        old = row["contribution"]
+        phases: dict[str, str] = {}
+        if old:
+            result.revised += 1
+            for metric, value in (old.get("values") or {}).items():
+                if value is not None:
+                    state.streams[metric].remove(float(value), old["phases"][metric])
+        else:
+            stats[arm_id].n_outcomes += 1
+            result.folded += 1
+        for metric, value in values.items():
+            if value is None:
+                continue
+            phases[metric] = state.streams[metric].add(value)
+            if experiment.mode == Mode.SPLIT:
+                _look_split(experiment, arms, arm_id, control, arm_states, comparison_states, metric)
+        old_net = float((old or {}).get("values", {}).get(Metric.NET_RETURN) or 0.0)
+        state.move_equity(float(values[Metric.NET_RETURN] or 0.0) - old_net)
+        updates.append(
+            ExperimentObservation(
+                pk=row["pk"],
+                counted_revision=outcome["revisions"],
+                contribution={"values": values, "phases": phases, "revision": outcome["revisions"]},
+            )
+        )
+        touched.add(row["decision_key"])
+    if updates:
+        ExperimentObservation.objects.bulk_update(updates, ["counted_revision", "contribution"], batch_size=1000)
+    return len(rows), touched, len(rows) >= BATCH
+
+
+def _look_split(
+    experiment: Experiment,
+    arms: dict[int, Arm],
+    arm_id: int,
+    control: Arm,
+    arm_states: dict[int, ArmState],
+    comparison_states: dict[int, ComparisonState],
+    metric: str,
+) -> None:
+    """After a value of `metric` reached arm `arm_id`: a look at every comparison that arm is part of."""
+    treatments = [arm_id] if arm_id != control.pk else [pk for pk in comparison_states]
+    for treatment_id in treatments:
+        look = two_sample_look(
+            arm_states[control.pk].streams[metric], arm_states[treatment_id].streams[metric],
+            experiment.mixing_variance,
+        )  # fmt: skip
+        if look is not None:
+            cstate = comparison_states[treatment_id]
+            cstate.p[metric] = min(cstate.p[metric], look.inverse_lambda)
+
+
+def _fold_pairs(
+    experiment: Experiment,
+    arms: dict[int, Arm],
+    control: Arm,
+    comparison_states: dict[int, ComparisonState],
+    keys: set[str],
+) -> int:
+    """Paired differences (treatment - control on the same decision) of the decisions whose outcomes changed."""
+    rows = list(
+        ExperimentObservation.objects.filter(experiment=experiment, decision_key__in=list(keys))
+        .order_by("bar_time", "pk")
+        .values("pk", "arm_id", "decision_key", "contribution", "pair_contribution")
+    )
+    by_key: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for found in rows:
+        by_key[found["decision_key"]][found["arm_id"]] = dict(found)
+    updates: list[ExperimentObservation] = []
+    for key in sorted(by_key, key=lambda k: next(iter(by_key[k].values()))["pk"]):
+        group = by_key[key]
+        base = group.get(control.pk)
+        if base is None or not base["contribution"]:
+            continue
+        c_values = base["contribution"]["values"]
+        for arm_id, row in group.items():
+            if arm_id == control.pk or not row["contribution"] or arm_id not in comparison_states:
+                continue
+            t_values = row["contribution"]["values"]
+            diffs = {
+                m: (float(t_values[m]) - float(c_values[m]))
+                for m in METRICS
+                if t_values.get(m) is not None and c_values.get(m) is not None
+            }
+            hits = (c_values.get(Metric.HIT_RATE), t_values.get(Metric.HIT_RATE))
+            old = row["pair_contribution"]
+            if old and old.get("diffs") == diffs and old.get("hits") == list(hits):
+                continue
+            cstate = comparison_states[arm_id]
+            if old:
+                for metric, value in old["diffs"].items():
+                    cstate.streams[metric].remove(float(value), old["phases"][metric])
+                _mcnemar(cstate, old.get("hits") or [None, None], -1)
+            phases = {}
+            for metric, value in diffs.items():
+                phases[metric] = cstate.streams[metric].add(value)
+                look = paired_look(cstate.streams[metric], experiment.mixing_variance)
+                if look is not None:
+                    cstate.p[metric] = min(cstate.p[metric], look.inverse_lambda)
+            _mcnemar(cstate, list(hits), +1)
+            updates.append(
+                ExperimentObservation(
+                    pk=row["pk"], pair_contribution={"diffs": diffs, "phases": phases, "hits": list(hits)}
+                )
+            )
+    if updates:
+        ExperimentObservation.objects.bulk_update(updates, ["pair_contribution"], batch_size=1000)
+    return len(updates)
+
+
+def _mcnemar(state: ComparisonState, hits: list[Any], sign: int) -> None:
+    control_hit, treatment_hit = hits
+    if control_hit is None or treatment_hit is None or bool(control_hit) == bool(treatment_hit):
+        return
+    key = "only_control_right" if control_hit else "only_treatment_right"
+    state.mcnemar[key] += sign
+
+
+def _comparison_n(experiment: Experiment, cstate: ComparisonState, control: ArmState, treatment: ArmState) -> int:
+    metric = experiment.primary_metric
+    if experiment.mode == Mode.SHADOW:
+        return cstate.streams[metric].all.n
+    return min(control.streams[metric].all.n, treatment.streams[metric].all.n)
+
+
+def _primary_estimate(
+    experiment: Experiment, cstate: ComparisonState, control: ArmState, treatment: ArmState
+) -> float | None:
+    metric = experiment.primary_metric
+    if experiment.mode == Mode.SHADOW:
+        value = cstate.streams[metric].all.mean
+    else:
+        value = treatment.streams[metric].all.mean - control.streams[metric].all.mean
+    return value if math.isfinite(value) else None
