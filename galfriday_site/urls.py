@@ -19,6 +19,7 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("trading/", include("trading.urls")),
     path("models/", include("models_registry.urls")),
     path("reconciliation/", include("reconciliation.urls")),
+    path("experiments/", include("experiments.urls")),
 ]
 
 urlpatterns = [
