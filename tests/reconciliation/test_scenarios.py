@@ -7,9 +7,10 @@ the audit must show each correction. `SCENARIOS` seeds run in CI; the benchmark 
 from __future__ import annotations
 
 import os
-from decimal import Decimal
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
 
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.runs import reconciliation_run
@@ -82,10 +83,16 @@ def test_a_second_run_after_correction_is_clean(sim_loop: SimLoop) -> None:
             second = reconciliation_run(trigger="schedule", client=client)
         assert first.status in ("clean", "corrected")
         assert second.status == "clean", list(second.discrepancies.values("kind", "exec_id", "asset", "difference"))
-        assert second.window_start is not None
+        # The second run re-reads the overlap before the end of the last good run's window.
         assert first.window_end is not None
-        assert second.window_start < first.window_end  # overlap with the last good run
+        overlap = timedelta(seconds=settings.GALFRIDAY_RECONCILIATION_OVERLAP_SECONDS)
+        assert second.window_start == first.window_end - overlap
         assert Discrepancy.objects.filter(run=second).count() == 0
-        assert Decimal(0) <= Decimal(second.rest_cost)
+        # Its cost on Kraken's counter: 2 per history call (TradesHistory, QueryTrades), 1 per other private call.
+        by_method = second.counts["rest_calls_by_method"]
+        assert {"OpenOrders", "ClosedOrders", "TradesHistory", "BalanceEx"} <= set(by_method)
+        assert second.rest_calls == sum(by_method.values())
+        history = by_method["TradesHistory"] + by_method.get("QueryTrades", 0)
+        assert second.rest_cost == second.rest_calls + history
     finally:
         world.close()

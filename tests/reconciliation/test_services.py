@@ -3,10 +3,12 @@ rate budget, operator actions and the API."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.test import TestCase
 from django.urls import reverse
@@ -41,12 +43,38 @@ def test_clean_books_give_a_clean_run_with_counts_and_timings(world: World) -> N
     world.sync()
     result = run(world)
     assert result.status == "clean", list(result.discrepancies.values("kind", "asset", "difference"))
-    assert result.counts["exchange_orders"] >= 1
-    assert result.rest_calls >= 4
-    assert result.processing_ms is not None
-    assert result.rest_ms is not None
+    counts = {k: v for k, v in result.counts.items() if k != "rest_calls_by_method"}
+    assert counts == {
+        "exchange_orders": 1,
+        "exchange_open_orders": 0,
+        "exchange_trades": 1,
+        "local_orders": 1,
+        "local_fills": 1,
+        "assets": 3,  # USD, BTC, ETH: the account the harness seeds
+        "targeted_queries": 0,
+        "findings_by_kind": {},
+        "findings_by_severity": {},
+        "corrected": 0,
+        "correction_failures": 0,
+    }
+    # One page of each history call, no targeted query; Assets is public (off the private counter); TradesHistory
+    # costs 2 on Kraken's counter.
+    assert result.counts["rest_calls_by_method"] == {
+        "OpenOrders": 1,
+        "ClosedOrders": 1,
+        "TradesHistory": 1,
+        "BalanceEx": 1,
+        "Assets": 0,
+    }
+    assert (result.rest_calls, result.rest_cost) == (4, 5)
+    assert result.rest_ms is not None  # (narrowing for the type checker: the timings are checked below)
+    assert result.duration_ms is not None
+    assert 0 < result.rest_ms < result.duration_ms
+    assert result.processing_ms == pytest.approx(result.duration_ms - result.rest_ms)
     assert result.window_start is not None
     assert result.window_end is not None
+    lookback = timedelta(seconds=settings.GALFRIDAY_RECONCILIATION_LOOKBACK_SECONDS)  # the first run's window
+    assert result.window_end - result.window_start == lookback
 
 
 def test_an_unexplained_traded_balance_halts_trading_with_an_alert(world: World) -> None:
@@ -69,12 +97,20 @@ def test_an_unexplained_traded_balance_halts_trading_with_an_alert(world: World)
 def test_a_position_its_fills_do_not_prove_halts(world: World) -> None:
     world.our_order(marketable=True)
     world.sync()
-    position = Position.objects.exclude(quantity=0).first() or Position.objects.first()
-    assert position is not None
+    position = Position.objects.exclude(quantity=0).get()  # the order filled
     Position.objects.filter(pk=position.pk).update(quantity=position.quantity + 1, avg_price=Decimal(1))
     result = run(world)
     assert result.status == "halted"
-    assert result.discrepancies.filter(kind="position_mismatch", severity="critical").exists()
+    d = result.discrepancies.get()
+    assert (d.kind, d.severity, d.action, d.instrument_id) == (
+        "position_mismatch",
+        "critical",
+        "halted",
+        position.instrument_id,
+    )
+    assert d.difference == Decimal(-1)  # the fills prove one less than the book holds
+    assert d.local_value == str(position.quantity + 1)
+    assert TradingState.objects.get().state == "halted"
 
 
 def test_start_up_gate_halts_until_a_clean_start_up_run(world: World) -> None:
@@ -141,9 +177,7 @@ def test_fill_fee_correct_moves_fill_order_position_and_balance(world: World) ->
     world.sync()
     from trading.models import Fill
 
-    fill = Fill.objects.first()
-    if fill is None:
-        pytest.skip("the random order did not fill")
+    fill = Fill.objects.get()  # the marketable order filled
     usd_before = Balance.objects.get(asset="USD").total
     order_fees = fill.order.fees
     fill_fee_correct(exec_id=fill.exec_id, fee=fill.fee + Decimal("1.5"), fee_asset="USD", actor="test")
