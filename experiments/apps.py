@@ -1,4 +1,21 @@
+from __future__ import annotations
+
+import logging
+from typing import Any
+
 from django.apps import AppConfig
+
+logger = logging.getLogger(__name__)
+
+
+def on_outcomes_matured(sender: Any = None, **kwargs: Any) -> None:
+    """Fold the outcomes a maturation pass wrote into the active experiments (pull-based and idempotent)."""
+    from experiments.intake import experiments_intake
+    from experiments.models import ACTIVE_STATUSES, Experiment
+
+    if not Experiment.objects.filter(status__in=ACTIVE_STATUSES).exists():
+        return
+    experiments_intake()
 
 
 class ExperimentsConfig(AppConfig):
@@ -6,3 +23,8 @@ class ExperimentsConfig(AppConfig):
 
     name = "experiments"
     verbose_name = "Experiments"
+
+    def ready(self) -> None:
+        from models_registry.signals import outcomes_matured
+
+        outcomes_matured.connect(on_outcomes_matured, dispatch_uid="experiments.outcomes_matured")

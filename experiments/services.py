@@ -33,6 +33,7 @@ from experiments.models import (
     Mode,
     Status,
 )
+from experiments.router import router_cache_clear
 from experiments.selectors import GENERATION_KEY
 from models_registry.models import ModelVersion, RegisteredModel, Stage
 
@@ -281,6 +282,7 @@ def _event(
 
 def _bump_generation_after_commit() -> None:
     def bump() -> None:
+        router_cache_clear()  # this process at once; others through the generation
         try:
             cache.add(GENERATION_KEY, 0, timeout=None)
             cache.incr(GENERATION_KEY)
