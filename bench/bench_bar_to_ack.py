@@ -367,10 +367,10 @@ def run(
     from kraken_sim.config import DEFAULT_API_SECRET
     from models_registry.features import WARMUP_BARS
     from timeseries.relational import RelationalStore
+    from trading.accounts import equity_snapshot_take
+    from trading.instruments import market_quote_set
     from trading.models import Decision, Order
     from trading.pipeline import client_order_id_for
-    from trading.risk_services import market_quote_set
-    from trading.services import equity_snapshot_take
 
     sim = Process(
         [
@@ -638,9 +638,11 @@ def seed_market() -> Any:
     trading active, the order-rate limit lifted (the benchmarks send several orders a second), a fresh quote."""
     from django.utils import timezone
 
+    from trading.accounts import balance_set
+    from trading.instruments import market_quote_set
+    from trading.kill_switch import trading_state_set
+    from trading.limits import risk_limit_set
     from trading.models import Instrument
-    from trading.risk_services import market_quote_set, risk_limit_set
-    from trading.services import balance_set, trading_state_set
 
     btc_usd_upsert()
     instrument = Instrument.objects.get(symbol=SYMBOL)

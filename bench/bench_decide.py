@@ -89,13 +89,11 @@ def run(
     from bench.bench_bar_to_ack import _bar, predictions_recorded, register_bench_model, seed_market
     from models_registry.features import WARMUP_BARS
     from timeseries.relational import RelationalStore
+    from trading.accounts import equity_snapshot_take
+    from trading.execution_reports import execution_report_apply
     from trading.executions import ExecType, ExecutionEvent, FeeAmount
+    from trading.instruments import market_quote_set
     from trading.models import Decision, Order, Position
-    from trading.risk_services import market_quote_set
-    from trading.services import (
-        equity_snapshot_take,
-        execution_report_apply,
-    )
     from trading.tasks import decide_on_bar
 
     instrument = seed_market()

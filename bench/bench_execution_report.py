@@ -63,7 +63,7 @@ def bench_environment(var_dir: str) -> dict[str, str]:
 
 def btc_usd_upsert() -> None:
     """BTC/USD with Kraken's rules (the benchmarks' instrument; call after django.setup())."""
-    from trading.services import instrument_upsert
+    from trading.instruments import instrument_upsert
 
     instrument_upsert(
         symbol="BTC/USD",
@@ -129,8 +129,9 @@ async def bench(orders: int, warmup: int, var_dir: Path) -> dict[str, Any]:
     from ingest.kraken.messages import parse
     from ingest.worker import IngestConfig, IngestWorker
     from timeseries.relational import RelationalStore
+    from trading.accounts import balance_set
     from trading.models import Fill, Instrument, Order, Position
-    from trading.services import balance_set, order_create, order_mark_submitted
+    from trading.orders import order_create, order_mark_submitted
 
     def setup_orders() -> list[int]:
         btc_usd_upsert()
@@ -247,7 +248,7 @@ async def bench(orders: int, warmup: int, var_dir: Path) -> dict[str, Any]:
                     profiler.enable()
                 t0 = time.perf_counter_ns()
                 c0 = time.process_time_ns()
-                await worker._on_executions(parse(raw))
+                await worker.private_stream.on_executions(parse(raw))
                 t1 = time.perf_counter_ns()
                 await worker.publisher.drain()  # until the event was handed to the channel layer (sender task)
                 steps["publish"].append(time.perf_counter_ns() - t1)

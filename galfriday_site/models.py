@@ -1,4 +1,5 @@
-"""Site-wide tables: API tokens (stored as digests) and the audited overrides of safety halts."""
+"""Site-wide tables: API tokens (stored as digests). (The audited overrides of safety halts are trading's:
+`trading.models.SafetyOverride`.)"""
 
 from __future__ import annotations
 
@@ -24,23 +25,3 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user_id})"
-
-
-class SafetyOverride(models.Model):
-    """An operator resumed trading after a reconciliation, start-up or risk halt while critical reconciliation
-    discrepancies were still open: who, when, the written reason, the halt it lifted and what was open."""
-
-    created_at = models.DateTimeField(auto_now_add=True)
-    actor = models.CharField(max_length=200)
-    reason = models.TextField()
-    halted_by = models.CharField(max_length=200)
-    halt_reason = models.TextField(blank=True, default="")
-    open_critical = models.JSONField(default=list, help_text="Ids of the critical discrepancies left open.")
-
-    class Meta:
-        permissions = [
-            ("resume_safety_halt", "Can resume trading after a reconciliation, start-up or risk halt"),
-        ]
-
-    def __str__(self) -> str:
-        return f"override by {self.actor} at {self.created_at:%Y-%m-%d %H:%M}"

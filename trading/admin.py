@@ -13,7 +13,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from core.errors import ApplicationError
-from trading import risk_services
+from trading import alerts, kill_switch
 from trading.executions import EventSource
 from trading.models import (
     Alert,
@@ -28,6 +28,7 @@ from trading.models import (
     ParkedExecution,
     Position,
     RiskLimit,
+    SafetyOverride,
     TradingState,
 )
 from trading.permissions import actor_name, can_trade
@@ -115,7 +116,7 @@ class OrderAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
         done, refused = 0, []
         for order in queryset.order_by("pk"):
             try:
-                risk_services.order_cancel(
+                kill_switch.order_cancel_request(
                     order_id=order.pk,
                     reason="canceled from the admin",
                     source=EventSource.OPERATOR,
@@ -173,7 +174,7 @@ def _trader_or_refuse(request: HttpRequest) -> bool:
 def _halt_from_admin(model_admin: admin.ModelAdmin, request: HttpRequest) -> None:  # type: ignore[type-arg]
     if not _trader_or_refuse(request):
         return
-    result = risk_services.trading_halt(reason="halted from the admin", actor=actor_name(request.user))
+    result = kill_switch.trading_halt(reason="halted from the admin", actor=actor_name(request.user))
     model_admin.message_user(
         request,
         f"Trading halted; {len(result.sweep.pending_cancel)} cancel(s) requested, "
@@ -226,7 +227,7 @@ class AlertAdmin(admin.ModelAdmin):
     @admin.action(description="Acknowledge selected alerts")
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
         for alert in queryset.order_by("pk"):
-            risk_services.alert_acknowledge(alert_id=alert.pk, actor=actor_name(request.user))
+            alerts.alert_acknowledge(alert_id=alert.pk, actor=actor_name(request.user))
         self.message_user(request, "Acknowledged.", messages.SUCCESS)
 
 
@@ -255,3 +256,20 @@ class DecisionAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
     ]  # fmt: skip
     list_filter = ["status", "instrument", "model_name", "capped_by"]
     search_fields = ["decision_id"]
+
+
+@admin.register(SafetyOverride)
+class SafetyOverrideAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Resumptions after a safety halt with critical discrepancies open: the record of each override."""
+
+    list_display = ["created_at", "actor", "halted_by", "reason"]
+    readonly_fields = ["created_at", "actor", "reason", "halted_by", "halt_reason", "open_critical"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+    def has_delete_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False

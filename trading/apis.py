@@ -16,13 +16,14 @@ from rest_framework.views import APIView
 from core import fields
 from core.errors import ApplicationError, NotFoundError
 from core.pagination import paginated_response
-from trading import risk_services, selectors
+from trading import kill_switch, limits, selectors, submission
 from trading.executions import EventSource
+from trading.instruments import instrument_rules
 from trading.models import Decision, Instrument, OrderType, Side, TimeInForce
 from trading.order_states import OrderState
+from trading.orders import order_params_problems
 from trading.permissions import IsTrader, actor_name
 from trading.risk import OrderIntent, check_instrument_rules
-from trading.risk_services import instrument_rules
 
 
 @extend_schema_serializer(component_name="TradingOrder")
@@ -271,27 +272,27 @@ class OrderCreateApi(APIView):
         reason = serializers.CharField(max_length=1000, required=False, default="", allow_blank=True)
 
         def validate_quantity(self, value: Decimal) -> Decimal:
-            if value <= 0:
-                raise serializers.ValidationError("must be positive")
             if value > ABSURD_QUANTITY:
                 raise serializers.ValidationError(f"must not exceed {ABSURD_QUANTITY}")
             return value
 
         def validate_limit_price(self, value: Decimal | None) -> Decimal | None:
-            if value is not None and value <= 0:
-                raise serializers.ValidationError("must be positive")
             if value is not None and value > ABSURD_PRICE:
                 raise serializers.ValidationError(f"must not exceed {ABSURD_PRICE}")
             return value
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-            limit = attrs.get("limit_price")
-            if attrs["order_type"] == OrderType.LIMIT and limit is None:
-                raise serializers.ValidationError({"limit_price": "a limit order needs a limit price"})
-            if attrs["order_type"] == OrderType.MARKET and limit is not None:
-                raise serializers.ValidationError({"limit_price": "a market order has no limit price"})
-            if attrs["post_only"] and attrs["order_type"] != OrderType.LIMIT:
-                raise serializers.ValidationError({"post_only": "only limit orders can be post-only"})
+            # The order's own rules (positive quantity and price, limit / market, post-only): the services' check.
+            problems = order_params_problems(
+                side=attrs["side"],
+                order_type=attrs["order_type"],
+                quantity=attrs["quantity"],
+                limit_price=attrs.get("limit_price"),
+                time_in_force=attrs["time_in_force"],
+                post_only=attrs["post_only"],
+            )
+            if problems:
+                raise serializers.ValidationError(problems)
             return attrs
 
     @extend_schema(request=InputSerializer, responses={201: OrderOutputSerializer})
@@ -312,7 +313,7 @@ class OrderCreateApi(APIView):
                 code=problems[0].code.value,
                 details={"problems": [p.to_json() for p in problems]},
             )
-        decision = risk_services.order_place(
+        decision = submission.order_place(
             instrument=instrument,
             client_order_id=data.get("client_order_id") or f"manual-{uuid.uuid4().hex[:24]}",
             side=data["side"],
@@ -326,7 +327,7 @@ class OrderCreateApi(APIView):
             actor=actor_name(request.user),
         )
         if decision.failures:
-            raise risk_services.OrderRiskRejected(
+            raise submission.OrderRiskRejected(
                 "The risk manager rejected the order: " + "; ".join(f.reason for f in decision.failures),
                 details={
                     "order_id": decision.order.pk,
@@ -347,7 +348,7 @@ class OrderCancelApi(APIView):
     @extend_schema(request=InputSerializer, responses=OrderOutputSerializer)
     def post(self, request: Request, order_id: int) -> Response:
         data = _valid(self.InputSerializer, request)
-        order = risk_services.order_cancel(
+        order = kill_switch.order_cancel_request(
             order_id=order_id,
             reason=data["reason"] or "canceled by an operator",
             source=EventSource.OPERATOR,
@@ -374,7 +375,7 @@ class OrderCancelAllApi(APIView):
     def post(self, request: Request) -> Response:
         data = _valid(self.InputSerializer, request)
         instrument = _instrument(data["symbol"]) if data.get("symbol") else None
-        sweep = risk_services.order_cancel_all(
+        sweep = kill_switch.order_cancel_all(
             reason=data["reason"] or "cancel all by an operator",
             source=EventSource.OPERATOR,
             actor=actor_name(request.user),
@@ -399,7 +400,7 @@ class TradingHaltApi(APIView):
     @extend_schema(request=_ReasonInput, responses=OutputSerializer)
     def post(self, request: Request) -> Response:
         data = _valid(self.InputSerializer, request)
-        result = risk_services.trading_halt(reason=data["reason"], actor=actor_name(request.user))
+        result = kill_switch.trading_halt(reason=data["reason"], actor=actor_name(request.user))
         return Response(self.OutputSerializer(result).data)
 
 
@@ -409,13 +410,13 @@ class TradingReduceApi(APIView):
     @extend_schema(request=_ReasonInput, responses=TradingStateApi.OutputSerializer)
     def post(self, request: Request) -> Response:
         data = _valid(_ReasonInput, request)
-        state = risk_services.trading_reduce(reason=data["reason"], actor=actor_name(request.user))
+        state = kill_switch.trading_reduce(reason=data["reason"], actor=actor_name(request.user))
         return Response(TradingStateApi.OutputSerializer(state).data)
 
 
 class TradingResumeApi(APIView):
     """ACTIVE again. After a halt by a person, any trader. After a safety halt (reconciliation, start-up, risk
-    monitor): staff or the `galfriday_site.resume_safety_halt` permission (403 `safety_halt`), and no open critical
+    monitor): staff or the `trading.resume_safety_halt` permission (403 `safety_halt`), and no open critical
     reconciliation discrepancy (409 `open_critical_discrepancies`) unless `override` is true with a reason of at
     least GALFRIDAY_RESUME_OVERRIDE_MIN_REASON characters (recorded as a SafetyOverride)."""
 
@@ -428,10 +429,10 @@ class TradingResumeApi(APIView):
     def post(self, request: Request) -> Response:
         data = _valid(self.InputSerializer, request)
         user = request.user
-        state = risk_services.trading_resume(
+        state = kill_switch.trading_resume(
             reason=data["reason"],
             actor=actor_name(user),
-            may_lift_safety_halt=bool(user.is_staff) or user.has_perm("galfriday_site.resume_safety_halt"),
+            may_lift_safety_halt=bool(user.is_staff) or user.has_perm("trading.resume_safety_halt"),
             override=data["override"],
         )
         return Response(TradingStateApi.OutputSerializer(state).data)
@@ -492,9 +493,7 @@ class RiskLimitUpdateApi(APIView):
         symbol = data.pop("symbol")
         reason = data.pop("reason")
         instrument = _instrument(symbol) if symbol is not None else None
-        row = risk_services.risk_limit_set(
-            instrument=instrument, values=data, reason=reason, actor=actor_name(request.user)
-        )
+        row = limits.risk_limit_set(instrument=instrument, values=data, reason=reason, actor=actor_name(request.user))
         return Response(RiskLimitOutputSerializer(row).data)
 
 

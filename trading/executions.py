@@ -1,5 +1,6 @@
 """Normalised execution events: what the ingest worker (or reconciliation, or the paper broker) hands to
-`trading.services.execution_report_apply`. Django-free, adapted from Kraken's WebSocket v2 `executions` channel.
+`trading.execution_reports.execution_report_apply`. Django-free, adapted from Kraken's WebSocket v2 `executions`
+channel.
 
 Updates are sparse, keyed by the exchange `order_id`: only `order_id` and `exec_type` are always present. A `trade`
 carries the fill (`exec_id`, `last_qty`, `last_price`, `cost`, `fees`, `liquidity_ind`), keyed by `exec_id`.

@@ -5,7 +5,7 @@ The implementation is chosen by the setting `GALFRIDAY_EXECUTION_GATEWAY` (a dot
 arguments). `CeleryExecutionGateway` (the default when the setting is absent) enqueues the execution tasks of
 `trading.tasks` by name on the `trading` queue: `execute_order` (with an expiry: an order not sent within
 `GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S` is not sent late; it stays `submitted` for reconciliation),
-`cancel_order` and `cancel_all_orders` (never expire). `UnwiredExecutionGateway` logs and counts every hand-over
+`execute_cancel` and `cancel_all_orders` (never expire). `UnwiredExecutionGateway` logs and counts every hand-over
 and does nothing else (orders stay `submitted` / `pending_cancel` and reconciliation sees them).
 """
 
@@ -15,6 +15,7 @@ import logging
 from collections import Counter
 from typing import Protocol
 
+from celery import current_app
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -48,24 +49,18 @@ class CeleryExecutionGateway:
     """Enqueue the execution tasks by name (the trading layer never imports the execution code)."""
 
     submit_task = "trading.tasks.execute_order"
-    cancel_task = "trading.tasks.cancel_order"
+    cancel_task = "trading.tasks.execute_cancel"
     cancel_all_task = "trading.tasks.cancel_all_orders"
     queue = "trading"
 
     def submit_order(self, *, order_id: int) -> None:
-        from celery import current_app
-
         expires = float(getattr(settings, "GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S", 60))
         current_app.send_task(self.submit_task, kwargs={"order_id": order_id}, queue=self.queue, expires=expires)
 
     def cancel_order(self, *, order_id: int) -> None:
-        from celery import current_app
-
         current_app.send_task(self.cancel_task, kwargs={"order_id": order_id}, queue=self.queue)
 
     def cancel_all_orders(self, *, reason: str = "cancel all") -> None:
-        from celery import current_app
-
         current_app.send_task(self.cancel_all_task, kwargs={"reason": reason}, queue=self.queue)
 
 

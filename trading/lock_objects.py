@@ -16,7 +16,20 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 
 from core.compiled import PK_MARKER, CompiledQuery, model_from_row
-from trading.models import Balance, Fill, Instrument, Order, ParkedExecution, Position, TradingState
+from core.errors import NotFoundError
+from trading.models import (
+    Alert,
+    Balance,
+    EquitySnapshot,
+    Fill,
+    Instrument,
+    MarketQuote,
+    Order,
+    ParkedExecution,
+    Position,
+    RiskLimit,
+    TradingState,
+)
 from trading.order_states import OPEN, OrderState
 
 
@@ -25,10 +38,11 @@ def order_qs_select_for_update() -> QuerySet[Order]:
 
 
 def order_lock(pk: int) -> Order:
-    """The order with its instrument, locked (`order_qs_select_for_update().get(pk=pk)`, compiled once)."""
+    """The order with its instrument, locked (`order_qs_select_for_update().get(pk=pk)`, compiled once); a
+    `NotFoundError` (404) when there is none."""
     orders = orders_from_rows(_ORDER_BY_PK.rows(pk))
     if not orders:
-        raise Order.DoesNotExist(f"order {pk} does not exist")
+        raise NotFoundError(f"order {pk} does not exist")
     return orders[0]
 
 
@@ -98,13 +112,9 @@ def balances_lock(assets: Iterable[str]) -> dict[str, Balance]:
     return {b.asset: b for b in Balance.objects.select_for_update().filter(asset__in=names).order_by("pk")}
 
 
-def parked_qs_select_for_update(exchange_order_id: str) -> QuerySet[ParkedExecution]:
-    return ParkedExecution.objects.select_for_update().filter(exchange_order_id=exchange_order_id).order_by("pk")
-
-
 def parked_lock(exchange_order_id: str) -> list[ParkedExecution]:
-    """`parked_qs_select_for_update(...)`, as one plain statement: every execution report looks, and almost
-    never finds any, so the queryset's CPU cost was most of it."""
+    """The executions parked under this exchange order id, locked in pk order, as one plain statement: every
+    execution report looks, and almost never finds any, so a queryset's CPU cost was most of it."""
     table = connection.ops.quote_name(ParkedExecution._meta.db_table)
     sql = f"SELECT * FROM {table} WHERE exchange_order_id = %s ORDER BY id{_for_update()}"
     return list(ParkedExecution.objects.raw(sql, [exchange_order_id]))
@@ -131,6 +141,40 @@ def open_orders_qs_select_for_update(*, include_created: bool = True) -> QuerySe
     """Orders live (or possibly live) on the exchange, and optionally those never sent, locked in pk order."""
     states = {s.value for s in OPEN} | ({OrderState.CREATED.value} if include_created else set())
     return order_qs_select_for_update().filter(state__in=sorted(states))
+
+
+def fill_lock(pk: int) -> Fill:
+    """A recorded fill, locked (after its order's lock: the order's row comes first)."""
+    return Fill.objects.select_for_update().get(pk=pk)
+
+
+# Rows written apart from the order / position / balance chain (each locked alone, so no cycle with it):
+
+
+def instrument_lock(symbol: str) -> Instrument | None:
+    """The instrument with this v2 symbol, locked; None when there is none."""
+    return Instrument.objects.select_for_update().filter(symbol=symbol).order_by("pk").first()
+
+
+def market_quote_lock(instrument: Instrument, *, defaults: dict[str, Any]) -> tuple[MarketQuote, bool]:
+    """The instrument's last quote, created from `defaults` when missing, locked; and whether it was created."""
+    return MarketQuote.objects.select_for_update().get_or_create(instrument=instrument, defaults=defaults)
+
+
+def equity_snapshot_latest_lock(currency: str) -> EquitySnapshot | None:
+    """The latest equity snapshot in `currency`, locked (serialises snapshots: each carries the high-water mark
+    on from the one before)."""
+    return EquitySnapshot.objects.select_for_update().filter(currency=currency).order_by("-taken_at", "-id").first()
+
+
+def risk_limit_lock(instrument: Instrument | None) -> RiskLimit | None:
+    """The global limits row (`instrument` None) or the instrument's overrides, locked; None when missing."""
+    return RiskLimit.objects.select_for_update().filter(instrument=instrument).order_by("pk").first()
+
+
+def alert_lock(pk: int) -> Alert | None:
+    """The alert, locked; None when there is none."""
+    return Alert.objects.select_for_update().filter(pk=pk).first()
 
 
 _TRADING_STATE = CompiledQuery(

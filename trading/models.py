@@ -1,5 +1,6 @@
 """Trading data: instruments, balances, orders with their event history, fills, positions, equity and the
-trading state. Invariants are database constraints; writes go through `trading.services`."""
+trading state. Invariants are database constraints; writes go through the trading services (`trading.orders`,
+`trading.execution_reports`, `trading.accounts`, `trading.kill_switch`, ...)."""
 
 from __future__ import annotations
 
@@ -372,7 +373,7 @@ class TradingState(models.Model):
 
 class MarketQuote(models.Model):
     """The last top of book per instrument, written (throttled) by the ingest worker through
-    `trading.risk_services.market_quote_set`: the risk manager's mid price and its age, the monitor's marks.
+    `trading.instruments.market_quote_set`: the risk manager's mid price and its age, the monitor's marks.
     Not audited (market data, not books)."""
 
     instrument = models.OneToOneField(Instrument, on_delete=models.CASCADE, related_name="quote_top")
@@ -576,3 +577,24 @@ class Decision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision_id}: {self.status}"
+
+
+class SafetyOverride(models.Model):
+    """An operator resumed trading after a reconciliation, start-up or risk halt while critical reconciliation
+    discrepancies were still open: who, when, the written reason, the halt it lifted and what was open."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=200)
+    reason = models.TextField()
+    halted_by = models.CharField(max_length=200)
+    halt_reason = models.TextField(blank=True, default="")
+    open_critical = models.JSONField(default=list, help_text="Ids of the critical discrepancies left open.")
+
+    class Meta:
+        db_table = "galfriday_site_safetyoverride"  # the table it had in galfriday_site, kept with its rows
+        permissions = [
+            ("resume_safety_halt", "Can resume trading after a reconciliation, start-up or risk halt"),
+        ]
+
+    def __str__(self) -> str:
+        return f"override by {self.actor} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -28,6 +28,7 @@ from core.audit import audit_actor, audited_row_insert
 from trading.costs import CostModel, NoTradeBand, trade_check
 from trading.executions import EventSource
 from trading.models import Decision, Instrument, OrderType, Side
+from trading.orders import OrderRequest
 from trading.predictor import (
     BarsPredictor,
     BarWindow,
@@ -37,9 +38,8 @@ from trading.predictor import (
     read_bars,
     recent_closes,
 )
-from trading.risk_services import order_place_in_transaction
 from trading.selectors import DecisionInputs, decision_inputs, risk_limits_effective
-from trading.services import OrderRequest
+from trading.submission import order_place_in_transaction
 
 logger = logging.getLogger(__name__)
 ZERO = Decimal(0)

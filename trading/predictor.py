@@ -19,6 +19,9 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from timeseries import get_store
+from timeseries.base import query_fields
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -105,9 +108,6 @@ def read_bars(
 ) -> BarWindow:
     """One read of the bars of `symbol` with start <= time < end from the time-series store, only `fields`
     (`timeseries.base.query_fields`: `require`, `last`)."""
-    from timeseries import get_store
-    from timeseries.base import query_fields
-
     wanted = tuple(sorted(set(fields)))
     store = get_store()
     try:

@@ -3,7 +3,7 @@
 `check_order(intent, snapshot)` runs every check and returns ALL failures, each with a stable code (`RiskCode`)
 and a human reason, so a rejected order says everything that was wrong with it at once. The snapshot is loaded
 (under row locks, in the same transaction that marks the order submitted) by
-`trading.risk_services.order_submit_checked`; backtests build snapshots themselves.
+`trading.submission.order_submit_checked`; backtests build snapshots themselves.
 
 Semantics:
 - HALTED refuses every order. REDUCING (and an exchange `reduce_only` status) admits only orders that shrink the
@@ -23,6 +23,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+from trading.pnl import drawdown
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -322,7 +324,12 @@ def check_order(intent: OrderIntent, snap: RiskSnapshot) -> RiskResult:
                     f"today's PnL {snap.daily_pnl} breaches the daily loss limit {limits.daily_loss_limit}",
                 )
             )
-        dd = drawdown_of(snap.equity, snap.high_water_mark)
+        # The monitor compares the same `drawdown` (stored on its equity snapshot) with the same limit.
+        dd = (
+            None
+            if snap.equity is None or snap.high_water_mark is None
+            else drawdown(high_water_mark=snap.high_water_mark, equity=snap.equity)
+        )
         if dd is not None and dd >= limits.max_drawdown:
             add(
                 RiskFailure(
@@ -338,14 +345,6 @@ _KNOWN_STATUSES = frozenset(
 )
 
 
-def drawdown_of(equity: Decimal | None, high_water_mark: Decimal | None) -> Decimal | None:
-    if equity is None or high_water_mark is None or high_water_mark <= 0:
-        return None
-    if equity >= high_water_mark:
-        return ZERO
-    return (high_water_mark - equity) / high_water_mark
-
-
 __all__ = [
     "DEFAULT_LIMITS",
     "InstrumentRules",
@@ -357,7 +356,6 @@ __all__ = [
     "RiskSnapshot",
     "check_instrument_rules",
     "check_order",
-    "drawdown_of",
     "limits_merged",
     "reduces_position",
 ]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Prefetch, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import DateTimeField, F, Func, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.expressions import RawSQL
 
-from core.compiled import CompiledQuery, field_names, model_from_row
+from core.compiled import PK_MARKER, CompiledQuery, field_names, model_from_row
 from trading.models import (
     Alert,
     Balance,
@@ -25,10 +27,11 @@ from trading.models import (
     Position,
     RiskLimit,
     TradingState,
+    money_field,
 )
 from trading.order_states import OPEN
-from trading.pnl import unrealised_pnl
-from trading.risk import DEFAULT_LIMITS, Limits, limits_merged
+from trading.pnl import ZERO, unrealised_pnl
+from trading.risk import DEFAULT_LIMITS, ORDER_RATE_WINDOW, Limits, limits_merged
 
 
 def order_list(*, filters: Mapping[str, Any] | None = None) -> QuerySet[Order]:
@@ -243,13 +246,6 @@ _DECISION_INPUTS = CompiledQuery(
 )
 
 
-def market_marks() -> dict[str, tuple[Decimal, datetime]]:
-    """(mid, quoted at) of every instrument that has a quote, by v2 symbol: what the risk snapshot reads, as
-    values (no model rows: it runs on every order)."""
-    rows = MarketQuote.objects.order_by().values_list("instrument__symbol", "mid", "quoted_at")
-    return {symbol: (mid, quoted_at) for symbol, mid, quoted_at in rows}
-
-
 def market_quotes() -> dict[str, MarketQuote]:
     """The last quote of every instrument that has one, by v2 symbol."""
     return {q.instrument.symbol: q for q in MarketQuote.objects.select_related("instrument")}
@@ -262,3 +258,185 @@ def alert_list(*, unacknowledged: bool | None = None) -> QuerySet[Alert]:
     elif unacknowledged is False:
         qs = qs.filter(acknowledged_at__isnull=False)
     return qs.order_by("-created_at", "-id")
+
+
+# --- the risk snapshot's reads ----------------------------------------------------------------------------------
+#
+# On every order, on the way to the exchange (the bar -> ack path): each statement is compiled once per thread's
+# connection (`core.compiled.CompiledQuery`; building and compiling the querysets cost more CPU than running them),
+# and the same statements run on every database backend.
+
+
+def utc_day_start(now: datetime) -> datetime:
+    return now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True)
+class OpenPosition:
+    """What the risk snapshot and the daily PnL read of an open position (as values, not model rows)."""
+
+    symbol: str
+    quantity: Decimal
+    avg_price: Decimal
+
+
+def open_positions() -> list[OpenPosition]:
+    """Every position that is not flat."""
+    return [OpenPosition(symbol, quantity, avg_price) for symbol, quantity, avg_price in _OPEN_POSITIONS.rows()]
+
+
+def pnl_with_unrealised(realised: Decimal, marks: Mapping[str, Decimal], positions: list[OpenPosition]) -> Decimal:
+    """`realised` plus the unrealised PnL of `positions` at `marks` (a position without a mark counts at its entry
+    price, i.e. zero)."""
+    unrealised = ZERO
+    for position in positions:
+        mark = marks.get(position.symbol)
+        if mark is not None:
+            unrealised += unrealised_pnl(quantity=position.quantity, avg_price=position.avg_price, mark=mark)
+    return realised + unrealised
+
+
+def realised_today(now: datetime) -> Decimal:
+    """Today's (UTC) realised PnL net of fees, summed by the database."""
+    rows = _REALISED_SINCE.rows(_datetime_param(utc_day_start(now)))
+    return Decimal(rows[0][0]) if rows and rows[0][0] is not None else ZERO
+
+
+def daily_pnl(*, now: datetime, marks: Mapping[str, Decimal], positions: list[OpenPosition] | None = None) -> Decimal:
+    """Today's (UTC) realised PnL net of fees, plus the unrealised PnL of the open positions at `marks` (a
+    position without a mark counts at its entry price, i.e. zero). `positions`: the open positions when the
+    caller has them already."""
+    return pnl_with_unrealised(realised_today(now), marks, open_positions() if positions is None else positions)
+
+
+@dataclass(frozen=True)
+class OpenOrderGroup:
+    """The other open orders' remaining quantity summed per instrument, side and limit price (every order of a
+    group has the same reference price, so the sum times that price is the sum of each order's remaining times
+    it)."""
+
+    instrument_id: int
+    symbol: str
+    base: str
+    quote: str
+    side: str
+    limit_price: Decimal | None
+    remaining: Decimal
+
+
+@dataclass(frozen=True)
+class RiskSnapshotReads:
+    """What the risk snapshot reads besides the locked rows."""
+
+    quotes: dict[str, tuple[Decimal, datetime]]  # (mid, quoted at) by v2 symbol
+    open_groups: list[OpenOrderGroup]  # the other open orders related to the instrument, grouped
+    positions: list[OpenPosition]  # every open position
+    recent_submissions: list[datetime]  # submission times of our orders within the order-rate window
+    realised_today: Decimal  # today's (UTC) realised PnL net of fees
+    latest_equity: tuple[Decimal, Decimal] | None  # (equity, high-water mark) of the latest snapshot
+
+
+def risk_snapshot_reads(instrument: Instrument, *, exclude_pk: int | None, now: datetime) -> RiskSnapshotReads:
+    """What the pre-trade check reads about the rest of the book for an order of `instrument`, in three statements
+    whatever the size of the book: the instruments with their quotes and open positions, with today's realised
+    PnL and the latest equity of the account currency (one statement); the other open orders that hold the
+    instrument or its quote / base currency, grouped (`exclude_pk`: the order being checked); our submissions
+    within the order-rate window."""
+    currency = account_currency()
+    book = _BOOK.rows(instrument.pk, _datetime_param(utc_day_start(now)), currency, currency)
+    groups = _OPEN_ORDER_GROUPS.rows(instrument.pk, instrument.quote, instrument.base, exclude_pk or 0)
+    recent = _RECENT_SUBMISSIONS.rows(_datetime_param(now - ORDER_RATE_WINDOW))
+    realised, equity, high_water_mark = book[0][5:] if book else (None, None, None)
+    return RiskSnapshotReads(
+        quotes={symbol: (mid, at) for symbol, mid, at, *_ in book if mid is not None},
+        open_groups=[OpenOrderGroup(*row) for row in groups],
+        positions=[OpenPosition(symbol, qty, avg) for symbol, _, _, qty, avg, *_ in book if qty],
+        recent_submissions=[t for (t,) in recent if t is not None],
+        realised_today=realised if realised is not None else ZERO,
+        latest_equity=(equity, high_water_mark) if equity is not None else None,
+    )
+
+
+def _datetime_param(value: datetime) -> Any:
+    """A time as the database backend takes it in a statement parameter (what the ORM would pass)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _since(marker: str) -> RawSQL:
+    """A time parameter of a compiled statement (`CompiledQuery` markers are strings or integers)."""
+    return RawSQL("%s", (marker,), output_field=DateTimeField())
+
+
+_OPEN_STATES = sorted(s.value for s in OPEN)
+_OPEN_ORDER_GROUPS = CompiledQuery(
+    lambda instrument_id, quote, base, exclude_pk: (
+        Order.objects.filter(
+            Q(instrument_id=instrument_id)
+            | Q(side="buy", instrument__quote=quote)
+            | Q(side="sell", instrument__base=base),
+            state__in=_OPEN_STATES,
+            quantity__gt=F("filled_qty"),
+        )
+        .exclude(pk=exclude_pk)  # a new order (no pk yet) is not open anyway
+        .values_list(
+            "instrument_id", "instrument__symbol", "instrument__base", "instrument__quote", "side", "limit_price"
+        )
+        .annotate(remaining=Sum(F("quantity") - F("filled_qty")))
+        .order_by()
+    ),
+    PK_MARKER,
+    "\x01quote",
+    "\x01base",
+    PK_MARKER - 1,
+)
+_RECENT_SUBMISSIONS = CompiledQuery(
+    lambda since: (
+        Order.objects.filter(submitted_at__gt=_since(since), external=False).order_by().values_list("submitted_at")
+    ),
+    "\x01since",
+)
+_REALISED_SINCE = CompiledQuery(lambda since: _realised_since(since), "\x01since")
+
+
+def _realised_since(since: str) -> QuerySet[Any, Any]:
+    """SUM as a plain function, not an aggregate: one row for the whole set (no GROUP BY), usable as a subquery."""
+    total = Func(F("realised_pnl") - F("fee"), function="SUM", output_field=money_field())
+    return Fill.objects.filter(executed_at__gte=_since(since)).order_by().annotate(total=total).values_list("total")
+
+
+def _latest_equity(currency: str) -> QuerySet[EquitySnapshot]:
+    return EquitySnapshot.objects.filter(currency=currency).order_by("-taken_at", "-id")
+
+
+# Every instrument that has a quote or an open position, and always the order's own (so there is a row to carry
+# the account-wide values: today's realised PnL and the latest equity, as subqueries).
+_BOOK = CompiledQuery(
+    lambda instrument_id, since, currency, currency_again: (
+        Instrument.objects.filter(
+            Q(pk=instrument_id) | Q(quote_top__isnull=False) | Q(position__quantity__gt=0) | Q(position__quantity__lt=0)
+        )
+        .annotate(
+            realised=Subquery(_realised_since(since)[:1]),
+            equity=Subquery(_latest_equity(currency).values("equity")[:1]),
+            high_water_mark=Subquery(_latest_equity(currency_again).values("high_water_mark")[:1]),
+        )
+        .values_list(
+            "symbol",
+            "quote_top__mid",
+            "quote_top__quoted_at",
+            "position__quantity",
+            "position__avg_price",
+            "realised",
+            "equity",
+            "high_water_mark",
+        )
+        .order_by()
+    ),
+    PK_MARKER,
+    "\x01since",
+    "\x01currency",
+    "\x02currency",
+)
+_OPEN_POSITIONS = CompiledQuery(
+    lambda: Position.objects.exclude(quantity=0).order_by().values_list("instrument__symbol", "quantity", "avg_price")
+)

@@ -4,28 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 from celery import Task, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from core.audit import audit_actor
-from trading.execution import OrderBusy, TransientExecutionError
-
-if TYPE_CHECKING:
-    from trading.execution import Broker
+from trading import pipeline
+from trading.brokers.base import Broker
+from trading.brokers.factory import broker_for_mode, trading_mode
+from trading.brokers.paper import PaperBroker
+from trading.execution import (
+    OrderBusy,
+    TransientExecutionError,
+    halt_cancel_all_once,
+    order_cancel_at_exchange,
+    order_execute,
+    order_sync,
+    orders_cancel_all_execute,
+)
+from trading.models import Order
+from trading.order_states import OrderState
+from trading.orders import order_mark_unknown
+from trading.paper import paper_sweep
+from trading.risk_monitor import risk_monitor_check
+from trading.ws_session import close_session
 
 
 @shared_task(name="trading.tasks.risk_monitor_run", acks_late=True, expires=10, ignore_result=True)
 def risk_monitor_run() -> dict[str, Any]:
     """The continuous risk check (every 10 s from beat): equity snapshot, halt on a breached loss limit."""
-    from trading.risk_services import risk_monitor_check
-
     with audit_actor("celery:trading.tasks.risk_monitor_run"):
         return risk_monitor_check().to_json()
 
 
-# --- execution (trading.execution): live through KrakenBroker, paper through PaperBroker ------------------------
+# --- execution (trading.execution): live through KrakenBroker, paper through PaperBroker -----------------------
 #
 # Tasks take an order id, re-read the order and are safe to run twice (see trading.execution). Retries only for
 # transient errors, with exponential backoff and jitter; `acks_late` plus the project's reject-on-worker-lost make
@@ -50,8 +64,6 @@ def _broker() -> Iterator[Broker]:
     """The broker for this task. Live, it rides on the worker process's exchange session (`trading.ws_session`:
     one REST client and one private WebSocket per process, built on the first task after the fork and reused);
     `close` then leaves the shared clients open."""
-    from trading.execution import broker_for_mode
-
     broker = broker_for_mode()
     try:
         yield broker
@@ -64,8 +76,6 @@ def _broker() -> Iterator[Broker]:
 def _close_execution_session(**_: Any) -> None:
     """Close this process's exchange session at shutdown (prefork children, and the solo pool's one process).
     The dead man's switch is left armed on purpose: see `trading.ws_session`."""
-    from trading.ws_session import close_session
-
     close_session()
 
 
@@ -74,10 +84,6 @@ def _give_up(task: Task, order_id: int, exc: Exception) -> dict[str, Any] | None
     been refused or may never have arrived) → `unknown`, which reconciliation and the next sync resolve."""
     if task.request.retries < (task.max_retries or 0):
         return None
-    from trading.models import Order
-    from trading.order_states import OrderState
-    from trading.services import order_mark_unknown
-
     order = Order.objects.filter(pk=order_id).first()
     if order is not None and order.state == OrderState.SUBMITTED:
         order_mark_unknown(order_id=order_id, reason=f"gave up after {task.request.retries} retries: {exc}"[:500])
@@ -87,8 +93,6 @@ def _give_up(task: Task, order_id: int, exc: Exception) -> dict[str, Any] | None
 @shared_task(bind=True, name="trading.tasks.execute_order", expires=60, **_EXECUTION_RETRY, **_EXECUTION_LIMITS)
 def execute_order(self: Task, order_id: int) -> dict[str, Any]:
     """Send a risk-checked (`submitted`) order to the exchange or the paper broker, once."""
-    from trading.execution import order_execute
-
     actor = "celery:trading.tasks.execute_order"
     try:
         with audit_actor(actor), _broker() as broker:
@@ -108,26 +112,22 @@ def execute_order(self: Task, order_id: int) -> dict[str, Any]:
 
 
 def _mark_unknown_if_unsent(order_id: int, reason: str) -> None:
-    from trading.models import Order
-    from trading.order_states import OrderState
-    from trading.services import order_mark_unknown
-
     order = Order.objects.filter(pk=order_id).first()
     if order is not None and order.state == OrderState.SUBMITTED and not order.exchange_order_id:
         order_mark_unknown(order_id=order_id, reason=reason)
 
 
-@shared_task(bind=True, name="trading.tasks.cancel_order", **_EXECUTION_RETRY, **_EXECUTION_LIMITS)
-def cancel_order(self: Task, order_id: int) -> dict[str, Any]:
-    """Carry out a requested cancel (`pending_cancel`). While trading is HALTED the first cancel of the halt also
-    sends CancelAll, so orders the books do not know are canceled too. No `expires`: a cancel is never stale."""
-    from trading.execution import halt_cancel_all_once, order_cancel_execute
-
-    actor = "celery:trading.tasks.cancel_order"
+@shared_task(bind=True, name="trading.tasks.execute_cancel", **_EXECUTION_RETRY, **_EXECUTION_LIMITS)
+def execute_cancel(self: Task, order_id: int) -> dict[str, Any]:
+    """The cancel path's task (the gateway enqueues it after `kill_switch.order_cancel_request` commits): carry out
+    a requested cancel (`pending_cancel`) through `execution.order_cancel_at_exchange`. While trading is HALTED the
+    first cancel of the halt also sends CancelAll, so orders the books do not know are canceled too. No `expires`:
+    a cancel is never stale."""
+    actor = "celery:trading.tasks.execute_cancel"
     try:
         with audit_actor(actor), _broker() as broker:
             halted = halt_cancel_all_once(broker=broker, actor=actor)
-            outcome = order_cancel_execute(order_id=order_id, broker=broker, actor=actor).to_json()
+            outcome = order_cancel_at_exchange(order_id=order_id, broker=broker, actor=actor).to_json()
             return {**outcome, "halt_cancel_all": halted}
     except OrderBusy as exc:
         raise self.retry(exc=exc, countdown=_BUSY_COUNTDOWN_S, max_retries=_BUSY_MAX_RETRIES) from None
@@ -136,8 +136,6 @@ def cancel_order(self: Task, order_id: int) -> dict[str, Any]:
 @shared_task(bind=True, name="trading.tasks.cancel_all_orders", **_EXECUTION_RETRY, **_EXECUTION_LIMITS)
 def cancel_all_orders(self: Task, reason: str = "cancel all") -> dict[str, Any]:
     """CancelAll at the exchange, then every open order of ours brought to canceled through the state machine."""
-    from trading.execution import orders_cancel_all_execute
-
     actor = "celery:trading.tasks.cancel_all_orders"
     with audit_actor(actor), _broker() as broker:
         return orders_cancel_all_execute(broker=broker, actor=actor, reason=reason)
@@ -146,8 +144,6 @@ def cancel_all_orders(self: Task, reason: str = "cancel all") -> dict[str, Any]:
 @shared_task(bind=True, name="trading.tasks.sync_order", expires=60, **_EXECUTION_RETRY, **_EXECUTION_LIMITS)
 def sync_order(self: Task, order_id: int) -> dict[str, Any]:
     """Bring one order to the exchange's view by a REST query (after a gap, or to settle a pending cancel)."""
-    from trading.execution import order_sync
-
     actor = "celery:trading.tasks.sync_order"
     with audit_actor(actor), _broker() as broker:
         return order_sync(order_id=order_id, broker=broker, actor=actor).to_json()
@@ -156,12 +152,8 @@ def sync_order(self: Task, order_id: int) -> dict[str, Any]:
 @shared_task(name="trading.tasks.paper_broker_sweep", acks_late=True, expires=5, soft_time_limit=20, time_limit=30)
 def paper_broker_sweep() -> dict[str, Any]:
     """Paper mode: fill resting limit orders the market traded through (every few seconds from beat)."""
-    from trading.execution import trading_mode
-
     if trading_mode() != "paper":
         return {"skipped": "not paper mode"}
-    from trading.paper import PaperBroker, paper_sweep
-
     with audit_actor("celery:trading.tasks.paper_broker_sweep"), _broker() as broker:
         assert isinstance(broker, PaperBroker)
         return paper_sweep(broker=broker)
@@ -174,9 +166,5 @@ def paper_broker_sweep() -> dict[str, Any]:
 def decide_on_bar(symbol: str, bar_start: str) -> dict[str, Any]:
     """One closed bar → one decision (idempotent by decision id); enqueued by the ingest worker after the bar is
     stored. Expires with the next bar: a late decision is worse than none."""
-    from datetime import datetime
-
-    from trading.pipeline import decide_on_bar as decide
-
-    decision = decide(symbol=symbol, bar_time=datetime.fromisoformat(bar_start))
+    decision = pipeline.decide_on_bar(symbol=symbol, bar_time=datetime.fromisoformat(bar_start))
     return {"decision": decision.decision_id, "status": decision.status, "order_id": decision.order_id}

@@ -2,11 +2,11 @@
 WebSocket (Kraken WS v2), created lazily on first use, reused by every task the process runs, re-created after a
 fork and closed at shutdown.
 
-Why: building a REST client per task cost ~20 ms (its own event-loop thread); sending AddOrder over an already
+Why: a REST client per task would start its own event-loop thread every time; sending AddOrder over an already
 open private socket costs one frame and its ack, where REST costs a signed HTTP round trip. DESIGN.md data flow
 step 3: orders go over the WebSocket (`add_order` with `cl_ord_id`), REST is the fallback.
 
-What lives here, Django-free apart from reading settings in `SessionConfig.from_settings`:
+What lives here, Django-free apart from the settings `SessionConfig.from_settings` reads:
 
 * `ExchangeSession.rest`: a `KrakenRestClientSync` (its own loop thread; thread-safe). Execution queries, REST
   AddOrder/CancelOrder fallbacks and the WebSocket token all go through it.
@@ -45,19 +45,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
 from ingest.kraken.auth import FileLockNonce
-from ingest.kraken.errors import AuthenticationError, OrderOutcomeUnknown
+from ingest.kraken.errors import AuthenticationError, NotConnected, OrderOutcomeUnknown, RequestTimeout
 from ingest.kraken.ratelimit import Tier
 from ingest.kraken.rest import KrakenRestClientSync
-from ingest.kraken.ws import (
-    AddOrderAck,
-    CancelOrderAck,
-    ConnectionState,
-    KrakenWsClient,
-    NotConnected,
-    RequestTimeout,
-    WsConfig,
-)
+from ingest.kraken.ws.client import KrakenWsClient
+from ingest.kraken.ws.types import AddOrderAck, CancelOrderAck, ConnectionState, WsConfig
 
 logger = logging.getLogger(__name__)
 counters: Counter[str] = Counter()
@@ -88,9 +84,6 @@ class SessionConfig:
 
     @classmethod
     def from_settings(cls) -> SessionConfig:
-        from django.conf import settings
-        from django.core.exceptions import ImproperlyConfigured
-
         key = str(getattr(settings, "KRAKEN_API_KEY", "") or "")
         secret = str(getattr(settings, "KRAKEN_API_SECRET", "") or "")
         if not key or not secret:

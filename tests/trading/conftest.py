@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from tests.trading.doubles import RecordingGateway
 from tests.trading.factories import InstrumentFactory
+from trading.accounts import balance_set
+from trading.instruments import market_quote_set
 from trading.models import Instrument
-from trading.risk_services import market_quote_set
-from trading.services import balance_set
 
 
 @pytest.fixture

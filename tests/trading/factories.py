@@ -103,7 +103,7 @@ def placed_order(
     *, side: str = "buy", qty: str = "1", price: str = "100", instrument: Instrument | None = None, submit: bool = True
 ) -> Order:
     """An order made the way the pipeline makes it: `order_create`, then `order_mark_submitted`."""
-    from trading.services import order_create, order_mark_submitted
+    from trading.orders import order_create, order_mark_submitted
 
     order = order_create(
         client_order_id=f"gf-{next(_clock):06d}",

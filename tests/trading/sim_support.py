@@ -118,6 +118,6 @@ class InlineGateway:
         execute_order(order_id)
 
     def cancel_order(self, *, order_id: int) -> None:
-        from trading.tasks import cancel_order
+        from trading.tasks import execute_cancel
 
-        cancel_order(order_id)
+        execute_cancel(order_id)

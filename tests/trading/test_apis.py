@@ -6,8 +6,9 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.trading.factories import placed_order, status, trade
+from trading.execution_reports import execution_report_apply
 from trading.executions import ExecType
-from trading.services import execution_report_apply, trading_state_set
+from trading.kill_switch import trading_state_set
 
 pytestmark = pytest.mark.django_db
 

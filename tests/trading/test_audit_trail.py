@@ -10,10 +10,13 @@ import pytest
 from core.audit import audit_actor, audit_trail
 from core.errors import ApplicationError
 from tests.trading.factories import placed_order, status, trade
+from trading.accounts import balance_set
+from trading.execution_reports import execution_report_apply
 from trading.executions import ExecType
+from trading.kill_switch import trading_state_set
 from trading.models import Balance, Position, TradingState
+from trading.orders import order_mark_cancel_requested
 from trading.selectors import trading_state_get
-from trading.services import balance_set, execution_report_apply, order_request_cancel, trading_state_set
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -61,7 +64,7 @@ def test_system_source_without_an_actor_is_named_after_the_source() -> None:
 
 def test_operator_cancel_carries_the_operator() -> None:
     order = placed_order()
-    order_request_cancel(order_id=order.pk, reason="fat finger", actor="user:ann")
+    order_mark_cancel_requested(order_id=order.pk, reason="fat finger", actor="user:ann")
     last = audit_trail(order)[-1]
     assert (last.actor, last.reason, last.changes["state"]) == (
         "user:ann",

@@ -12,9 +12,9 @@ import pytest
 from django.db import connection
 
 from tests.trading.factories import InstrumentFactory, placed_order, trade
+from trading.execution_reports import execution_report_apply
 from trading.executions import ExecutionEvent
 from trading.models import Balance, Fill, Order, OrderEvent, Position
-from trading.services import execution_report_apply
 
 D = Decimal
 THREADS = 8

@@ -12,11 +12,14 @@ import pytest
 from ingest.kraken.errors import OrderOutcomeUnknown
 from tests.trading.factories import InstrumentFactory
 from tests.trading.sim_support import ThreadedSim, point_settings_at, sim  # noqa: F401  (fixture)
-from trading.execution import KrakenBroker, OrderTicket, TransientExecutionError
+from trading.accounts import balance_set
+from trading.brokers.base import OrderTicket
+from trading.brokers.kraken import KrakenBroker
+from trading.execution import TransientExecutionError
 from trading.models import Balance, Fill, Instrument, Order, OrderEvent, Position
 from trading.order_states import OrderState
-from trading.services import balance_set, order_create, order_mark_submitted
-from trading.tasks import cancel_order, execute_order, sync_order
+from trading.orders import order_create, order_mark_submitted
+from trading.tasks import execute_cancel, execute_order, sync_order
 
 pytestmark = pytest.mark.django_db
 
@@ -258,13 +261,13 @@ def test_transient_errors_only_are_retried_and_exhausted_retries_leave_the_order
 
 
 def test_cancel_of_a_resting_order_cancels_it_on_the_exchange(live: ThreadedSim, btc) -> None:
-    from trading.risk_services import order_cancel
+    from trading.kill_switch import order_cancel_request
 
     order = submitted(btc, price="99.0")
     execute_order(order.pk)
-    order_cancel(order_id=order.pk, reason="operator changed their mind", actor="ops")
-    outcome = cancel_order(order.pk)
-    again = cancel_order(order.pk)
+    order_cancel_request(order_id=order.pk, reason="operator changed their mind", actor="ops")
+    outcome = execute_cancel(order.pk)
+    again = execute_cancel(order.pk)
     order.refresh_from_db()
     assert (outcome["action"], again["action"]) == ("canceled", "skipped")
     assert order.state == OrderState.CANCELED
@@ -272,7 +275,7 @@ def test_cancel_of_a_resting_order_cancels_it_on_the_exchange(live: ThreadedSim,
 
 
 def test_partial_fill_learned_by_sync_then_cancel_keeps_the_fill(live: ThreadedSim, btc) -> None:
-    from trading.risk_services import order_cancel
+    from trading.kill_switch import order_cancel_request
 
     order = submitted(btc, price="99.0", qty="0.5")
     execute_order(order.pk)
@@ -282,8 +285,8 @@ def test_partial_fill_learned_by_sync_then_cancel_keeps_the_fill(live: ThreadedS
     assert (order.state, order.filled_qty) == (OrderState.PARTIALLY_FILLED, Decimal("0.2"))
     fill = Fill.objects.get(order=order)
     assert (fill.price, fill.fee, fill.liquidity) == (Decimal("99"), Decimal("0.0495"), "m")
-    order_cancel(order_id=order.pk, reason="enough", actor="ops")
-    cancel_order(order.pk)
+    order_cancel_request(order_id=order.pk, reason="enough", actor="ops")
+    execute_cancel(order.pk)
     order.refresh_from_db()
     assert (order.state, order.filled_qty) == (OrderState.CANCELED, Decimal("0.2"))
 
@@ -298,11 +301,11 @@ def test_post_only_that_would_cross_is_canceled_like_kraken(live: ThreadedSim, b
 
 
 def test_cancel_of_an_order_never_placed_cancels_it_locally(live: ThreadedSim, btc) -> None:
-    from trading.risk_services import order_cancel
+    from trading.kill_switch import order_cancel_request
 
     order = submitted(btc, price="99.0")  # the execute task has not run yet
-    order_cancel(order_id=order.pk, reason="changed plan", actor="ops")
-    outcome = cancel_order(order.pk)
+    order_cancel_request(order_id=order.pk, reason="changed plan", actor="ops")
+    outcome = execute_cancel(order.pk)
     execute_order(order.pk)  # the submit task, arriving late, must not send it
     order.refresh_from_db()
     assert outcome["action"] == "canceled_unplaced"
@@ -313,7 +316,7 @@ def test_cancel_of_an_order_never_placed_cancels_it_locally(live: ThreadedSim, b
 def test_halt_cancels_every_open_order_on_the_exchange_including_unknown_ones(
     live: ThreadedSim, btc, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from trading.risk_services import trading_halt
+    from trading.kill_switch import trading_halt
 
     settings.GALFRIDAY_EXECUTION_GATEWAY = "tests.trading.sim_support.InlineGateway"
     ours = [submitted(btc, price=p) for p in ("99.0", "98.0")]

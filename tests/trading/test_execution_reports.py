@@ -11,9 +11,10 @@ from django.db import transaction
 
 from ingest.kraken.messages import parse
 from tests.trading.factories import InstrumentFactory, placed_order, status, trade
+from trading import execution_reports
+from trading.execution_reports import InvalidExecutionReport, execution_report_apply
 from trading.executions import ExecType, ExecutionEvent, InvalidExecutionEvent
 from trading.models import Balance, Fill, Order, ParkedExecution, Position
-from trading.services import InvalidExecutionReport, counters, execution_report_apply
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -139,7 +140,7 @@ def test_fill_for_an_order_we_thought_canceled_is_applied_and_recorded() -> None
     fill_event = order.events.get(kind="fill")
     assert (fill_event.from_state, fill_event.to_state, fill_event.exec_id) == ("canceled", "canceled", "T-late")
     assert Position.objects.get().quantity == D("0.3")
-    assert counters["fill_after_close_applied"] >= 1
+    assert execution_reports.counters["fill_after_close_applied"] >= 1
 
 
 def test_late_fill_that_completes_a_canceled_order_makes_it_filled() -> None:

@@ -25,9 +25,10 @@ from django.db import connection
 from tests.conftest import ROOT
 from tests.trading.factories import InstrumentFactory
 from tests.trading.sim_support import ThreadedSim, point_settings_at, sim  # noqa: F401  (fixture)
+from trading.accounts import balance_set
 from trading.models import Fill, Order
 from trading.order_states import OrderState
-from trading.services import balance_set, order_create, order_mark_submitted
+from trading.orders import order_create, order_mark_submitted
 from trading.tasks import execute_order
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services("postgres", "redis")]

@@ -16,10 +16,11 @@ from celery.contrib.testing.worker import start_worker
 from galfriday_site.celery import make_celery_app
 from tests.trading.factories import InstrumentFactory
 from tests.trading.sim_support import ThreadedSim, point_settings_at, sim  # noqa: F401  (fixture)
+from trading.accounts import balance_set
 from trading.gateway import CeleryExecutionGateway, execution_gateway
 from trading.models import Order
 from trading.order_states import OrderState
-from trading.services import balance_set, order_create, order_mark_submitted
+from trading.orders import order_create, order_mark_submitted
 
 
 def _wait_for(condition: Any, timeout: float = 30.0) -> None:

@@ -12,16 +12,14 @@ from core.errors import ApplicationError
 from galfriday_site.periodic import PERIODIC_TASKS
 from tests.trading.conftest import quote
 from tests.trading.factories import placed_order, status, trade
+from trading.accounts import balance_set, equity_snapshot_take
+from trading.execution_reports import execution_report_apply
 from trading.executions import ExecType
+from trading.kill_switch import trading_halt, trading_reduce, trading_resume
+from trading.limits import risk_limit_set
 from trading.models import Alert, EquitySnapshot, Order, RiskLimit, TradingState
-from trading.risk_services import (
-    risk_limit_set,
-    trading_halt,
-    trading_reduce,
-    trading_resume,
-)
 from trading.selectors import risk_limits_effective, trading_state_get
-from trading.services import balance_set, execution_report_apply
+from trading.submission import order_submit_checked
 from trading.tasks import risk_monitor_run
 
 pytestmark = pytest.mark.django_db
@@ -157,6 +155,20 @@ class TestMonitor:
         assert outcome["halted"] is True
         assert Alert.objects.get().kind == "daily_loss_breach"
         assert trading_state_get().state == "halted"
+
+    def test_the_pre_trade_check_and_the_monitor_agree_at_the_drawdown_limit(self, market, gateway) -> None:  # type: ignore[no-untyped-def]
+        # 0.149999996 of the high-water mark lost: 0.15000000 to the eight places a drawdown is kept in, which is
+        # the limit itself. Both sides compute it with `trading.pnl.drawdown`, so both see the breach.
+        balance_set(asset="BTC", total=D("0"))
+        balance_set(asset="USD", total=D("1000000000"))
+        assert risk_monitor_run()["status"] == "ok"  # the high-water mark: 1,000,000,000
+        balance_set(asset="USD", total=D("850000004"))
+        equity_snapshot_take(marks={"BTC/USD": D("100")})  # the latest equity the pre-trade check reads
+        checked = order_submit_checked(order_id=placed_order(instrument=market, qty="0.01", submit=False).pk)
+        assert [f.code.value for f in checked.failures] == ["max_drawdown"]
+        outcome = risk_monitor_run()
+        assert (outcome["status"], outcome["drawdown"], outcome["halted"]) == ("breach", "0.15000000", True)
+        assert Alert.objects.get().kind == "drawdown_breach"
 
     def test_reducing_is_left_to_the_operator_and_a_missing_mark_raises_one_alert(self, market, gateway) -> None:  # type: ignore[no-untyped-def]
         balance_set(asset="BTC", total=D("100"))

@@ -10,13 +10,13 @@ from tests.trading.factories import placed_order
 from trading.executions import EventSource
 from trading.models import OrderEvent
 from trading.order_states import TERMINAL, OrderState, can_transition, check_transition, is_stale
-from trading.services import (
+from trading.orders import (
     IllegalOrderTransition,
     order_mark_cancel_rejected,
+    order_mark_cancel_requested,
     order_mark_rejected,
     order_mark_submitted,
     order_mark_unknown,
-    order_request_cancel,
 )
 
 S = OrderState
@@ -74,7 +74,9 @@ def test_stale_exchange_status_is_told_apart_from_progress() -> None:
 @pytest.mark.django_db
 def test_local_lifecycle_records_each_transition_with_its_source() -> None:
     order = placed_order()
-    order_request_cancel(order_id=order.pk, reason="operator pulled it", source=EventSource.OPERATOR, actor="user:ann")
+    order_mark_cancel_requested(
+        order_id=order.pk, reason="operator pulled it", source=EventSource.OPERATOR, actor="user:ann"
+    )
     order = order_mark_cancel_rejected(order_id=order.pk, reason="EOrder:Unknown order")
     events = list(order.events.order_by("sequence").values_list("kind", "source", "from_state", "to_state"))
     assert events == [
@@ -92,7 +94,7 @@ def test_illegal_transition_is_refused_logged_and_leaves_no_trace(caplog: pytest
     order = placed_order()
     order_mark_rejected(order_id=order.pk, reason="EOrder:Insufficient funds")
     before = OrderEvent.objects.filter(order=order).count()
-    with caplog.at_level(logging.WARNING, logger="trading.services"), pytest.raises(IllegalOrderTransition) as info:
+    with caplog.at_level(logging.WARNING, logger="trading.orders"), pytest.raises(IllegalOrderTransition) as info:
         order_mark_submitted(order_id=order.pk)
     assert info.value.code == "illegal_order_transition"
     assert info.value.details == {"order_id": order.pk, "from": "rejected", "to": "submitted"}
@@ -112,6 +114,6 @@ def test_submitting_twice_is_refused() -> None:
 @pytest.mark.django_db
 def test_unknown_outcome_then_cancel_of_an_unsent_order() -> None:
     unsent = placed_order(submit=False)
-    assert order_request_cancel(order_id=unsent.pk, reason="decision expired").state == "canceled"
+    assert order_mark_cancel_requested(order_id=unsent.pk, reason="decision expired").state == "canceled"
     lost = placed_order()
     assert order_mark_unknown(order_id=lost.pk, reason="add_order timed out").state == "unknown"

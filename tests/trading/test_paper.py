@@ -11,12 +11,14 @@ import pytest
 
 from tests.trading.factories import InstrumentFactory
 from tests.trading.sim_support import ThreadedSim, point_settings_at, sim  # noqa: F401  (fixture)
+from trading.accounts import balance_set
+from trading.brokers.paper import BookSnapshot, PaperBroker, PaperConfig, StaticBooks, paper_order_id
 from trading.execution import order_execute
 from trading.models import Balance, Fill, Instrument, Order, OrderEvent, Position
 from trading.order_states import OrderState
-from trading.paper import BookSnapshot, PaperBroker, PaperConfig, StaticBooks, paper_order_id, paper_sweep
-from trading.services import balance_set, order_create, order_mark_submitted
-from trading.tasks import cancel_order, execute_order, paper_broker_sweep, sync_order
+from trading.orders import order_create, order_mark_submitted
+from trading.paper import paper_sweep
+from trading.tasks import execute_cancel, execute_order, paper_broker_sweep, sync_order
 
 pytestmark = pytest.mark.django_db
 
@@ -125,7 +127,8 @@ def test_resting_limit_fills_as_maker_when_the_market_trades_through_and_the_swe
         "m",
     )
     # The same sweep again, from the same fill count (a duplicate run): the same exec id, recorded once.
-    from trading.execution import OrderTicket, exchange_order_apply
+    from trading.brokers.base import OrderTicket
+    from trading.execution import exchange_order_apply
 
     ticket = OrderTicket.from_order(order)
     stale = OrderTicket(
@@ -170,10 +173,10 @@ def _run_scenario(sim: ThreadedSim, instrument: Instrument, *, live: bool) -> di
         paper_broker_sweep()
     post_only = submitted(instrument, cl="gf-same-3", side="sell", price="97.0", qty="0.1", post_only=True)
     execute_order(post_only.pk)
-    from trading.risk_services import order_cancel
+    from trading.kill_switch import order_cancel_request
 
-    order_cancel(order_id=resting.pk, reason="scenario", actor="ops")
-    cancel_order(resting.pk)
+    order_cancel_request(order_id=resting.pk, reason="scenario", actor="ops")
+    execute_cancel(resting.pk)
     return _books(instrument)
 
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from tests.trading.factories import equity_snapshot
 from timeseries import Point
 from timeseries.relational import RelationalStore
+from trading.accounts import equity_snapshot_take
 from trading.models import Decision, EquitySnapshot, Order
 from trading.pipeline import (
     SizingPolicy,
@@ -21,7 +22,6 @@ from trading.pipeline import (
     target_quantity,
 )
 from trading.predictor import Prediction
-from trading.services import equity_snapshot_take
 from trading.tasks import decide_on_bar as decide_on_bar_task
 
 pytestmark = pytest.mark.django_db

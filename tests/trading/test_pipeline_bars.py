@@ -22,11 +22,11 @@ from tests.trading.factories import InstrumentFactory
 from timeseries import Point
 from timeseries.base import query_fields
 from timeseries.relational import RelationalStore
+from trading.accounts import balance_set, equity_snapshot_take
+from trading.instruments import market_quote_set
 from trading.models import Decision
 from trading.pipeline import decide_on_bar
 from trading.predictor import closes_window, read_bars, recent_closes
-from trading.risk_services import market_quote_set
-from trading.services import balance_set, equity_snapshot_take
 
 pytestmark = pytest.mark.django_db
 D = Decimal

@@ -9,9 +9,10 @@ import pytest
 
 from core.errors import ApplicationError
 from tests.trading.factories import T0, InstrumentFactory, placed_order, trade
+from trading.accounts import balance_set, equity_snapshot_take
+from trading.execution_reports import execution_report_apply
 from trading.models import Balance, Fill, Position
 from trading.selectors import position_valuation
-from trading.services import balance_set, equity_snapshot_take, execution_report_apply
 
 pytestmark = pytest.mark.django_db
 D = Decimal

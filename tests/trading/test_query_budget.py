@@ -17,22 +17,24 @@ from django.utils import timezone
 from tests.trading.factories import placed_order, status, trade
 from timeseries import Point
 from timeseries.relational import RelationalStore
+from trading.accounts import equity_snapshot_take
 from trading.executions import ExecType
+from trading.kill_switch import trading_state_set
 from trading.models import Balance, Decision, Order, OrderEvent, Position
+from trading.orders import OrderRequest, order_create_in_transaction
 from trading.pipeline import decide_on_bar
-from trading.risk_services import order_place_in_transaction
-from trading.services import OrderRequest, equity_snapshot_take, order_create_in_transaction, trading_state_set
+from trading.submission import order_place_in_transaction
 
 pytestmark = pytest.mark.django_db
 D = Decimal
 
 # decide_on_bar, ordered: the inputs (1), the bars, read once for the predictor and the sizing (1), the limits (1),
 # the trading-state lock and the look for an order under the client order id (2), the risk snapshot without the
-# limits: position and balances locked (2), then the rest read (on PostgreSQL one statement, elsewhere six), the
+# limits: position and balances locked (2), then the rest read (3), the
 # order inserted in its checked state with its audit row and both events (PostgreSQL one statement, elsewhere
 # three), the decision inserted with its order and its audit row (one, elsewhere two); plus the savepoint of the
 # pipeline's transaction inside the test's (2).
-DECIDE_MAX_QUERIES = {"postgresql": 12, "sqlite": 20}
+DECIDE_MAX_QUERIES = {"postgresql": 14, "sqlite": 17}
 # execution_report_apply, plus the savepoint of its transaction inside the test's (2). On PostgreSQL a row's UPDATE,
 # its audit row and the order's events are one statement: a `new` locks the order, saves it (with its history and
 # event) and looks for parked reports (3); a filling `trade` also checks the fill is new, locks and saves the
@@ -99,7 +101,7 @@ def test_execution_reports_apply_within_their_query_budget(django_assert_max_num
     Balance.objects.create(asset="USD", total=D("1000"))
     Balance.objects.create(asset="BTC", total=D("0"))
     Position.objects.create(instrument=order.instrument)
-    from trading.services import execution_report_apply
+    from trading.execution_reports import execution_report_apply
 
     with django_assert_max_num_queries(APPLY_NEW_MAX_QUERIES[connection.vendor]):
         accepted = execution_report_apply(event=status("OQ-1", ExecType.NEW, cl_ord_id=order.client_order_id))
@@ -117,7 +119,7 @@ def test_execution_reports_apply_within_their_query_budget(django_assert_max_num
 def test_balances_moved_together_by_a_fill_are_audited_with_the_actor() -> None:
     """The two balances a fill moves are saved in one statement; each still gets its audit record, attributed."""
     from core.audit import audit_actor, audit_trail
-    from trading.services import execution_report_apply
+    from trading.execution_reports import execution_report_apply
 
     order = placed_order(qty="1", price="100")
     Balance.objects.create(asset="USD", total=D("1000"))
@@ -130,17 +132,14 @@ def test_balances_moved_together_by_a_fill_are_audited_with_the_actor() -> None:
 
 def test_order_events_keep_one_sequence_across_every_kind_of_writer() -> None:
     """The counter on the order row numbers events from creation, transitions, reports and corrections alike."""
-    from trading.services import (
-        execution_report_apply,
-        fill_fee_correct,
-        order_mark_cancel_rejected,
-        order_request_cancel,
-    )
+    from trading.accounts import fill_fee_correct
+    from trading.execution_reports import execution_report_apply
+    from trading.orders import order_mark_cancel_rejected, order_mark_cancel_requested
 
     order = placed_order(qty="2", price="100")
     execution_report_apply(event=status("OQ-3", ExecType.NEW, cl_ord_id=order.client_order_id))
     execution_report_apply(event=trade("OQ-3", "T-q3", "1", "100", fee="0.1"))
-    order_request_cancel(order_id=order.pk, reason="test")
+    order_mark_cancel_requested(order_id=order.pk, reason="test")
     order_mark_cancel_rejected(order_id=order.pk, reason="too late")
     fill_fee_correct(exec_id="T-q3", fee=D("0.05"), fee_asset="USD")
     kinds = list(OrderEvent.objects.filter(order=order).order_by("sequence").values_list("kind", flat=True))

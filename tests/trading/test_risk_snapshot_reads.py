@@ -1,8 +1,8 @@
-"""The risk snapshot's reads: one plain statement on PostgreSQL (`_snapshot_reads_sql`), the ORM elsewhere
-(`_snapshot_reads_orm`). The two must read the same book: every open-order group (own instrument, other
-instruments sharing the quote or the base, limit and market orders, partly filled, excluded states, the order
-being checked), positions (zero ones left out), the order-rate window (external orders left out), today's fills
-only, and the latest equity of the account currency."""
+"""The risk snapshot's reads (`selectors.risk_snapshot_reads`, statements compiled once, the same on every
+backend) read the book: every open-order group (own instrument, other instruments sharing the quote or the base,
+limit and market orders, partly filled, excluded states, the order being checked), positions (zero ones left out),
+the order-rate window (external orders left out), today's fills only, and the latest equity of the account
+currency."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from django.utils import timezone
 from tests.trading.conftest import quote
 from tests.trading.factories import EthInstrumentFactory, InstrumentFactory, OrderFactory, equity_snapshot
 from trading.models import Fill, Instrument, Order, Position
-from trading.risk_services import _snapshot_reads, _snapshot_reads_orm, _snapshot_reads_sql
+from trading.selectors import risk_snapshot_reads
 
 pytestmark = [pytest.mark.django_db, pytest.mark.services("postgres")]
 
@@ -90,34 +90,15 @@ def book() -> tuple[Instrument, Order]:
     return btc, checked
 
 
-def _normalised(reads: object) -> tuple[object, ...]:
-    r = reads
-    return (
-        r.quotes,  # type: ignore[attr-defined]
-        sorted(r.open_groups, key=repr),  # type: ignore[attr-defined]
-        sorted(r.positions, key=repr),  # type: ignore[attr-defined]
-        sorted(r.recent_submissions),  # type: ignore[attr-defined]
-        r.realised_today,  # type: ignore[attr-defined]
-        r.latest_equity,  # type: ignore[attr-defined]
-    )
-
-
-def test_the_single_statement_reads_what_the_orm_reads(  # type: ignore[no-untyped-def]
+def test_the_reads_are_the_book(  # type: ignore[no-untyped-def]
     book: tuple[Instrument, Order], django_assert_num_queries
 ) -> None:
     btc, checked = book
     now = timezone.now()
-    for exclude in (checked.pk, None):
-        sql = _snapshot_reads_sql(btc, exclude_pk=exclude, now=now)
-        orm = _snapshot_reads_orm(btc, exclude_pk=exclude, now=now)
-        assert _normalised(sql) == _normalised(orm)
-    expected = _normalised(_snapshot_reads_orm(btc, exclude_pk=checked.pk, now=now))
-    with django_assert_num_queries(1):  # PostgreSQL takes the single statement
-        chosen = _snapshot_reads(btc, exclude_pk=checked.pk, now=now)
-    assert _normalised(chosen) == expected
+    risk_snapshot_reads(btc, exclude_pk=checked.pk, now=now)  # compiled on first use
+    with django_assert_num_queries(3):  # whatever the size of the book
+        reads = risk_snapshot_reads(btc, exclude_pk=checked.pk, now=now)
 
-    # And what they read is the book above, not two equal empty answers.
-    reads = _snapshot_reads_sql(btc, exclude_pk=checked.pk, now=now)
     assert reads.quotes["BTC/USD"][0] == D("100.05")
     assert set(reads.quotes) == {"BTC/USD", "ETH/USD"}
     groups = {(g.symbol, g.side, g.limit_price): g.remaining for g in reads.open_groups}
@@ -135,20 +116,18 @@ def test_the_single_statement_reads_what_the_orm_reads(  # type: ignore[no-untyp
     assert len(reads.recent_submissions) == 10  # submitted within the minute, ours (any state)
     assert reads.realised_today == D("12.5") - D("0.25") - D("2.125") - D("0.1")
     assert reads.latest_equity == (D("10400"), D("11000"))
-    with_checked = _snapshot_reads_sql(btc, exclude_pk=None, now=now)
+    with_checked = risk_snapshot_reads(btc, exclude_pk=None, now=now)
     assert {(g.symbol, g.side, g.limit_price): g.remaining for g in with_checked.open_groups}[
         ("BTC/USD", "buy", D("90"))
     ] == D("3")
 
 
-def test_an_empty_book_reads_empty_the_same_way(db: object) -> None:
+def test_an_empty_book_reads_empty(db: object) -> None:
     btc = InstrumentFactory()
-    now = timezone.now()
-    sql = _snapshot_reads_sql(btc, exclude_pk=None, now=now)
-    assert _normalised(sql) == _normalised(_snapshot_reads_orm(btc, exclude_pk=None, now=now))
-    assert sql.quotes == {}
-    assert sql.open_groups == []
-    assert sql.positions == []
-    assert sql.recent_submissions == []
-    assert sql.realised_today == 0
-    assert sql.latest_equity is None
+    reads = risk_snapshot_reads(btc, exclude_pk=None, now=timezone.now())
+    assert reads.quotes == {}
+    assert reads.open_groups == []
+    assert reads.positions == []
+    assert reads.recent_submissions == []
+    assert reads.realised_today == 0
+    assert reads.latest_equity is None

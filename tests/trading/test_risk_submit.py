@@ -13,9 +13,11 @@ from django.utils import timezone
 from core.audit import audit_trail
 from tests.trading.conftest import quote
 from tests.trading.factories import equity_snapshot, placed_order
-from trading import risk_services, services
+from trading import orders, submission
+from trading.kill_switch import trading_reduce
+from trading.limits import risk_limit_set
 from trading.models import Balance, MarketQuote, Order, Position, RiskLimit
-from trading.risk_services import order_place, order_submit_checked, risk_limit_set, trading_reduce
+from trading.submission import order_place, order_submit_checked
 
 D = Decimal
 
@@ -108,22 +110,22 @@ def test_drawdown_and_daily_loss_come_from_snapshots_and_fills(market, gateway) 
 def test_a_crash_after_the_check_leaves_nothing_submitted_and_nothing_enqueued(market, gateway, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     order = new_order(market)
     checked: list[bool] = []
-    real_check = risk_services.check_order
+    real_check = submission.check_order
 
     def check_then_note(*args, **kwargs):  # type: ignore[no-untyped-def]
         result = real_check(*args, **kwargs)
         checked.append(result.ok)
         return result
 
-    real_event = services._event
+    real_event = orders.order_event_new
 
     def crash_on_submitted(order, **kwargs):  # type: ignore[no-untyped-def]
         if kwargs["kind"] == "submitted":
             raise RuntimeError("worker killed between the check and the commit")
         return real_event(order, **kwargs)
 
-    monkeypatch.setattr(risk_services, "check_order", check_then_note)
-    monkeypatch.setattr(services, "_event", crash_on_submitted)
+    monkeypatch.setattr(submission, "check_order", check_then_note)
+    monkeypatch.setattr(orders, "order_event_new", crash_on_submitted)
     with pytest.raises(RuntimeError):
         order_submit_checked(order_id=order.pk)
     assert checked == [True]
@@ -133,7 +135,7 @@ def test_a_crash_after_the_check_leaves_nothing_submitted_and_nothing_enqueued(m
     assert order.events.count() == 1
     assert gateway == []
 
-    monkeypatch.setattr(services, "_event", real_event)
+    monkeypatch.setattr(orders, "order_event_new", real_event)
     assert order_submit_checked(order_id=order.pk).submitted  # the retry runs the check again
     assert checked == [True, True]
     assert gateway == [("submit", order.pk)]

@@ -1,5 +1,5 @@
 """Safety halts stay safe: resuming after a reconciliation, start-up or risk halt needs staff (or the
-galfriday_site.resume_safety_halt permission) and no open critical discrepancy, or an audited override with a
+trading.resume_safety_halt permission) and no open critical discrepancy, or an audited override with a
 written reason."""
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from galfriday_site.models import SafetyOverride
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.services import discrepancy_acknowledge, discrepancy_resolve
-from trading.models import TradingState
+from trading.kill_switch import trading_state_set
+from trading.models import SafetyOverride, TradingState
 from trading.permissions import TRADERS_GROUP
 from trading.selectors import trading_state_get
-from trading.services import trading_state_set
 
 pytestmark = pytest.mark.django_db
 

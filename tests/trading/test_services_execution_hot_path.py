@@ -13,9 +13,9 @@ from django.utils import timezone
 from core.audit import audit_actor, audit_trail, audited_row_insert, audited_rows_update
 from tests.trading.factories import InstrumentFactory, placed_order, status, trade
 from trading import lock_objects
+from trading.execution_reports import execution_report_apply
 from trading.executions import ExecType
 from trading.models import Balance, Order, OrderEvent, Position
-from trading.services import execution_report_apply
 
 pytestmark = pytest.mark.django_db
 D = Decimal

@@ -1,4 +1,4 @@
-"""order_create idempotency and validation; instruments from AssetPairs and the instrument channel."""
+"""order_create idempotency and validation; instruments from AssetPairs, then updated."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from decimal import Decimal
 import pytest
 
 from core.errors import ApplicationError
-from ingest.kraken.messages import InstrumentPair
 from ingest.kraken.rest_types import AssetPair
 from tests.trading.factories import InstrumentFactory
+from trading.instruments import instrument_sync_from_asset_pair, instrument_upsert
 from trading.models import Instrument, Order
-from trading.services import OrderConflict, instrument_sync_from_asset_pair, instrument_sync_from_ws, order_create
+from trading.orders import OrderConflict, order_create
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -64,7 +64,7 @@ def test_invalid_orders_are_refused_with_the_reason(overrides: dict[str, object]
     assert not Order.objects.exists()
 
 
-def test_instrument_from_asset_pairs_then_instrument_channel() -> None:
+def test_instrument_from_asset_pairs_then_updated() -> None:
     pair = AssetPair(
         key="XXBTZUSD",
         altname="XBTUSD",
@@ -88,19 +88,18 @@ def test_instrument_from_asset_pairs_then_instrument_channel() -> None:
         "XXBTZUSD",
         "XBT/USD",
     )
-    ws_pair = InstrumentPair(
+    instrument_upsert(
         symbol="BTC/USD",
         base="BTC",
         quote="USD",
         status="post_only",
         price_precision=1,
         qty_precision=8,
-        price_increment=D("0.1"),
+        tick_size=D("0.1"),
         qty_increment=D("0.00000001"),
-        qty_min=D("0.00005"),
-        cost_min=D("0.5"),
+        ordermin=D("0.00005"),
+        costmin=D("0.5"),
     )
-    instrument_sync_from_ws(pair=ws_pair)
     instrument = Instrument.objects.get()
     assert (instrument.status, instrument.ordermin, instrument.altname) == ("post_only", D("0.00005"), "XBTUSD")
     assert [h.history_type for h in instrument.history.order_by("history_date")] == ["+", "~"]
@@ -108,17 +107,15 @@ def test_instrument_from_asset_pairs_then_instrument_channel() -> None:
 
 def test_instrument_with_a_bad_status_is_refused() -> None:
     with pytest.raises(Exception, match="status"):
-        instrument_sync_from_ws(
-            pair=InstrumentPair(
-                symbol="ETH/USD",
-                base="ETH",
-                quote="USD",
-                status="exploded",
-                price_precision=2,
-                qty_precision=8,
-                price_increment=D("0.01"),
-                qty_increment=None,
-                qty_min=D("0.001"),
-                cost_min=None,
-            )
+        instrument_upsert(
+            symbol="ETH/USD",
+            base="ETH",
+            quote="USD",
+            status="exploded",
+            price_precision=2,
+            qty_precision=8,
+            tick_size=D("0.01"),
+            qty_increment=None,
+            ordermin=D("0.001"),
+            costmin=None,
         )

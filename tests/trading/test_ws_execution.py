@@ -21,11 +21,14 @@ import pytest
 from tests.conftest import free_port
 from tests.trading.factories import InstrumentFactory
 from tests.trading.sim_support import ThreadedSim, point_settings_at, sim  # noqa: F401  (fixture)
-from trading import execution, ws_session
+from tests.waiting import wait_for
+from trading import ws_session
+from trading.accounts import balance_set
+from trading.brokers import kraken as kraken_broker
 from trading.models import Fill, Instrument, Order, OrderEvent
 from trading.order_states import OrderState
-from trading.services import balance_set, order_create, order_mark_submitted
-from trading.tasks import cancel_order, execute_order
+from trading.orders import order_create, order_mark_submitted
+from trading.tasks import execute_cancel, execute_order
 
 pytestmark = pytest.mark.django_db
 
@@ -137,14 +140,14 @@ def test_ws_ack_then_the_scheduled_sync_brings_the_fill(live: ThreadedSim, btc: 
 def test_socket_down_falls_back_to_rest_and_places_one_order(live: ThreadedSim, btc: Instrument, settings: Any) -> None:
     settings.KRAKEN_WS_AUTH_URL = f"ws://127.0.0.1:{free_port()}/v2"  # nothing listens there
     settings.GALFRIDAY_EXECUTION_WS_CONNECT_WAIT_S = 0.3
-    fallbacks = execution.counters["ws_submit_fallback_rest"]
+    fallbacks = kraken_broker.counters["ws_submit_fallback_rest"]
     order = submitted(btc)
 
     outcome = execute_order(order.pk)
 
     order.refresh_from_db()
     assert (outcome["action"], outcome["via"]) == ("sent", "rest")
-    assert execution.counters["ws_submit_fallback_rest"] == fallbacks + 1
+    assert kraken_broker.counters["ws_submit_fallback_rest"] == fallbacks + 1
     assert order.state == OrderState.ACCEPTED
     exchange = live.orders(order.client_order_id)
     assert [(o["order_id"], o["source"]) for o in exchange] == [(order.exchange_order_id, "api")]
@@ -252,15 +255,15 @@ def test_duplicate_deliveries_make_one_order_even_when_the_first_died_after_send
 
 
 def test_cancel_goes_over_the_socket(live: ThreadedSim, btc: Instrument) -> None:
-    from trading.risk_services import order_cancel
+    from trading.kill_switch import order_cancel_request
 
     connected_session()
     order = submitted(btc)
     execute_order(order.pk)
     ws_cancels = ws_session.counters["ws_cancel_order"]
-    order_cancel(order_id=order.pk, reason="operator", actor="ops")
+    order_cancel_request(order_id=order.pk, reason="operator", actor="ops")
 
-    outcome = cancel_order(order.pk)
+    outcome = execute_cancel(order.pk)
 
     order.refresh_from_db()
     assert outcome["action"] == "canceled"
@@ -272,20 +275,31 @@ def test_cancel_goes_over_the_socket(live: ThreadedSim, btc: Instrument) -> None
 def test_live_session_keeps_the_dead_man_switch_armed_and_orders_fall_when_it_is_gone(
     live: ThreadedSim, btc: Instrument, settings: Any
 ) -> None:
-    settings.GALFRIDAY_DEADMAN_TIMEOUT_S = 2
-    settings.GALFRIDAY_DEADMAN_REFRESH_S = 0.4
+    settings.GALFRIDAY_DEADMAN_TIMEOUT_S = 10
+    settings.GALFRIDAY_DEADMAN_REFRESH_S = 0.1
     order = submitted(btc)
     execute_order(order.pk)  # builds the session: it arms the switch and keeps re-arming it
-    time.sleep(3.0)  # longer than the timeout: only the refreshes keep the order alive
+    # The switch counts down on the simulator's clock, moved here 6 s at a time: 18 s of a 10 s countdown pass, and
+    # only the session's re-arming between the steps keeps the order alive.
+    for _ in range(3):
+        refreshed = ws_session.counters["deadman_refreshed"]
+        wait_for(lambda n=refreshed: ws_session.counters["deadman_refreshed"] > n, 10, "a dead man's switch refresh")
+        assert advance_dead_man_switch(live, 6)["fired_now"] is False
     assert live.orders(order.client_order_id)[0]["status"] == "open"
     assert live.state()["dead_man_switch"]["trigger"] is not None
-    assert ws_session.counters["deadman_refreshed"] >= 3
 
     ws_session.close_session()  # the worker is gone: nobody re-arms the switch
-    time.sleep(2.6)
+    assert advance_dead_man_switch(live, 10)["fired_now"] is True
 
     assert live.orders(order.client_order_id)[0]["status"] == "canceled"
     assert live.state()["dead_man_switch"]["fired"] == 1
+
+
+def advance_dead_man_switch(simulator: ThreadedSim, seconds: float) -> dict[str, Any]:
+    """Let `seconds` of the simulator's dead man's switch countdown pass now (it fires in the call if it runs out)."""
+    r = simulator.admin.post("/dead_man_switch", json={"advance": seconds})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
 
 
 def test_a_forked_child_builds_its_own_clients_and_never_uses_the_parents(live: ThreadedSim, btc: Instrument) -> None:
