@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, ROUND_UP, Decimal
 
-from kraken_sim.engine import Order, OrderType, Side
+from kraken_sim.engine import Order, Side
 from kraken_sim.ids import IdGenerator
 from kraken_sim.instruments import Asset, InstrumentRegistry
 
@@ -91,25 +91,24 @@ class Account:
         """What must be available to accept ``order``; ``est_cost`` is the book walk for market buys."""
         inst = order.instrument
         if order.side is Side.SELL:
-            return inst.base, order.qty
-        if order.order_type is OrderType.MARKET:
+            return inst.base, order.remaining
+        price = order.hold_price  # a limit, or a trigger not reached yet
+        if price is None:  # a market order, or a triggered stop-loss / take-profit: the book walk
             return inst.quote, quantize(est_cost * (1 + self.taker_fee), inst.quote.decimals, ROUND_UP)
-        assert order.limit_price is not None
-        return inst.quote, self.buy_hold(order, order.limit_price, order.qty)
+        return inst.quote, self.buy_hold(order, price, order.remaining)
 
     def update_hold(self, order: Order) -> None:
-        """Hold what the order's open remainder may still need; release everything once it is closed."""
-        if not order.is_open or order.remaining <= 0 or order.limit_price is None:
+        """Hold what the order's open remainder may still need (at its limit, or at its trigger while it waits);
+        release everything once it is closed or executes as a market order."""
+        price = order.hold_price
+        if not order.is_open or order.remaining <= 0 or price is None:
             self.holds.pop(order.order_id, None)
             return
         inst = order.instrument
         if order.side is Side.SELL:
             self.holds[order.order_id] = (inst.base, order.remaining)
         else:
-            self.holds[order.order_id] = (
-                inst.quote,
-                self.buy_hold(order, order.limit_price, order.remaining),
-            )
+            self.holds[order.order_id] = (inst.quote, self.buy_hold(order, price, order.remaining))
 
     # -- fills --------------------------------------------------------------------------------------------
     def apply_fill(

@@ -30,6 +30,18 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     LIMIT = "limit"
     MARKET = "market"
+    STOP_LOSS = "stop-loss"  # rests untriggered; a market order once the reference price reaches the trigger
+    TAKE_PROFIT = "take-profit"
+
+    @property
+    def triggered(self) -> bool:
+        """An order type that waits for its trigger price (``stop-loss``, ``take-profit``)."""
+        return self in (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT)
+
+
+# Self-trade prevention (WebSocket ``stp_type``; REST ``stptype`` spells them with hyphens).
+STP_TYPES = ("cancel_newest", "cancel_oldest", "cancel_both")
+TRIGGER_REFERENCES = ("last", "index")
 
 
 class TimeInForce(StrEnum):
@@ -75,6 +87,32 @@ class Order:
     reason: str | None = None
     trade_txids: list[str] = field(default_factory=list)
     priority: int = 0
+    stp_type: str = "cancel_newest"
+    trigger_price: Decimal | None = None  # stop-loss / take-profit
+    trigger_reference: str = "last"  # last | index
+    triggered_ns: int | None = None  # when the trigger price was reached
+    trigger_last_price: Decimal | None = None  # the reference price that reached it
+
+    @property
+    def is_triggered(self) -> bool:
+        return self.triggered_ns is not None
+
+    @property
+    def waits_for_trigger(self) -> bool:
+        return self.order_type.triggered and self.triggered_ns is None
+
+    @property
+    def execution_type(self) -> str:
+        """How the order executes: a triggered stop-loss or take-profit is a market order (Kraken reports the
+        new execution model after the trigger)."""
+        return OrderType.MARKET.value if self.order_type.triggered else self.order_type.value
+
+    @property
+    def hold_price(self) -> Decimal | None:
+        """The price funds are held at while the order rests: its limit, or its trigger until it triggers."""
+        if self.order_type is OrderType.LIMIT:
+            return self.limit_price
+        return self.trigger_price if self.waits_for_trigger else None
 
     @property
     def remaining(self) -> Decimal:
@@ -245,10 +283,18 @@ class OrderBook:
         return qty - left, cost
 
     def match(
-        self, taker: Order, next_trade_id: Iterator[int], ts_ns: int, on_fill: Callable[[Fill], None]
+        self,
+        taker: Order,
+        next_trade_id: Iterator[int],
+        ts_ns: int,
+        on_fill: Callable[[Fill], None],
+        on_self_trade: Callable[[Order], None],
     ) -> MatchResult:
         """Fill ``taker`` against resting orders, best price first, oldest first within a price.
-        ``on_fill`` runs after each fill, when both orders' figures include that fill and no later one."""
+        ``on_fill`` runs after each fill, when both orders' figures include that fill and no later one.
+        When two account orders would trade, the taker's ``stp_type`` decides: ``cancel_newest`` stops the taker
+        (``self_trade``), ``cancel_oldest`` has ``on_self_trade`` cancel the resting order and goes on,
+        ``cancel_both`` does both."""
         opposite = self.asks if taker.side is Side.BUY else self.bids
         result = MatchResult(fills=[])
         while taker.remaining > 0:
@@ -261,9 +307,12 @@ class OrderBook:
                 break
             maker = opposite.levels[best][0]
             if maker.owner is Owner.ACCOUNT and taker.owner is Owner.ACCOUNT:
-                # Self-trade prevention, Kraken's default ``cancel_newest``: the incoming order stops here.
-                result.self_trade = True
-                break
+                if taker.stp_type != "cancel_newest":
+                    on_self_trade(maker)  # takes it out of the book
+                if taker.stp_type != "cancel_oldest":
+                    result.self_trade = True
+                    break
+                continue
             qty = min(taker.remaining, maker.remaining)
             maker.filled += qty
             maker.cost += qty * best

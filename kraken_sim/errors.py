@@ -32,4 +32,13 @@ UNAVAILABLE = "EService:Unavailable"
 CANCEL_ONLY = "EService:Market in cancel_only mode"
 POST_ONLY = "EService:Market in post_only mode"
 UNKNOWN_METHOD = "EGeneral:Unknown method"
+# Margin is not simulated: Kraken's answers for an account that cannot trade on margin (PROTOCOL.md §1.4).
+CANNOT_OPEN_POSITION = "EOrder:Cannot open position"
+REDUCE_ONLY_NO_POSITION = "EOrder:Reduce only:No position exists"
+UNKNOWN_ASSET = "EQuery:Unknown asset"
 INTERNAL_ERROR = "EGeneral:Internal error"
+
+
+def invalid(field: str) -> str:
+    """``EGeneral:Invalid arguments:<field>``, Kraken's form for one bad or unsupported argument."""
+    return f"{INVALID_ARGUMENTS}:{field}"

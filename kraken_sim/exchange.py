@@ -47,6 +47,7 @@ REASON_POST_ONLY = "Post only order"
 REASON_IOC = "Immediate or cancel"  # constructed
 REASON_NO_LIQUIDITY = "Insufficient liquidity"  # constructed
 REASON_SELF_TRADE = "Self trade prevention"  # constructed
+REASON_NO_FUNDS = "Insufficient funds"  # constructed: a triggered buy that the account can no longer pay for
 
 
 @dataclass(slots=True)
@@ -61,13 +62,16 @@ class OrderRequest:
     cl_ord_id: str | None = None
     userref: int = 0
     validate: bool = False
+    stp_type: str = "cancel_newest"
+    trigger_price: Decimal | None = None  # stop-loss / take-profit
+    trigger_reference: str = "last"
 
 
 @dataclass(frozen=True, slots=True)
 class ExecEvent:
     """One change to one of the account's orders, with the order's figures at that moment."""
 
-    exec_type: str  # pending_new | new | trade | filled | canceled
+    exec_type: str  # pending_new | new | status (triggered) | trade | filled | canceled
     order: Order
     ts_ns: int
     order_status: str
@@ -123,12 +127,15 @@ def decimals_of(value: Decimal) -> int:
 
 
 def order_description(order: Order) -> str:
+    """REST ``descr.order``: ``buy 1.25000000 XBTUSD @ limit 27500.0``, ``… @ market``, ``… @ stop loss 27000.0``,
+    ``… @ take profit 120.0`` (PROTOCOL.md §1.3)."""
     inst = order.instrument
     text = f"{order.side.value} {fixed(order.qty, inst.lot_decimals)} {inst.altname} @ "
     if order.order_type is OrderType.MARKET:
         return text + "market"
-    assert order.limit_price is not None
-    return text + f"limit {fixed(order.limit_price, inst.price_decimals)}"
+    price = order.limit_price if order.order_type is OrderType.LIMIT else order.trigger_price
+    assert price is not None
+    return text + f"{order.order_type.value.replace('-', ' ')} {fixed(price, inst.price_decimals)}"
 
 
 class Exchange:
@@ -153,6 +160,9 @@ class Exchange:
         self._pending_candles: dict[str, dict[int, Candle]] = {}
         self._bbo: dict[str, tuple[Decimal | None, Decimal, Decimal | None, Decimal]] = {}
         self.deadman = DeadManSwitch(clock, self._deadman_fire)
+        # Stop-loss and take-profit orders waiting for their trigger, per symbol, and the symbols to re-check.
+        self._waiting: dict[str, list[Order]] = {i.symbol: [] for i in registry}
+        self._trigger_check: set[str] = set()
 
     def _trade_id_iter(self, symbol: str) -> Iterator[int]:
         while True:
@@ -179,9 +189,17 @@ class Exchange:
                 bbo = self._bbo_of(book)
                 if bbo != self._bbo.get(symbol):
                     self._bbo[symbol] = bbo
+                    if bbo[0] is not None and bbo[2] is not None:
+                        self.marketdata[symbol].record_spread(self.clock.now_ns(), bbo[0], bbo[2])
                     self.sink.bbo_changed(symbol)
+                if self._waiting[symbol]:
+                    self._trigger_check.add(symbol)
             if trades:
                 self.sink.public_trades(symbol, trades, list((candles or {}).values()))
+                if self._waiting[symbol]:
+                    self._trigger_check.add(symbol)
+        while self._trigger_check:
+            self._check_triggers(self._trigger_check.pop())
 
     @staticmethod
     def _bbo_of(book: OrderBook) -> tuple[Decimal | None, Decimal, Decimal | None, Decimal]:
@@ -241,8 +259,9 @@ class Exchange:
         self.check_status_for_add(req)
         if req.qty <= 0 or decimals_of(req.qty) > inst.lot_decimals:
             raise KrakenError(E.INVALID_ARGUMENTS)
-        if req.order_type is OrderType.LIMIT:
-            price = req.limit_price
+        # A limit order's price, or a stop-loss / take-profit order's trigger price.
+        price = req.limit_price if req.order_type is OrderType.LIMIT else req.trigger_price
+        if req.order_type is OrderType.LIMIT or req.order_type.triggered:
             if price is None or price <= 0:
                 raise KrakenError(E.INVALID_PRICE)
             if decimals_of(price) > inst.price_decimals:
@@ -252,14 +271,15 @@ class Exchange:
                 )
             if price % inst.tick_size != 0:
                 raise KrakenError(E.TICK_SIZE)
-        elif req.post_only:
+        if req.post_only and req.order_type is not OrderType.LIMIT:
             raise KrakenError(E.INVALID_ARGUMENTS)
+        if req.order_type.triggered and req.time_in_force is not TimeInForce.GTC:
+            raise KrakenError(E.invalid("timeinforce"))  # a waiting order is good till canceled
         if req.qty < inst.ordermin:
             raise KrakenError(E.ORDER_MINIMUM)
         book = self.books[inst.symbol]
-        if req.order_type is OrderType.LIMIT:
-            assert req.limit_price is not None
-            est_cost = req.limit_price * req.qty
+        if price is not None:
+            est_cost = price * req.qty
         else:
             filled, est_cost = book.fill_estimate(req.side, req.qty, None)
             if filled < req.qty:
@@ -296,6 +316,9 @@ class Exchange:
             userref=req.userref,
             source=source,
             opened_ns=now,
+            stp_type=req.stp_type,
+            trigger_price=req.trigger_price,
+            trigger_reference=req.trigger_reference,
         )
         book = self.books[inst.symbol]
         est_cost = ZERO
@@ -320,13 +343,17 @@ class Exchange:
             order.status = OrderStatus.OPEN
             self.account.update_hold(order)
             self._emit("new", order)
-            self._execute(order, book)
+            if order.waits_for_trigger:
+                self._waiting[inst.symbol].append(order)
+                self._trigger_check.add(inst.symbol)  # a trigger the market has already reached fires at once
+            else:
+                self._execute(order, book)
         return order
 
     def _execute(self, order: Order, book: OrderBook) -> None:
         """Match an accepted (open) order, then rest or close what is left."""
         result = (
-            book.match(order, self._trade_ids[order.symbol], self.clock.now_ns(), self._on_fill)
+            book.match(order, self._trade_ids[order.symbol], self.clock.now_ns(), self._on_fill, self._self_trade)
             if self.matching_enabled or order.post_only
             else None
         )
@@ -334,7 +361,7 @@ class Exchange:
             return  # fully filled inside _on_fill
         if result is not None and result.self_trade:
             self._close(order, OrderStatus.CANCELED, REASON_SELF_TRADE)
-        elif order.order_type is OrderType.MARKET:
+        elif order.limit_price is None:  # a market order, or a triggered stop-loss / take-profit
             self._close(order, OrderStatus.CANCELED, REASON_NO_LIQUIDITY)
         elif order.time_in_force is TimeInForce.IOC:
             self._close(order, OrderStatus.CANCELED, REASON_IOC)
@@ -350,7 +377,7 @@ class Exchange:
             fill.price,
             fill.qty,
             fill.taker.side,
-            fill.taker.order_type.value,
+            fill.taker.execution_type,
             fill.trade_id,
             fill.ts_ns,
         )
@@ -383,16 +410,87 @@ class Exchange:
                 "maker" if maker else "taker",
             )
 
+    def _self_trade(self, resting: Order) -> None:
+        """Self-trade prevention cancels a resting account order (``cancel_oldest``, ``cancel_both``)."""
+        self._close(resting, OrderStatus.CANCELED, REASON_SELF_TRADE)
+
     def _close(self, order: Order, status: OrderStatus, reason: str) -> None:
         order.status = status
         order.reason = reason
         order.closed_ns = self.clock.now_ns()
         self.books[order.symbol].remove(order)
+        if order.waits_for_trigger:
+            self._waiting[order.symbol].remove(order)
         if order.owner is Owner.ACCOUNT:
             self.account.update_hold(order)
             if order.cl_ord_id is not None:
                 self._open_cl_ord_ids.pop(order.cl_ord_id, None)
             self._emit("canceled", order, reason=reason)
+
+    def conversion_rate(self, source: str, target: str) -> Decimal | None:
+        """How much of asset ``target`` one unit of ``source`` is worth at the last trade prices, through the
+        listed pairs (either way round, several hops if needed); None when no pair path joins them."""
+        rates: dict[str, Decimal] = {source: Decimal(1)}
+        frontier = [source]
+        while frontier and target not in rates:
+            code = frontier.pop(0)
+            for inst in self.registry:
+                price = self.marketdata[inst.symbol].last_price
+                if inst.base.code == code and inst.quote.code not in rates:
+                    rates[inst.quote.code] = rates[code] * price
+                    frontier.append(inst.quote.code)
+                elif inst.quote.code == code and inst.base.code not in rates and price:
+                    rates[inst.base.code] = rates[code] / price
+                    frontier.append(inst.base.code)
+        return rates.get(target)
+
+    # -- stop-loss and take-profit: waiting for the trigger -------------------------------------------------
+    def reference_price(self, symbol: str, reference: str) -> Decimal:
+        """``last``: the last trade's price. ``index``: Kraken's index price, which the simulator has no outside
+        market for: the book's mid (the last trade's price while one side is empty)."""
+        md = self.marketdata[symbol]
+        if reference == "index":
+            book = self.books[symbol]
+            bid, ask = book.best_bid(), book.best_ask()
+            if bid is not None and ask is not None:
+                return (bid + ask) / 2
+        return md.last_price
+
+    @staticmethod
+    def trigger_reached(order: Order, price: Decimal) -> bool:
+        """A sell stop-loss (a buy take-profit) fires when the price falls to its trigger; a buy stop-loss (a sell
+        take-profit) when it rises to it."""
+        assert order.trigger_price is not None
+        falling = (order.order_type is OrderType.STOP_LOSS) == (order.side is Side.SELL)
+        return price <= order.trigger_price if falling else price >= order.trigger_price
+
+    def _check_triggers(self, symbol: str) -> None:
+        if not self.matching_enabled:
+            return  # nothing executes outside online; checked again when the market moves
+        for order in list(self._waiting[symbol]):
+            if order not in self._waiting[symbol]:
+                continue  # closed by an earlier trigger's execution (self-trade prevention)
+            price = self.reference_price(symbol, order.trigger_reference)
+            if self.trigger_reached(order, price):
+                self._trigger(order, price)
+
+    def _trigger(self, order: Order, price: Decimal) -> None:
+        """The trigger is reached: the order executes as a market order for what is left."""
+        self._waiting[order.symbol].remove(order)
+        order.triggered_ns = self.clock.now_ns()
+        order.trigger_last_price = price
+        log.info("order %s triggered at %s (%s)", order.order_id, price, order.trigger_reference)
+        book = self.books[order.symbol]
+        with self.batch():
+            self.account.update_hold(order)  # its trigger-price hold is released: it pays as it fills
+            self._emit("status", order)
+            if order.side is Side.BUY:
+                _, est_cost = book.fill_estimate(order.side, order.remaining, None)
+                asset, needed = self.account.required_funds(order, est_cost)
+                if self.account.available(asset) < needed:
+                    self._close(order, OrderStatus.CANCELED, REASON_NO_FUNDS)
+                    return
+            self._execute(order, book)
 
     def find_open(
         self, *, txid: str | None = None, cl_ord_id: str | None = None, userref: int | None = None

@@ -23,6 +23,7 @@ DAY_NS = 86_400 * NS
 OHLC_INTERVALS: tuple[int, ...] = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)  # minutes
 MAX_CANDLES = 720
 TAPE_SIZE = 1000
+SPREAD_SIZE = 200  # REST Spread: the recent best bid/ask changes kept per symbol
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +237,11 @@ class SymbolMarketData:
         self.today_open: Decimal = instrument.initial_price
         self.total_trades = 0
         self.candles: dict[int, deque[Candle]] = {i: deque(maxlen=MAX_CANDLES) for i in OHLC_INTERVALS}
+        self.spreads: deque[tuple[int, Decimal, Decimal]] = deque(maxlen=SPREAD_SIZE)  # (ts_ns, bid, ask)
+
+    def record_spread(self, ts_ns: int, bid: Decimal, ask: Decimal) -> None:
+        """A new best bid/ask (REST ``Spread``)."""
+        self.spreads.append((ts_ns, bid, ask))
 
     def set_reference_price(self, price: Decimal) -> None:
         """Before any trade, the price the ticker reports (e.g. a replayed book's touch)."""

@@ -270,8 +270,27 @@ def _order_details(order: Order, entry: dict[str, Any]) -> None:
     if order.order_type is OrderType.LIMIT and order.limit_price is not None:
         entry["limit_price_type"] = "static"
         entry["limit_price"] = num(order.limit_price, inst.price_decimals)
+    if order.order_type.triggered:
+        entry["triggers"] = _triggers(order)
     entry["post_only"] = order.post_only
     entry["fee_ccy_pref"] = "fciq"
+
+
+def _triggers(order: Order, ts_ns: int | None = None) -> dict[str, Any]:
+    """The ``triggers`` object of a stop-loss / take-profit order (``reference``, ``price``, ``price_type``,
+    ``status``; once triggered also ``last_price``, the reference price that reached it, and ``timestamp``)."""
+    inst = order.instrument
+    assert order.trigger_price is not None
+    entry: dict[str, Any] = {
+        "reference": order.trigger_reference,
+        "price": num(order.trigger_price, inst.price_decimals),
+        "price_type": "static",
+        "status": "triggered" if order.is_triggered else "untriggered",
+    }
+    if order.trigger_last_price is not None and order.triggered_ns is not None:
+        entry["last_price"] = num(order.trigger_last_price, inst.price_decimals)
+        entry["timestamp"] = rfc3339(order.triggered_ns)
+    return entry
 
 
 def execution(event: ExecEvent) -> dict[str, Any]:
@@ -289,12 +308,15 @@ def execution(event: ExecEvent) -> dict[str, Any]:
         entry["order_status"] = event.order_status
         entry["fee_usd_equiv"] = _fee_num(inst, event.fee_total)
         entry["timestamp"] = ts
-    elif kind == "new":
+    elif kind in ("new", "status"):
         entry = {"timestamp": ts, "order_status": event.order_status, "exec_type": kind}
         entry["order_userref"] = order.userref
         if order.cl_ord_id is not None:
             entry["cl_ord_id"] = order.cl_ord_id
         entry["order_id"] = order.order_id
+        if kind == "status":  # a stop-loss / take-profit order's trigger was reached: it executes as a market order
+            entry["order_type"] = order.execution_type
+            entry["triggers"] = _triggers(order)
     elif kind == "trade":
         trade = event.trade
         assert trade is not None
@@ -308,7 +330,7 @@ def execution(event: ExecEvent) -> dict[str, Any]:
         entry["last_price"] = num(trade.price, inst.price_decimals)
         entry["liquidity_ind"] = "m" if trade.maker else "t"
         entry["cost"] = num(trade.cost, inst.cost_decimals)
-        entry["order_type"] = order.order_type.value
+        entry["order_type"] = order.execution_type
         entry["timestamp"] = ts
         entry["order_status"] = event.order_status
         entry["cum_qty"] = num(event.cum_qty, inst.lot_decimals)
@@ -367,7 +389,7 @@ def trade_snapshot(trade: AccountTrade) -> dict[str, Any]:
     entry["liquidity_ind"] = "m" if trade.maker else "t"
     entry["cost"] = num(trade.cost, inst.cost_decimals)
     entry["order_status"] = order.ws_status
-    entry["order_type"] = order.order_type.value
+    entry["order_type"] = order.execution_type
     entry["timestamp"] = rfc3339(trade.ts_ns)
     entry["fee_usd_equiv"] = _fee_num(inst, trade.fee)
     entry["fees"] = [{"asset": inst.quote.code, "qty": _fee_num(inst, trade.fee)}]

@@ -166,6 +166,11 @@ class Simulator:
                     "post_only": o.post_only,
                     "qty": fixed(o.qty, inst.lot_decimals),
                     "limit_price": fixed(o.limit_price, inst.price_decimals) if o.limit_price is not None else None,
+                    "trigger_price": fixed(o.trigger_price, inst.price_decimals)
+                    if o.trigger_price is not None
+                    else None,
+                    "trigger": o.trigger_reference if o.order_type.triggered else None,
+                    "triggered": rfc3339(o.triggered_ns) if o.triggered_ns is not None else None,
                     "filled": fixed(o.filled, inst.lot_decimals),
                     "cost": str(o.cost),
                     "fee": fixed(o.fee, inst.quote.decimals),

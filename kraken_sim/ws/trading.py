@@ -10,7 +10,7 @@ from typing import Any
 
 from kraken_sim import errors as E
 from kraken_sim.deadman import switch_answer
-from kraken_sim.engine import OrderType, Side, TimeInForce
+from kraken_sim.engine import STP_TYPES, TRIGGER_REFERENCES, OrderType, Side, TimeInForce
 from kraken_sim.errors import KrakenError
 from kraken_sim.exchange import Exchange, OrderRequest
 from kraken_sim.ws.connection import Connection, Subscriptions
@@ -37,7 +37,8 @@ def ws_decimal(value: Any) -> Decimal | None:
 
 
 def order_request(exchange: Exchange, params: dict[str, Any]) -> OrderRequest:
-    """``add_order`` params → an ``OrderRequest``; ``KrakenError`` for an unknown symbol or a bad value."""
+    """``add_order`` params → an ``OrderRequest``; ``KrakenError`` for an unknown symbol, a bad value, or a value
+    Kraken would act on and the simulator does not (refused as Kraken refuses it on an account without margin)."""
     symbol = params.get("symbol")
     inst = exchange.registry.by_symbol(symbol) if isinstance(symbol, str) else None
     if inst is None:
@@ -52,14 +53,20 @@ def order_request(exchange: Exchange, params: dict[str, Any]) -> OrderRequest:
     price = ws_decimal(params.get("limit_price")) if "limit_price" in params else None
     if qty is None or ("limit_price" in params and price is None):
         raise KrakenError(E.INVALID_ARGUMENTS)
-    if order_type is OrderType.MARKET and price is not None:
+    if order_type is not OrderType.LIMIT and price is not None:
         raise KrakenError(E.INVALID_ARGUMENTS)
+    trigger_price, reference = _triggers(order_type, params.get("triggers"))
     post_only = params.get("post_only", False)
     validate = params.get("validate", False)
+    reduce_only = params.get("reduce_only", False)
+    margin = params.get("margin", False)
     cl_ord_id = params.get("cl_ord_id")
     userref = params.get("order_userref", 0)
-    if not isinstance(post_only, bool) or not isinstance(validate, bool):
+    stp_type = params.get("stp_type", "cancel_newest")
+    if not all(isinstance(v, bool) for v in (post_only, validate, reduce_only, margin)):
         raise KrakenError(E.INVALID_ARGUMENTS)
+    if stp_type not in STP_TYPES:
+        raise KrakenError(E.invalid("stp_type"))
     if isinstance(userref, bool) or not isinstance(userref, int) or not -(2**31) <= userref < 2**31:
         raise KrakenError(E.INVALID_ARGUMENTS)
     if cl_ord_id is not None:
@@ -67,6 +74,10 @@ def order_request(exchange: Exchange, params: dict[str, Any]) -> OrderRequest:
             raise KrakenError(E.INVALID_ARGUMENTS)
         if "order_userref" in params:
             raise KrakenError(E.INVALID_ARGUMENTS)
+    if margin:
+        raise KrakenError(E.CANNOT_OPEN_POSITION)  # no margin trading
+    if reduce_only:
+        raise KrakenError(E.REDUCE_ONLY_NO_POSITION)  # no margin position to reduce
     return OrderRequest(
         instrument=inst,
         side=side,
@@ -78,7 +89,30 @@ def order_request(exchange: Exchange, params: dict[str, Any]) -> OrderRequest:
         cl_ord_id=cl_ord_id,
         userref=userref,
         validate=validate,
+        stp_type=stp_type,
+        trigger_price=trigger_price,
+        trigger_reference=reference,
     )
+
+
+def _triggers(order_type: OrderType, triggers: Any) -> tuple[Decimal | None, str]:
+    """A stop-loss / take-profit order's ``triggers`` → (trigger price, reference). Only ``static`` prices are
+    simulated (``pct`` and ``quote`` offsets are refused)."""
+    if not order_type.triggered:
+        if triggers is not None:
+            raise KrakenError(E.invalid("triggers"))
+        return None, "last"
+    if not isinstance(triggers, dict):
+        raise KrakenError(E.invalid("triggers"))
+    reference = triggers.get("reference", "last")
+    if reference not in TRIGGER_REFERENCES:
+        raise KrakenError(E.invalid("triggers.reference"))
+    if triggers.get("price_type", "static") != "static":
+        raise KrakenError(E.invalid("triggers.price_type"))
+    price = ws_decimal(triggers.get("price"))
+    if price is None:
+        raise KrakenError(E.invalid("triggers.price"))
+    return price, reference
 
 
 class TradingRequests:

@@ -32,7 +32,7 @@ async def add(rest: Any, **params: Any) -> dict[str, Any]:
         ({"price": "60000.0", "volume": "2", "type": "sell"}, "EOrder:Insufficient funds"),
         ({"price": "60000.0", "volume": "0.01", "pair": "XBTJPY"}, "EQuery:Unknown asset pair"),
         ({"price": "60000.0"}, "EGeneral:Invalid arguments"),
-        ({"price": "60000.0", "volume": "0.01", "ordertype": "stop-loss"}, "EGeneral:Invalid arguments"),
+        ({"price": "60000.0", "volume": "0.01", "ordertype": "trailing-stop"}, "EGeneral:Invalid arguments"),
         ({"price": "60000.0", "volume": "0.01", "type": "hold"}, "EGeneral:Invalid arguments"),
         ({"price": "60000.0", "volume": "0.000000001"}, "EGeneral:Invalid arguments"),
     ],
