@@ -20,8 +20,11 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
+from django.utils import timezone
 from kombu import Connection
 
+from ingest.kraken.rest import KrakenRestClient
+from ingest.models import BackfillRecord, IngestStatus
 from timeseries import get_store
 
 logger = logging.getLogger(__name__)
@@ -114,8 +117,6 @@ def check_timeseries() -> str:
 
 
 def check_exchange() -> str:
-    from ingest.kraken.rest import KrakenRestClient
-
     async def status() -> str:
         async with KrakenRestClient(base_url=settings.KRAKEN_REST_URL, timeout=_timeout()) as client:
             return (await client.system_status()).status
@@ -139,8 +140,6 @@ class ComponentFailing(RuntimeError):
 
 def ingest_details(status: Any, age_s: float) -> dict[str, Any]:
     """What `/api/health/` shows of the ingest worker: its heartbeat's health section and its latest repairs."""
-    from ingest.models import BackfillRecord
-
     health = dict((status.stats or {}).get("health") or {})
     recent = BackfillRecord.objects.order_by("-started_at")[:5]
     return {
@@ -168,10 +167,6 @@ def ingest_details(status: Any, age_s: float) -> dict[str, Any]:
 
 
 def check_ingest() -> tuple[str, dict[str, Any]]:
-    from django.utils import timezone
-
-    from ingest.models import IngestStatus
-
     status = IngestStatus.objects.order_by("-updated_at").first()
     if status is None:
         raise RuntimeError("no ingest worker has reported (python manage.py ingest)")

@@ -35,6 +35,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from galfriday_site.health import run_health_checks
+from ingest.models import BackfillRecord, IngestStatus
+from models_registry import prediction
+from models_registry.outcomes import version_outcome_summary
+from reconciliation.models import Discrepancy, ReconciliationRun
+from trading.models import Alert, Fill, Order, TradingState
+
 logger = logging.getLogger(__name__)
 PREFIX = "galfriday"
 
@@ -52,8 +59,6 @@ class IngestCollector(Collector):
     """The ingest workers' heartbeat rows as metrics, labelled by worker."""
 
     def collect(self) -> Iterator[Metric]:
-        from ingest.models import BackfillRecord, IngestStatus
-
         now = timezone.now()
         up = GaugeMetricFamily(
             f"{PREFIX}_ingest_up", "1 when the worker's heartbeat is fresh and connected", labels=["worker"]
@@ -144,9 +149,7 @@ class PredictionCollector(Collector):
     """This process's prediction service."""
 
     def collect(self) -> Iterator[Metric]:
-        from models_registry.prediction import prediction_stats
-
-        stats = prediction_stats()
+        stats = prediction.prediction_stats()
         counters = CounterMetricFamily(f"{PREFIX}_prediction_events", "Prediction service counters", labels=["name"])
         for name, value in stats.items():
             if isinstance(value, int) and not isinstance(value, bool):
@@ -173,8 +176,6 @@ class OutcomeCollector(Collector):
     per prediction, pending outcomes and whether a `model_degraded` alert is open (grouped aggregates)."""
 
     def collect(self) -> Iterator[Metric]:
-        from models_registry.outcomes import version_outcome_summary
-
         labels = ["model", "version", "stage"]
         n = GaugeMetricFamily(f"{PREFIX}_model_outcomes", "Matured prediction outcomes", labels=labels)
         pending = GaugeMetricFamily(
@@ -216,8 +217,6 @@ def _counts(name: str, documentation: str, rows: QuerySet[Any], fields: list[str
 
 class TradingCollector(Collector):
     def collect(self) -> Iterator[Metric]:
-        from trading.models import Alert, Fill, Order, TradingState
-
         yield _counts("trading_orders", "Orders per state", Order.objects.all(), ["state"])
         yield CounterMetricFamily(f"{PREFIX}_trading_fills", "Fills recorded", value=Fill.objects.count())
         state = TradingState.objects.filter(pk=TradingState.SINGLETON_ID).values_list("state", flat=True).first()
@@ -239,8 +238,6 @@ class ReconciliationCollector(Collector):
     safely corrected), and the discrepancies still open by kind and severity."""
 
     def collect(self) -> Iterator[Metric]:
-        from reconciliation.models import Discrepancy, ReconciliationRun
-
         Status = ReconciliationRun.Status
         now = timezone.now()
         runs = CounterMetricFamily(f"{PREFIX}_reconciliation_runs", "Reconciliation runs by outcome", labels=["status"])
@@ -294,8 +291,6 @@ class ReconciliationCollector(Collector):
 
 class HealthCollector(Collector):
     def collect(self) -> Iterator[Metric]:
-        from galfriday_site.health import run_health_checks
-
         report = run_health_checks()
         component_up = GaugeMetricFamily(
             f"{PREFIX}_health_component_up", "1 when the component's check passed", labels=["component", "required"]
