@@ -56,7 +56,9 @@ async def start(worker: IngestWorker) -> tuple[asyncio.Event, asyncio.Task[None]
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     await until(
-        lambda: worker.ws.public_state == ConnectionState.CONNECTED and not worker._repairing and worker._started,
+        lambda: (
+            worker.ws.public_state == ConnectionState.CONNECTED and not worker.gap_repair.repairing and worker.started
+        ),
         what="worker connected and start-up repair done",
     )
     return stop, task
@@ -129,7 +131,8 @@ async def test_dropped_socket_is_repaired_from_rest(sim: Simulator, tmp_path: Pa
         sim.market.step()
     await until(lambda: worker.ws.stats.reconnects >= 1, what="reconnect")
     await until(
-        lambda: worker.ws.public_state == ConnectionState.CONNECTED and not worker._repairing, what="repair done"
+        lambda: worker.ws.public_state == ConnectionState.CONNECTED and not worker.gap_repair.repairing,
+        what="repair done",
     )
     await trade_for(sim, 1.0)
     await finish(sim, worker, stop, task)

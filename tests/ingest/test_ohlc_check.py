@@ -86,7 +86,8 @@ async def test_bars_are_checked_against_the_exchange_ohlc_and_a_mismatch_is_repa
                 assert sim.faults.describe()["withhold_market"] == {}, "the trade message was withheld"
             await trade_in_minute(sim, minute)
         await until(
-            lambda: worker.counters["ohlc_repairs"] >= 1 and not worker._checks, what="bars checked and repaired"
+            lambda: worker.counters["ohlc_repairs"] >= 1 and not worker.ohlc_check.pending,
+            what="bars checked and repaired",
         )
     finally:
         sim.clock.set_override(None)
@@ -136,7 +137,7 @@ async def test_a_gap_older_than_rest_trades_reach_is_filled_from_ohlc(tmp_path: 
         stop, task = await start(worker)
         for minute in minutes[:3]:
             await trade_in_minute(sim, minute)
-        await until(lambda: worker._checkpointed.get("BTC/USD@60", ("",))[0] == minutes[1].isoformat(), what="ckpt")
+        await until(lambda: worker.checkpoint.saved.get("BTC/USD@60", ("",))[0] == minutes[1].isoformat(), what="ckpt")
         stop.set()
         await asyncio.wait_for(task, timeout=20)
 
@@ -155,7 +156,7 @@ async def test_a_gap_older_than_rest_trades_reach_is_filled_from_ohlc(tmp_path: 
         stop, task = await start(worker)
         for minute in minutes[6:]:
             await trade_in_minute(sim, minute)
-        await until(lambda: not worker._checks, what="bars checked")
+        await until(lambda: not worker.ohlc_check.pending, what="bars checked")
     finally:
         sim.clock.set_override(None)
         stop.set()
