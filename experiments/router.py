@@ -5,8 +5,8 @@ Without a running experiment for the symbol's model it is exactly the registry's
 
 * shadow: the champion predicts and trades as always; recording its prediction (inside the decision's
   transaction) also records the control's `ExperimentObservation`, and after the commit the treatments'
-  predictions for the same decision are handed to `experiments.tasks.shadow_predict_task` (by name, ids only),
-  so they never delay the champion's order and never trade;
+  predictions for the same decision are handed to `experiments.tasks.shadow_predict_task` (by name, ids only,
+  enqueued from a sender thread: `shadow_handoff`), so they never delay the champion's order and never trade;
 * split: the decision goes to the arm that a deterministic hash of (experiment, symbol, bar time) picks with the
   allocation percentages (a replayed decision goes to the same arm, so its decision id is the same and it trades
   once); that arm's version predicts and its orders are real; the decision records the model name and version
@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -212,6 +214,26 @@ def shadow_enqueue(experiment_id: int, decision_key: str) -> None:
         )
 
 
+_sender: ThreadPoolExecutor | None = None
+_sender_pid = 0
+_sender_lock = threading.Lock()
+
+
+def shadow_handoff(experiment_id: int, decision_key: str) -> None:
+    """Run after the decision's commit, before the callbacks that follow it (the champion's order going to the
+    gateway): only hands the enqueue to this process's sender thread (microseconds), so the broker round trip
+    never delays the order. A process that dies with a hand-off pending loses that shadow prediction (the
+    treatment then has no outcome for the decision; the pairing skips it)."""
+    global _sender, _sender_pid
+    pid = os.getpid()
+    with _sender_lock:
+        if _sender is None or _sender_pid != pid:  # first use, or a forked child (threads do not survive fork)
+            _sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="experiments-shadow")
+            _sender_pid = pid
+        sender = _sender
+    sender.submit(shadow_enqueue, experiment_id, decision_key)
+
+
 class ExperimentRouter:
     """`trading.predictor.BarsPredictor` that routes decisions through the active experiment of the model."""
 
@@ -248,7 +270,7 @@ class ExperimentRouter:
         def record() -> object:
             recorded = champion_record()
             _observation_insert(active, control, decision_id, symbol, bar_time, latency_ms)
-            transaction.on_commit(partial(shadow_enqueue, active.experiment_id, decision_id), robust=True)
+            transaction.on_commit(partial(shadow_handoff, active.experiment_id, decision_id), robust=True)
             return recorded
 
         return replace(prediction, record=record)
