@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from experiments.models import Arm, Experiment, ExperimentEvent
 from models_registry.services import model_version_promote
+from tests.experiments.interface_support import feed_shadow, model_with_champion
 from tests.models_registry.factories import (
     make_model,
     make_version,
@@ -30,11 +31,7 @@ def api(user: Any = None) -> APIClient:
 @pytest.fixture
 def model_name() -> str:
     """A model with v1 in production (the champion) and v2, v3 to test against it."""
-    model = make_model(gates={})
-    for _ in range(3):
-        make_version(model)
-    model_version_promote(model_name=model.name, version=1, reason="the champion", actor="test")
-    return model.name
+    return model_with_champion()
 
 
 def body(model: str, /, **overrides: Any) -> dict[str, Any]:
@@ -361,3 +358,69 @@ def test_the_schema_documents_every_operation_and_its_errors(plain_user) -> None
             for code in documented - {"200", "201"}:
                 ref = operation["responses"][code]["content"]["application/json"]["schema"]["$ref"]
                 assert ref.endswith("/Error"), (path, method, code)
+
+
+# --- with outcomes ---------------------------------------------------------------------------------------------
+
+
+def keys(value: Any) -> Any:
+    """The nested key structure of a JSON document (lists by their first element)."""
+    if isinstance(value, dict):
+        return {k: keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [keys(value[0])] if value else []
+    return None
+
+
+def test_results_accumulate_and_the_winner_is_promoted_through_the_gates(  # type: ignore[no-untyped-def]
+    plain_user, staff_user, model_name: str, settings
+) -> None:
+    from experiments.intake import experiments_intake
+    from experiments.results import experiment_results
+    from models_registry.models import ModelVersion, StageEvent
+
+    settings.MODELS_REGISTRY_EXTRA_GATES = ["experiments.gates.experiment_won_gate"]
+    client = api(staff_user)
+    experiment_id = create(client, model_name, minimum_sample=100, burn_in=20, reason="v2 retrained")["id"]
+    client.post(f"/api/experiments/{experiment_id}/start/", {"reason": "shadow test"}, format="json")
+    url = f"/api/experiments/{experiment_id}"
+
+    feed_shadow(experiment_id, 60, edge=0.004)
+    experiments_intake(experiment_id=experiment_id)
+    early = api(plain_user).get(f"{url}/results/").json()
+    assert [a["n_outcomes"] for a in early["arms"]] == [60, 60]
+    assert early["experiment"]["status"] == "running"  # below the minimum sample: no verdict yet
+    assert early["arms"][1]["comparison"]["n"] == 60
+
+    feed_shadow(experiment_id, 340, edge=0.004, first_minute=60, seed=6)
+    experiments_intake(experiment_id=experiment_id)
+    experiments_intake(experiment_id=experiment_id)  # again: nothing counts twice
+    results = api(plain_user).get(f"{url}/results/").json()
+    assert keys(results) == keys(experiment_results(experiment_id))  # the API serves every field
+    control, treatment = results["arms"]
+    assert (control["n_outcomes"], treatment["n_outcomes"], control["n_assigned"]) == (400, 400, 400)
+    net = control["metrics"]["net_return"]
+    assert net["ci_low"] < net["mean"] < net["ci_high"]
+    primary = treatment["comparison"]["metrics"]["net_return"]
+    assert primary["ready"] is True
+    assert 0.0 < primary["ci_low"] < 0.004 < primary["ci_high"]
+    assert primary["p_value"] < 0.05
+    assert primary["p_holm"] >= primary["p_value"]
+    assert primary["better"] == "treatment"
+    assert results["series"]
+    assert results["series"][-1]["arm"] == "treatment-1"
+    assert results["experiment"]["status"] == "concluded"
+    assert results["experiment"]["winner"] == "treatment-1"
+
+    assert_error(api(plain_user).post(f"{url}/promote/", {"reason": "ship"}, format="json"), 403, "permission_denied")
+    promoted = client.post(f"{url}/promote/", {"reason": "won the shadow test"}, format="json")
+    assert promoted.status_code == 200, promoted.content
+    assert (promoted.json()["version"], promoted.json()["stage"]) == (2, "production")
+    assert promoted.json()["experiment"]["promoted_at"] is not None
+    assert ModelVersion.objects.get(model__name=model_name, version=2).stage == "production"
+    event = StageEvent.objects.filter(version__version=2, to_stage="production").get()
+    assert event.actor == "user:staff"
+    assert "won experiment" in event.reason
+    assert any(g["name"] == "experiment:won_against_champion" and g["passed"] for g in event.gate_report)
+    assert_error(client.post(f"{url}/promote/", {"reason": "again"}, format="json"), 409, "already_promoted")
+    assert [e["action"] for e in client.get(f"{url}/").json()["events"]][-2:] == ["conclude", "promote"]
