@@ -100,7 +100,7 @@ def exchange_order_apply(exchange_order: ExchangeOrder, *, actor: str) -> str | 
 def order_mutex(order_id: int, *, ttl: float | None = None) -> Iterator[None]:
     """One execution step per order at a time, across workers (cache `add` is atomic on Redis). Bounded by a
     TTL so a killed worker's mutex expires."""
-    ttl = ttl if ttl is not None else float(getattr(settings, "GALFRIDAY_EXECUTION_MUTEX_TTL_S", 150))
+    ttl = ttl if ttl is not None else float(settings.GALFRIDAY_EXECUTION_MUTEX_TTL_S)
     key = f"trading:execution:order:{order_id}"
     token = uuid.uuid4().hex
     if not cache.add(key, token, timeout=ttl):
@@ -121,8 +121,8 @@ def _transient(exc: KrakenError) -> TransientExecutionError:
 
 def _resolve_wait() -> tuple[float, float]:
     return (
-        float(getattr(settings, "GALFRIDAY_EXECUTION_RESOLVE_WAIT_S", 5.0)),
-        float(getattr(settings, "GALFRIDAY_EXECUTION_RESOLVE_POLL_S", 0.5)),
+        float(settings.GALFRIDAY_EXECUTION_RESOLVE_WAIT_S),
+        float(settings.GALFRIDAY_EXECUTION_RESOLVE_POLL_S),
     )
 
 
@@ -284,7 +284,7 @@ def _record_send_attempt(order_id: int) -> None:
 def _schedule_sync(order_id: int) -> None:
     """A `sync_order` task some seconds after a WebSocket ack (GALFRIDAY_EXECUTION_POST_ACK_SYNC_S; 0 = none):
     the order is read back over REST in case the executions stream missed something. Never fails the send."""
-    delay = float(getattr(settings, "GALFRIDAY_EXECUTION_POST_ACK_SYNC_S", 5.0))
+    delay = float(settings.GALFRIDAY_EXECUTION_POST_ACK_SYNC_S)
     if delay <= 0:
         return
     try:

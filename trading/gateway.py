@@ -21,7 +21,6 @@ from django.utils.module_loading import import_string
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GATEWAY = "trading.gateway.CeleryExecutionGateway"
 counters: Counter[str] = Counter()
 
 
@@ -54,7 +53,7 @@ class CeleryExecutionGateway:
     queue = "trading"
 
     def submit_order(self, *, order_id: int) -> None:
-        expires = float(getattr(settings, "GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S", 60))
+        expires = float(settings.GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S)
         current_app.send_task(self.submit_task, kwargs={"order_id": order_id}, queue=self.queue, expires=expires)
 
     def cancel_order(self, *, order_id: int) -> None:
@@ -65,6 +64,6 @@ class CeleryExecutionGateway:
 
 
 def execution_gateway() -> ExecutionGateway:
-    gateway_class = import_string(getattr(settings, "GALFRIDAY_EXECUTION_GATEWAY", DEFAULT_GATEWAY))
+    gateway_class = import_string(settings.GALFRIDAY_EXECUTION_GATEWAY)
     gateway: ExecutionGateway = gateway_class()
     return gateway

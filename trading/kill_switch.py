@@ -183,7 +183,7 @@ def safety_resume_blockers() -> list[int]:
     """What keeps a safety halt in place: the ids of the open critical reconciliation discrepancies, found through
     the callables named in GALFRIDAY_RESUME_BLOCKERS (trading does not import reconciliation)."""
     found: list[int] = []
-    for path in getattr(settings, "GALFRIDAY_RESUME_BLOCKERS", []):
+    for path in settings.GALFRIDAY_RESUME_BLOCKERS:
         found += list(import_string(path)())
     return found
 
@@ -219,7 +219,7 @@ def trading_resume(
             details={**halt, "count": len(blockers), "discrepancy_ids": blockers[:100]},
         )
     if blockers:
-        minimum = int(getattr(settings, "GALFRIDAY_RESUME_OVERRIDE_MIN_REASON", 20))
+        minimum = int(settings.GALFRIDAY_RESUME_OVERRIDE_MIN_REASON)
         if len(reason.strip()) < minimum:
             raise ApplicationError(
                 f"An override needs a written reason of at least {minimum} characters.",

@@ -76,7 +76,7 @@ def paper_account_seed(*, balances: dict[str, Decimal] | None = None) -> dict[st
     has balances is left alone. Returns what was set (empty when nothing was)."""
     if Balance.objects.exists():
         return {}
-    wanted = balances if balances is not None else parse_balances(getattr(settings, "GALFRIDAY_PAPER_BALANCES", ""))
+    wanted = balances if balances is not None else parse_balances(settings.GALFRIDAY_PAPER_BALANCES)
     for asset, amount in wanted.items():
         balance_set(asset=asset, total=amount, source=EventSource.SYSTEM, actor="paper-account")
     return wanted

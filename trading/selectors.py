@@ -185,7 +185,7 @@ def risk_limits_effective(*, instrument: Instrument | None = None) -> Limits:
 
 def account_currency() -> str:
     """The currency the account is valued in (equity snapshots, drawdown, the daily loss limit)."""
-    return str(getattr(settings, "GALFRIDAY_ACCOUNT_CURRENCY", "USD"))
+    return str(settings.GALFRIDAY_ACCOUNT_CURRENCY)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,6 @@ from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -84,33 +83,30 @@ class SessionConfig:
 
     @classmethod
     def from_settings(cls) -> SessionConfig:
-        key = str(getattr(settings, "KRAKEN_API_KEY", "") or "")
-        secret = str(getattr(settings, "KRAKEN_API_SECRET", "") or "")
+        key = str(settings.KRAKEN_API_KEY or "")
+        secret = str(settings.KRAKEN_API_SECRET or "")
         if not key or not secret:
             raise ImproperlyConfigured("TRADING_MODE=live needs KRAKEN_API_KEY and KRAKEN_API_SECRET")
-        nonce_file = str(getattr(settings, "KRAKEN_NONCE_FILE", "") or "") or str(
-            Path(getattr(settings, "VAR_DIR", "var")) / "kraken-nonce"
-        )
-        deadman = getattr(settings, "GALFRIDAY_DEADMAN_TIMEOUT_S", 0) or 0
+        nonce_file = str(settings.KRAKEN_NONCE_FILE)
+        deadman = settings.GALFRIDAY_DEADMAN_TIMEOUT_S
         if isinstance(deadman, bool) or int(deadman) != deadman or int(deadman) < 0:
             raise ImproperlyConfigured("GALFRIDAY_DEADMAN_TIMEOUT_S must be a whole number of seconds >= 0")
         deadman_s = int(deadman)
-        refresh = float(getattr(settings, "GALFRIDAY_DEADMAN_REFRESH_S", 0) or 0) or max(1.0, deadman_s / 4)
+        refresh = float(settings.GALFRIDAY_DEADMAN_REFRESH_S) or max(1.0, deadman_s / 4)
         if deadman_s and refresh >= deadman_s:
             raise ImproperlyConfigured("GALFRIDAY_DEADMAN_REFRESH_S must be shorter than GALFRIDAY_DEADMAN_TIMEOUT_S")
-        rest_timeout = float(getattr(settings, "KRAKEN_TIMEOUT", 10.0))
+        rest_timeout = float(settings.KRAKEN_TIMEOUT)
         return cls(
             rest_url=str(settings.KRAKEN_REST_URL),
-            ws_auth_url=str(getattr(settings, "KRAKEN_WS_AUTH_URL", "") or ""),
+            ws_auth_url=str(settings.KRAKEN_WS_AUTH_URL or ""),
             api_key=key,
             api_secret=secret,
             rest_timeout_s=rest_timeout,
-            tier=str(getattr(settings, "GALFRIDAY_KRAKEN_TIER", "starter")).upper(),
+            tier=str(settings.GALFRIDAY_KRAKEN_TIER).upper(),
             nonce_file=nonce_file,
-            ws_enabled=bool(getattr(settings, "GALFRIDAY_EXECUTION_WS", True))
-            and bool(getattr(settings, "KRAKEN_WS_AUTH_URL", "")),
+            ws_enabled=bool(settings.GALFRIDAY_EXECUTION_WS) and bool(settings.KRAKEN_WS_AUTH_URL),
             order_timeout_s=rest_timeout,  # the ack wait, as REST's KRAKEN_TIMEOUT
-            connect_wait_s=float(getattr(settings, "GALFRIDAY_EXECUTION_WS_CONNECT_WAIT_S", 3.0)),
+            connect_wait_s=float(settings.GALFRIDAY_EXECUTION_WS_CONNECT_WAIT_S),
             deadman_timeout_s=deadman_s,
             deadman_refresh_s=refresh,
         )

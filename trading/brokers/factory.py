@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +20,7 @@ from trading.ws_session import session
 
 
 def trading_mode() -> str:
-    mode = str(getattr(settings, "TRADING_MODE", "paper")).lower()
+    mode = str(settings.TRADING_MODE).lower()
     if mode not in ("paper", "live"):
         raise ImproperlyConfigured(f"TRADING_MODE must be 'paper' or 'live', not {mode!r}")
     return mode
@@ -30,19 +29,17 @@ def trading_mode() -> str:
 def kraken_rest_client(*, private: bool = True) -> KrakenRestClientSync:
     """The REST client execution uses: KRAKEN_* settings, a nonce shared by every process of this machine (so
     several workers can use one API key), the configured tier's counter model."""
-    key = str(getattr(settings, "KRAKEN_API_KEY", "") or "")
-    secret = str(getattr(settings, "KRAKEN_API_SECRET", "") or "")
+    key = str(settings.KRAKEN_API_KEY or "")
+    secret = str(settings.KRAKEN_API_SECRET or "")
     kwargs: dict[str, Any] = {
         "base_url": str(settings.KRAKEN_REST_URL),
-        "timeout": float(getattr(settings, "KRAKEN_TIMEOUT", 10.0)),
-        "tier": Tier[str(getattr(settings, "GALFRIDAY_KRAKEN_TIER", "starter")).upper()],
+        "timeout": float(settings.KRAKEN_TIMEOUT),
+        "tier": Tier[str(settings.GALFRIDAY_KRAKEN_TIER).upper()],
     }
     if private:
         if not key or not secret:
             raise ImproperlyConfigured("TRADING_MODE=live needs KRAKEN_API_KEY and KRAKEN_API_SECRET")
-        nonce_file = str(getattr(settings, "KRAKEN_NONCE_FILE", "") or "") or str(
-            Path(getattr(settings, "VAR_DIR", "var")) / "kraken-nonce"
-        )
+        nonce_file = str(settings.KRAKEN_NONCE_FILE)
         kwargs.update(api_key=key, api_secret=secret, nonce_source=FileLockNonce(nonce_file))
     return KrakenRestClientSync(**kwargs)
 
@@ -72,8 +69,8 @@ def _public_rest_client() -> KrakenRestClientSync:
     global _public_client
     key = (
         str(settings.KRAKEN_REST_URL),
-        float(getattr(settings, "KRAKEN_TIMEOUT", 10.0)),
-        str(getattr(settings, "GALFRIDAY_KRAKEN_TIER", "starter")),
+        float(settings.KRAKEN_TIMEOUT),
+        str(settings.GALFRIDAY_KRAKEN_TIER),
     )
     with _public_lock:
         current = _public_client

@@ -102,9 +102,9 @@ class PaperConfig:
     @classmethod
     def from_settings(cls) -> PaperConfig:
         return cls(
-            maker_fee=Decimal(str(getattr(settings, "GALFRIDAY_PAPER_MAKER_FEE", "0.0025"))),
-            taker_fee=Decimal(str(getattr(settings, "GALFRIDAY_PAPER_TAKER_FEE", "0.0040"))),
-            slippage_bps=Decimal(str(getattr(settings, "GALFRIDAY_PAPER_SLIPPAGE_BPS", "0"))),
+            maker_fee=Decimal(str(settings.GALFRIDAY_PAPER_MAKER_FEE)),
+            taker_fee=Decimal(str(settings.GALFRIDAY_PAPER_TAKER_FEE)),
+            slippage_bps=Decimal(str(settings.GALFRIDAY_PAPER_SLIPPAGE_BPS)),
         )
 
 
