@@ -306,7 +306,7 @@ GALFRIDAY_KRAKEN_TIER = env.str("GALFRIDAY_KRAKEN_TIER", default="starter")
 # passed the promotion gates is not traded), how old a closed bar may be when its decision runs, and sizing
 # (fraction of equity at full confidence, scaled by volatility targeting toward an annualised volatility; empty
 # disables the scaling).
-GALFRIDAY_PREDICTOR = env.str("GALFRIDAY_PREDICTOR", default="models_registry.predictor.PipelinePredictor")
+GALFRIDAY_PREDICTOR = env.str("GALFRIDAY_PREDICTOR", default="experiments.router.ExperimentRouter")
 GALFRIDAY_DECISION_MAX_AGE_S = env.float("GALFRIDAY_DECISION_MAX_AGE_S", default=30.0)
 GALFRIDAY_SIZING_FRACTION = env.str("GALFRIDAY_SIZING_FRACTION", default="0.10")
 GALFRIDAY_SIZING_TARGET_VOLATILITY = env.str("GALFRIDAY_SIZING_TARGET_VOLATILITY", default="0.50")
