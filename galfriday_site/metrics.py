@@ -11,6 +11,8 @@
   one cheap aggregate query.
 - Reconciliation: runs per outcome, the last finished run (age, duration, outcome, differences found), the age
   of the last agreement with the exchange, and the open discrepancies by kind and severity.
+- Experiments (`experiments.metrics`): experiments per status; per running experiment each arm's decisions,
+  outcomes and errors, each treatment's always-valid p-values and deltas, guardrail state and SRM.
 - Health: each component of `/api/health/` (up, required, check latency) and the overall status.
 
 Every scrape builds the figures afresh in a registry of its own (no global state to drift). Access: with
@@ -35,6 +37,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from experiments.metrics import ExperimentCollector
 from galfriday_site.health import run_health_checks
 from ingest.models import BackfillRecord, IngestStatus
 from models_registry import prediction
@@ -336,6 +339,7 @@ def render() -> bytes:
         ("outcomes", OutcomeCollector()),
         ("trading", TradingCollector()),
         ("reconciliation", ReconciliationCollector()),
+        ("experiments", ExperimentCollector()),
         ("health", HealthCollector()),
     ):
         registry.register(_Guarded(name, collector, errors))  # type: ignore[arg-type]
