@@ -302,8 +302,9 @@ GALFRIDAY_DEADMAN_TIMEOUT_S = env.int("GALFRIDAY_DEADMAN_TIMEOUT_S", default=0)
 GALFRIDAY_DEADMAN_REFRESH_S = env.float("GALFRIDAY_DEADMAN_REFRESH_S", default=0.0)
 # Kraken account tier for the client-side rate-limit models: starter, intermediate or pro.
 GALFRIDAY_KRAKEN_TIER = env.str("GALFRIDAY_KRAKEN_TIER", default="starter")
-# The decision pipeline: the predictor (dotted path; the registry's: a symbol whose model has no version that
-# passed the promotion gates is not traded), how old a closed bar may be when its decision runs, and sizing
+# The decision pipeline: the predictor (dotted path; the experiment router, which is the registry's predictor while
+# no experiment runs for the symbol's model: a symbol whose model has no version that passed the promotion gates is
+# not traded), how old a closed bar may be when its decision runs, and sizing
 # (fraction of equity at full confidence, scaled by volatility targeting toward an annualised volatility; empty
 # disables the scaling).
 GALFRIDAY_PREDICTOR = env.str("GALFRIDAY_PREDICTOR", default="experiments.router.ExperimentRouter")
