@@ -5,12 +5,11 @@ clock, which ``POST /_sim/dead_man_switch {"advance": s}`` moves forward, so no 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import datetime
 from typing import Any
 
 from tests.kraken_sim.conftest import open_ws
+from tests.waiting import until
 
 
 async def _resting_buy(rest: Any, price: str = "90.0") -> str:
@@ -71,10 +70,7 @@ async def test_the_countdown_runs_out_by_itself(sim: Any, rest: Any, admin: Any)
     txid = await _resting_buy(rest)
     await rest.ok("CancelAllOrdersAfter", timeout=10)
     assert (await _advance(admin, 9.95))["fired_now"] is False
-    deadline = time.monotonic() + 5
-    while sim.state()["dead_man_switch"]["fired"] == 0:
-        assert time.monotonic() < deadline, "the switch's timer did not fire"
-        await asyncio.sleep(0.01)
+    await until(lambda: sim.state()["dead_man_switch"]["fired"], 5, "the switch's own timer firing")
     assert await _status(rest, txid) == "canceled"
 
 
