@@ -30,6 +30,7 @@ from json.scanner import make_scanner
 from typing import Any, Generic, NoReturn, TypeVar
 
 from ingest.kraken.errors import MalformedMessage
+from ingest.kraken.wire import parse_rfc3339
 
 __all__ = [
     "OHLC",
@@ -52,7 +53,6 @@ __all__ = [
     "decode",
     "parse",
     "parse_message",
-    "parse_timestamp",
     "to_decimal",
 ]
 
@@ -116,19 +116,6 @@ def to_decimal(value: Any, name: str = "value") -> Decimal:
     if not result.is_finite():
         raise MalformedMessage(f"{name}: {value!r} is not finite")
     return result
-
-
-def parse_timestamp(value: Any, name: str = "timestamp") -> datetime:
-    """Timezone-aware UTC datetime from an RFC3339 string (nanoseconds are truncated to microseconds)."""
-    if type(value) is not str:
-        raise MalformedMessage(f"{name}: expected an RFC3339 string, got {type(value).__name__}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise MalformedMessage(f"{name}: {value!r} is not an RFC3339 timestamp") from exc
-    if parsed.tzinfo is None:
-        raise MalformedMessage(f"{name}: {value!r} has no timezone")
-    return parsed
 
 
 # --- typed messages ------------------------------------------------------------------------------------
@@ -396,7 +383,7 @@ def _opt_bool(d: Mapping[str, Any], key: str) -> bool | None:
 
 def _opt_ts(d: Mapping[str, Any], key: str) -> datetime | None:
     value = d.get(key)
-    return None if value is None else parse_timestamp(value, key)
+    return None if value is None else parse_rfc3339(value, key)
 
 
 def _levels(value: Any, name: str) -> tuple[PriceQty, ...]:
@@ -429,7 +416,7 @@ def _trade(d: dict[str, Any], kind: str) -> Trade:
         qty=_dec(d, "qty"),
         ord_type=_str(d, "ord_type"),
         trade_id=_int(d, "trade_id"),
-        timestamp=parse_timestamp(d.get("timestamp")),
+        timestamp=parse_rfc3339(d.get("timestamp")),
     )
 
 
@@ -462,7 +449,7 @@ def _ohlc(d: dict[str, Any], kind: str) -> OHLC:
         vwap=_dec(d, "vwap"),
         volume=_dec(d, "volume"),
         trades=_int(d, "trades"),
-        interval_begin=parse_timestamp(d.get("interval_begin"), "interval_begin"),
+        interval_begin=parse_rfc3339(d.get("interval_begin"), "interval_begin"),
         interval=_int(d, "interval"),
     )
 

@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -50,6 +50,7 @@ from ingest.kraken.errors import (
     InvalidNonce,
     InvalidResponse,
     KrakenError,
+    MalformedMessage,
     OrderOutcomeUnknown,
     RateLimitExceeded,
     TradingRateLimitExceeded,
@@ -79,8 +80,9 @@ from ingest.kraken.rest_types import (
     TradeInfo,
     WebSocketToken,
 )
+from ingest.kraken.wire import encode_json, parse_rfc3339_optional
 
-__all__ = ["DeadManSwitch", "KrakenRestClient", "KrakenRestClientSync", "encode_params", "parse_rfc3339"]
+__all__ = ["DeadManSwitch", "KrakenRestClient", "KrakenRestClientSync", "encode_params"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,19 +90,6 @@ _DECODER = json.JSONDecoder(parse_float=Decimal)
 # Exceptions raised before any byte of the request left: always safe to retry.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _TRACKED_ORDERS = 10_000
-
-
-def parse_rfc3339(value: Any) -> datetime | None:
-    """``2023-03-24T17:41:56Z`` (with or without fractions) → aware UTC datetime; ``"0"``/empty → None."""
-    if value in (None, "", "0", 0):
-        return None
-    if not isinstance(value, str):
-        raise InvalidResponse(f"not an RFC 3339 timestamp: {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidResponse(f"not an RFC 3339 timestamp: {value!r}") from exc
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +104,12 @@ class DeadManSwitch:
     def from_api(cls, result: Mapping[str, Any]) -> DeadManSwitch:
         if "currentTime" not in result or "triggerTime" not in result:
             raise InvalidResponse(f"CancelAllOrdersAfter: missing currentTime/triggerTime in {dict(result)!r}")
-        return cls(parse_rfc3339(result["currentTime"]), parse_rfc3339(result["triggerTime"]))
+        try:
+            current = parse_rfc3339_optional(result["currentTime"], "currentTime")
+            trigger = parse_rfc3339_optional(result["triggerTime"], "triggerTime")
+        except MalformedMessage as exc:
+            raise InvalidResponse(f"CancelAllOrdersAfter: {exc}") from exc
+        return cls(current, trigger)
 
 
 def _form_value(value: Any) -> str:
@@ -130,24 +124,13 @@ def _form_value(value: Any) -> str:
     return str(value)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, tuple | set | frozenset):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__} in a request body")
-
-
 def encode_params(params: Mapping[str, Any], *, as_json: bool) -> str:
     """The request body for ``params`` (None values dropped): form-encoded or compact JSON.
 
     Decimals are written in plain notation (never an exponent); floats are refused."""
     clean = {k: v for k, v in params.items() if v is not None}
     if as_json:
-        for value in clean.values():
-            if isinstance(value, float):
-                raise TypeError("floats are not accepted in request parameters; use Decimal or str")
-        return json.dumps(clean, default=_json_default, separators=(",", ":"))
+        return encode_json(clean, decimals="string")
     return urlencode({k: _form_value(v) for k, v in clean.items()})
 
 

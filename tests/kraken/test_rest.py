@@ -426,3 +426,13 @@ async def test_validate_only_add_order_returns_no_txid() -> None:
         )
     assert result.txids == ()
     assert fake.requests[0][1]["validate"] == "true"
+
+
+def test_json_bodies_refuse_floats_and_non_finite_decimals_at_any_depth() -> None:
+    with pytest.raises(TypeError, match="float"):
+        encode_params({"volume": 1.25}, as_json=True)
+    with pytest.raises(TypeError, match="float"):
+        encode_params({"orders": [{"volume": 1.25}]}, as_json=True)
+    with pytest.raises(TypeError, match="non-finite"):
+        encode_params({"price": Decimal("NaN")}, as_json=True)
+    assert encode_params({"txid": ("A", "B")}, as_json=True) == '{"txid":["A","B"]}'

@@ -14,15 +14,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
-import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from ingest.kraken.errors import KrakenError, MalformedMessage, NotConnected
 from ingest.kraken.messages import ChannelMessage, Status, parse_message
+from ingest.kraken.wire import encode_json
 from ingest.kraken.ws.context import WsContext
 from ingest.kraken.ws.types import PRIVATE, ConnectionState, ExchangeStatus, TokenProvider
 
@@ -63,19 +62,9 @@ class EndpointHooks:
     on_session_end: Callable[[Endpoint], None]
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise TypeError("non-finite Decimal in a request")
-        return orjson.Fragment(format(value, "f"))
-    if isinstance(value, tuple | set | frozenset):
-        return list(value)
-    raise TypeError(f"cannot encode {type(value).__name__} in a request")
-
-
 def encode(message: Mapping[str, Any]) -> str:
-    """Compact JSON; Decimals become raw number tokens in plain notation (exact, never a float)."""
-    return orjson.dumps(message, default=_json_default).decode()
+    """A request as compact JSON; Decimals become raw number tokens in plain notation (exact, never a float)."""
+    return encode_json(message, decimals="number")
 
 
 class Endpoint:

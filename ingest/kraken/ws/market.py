@@ -16,17 +16,17 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from ingest.kraken import constants
 from ingest.kraken.book import OrderBook
 from ingest.kraken.errors import BookNotSynced, ChecksumMismatch, KrakenError, MalformedMessage, RequestTimeout
 from ingest.kraken.messages import ChannelMessage, parse_message
+from ingest.kraken.wire import Rfc3339Nanos
 from ingest.kraken.ws.connection import Endpoint, Subscription
 from ingest.kraken.ws.context import WsContext
 from ingest.kraken.ws.subscriptions import Subscriptions
-from ingest.kraken.ws.types import NS, BookEvent, BookListener, BookTop
+from ingest.kraken.ws.types import BookEvent, BookListener, BookTop
 
 __all__ = ["BookStream", "MarketData"]
 
@@ -52,8 +52,7 @@ class MarketData:
         self._instrument_event = asyncio.Event()
         self.book_listeners: list[BookListener] = []
         self._streams: list[BookStream] = []
-        self._ts_head = ""
-        self._ts_head_ns = 0
+        self._nanos = Rfc3339Nanos()
 
     # --- reads ---------------------------------------------------------------------------------------------
 
@@ -237,15 +236,9 @@ class MarketData:
             stream.push(book, event)
 
     def _ts_ns(self, ts: Any) -> int:
-        """ns since the epoch from ``YYYY-MM-DDTHH:MM:SS.ffffff[fff]Z``; 0 (counted) if unreadable. The
-        seconds part is cached: consecutive messages share it."""
+        """ns since the epoch of a book message's timestamp; 0 (counted) if unreadable."""
         try:
-            head = ts[:19]
-            if head != self._ts_head:
-                self._ts_head_ns = int(datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp()) * NS
-                self._ts_head = head
-            frac = ts[20:-1] if ts[19:20] == "." else ""
-            return self._ts_head_ns + (int(frac[:9].ljust(9, "0")) if frac else 0)
+            return self._nanos(ts)
         except (TypeError, ValueError) as exc:
             self.ctx.note_malformed("timestamp", exc)
             return 0

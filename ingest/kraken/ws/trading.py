@@ -13,7 +13,6 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +24,7 @@ from ingest.kraken.errors import (
     error_from_string,
 )
 from ingest.kraken.ratelimit import TradingEngineLimiter, add_order_cost, cancel_order_cost
+from ingest.kraken.wire import parse_rfc3339_optional
 from ingest.kraken.ws.connection import Endpoint
 from ingest.kraken.ws.context import WsContext
 from ingest.kraken.ws.requests import Requests
@@ -201,21 +201,8 @@ class TradingRequests:
             raise error_from_string(ack.error or _NO_ERROR_TEXT)
         result = ack.result or {}
         return CancelAfterAck(
-            current_time=_rfc3339(result.get("currentTime")),
-            trigger_time=_rfc3339(result.get("triggerTime")),
+            current_time=parse_rfc3339_optional(result.get("currentTime"), "currentTime"),
+            trigger_time=parse_rfc3339_optional(result.get("triggerTime"), "triggerTime"),
             time_in=ack.time_in,
             time_out=ack.time_out,
         )
-
-
-def _rfc3339(value: Any) -> datetime | None:
-    """``2023-09-21T15:49:29Z`` → aware UTC datetime; ``"0"``, empty or absent → None."""
-    if value in (None, "", "0", 0):
-        return None
-    if not isinstance(value, str):
-        raise MalformedMessage(f"not an RFC 3339 timestamp: {value!r}")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise MalformedMessage(f"not an RFC 3339 timestamp: {value!r}") from exc
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
