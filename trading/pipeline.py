@@ -57,9 +57,9 @@ class SizingPolicy:
 
     @classmethod
     def from_settings(cls) -> SizingPolicy:
-        target = getattr(settings, "GALFRIDAY_SIZING_TARGET_VOLATILITY", "0.50")
+        target = settings.GALFRIDAY_SIZING_TARGET_VOLATILITY
         return cls(
-            fraction=Decimal(str(getattr(settings, "GALFRIDAY_SIZING_FRACTION", "0.10"))),
+            fraction=Decimal(str(settings.GALFRIDAY_SIZING_FRACTION)),
             target_volatility=Decimal(str(target)) if target not in ("", None) else None,
         )
 
@@ -107,7 +107,7 @@ def decide_on_bar(*, symbol: str, bar_time: datetime, now: datetime | None = Non
     equity and whether the decision exists), the limits, then one transaction that places the order
     (`order_place_in_transaction`: created, risk-checked, submitted) and records the decision with it."""
     now = now or timezone.now()
-    max_age = float(getattr(settings, "GALFRIDAY_DECISION_MAX_AGE_S", 30))
+    max_age = float(settings.GALFRIDAY_DECISION_MAX_AGE_S)
     bar_end = bar_time + timedelta(minutes=1)
     with audit_actor(ACTOR, reason=f"bar {symbol} {bar_time.isoformat()}"):
         if (now - bar_end).total_seconds() > max_age:

@@ -177,6 +177,6 @@ class NoPredictor:
 
 
 def get_predictor() -> Predictor:
-    path = getattr(settings, "GALFRIDAY_PREDICTOR", "") or "trading.predictor.NoPredictor"
+    path = settings.GALFRIDAY_PREDICTOR or "trading.predictor.NoPredictor"
     predictor: Predictor = import_string(path)()
     return predictor

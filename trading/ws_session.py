@@ -47,12 +47,10 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ingest.kraken.auth import FileLockNonce
 from ingest.kraken.errors import AuthenticationError, NotConnected, OrderOutcomeUnknown, RequestTimeout
-from ingest.kraken.ratelimit import Tier
-from ingest.kraken.rest import KrakenRestClientSync
 from ingest.kraken.ws.client import KrakenWsClient
 from ingest.kraken.ws.types import AddOrderAck, CancelOrderAck, ConnectionState, WsConfig
+from trading.kraken_clients import kraken_credentials, kraken_rest_client
 
 logger = logging.getLogger(__name__)
 counters: Counter[str] = Counter()
@@ -83,10 +81,7 @@ class SessionConfig:
 
     @classmethod
     def from_settings(cls) -> SessionConfig:
-        key = str(settings.KRAKEN_API_KEY or "")
-        secret = str(settings.KRAKEN_API_SECRET or "")
-        if not key or not secret:
-            raise ImproperlyConfigured("TRADING_MODE=live needs KRAKEN_API_KEY and KRAKEN_API_SECRET")
+        key, secret = kraken_credentials()
         nonce_file = str(settings.KRAKEN_NONCE_FILE)
         deadman = settings.GALFRIDAY_DEADMAN_TIMEOUT_S
         if isinstance(deadman, bool) or int(deadman) != deadman or int(deadman) < 0:
@@ -119,14 +114,7 @@ class ExchangeSession:
     def __init__(self, config: SessionConfig) -> None:
         self.pid = os.getpid()
         self.config = config
-        self.rest = KrakenRestClientSync(
-            base_url=config.rest_url,
-            timeout=config.rest_timeout_s,
-            tier=Tier[config.tier],
-            api_key=config.api_key,
-            api_secret=config.api_secret,
-            nonce_source=FileLockNonce(config.nonce_file),
-        )
+        self.rest = kraken_rest_client(timeout=config.rest_timeout_s, tier=config.tier)
         self.closed = False
         self.deadman_trigger: datetime | None = None
         self._lock = threading.Lock()

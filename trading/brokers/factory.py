@@ -1,5 +1,5 @@
-"""Which broker trades (TRADING_MODE: `live` → `KrakenBroker`, `paper` → `PaperBroker`) and the Kraken REST
-clients execution uses."""
+"""Which broker trades (TRADING_MODE: `live` → `KrakenBroker` on the process's exchange session, `paper` →
+`PaperBroker` reading the exchange's public book through the process's shared public REST client)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ingest.kraken.auth import FileLockNonce
-from ingest.kraken.ratelimit import Tier
 from ingest.kraken.rest import KrakenRestClientSync
 from trading.brokers.base import Broker
 from trading.brokers.kraken import KrakenBroker
 from trading.brokers.paper import PaperBroker, RestDepthBooks
+from trading.kraken_clients import kraken_rest_client
 from trading.ws_session import session
 
 
@@ -24,24 +23,6 @@ def trading_mode() -> str:
     if mode not in ("paper", "live"):
         raise ImproperlyConfigured(f"TRADING_MODE must be 'paper' or 'live', not {mode!r}")
     return mode
-
-
-def kraken_rest_client(*, private: bool = True) -> KrakenRestClientSync:
-    """The REST client execution uses: KRAKEN_* settings, a nonce shared by every process of this machine (so
-    several workers can use one API key), the configured tier's counter model."""
-    key = str(settings.KRAKEN_API_KEY or "")
-    secret = str(settings.KRAKEN_API_SECRET or "")
-    kwargs: dict[str, Any] = {
-        "base_url": str(settings.KRAKEN_REST_URL),
-        "timeout": float(settings.KRAKEN_TIMEOUT),
-        "tier": Tier[str(settings.GALFRIDAY_KRAKEN_TIER).upper()],
-    }
-    if private:
-        if not key or not secret:
-            raise ImproperlyConfigured("TRADING_MODE=live needs KRAKEN_API_KEY and KRAKEN_API_SECRET")
-        nonce_file = str(settings.KRAKEN_NONCE_FILE)
-        kwargs.update(api_key=key, api_secret=secret, nonce_source=FileLockNonce(nonce_file))
-    return KrakenRestClientSync(**kwargs)
 
 
 def broker_for_mode() -> Broker:
