@@ -3,6 +3,8 @@ service called, safe to run twice (the training request id keys the work)."""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +12,10 @@ from celery import shared_task
 
 from core.audit import audit_actor
 from core.errors import ApplicationError
+from models_registry.signals import outcomes_matured
+
+logger = logging.getLogger(__name__)
+counters: Counter[str] = Counter()
 
 TASK_ACTOR = "celery:models_registry.tasks.train_model_task"
 
@@ -77,4 +83,20 @@ def outcomes_mature_task() -> dict[str, Any]:
     from models_registry.outcomes import outcomes_mature
 
     with audit_actor("celery:models_registry.tasks.outcomes_mature_task"):
-        return outcomes_mature().as_dict()
+        result = outcomes_mature()
+        if result.matured or result.revised:
+            outcomes_matured_notify(
+                version_ids=sorted(result.version_ids), matured=result.matured, revised=result.revised
+            )
+        return result.as_dict()
+
+
+def outcomes_matured_notify(*, version_ids: list[int], matured: int, revised: int) -> None:
+    """Send `outcomes_matured` (experiments fold the new outcomes into their statistics); a failing receiver is
+    logged and counted, never fails the maturation pass."""
+    for receiver, outcome in outcomes_matured.send_robust(
+        sender=outcomes_mature_task, version_ids=version_ids, matured=matured, revised=revised
+    ):
+        if isinstance(outcome, Exception):
+            counters["outcomes_matured_receiver_failed"] += 1
+            logger.error("outcomes_matured receiver failed", extra={"receiver": repr(receiver)}, exc_info=outcome)

@@ -130,3 +130,50 @@ def test_a_drawdown_breach_stops_the_experiment_and_raises_an_alert() -> None:
     stop = experiment.events.get(action="stop")
     assert stop.actor == "experiments:evaluation"
     assert stop.details["guardrail"] == "max_drawdown"
+
+
+def test_the_registrys_maturation_pass_feeds_the_experiment(settings) -> None:  # type: ignore[no-untyped-def]
+    """Real outcome tracking: predictions of both arms on stored bars mature in the registry's task, whose
+    `outcomes_matured` signal folds them into the experiment, paired on the same decisions."""
+    from models_registry.models import Prediction
+    from models_registry.tasks import outcomes_mature_task
+    from tests.experiments.support import BARS
+    from tests.models_registry.conftest import store_bars
+
+    settings.INFLUXDB_URL = ""
+    store_bars(BARS)
+    model, _ = cheap_model(2)
+    experiment = shadow_experiment(model, [2], burn_in=10, minimum_sample=10_000)
+    arms = list(experiment.arms.order_by("position"))
+    times = [t.to_pydatetime() for t in BARS.index[100:160]]
+    for arm, p_up in zip(arms, (0.2, 0.7), strict=True):
+        Prediction.objects.bulk_create(
+            Prediction(
+                decision_id=f"BTC/USD:{t.isoformat()}", version_id=arm.version_id, symbol="BTC/USD",
+                features_hash="0" * 64, probabilities={"-1": 0.8 - p_up, "0": 0.2, "1": p_up},
+                predicted_class=1 if p_up > 0.5 else -1, signal=1 if p_up > 0.5 else -1, confidence=0.7,
+                bar_time=t, horizon=1,
+            )
+            for t in times
+        )  # fmt: skip
+        ExperimentObservation.objects.bulk_create(
+            ExperimentObservation(
+                experiment=experiment, arm=arm, version_id=arm.version_id, decision_key=f"BTC/USD:{t.isoformat()}",
+                symbol="BTC/USD", bar_time=t, latency_ms=1.0,
+            )
+            for t in times
+        )  # fmt: skip
+    result = outcomes_mature_task()
+    assert result["matured"] == 120
+    treatment = arms[1]
+    assert ArmStatistics.objects.get(arm=treatment).n_outcomes == 60
+    comparison = Comparison.objects.get(treatment=treatment)
+    assert comparison.n == 60
+    nets = PredictionOutcome.objects.filter(version_id=treatment.version_id).values_list("net_return", flat=True)
+    control_nets = PredictionOutcome.objects.filter(version_id=arms[0].version_id).values_list("net_return", flat=True)
+    expected = (sum(nets) - sum(control_nets)) / 60
+    assert comparison.state["streams"]["net_return"]["all"]["n"] == 60
+    arm = next(a for a in experiment_results(experiment.pk)["arms"] if a["role"] == "treatment")
+    assert arm["comparison"]["metrics"]["net_return"]["estimate"] == pytest.approx(expected)
+    assert outcomes_mature_task()["matured"] == 0  # a replayed pass: nothing new, nothing counted again
+    assert ArmStatistics.objects.get(arm=treatment).n_outcomes == 60
