@@ -110,9 +110,7 @@ def default_client() -> Any:
     """A REST client for the configured exchange (public calls only: no key needed). Close it when done."""
     from ingest.kraken.rest import KrakenRestClientSync
 
-    return KrakenRestClientSync(
-        base_url=settings.KRAKEN_REST_URL, timeout=float(getattr(settings, "KRAKEN_TIMEOUT", 10.0))
-    )
+    return KrakenRestClientSync(base_url=settings.KRAKEN_REST_URL, timeout=float(settings.KRAKEN_TIMEOUT))
 
 
 def _fetch(client: OhlcClient, symbol: str, since: int | None, end: int | None, max_calls: int) -> tuple[dict, int]:
@@ -270,7 +268,7 @@ def backfill_history(
         symbol=symbol,
         start=start,
         end=end,
-        source=str(getattr(settings, "KRAKEN_REST_URL", "")),
+        source=str(settings.KRAKEN_REST_URL),
         client=client,
         store=store,
         fetch=fetch,
@@ -345,7 +343,7 @@ def backfill_from_trades(
         symbol=symbol,
         start=start_utc,
         end=end_utc,
-        source=f"{getattr(settings, 'KRAKEN_REST_URL', '')} Trades",
+        source=f"{settings.KRAKEN_REST_URL} Trades",
         client=client,
         store=store,
         fetch=fetch,

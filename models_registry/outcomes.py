@@ -32,7 +32,7 @@ Degradation (:func:`version_degradation_check`)
     ``MODELS_REGISTRY_DEGRADATION_MIN_OUTCOMES`` (200): the version is degraded when the upper bound of the live
     hit-rate interval is below (1 - 10 %) x the validation ``direction_hit_rate``, or the upper bound of the
     live mean net return per prediction is below the validation ``net_return_per_prediction`` minus 10 % of its
-    magnitude. Then a ``model_degraded`` alert is raised (``trading.risk_services.alert_raise``), at most one
+    magnitude. Then a ``model_degraded`` alert is raised (``trading.alerts.alert_raise``), at most one
     unacknowledged alert per version. Checked after each maturation pass for the versions it touched.
 """
 
@@ -107,10 +107,6 @@ _OUTCOME_FIELDS = (
     "revisions",
     "checked_at",
 )
-
-
-def _setting(name: str, default: float) -> float:
-    return float(getattr(settings, name, default))
 
 
 # --- costs and label parameters of a version ---------------------------------------------------------------
@@ -229,8 +225,8 @@ def _due_predictions(now: datetime, limit: int) -> list[_Item]:
 
 
 def _recheck_outcomes(now: datetime, limit: int) -> list[_Item]:
-    recheck = timedelta(minutes=_setting("MODELS_REGISTRY_OUTCOMES_RECHECK_MINUTES", 120))
-    retry = timedelta(minutes=_setting("MODELS_REGISTRY_OUTCOMES_PENDING_RETRY_MINUTES", 1440))
+    recheck = timedelta(minutes=float(settings.MODELS_REGISTRY_OUTCOMES_RECHECK_MINUTES))
+    retry = timedelta(minutes=float(settings.MODELS_REGISTRY_OUTCOMES_PENDING_RETRY_MINUTES))
     rows = PredictionOutcome.objects.filter(
         Q(status=PredictionOutcome.Status.MATURED, window_end__gte=now - recheck)
         | Q(status=PredictionOutcome.Status.PENDING, window_end__gte=now - retry)
@@ -466,7 +462,7 @@ def outcomes_mature(*, now: datetime | None = None, store: Any = None, limit: in
     if not cache.add(LOCK_KEY, token, timeout=LOCK_TTL_S):
         return MaturationResult(skipped=True)
     try:
-        result = _mature(now or timezone.now(), store, int(limit or _setting("MODELS_REGISTRY_OUTCOMES_BATCH", 20_000)))
+        result = _mature(now or timezone.now(), store, int(limit or float(settings.MODELS_REGISTRY_OUTCOMES_BATCH)))
     finally:
         if cache.get(LOCK_KEY) == token:
             cache.delete(LOCK_KEY)
@@ -808,8 +804,8 @@ def version_calibration(*, version: ModelVersion, window: str = "all", bins: int
 
 def degradation_assess(*, version: ModelVersion, arrays: _Arrays | None = None) -> dict[str, Any]:
     """Whether live performance is worse than validation by more than 10 % with statistical support."""
-    window = int(_setting("MODELS_REGISTRY_DEGRADATION_WINDOW", 1000))
-    minimum = int(_setting("MODELS_REGISTRY_DEGRADATION_MIN_OUTCOMES", 200))
+    window = int(float(settings.MODELS_REGISTRY_DEGRADATION_WINDOW))
+    minimum = int(float(settings.MODELS_REGISTRY_DEGRADATION_MIN_OUTCOMES))
     arrays = _matured_arrays(version) if arrays is None else arrays
     recent = arrays.tail(window)
     horizon = OutcomeRule.of(version.hyperparameters).horizon or 1
@@ -858,7 +854,7 @@ def open_degradation_alerts(version_ids: Iterable[int] | None = None) -> set[int
 
 def version_degradation_check(*, version_id: int) -> int | None:
     """Raise a `model_degraded` alert when the version is degraded and has no open one; returns its id."""
-    from trading.risk_services import alert_raise
+    from trading.alerts import alert_raise
 
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().select_related("model").filter(pk=version_id).first()

@@ -219,15 +219,15 @@ class PredictionService:
     ) -> None:
         interval = check_interval_ms
         if interval is None:
-            interval = float(getattr(settings, "MODELS_REGISTRY_PREDICTION_CHECK_INTERVAL_MS", 200))
+            interval = float(settings.MODELS_REGISTRY_PREDICTION_CHECK_INTERVAL_MS)
         ttl = resolve_ttl_s
         if ttl is None:
-            ttl = float(getattr(settings, "MODELS_REGISTRY_PREDICTION_RESOLVE_TTL_S", 30.0))
+            ttl = float(settings.MODELS_REGISTRY_PREDICTION_RESOLVE_TTL_S)
             if _process_local_cache():
                 ttl = min(ttl, 1.0)
         self.check_interval = interval / 1000.0
         self.resolve_ttl = ttl
-        self.max_models = max_models or int(getattr(settings, "MODELS_REGISTRY_PREDICTION_CACHE_SIZE", 8))
+        self.max_models = max_models or int(settings.MODELS_REGISTRY_PREDICTION_CACHE_SIZE)
         self._clock = clock
         self._lock = threading.RLock()
         self._models: dict[tuple[int, str], LoadedVersion] = {}

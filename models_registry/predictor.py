@@ -35,7 +35,7 @@ from trading.predictor import Prediction as TradingPrediction
 class RegistryPredictor:
     def __init__(self, *, service: PredictionService | None = None, selector: str | None = None) -> None:
         self._service = service
-        self.selector = selector or str(getattr(settings, "MODELS_REGISTRY_PREDICTOR_SELECTOR", "production"))
+        self.selector = selector or str(settings.MODELS_REGISTRY_PREDICTOR_SELECTOR)
 
     @property
     def service(self) -> PredictionService:

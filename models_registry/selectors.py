@@ -184,7 +184,7 @@ def gate_config(*, model: RegisteredModel, target: str) -> dict[str, dict[str, f
     """Metric bounds for promotions of `model` to `target` ("staging" or "production"): the
     MODELS_REGISTRY_PROMOTION_GATES setting, with the model's own `promotion_gates` added; where both bound the
     same metric, the stricter bound holds (a model's gates can tighten the settings, never loosen them)."""
-    base: Mapping[str, Any] = getattr(settings, "MODELS_REGISTRY_PROMOTION_GATES", {}) or {}
+    base: Mapping[str, Any] = settings.MODELS_REGISTRY_PROMOTION_GATES or {}
     merged: dict[str, dict[str, float]] = {k: dict(v) for k, v in (base.get(target) or {}).items()}
     for metric, bounds in ((model.promotion_gates or {}).get(target) or {}).items():
         current = merged.setdefault(metric, {})
@@ -195,7 +195,7 @@ def gate_config(*, model: RegisteredModel, target: str) -> dict[str, dict[str, f
 
 
 def _extra_gates() -> list[Callable[..., GateResult | Sequence[GateResult]]]:
-    return [import_string(path) for path in getattr(settings, "MODELS_REGISTRY_EXTRA_GATES", []) or []]
+    return [import_string(path) for path in settings.MODELS_REGISTRY_EXTRA_GATES or []]
 
 
 def promotion_gate_report(*, version: ModelVersion, target: str) -> GateReport:

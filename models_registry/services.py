@@ -200,7 +200,7 @@ def _read_artifact(estimator: Any, artifact: bytes | None, artifact_path: str | 
 
 def code_version_detect() -> str:
     """The running code's git commit: GALFRIDAY_CODE_VERSION if set, else read from .git (no subprocess)."""
-    configured = getattr(settings, "GALFRIDAY_CODE_VERSION", "")
+    configured = settings.GALFRIDAY_CODE_VERSION
     if configured:
         return str(configured)[:64]
     git = Path(settings.BASE_DIR) / ".git"

@@ -120,14 +120,14 @@ class TrainingInProgress(ConflictError):
 def default_model_name(symbol: str) -> str:
     """The registered model that serves `symbol` unless MODELS_REGISTRY_SYMBOL_MODELS names another one:
     ``BTC/USD`` -> ``btc-usd-1m-direction``."""
-    mapping: Mapping[str, str] = getattr(settings, "MODELS_REGISTRY_SYMBOL_MODELS", {}) or {}
+    mapping: Mapping[str, str] = settings.MODELS_REGISTRY_SYMBOL_MODELS or {}
     if symbol in mapping:
         return mapping[symbol]
     return "-".join(part.lower() for part in symbol.replace("/", " ").split()) + "-1m-direction"
 
 
 def min_training_samples() -> int:
-    return int(getattr(settings, "MODELS_REGISTRY_TRAINING_MIN_SAMPLES", DEFAULT_MIN_SAMPLES))
+    return int(settings.MODELS_REGISTRY_TRAINING_MIN_SAMPLES)
 
 
 @dataclass(frozen=True)
@@ -546,9 +546,9 @@ def backtest_risk_gate(symbol: str) -> RiskGate:
     """The risk inputs live trading would use for `symbol` now: the effective limits (the RiskLimit rows over
     the built-in defaults), the instrument's exchange rules and the account's latest equity; the defaults of
     :class:`RiskGate` for whatever is not stored yet (no instrument row, no equity snapshot)."""
+    from trading.instruments import instrument_rules
     from trading.models import EquitySnapshot, Instrument
-    from trading.risk_services import account_currency, instrument_rules
-    from trading.selectors import risk_limits_effective
+    from trading.selectors import account_currency, risk_limits_effective
 
     instrument = Instrument.objects.filter(symbol=symbol).first()
     latest = EquitySnapshot.objects.filter(currency=account_currency()).order_by("-taken_at", "-id").first()
@@ -578,7 +578,7 @@ def _prior_trial_sharpes(model_name: str) -> list[float]:
 
 
 def _stale_after() -> timedelta:
-    return timedelta(seconds=int(getattr(settings, "CELERY_TASK_TIME_LIMIT", 15 * 60)) + 60)
+    return timedelta(seconds=int(settings.CELERY_TASK_TIME_LIMIT) + 60)
 
 
 def _claim(request_id: str, **fields: Any) -> tuple[TrainingRun, bool]:

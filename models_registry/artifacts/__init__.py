@@ -66,7 +66,7 @@ class ArtifactStorageError(ArtifactError):
 
 
 def trusted_types() -> list[str]:
-    extra = getattr(settings, "MODELS_REGISTRY_TRUSTED_TYPES", None) or []
+    extra = settings.MODELS_REGISTRY_TRUSTED_TYPES or []
     return sorted({*DEFAULT_TRUSTED_TYPES, *extra})
 
 

@@ -94,7 +94,7 @@ def _local_key_file() -> list[str]:
 
 
 def get_keyring() -> Keyring:
-    configured = getattr(settings, "MODELS_REGISTRY_ARTIFACT_KEYS", None)
+    configured = settings.MODELS_REGISTRY_ARTIFACT_KEYS
     return parse_keys(configured if configured else _local_key_file())
 
 

@@ -159,10 +159,10 @@ class S3ArtifactStorage:
 
 def location_from_settings() -> S3Location:
     return S3Location(
-        bucket=str(getattr(settings, "MODELS_REGISTRY_S3_BUCKET", "") or "").strip(),
-        prefix=str(getattr(settings, "MODELS_REGISTRY_S3_PREFIX", "") or ""),
-        endpoint_url=str(getattr(settings, "MODELS_REGISTRY_S3_ENDPOINT_URL", "") or "").strip(),
-        region=str(getattr(settings, "MODELS_REGISTRY_S3_REGION", "") or "").strip(),
+        bucket=str(settings.MODELS_REGISTRY_S3_BUCKET or "").strip(),
+        prefix=str(settings.MODELS_REGISTRY_S3_PREFIX or ""),
+        endpoint_url=str(settings.MODELS_REGISTRY_S3_ENDPOINT_URL or "").strip(),
+        region=str(settings.MODELS_REGISTRY_S3_REGION or "").strip(),
     )
 
 

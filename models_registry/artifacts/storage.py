@@ -63,7 +63,7 @@ class LocalArtifactStorage:
 
 
 def artifact_root() -> Path:
-    configured = getattr(settings, "MODELS_REGISTRY_ARTIFACT_DIR", "")
+    configured = settings.MODELS_REGISTRY_ARTIFACT_DIR
     return Path(configured) if configured else Path(settings.VAR_DIR) / "artifacts"
 
 
@@ -80,7 +80,7 @@ def _storage_for(dotted: str, root: str) -> ArtifactStorage:
 def get_storage() -> ArtifactStorage:
     """The configured backend (re-read from settings on each call, so tests can override them; a backend for
     the same settings is reused)."""
-    choice = (getattr(settings, "MODELS_REGISTRY_ARTIFACT_STORAGE", "") or LOCAL).strip()
+    choice = (settings.MODELS_REGISTRY_ARTIFACT_STORAGE or LOCAL).strip()
     if choice == LOCAL:
         return _storage_for("models_registry.artifacts.storage.LocalArtifactStorage", str(artifact_root()))
     if choice == S3:
