@@ -8,6 +8,9 @@ from django.conf import settings
 from django.core.checks import Error, register
 from django.core.exceptions import ImproperlyConfigured
 
+from ingest.kraken.ratelimit import Tier
+from reconciliation.corrections import UNKNOWN_ORDERS_ADOPT, UNKNOWN_ORDERS_CANCEL
+
 SQLITE_ENGINE = "django.db.backends.sqlite3"
 IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
 
@@ -36,7 +39,40 @@ def production_configuration(app_configs: Any = None, **kwargs: Any) -> list[Err
             storage=settings.MODELS_REGISTRY_ARTIFACT_STORAGE, bucket=settings.MODELS_REGISTRY_S3_BUCKET
         )
         + web_connection_problems(process=settings.GALFRIDAY_PROCESS, databases=settings.DATABASES)
+        + policy_problems(
+            kraken_tier=settings.GALFRIDAY_KRAKEN_TIER,
+            reconciliation_tier=settings.GALFRIDAY_RECONCILIATION_TIER,
+            unknown_orders=settings.GALFRIDAY_RECONCILIATION_UNKNOWN_ORDERS,
+        )
     )
+
+
+def policy_problems(*, kraken_tier: str, reconciliation_tier: str, unknown_orders: str) -> list[Error]:
+    """Choices among named values, in any mode: a misspelt tier would fail the first private call, a misspelt
+    unknown-orders policy would silently adopt."""
+    tiers = sorted(t.name.lower() for t in Tier)
+    errors = [
+        Error(
+            f"{name} is {value!r}.",
+            hint=f"Use one of {', '.join(tiers)} (Kraken's verification tier, which sets the API rate limits).",
+            id="galfriday.E010",
+        )
+        for name, value in (
+            ("GALFRIDAY_KRAKEN_TIER", kraken_tier),
+            ("GALFRIDAY_RECONCILIATION_TIER", reconciliation_tier),
+        )
+        if str(value).lower() not in tiers
+    ]
+    if unknown_orders not in (UNKNOWN_ORDERS_ADOPT, UNKNOWN_ORDERS_CANCEL):
+        errors.append(
+            Error(
+                f"GALFRIDAY_RECONCILIATION_UNKNOWN_ORDERS is {unknown_orders!r}.",
+                hint=f"Use '{UNKNOWN_ORDERS_ADOPT}' (record orders the exchange has and we do not) or "
+                f"'{UNKNOWN_ORDERS_CANCEL}' (record them, then cancel those still open).",
+                id="galfriday.E011",
+            )
+        )
+    return errors
 
 
 def web_connection_problems(*, process: str, databases: dict[str, Any]) -> list[Error]:

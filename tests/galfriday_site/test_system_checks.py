@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from galfriday_site.checks import exchange_problems, production_problems
+from galfriday_site.checks import exchange_problems, policy_problems, production_problems
 from tests.conftest import run_manage
 
 PG_DB = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": "x", "HOST": "127.0.0.1"}}
@@ -73,6 +73,20 @@ def test_check_deploy_passes_with_production_environment(embedded_env: dict[str,
 def test_unknown_exchange_and_trading_mode_are_refused() -> None:
     errors = exchange_problems(exchange="binance", trading_mode="yolo", api_key="", api_secret="")
     assert ids(errors) == {"galfriday.E004", "galfriday.E005"}
+
+
+def test_misspelt_tiers_and_unknown_orders_policy_are_refused() -> None:
+    assert policy_problems(kraken_tier="starter", reconciliation_tier="PRO", unknown_orders="cancel") == []
+    errors = policy_problems(kraken_tier="gold", reconciliation_tier="starter", unknown_orders="ignore")
+    assert ids(errors) == {"galfriday.E010", "galfriday.E011"}
+    assert "GALFRIDAY_KRAKEN_TIER is 'gold'" in errors[0].msg
+    assert len(policy_problems(kraken_tier="x", reconciliation_tier="y", unknown_orders="adopt")) == 2
+
+
+def test_manage_py_refuses_a_misspelt_unknown_orders_policy(embedded_env: dict[str, str]) -> None:
+    result = run_manage("check", env={**embedded_env, "GALFRIDAY_RECONCILIATION_UNKNOWN_ORDERS": "adpot"})
+    assert result.returncode != 0
+    assert "galfriday.E011" in result.stdout + result.stderr
 
 
 def test_live_trading_needs_api_keys() -> None:
