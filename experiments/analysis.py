@@ -21,7 +21,14 @@ from typing import Any
 
 from django.utils import timezone
 
-from experiments.intake import LATENCY_BOUNDS_MS, METRICS, ArmState, ComparisonState
+from experiments.intake import (
+    LATENCY_BOUNDS_MS,
+    METRICS,
+    ArmState,
+    ComparisonState,
+    arm_horizon,
+    pair_horizon,
+)
 from experiments.models import Arm, ArmStatistics, Comparison, Experiment, Guardrail, Metric, Mode, Status
 from experiments.sequential import Stream, always_valid_interval, paired_look, two_sample_look
 from experiments.statistics import holm, mcnemar, srm, two_proportions, welch_t_summary, z_test_summary
@@ -256,17 +263,19 @@ def experiment_analysis(experiment: Experiment, *, now: datetime | None = None) 
     stats = {s.arm_id: s for s in ArmStatistics.objects.filter(arm__in=arms)}
     comparisons = {c.treatment_id: c for c in Comparison.objects.filter(experiment=experiment)}
     views: list[ArmView] = []
+    control_horizon = next((arm_horizon(a) for a in arms if a.role == Arm.Role.CONTROL), None)
     for arm in arms:
         s = stats.get(arm.pk) or ArmStatistics(arm=arm)
-        horizon = (arm.version.hyperparameters or {}).get("horizon")
-        horizon = horizon if isinstance(horizon, int) and not isinstance(horizon, bool) and horizon >= 1 else None
+        horizon = arm_horizon(arm)
         state = ArmState.of(s.state or {}, burn_in=experiment.burn_in, horizon=horizon)
         view = ArmView(arm, s, state)
         if arm.role == Arm.Role.TREATMENT:
             c = comparisons.get(arm.pk)
             view.comparison = c
             view.comparison_state = ComparisonState.of(
-                (c.state if c else None) or {}, burn_in=experiment.burn_in, horizon=horizon
+                (c.state if c else None) or {},
+                burn_in=experiment.burn_in,
+                horizon=pair_horizon(control_horizon, horizon),
             )
         views.append(view)
     control = next(v for v in views if v.arm.role == Arm.Role.CONTROL)

@@ -41,7 +41,7 @@ from experiments.models import (
     Metric,
     Mode,
 )
-from experiments.sequential import Stream, burn_in_lags, paired_look, two_sample_look
+from experiments.sequential import Stream, burn_in_lags, effective_burn_in, paired_look, two_sample_look
 from models_registry.labels import LABEL_CLASSES
 from models_registry.models import Prediction, PredictionOutcome
 
@@ -86,8 +86,8 @@ class ArmState:
     @classmethod
     def of(cls, raw: dict[str, Any], *, burn_in: int, horizon: int | None) -> ArmState:
         h = raw.get("horizon") or horizon
-        lags = burn_in_lags(h)
-        streams = {m: Stream.of((raw.get("streams") or {}).get(m), burn_in=burn_in, lags=lags) for m in METRICS}
+        lags, burn = burn_in_lags(h), effective_burn_in(burn_in, h)
+        streams = {m: Stream.of((raw.get("streams") or {}).get(m), burn_in=burn, lags=lags) for m in METRICS}
         drawdown = {"cum": 0.0, "peak": 0.0, "max": 0.0, **(raw.get("drawdown") or {})}
         buckets = list(raw.get("latency_buckets") or [0] * (len(LATENCY_BOUNDS_MS) + 1))
         return cls(streams, drawdown, buckets, h)
@@ -118,8 +118,8 @@ class ComparisonState:
 
     @classmethod
     def of(cls, raw: dict[str, Any], *, burn_in: int, horizon: int | None) -> ComparisonState:
-        lags = burn_in_lags(horizon)
-        streams = {m: Stream.of((raw.get("streams") or {}).get(m), burn_in=burn_in, lags=lags) for m in METRICS}
+        lags, burn = burn_in_lags(horizon), effective_burn_in(burn_in, horizon)
+        streams = {m: Stream.of((raw.get("streams") or {}).get(m), burn_in=burn, lags=lags) for m in METRICS}
         p = {m: float((raw.get("p") or {}).get(m, 1.0)) for m in METRICS}
         mcnemar = {"only_control_right": 0, "only_treatment_right": 0, **(raw.get("mcnemar") or {})}
         return cls(streams, p, mcnemar, list(raw.get("series") or []))
@@ -213,12 +213,14 @@ def _intake_one(experiment: Experiment, result: IntakeResult) -> bool:
     for arm in arms.values():
         if arm.role == Arm.Role.TREATMENT and arm.pk not in comparisons:
             comparisons[arm.pk] = Comparison.objects.create(experiment=experiment, treatment=arm)
-    horizons = {a.pk: _horizon(a) for a in arms.values()}
+    horizons = {a.pk: arm_horizon(a) for a in arms.values()}
     arm_states = {
         pk: ArmState.of(s.state or {}, burn_in=experiment.burn_in, horizon=horizons[pk]) for pk, s in stats.items()
     }
     comparison_states = {
-        pk: ComparisonState.of(c.state or {}, burn_in=experiment.burn_in, horizon=horizons[pk])
+        pk: ComparisonState.of(
+            c.state or {}, burn_in=experiment.burn_in, horizon=pair_horizon(horizons[control.pk], horizons[pk])
+        )
         for pk, c in comparisons.items()
     }
 
@@ -246,7 +248,14 @@ def _intake_one(experiment: Experiment, result: IntakeResult) -> bool:
     return more
 
 
-def _horizon(arm: Arm) -> int | None:
+def pair_horizon(control: int | None, treatment: int | None) -> int | None:
+    """The horizon that sets the Newey-West lag of a comparison: the longer of the two arms'."""
+    known = [h for h in (control, treatment) if h is not None]
+    return max(known) if known else None
+
+
+def arm_horizon(arm: Arm) -> int | None:
+    """The arm's version's label horizon in bars (hyperparameters["horizon"]), if recorded."""
     value = (arm.version.hyperparameters or {}).get("horizon")
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
 

@@ -13,6 +13,7 @@ from core.errors import NotFoundError
 from experiments.analysis import ArmView, arm_metric, experiment_analysis
 from experiments.intake import METRICS
 from experiments.models import Arm, Experiment, Mode
+from experiments.selectors import arm_trading
 
 
 def _arm(view: ArmView, alpha: float) -> dict[str, Any]:
@@ -45,9 +46,12 @@ def experiment_results(experiment_id: int) -> dict[str, Any]:
         raise NotFoundError(f"experiment {experiment_id} does not exist", details={"experiment": experiment_id})
     analysis = experiment_analysis(experiment)
     paired = experiment.mode == Mode.SHADOW
+    trading = arm_trading(experiment=experiment)
+    empty = {"decisions": 0, "orders": 0, "fills": 0, "filled_notional": "0", "fees": "0", "realised_pnl": "0"}
     arms = []
     for view in analysis.arms:
         entry = _arm(view, experiment.alpha)
+        entry["trading"] = {**empty, **trading.get(view.arm.version.version, {})}
         if entry["comparison"] is not None:
             entry["comparison"]["paired"] = paired
             if paired and view.comparison_state is not None:

@@ -4,9 +4,11 @@ router compares to notice a transition made in another process."""
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
+from typing import Any
 
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet, Sum
 
 from experiments.models import ACTIVE_STATUSES, Arm, Experiment
 
@@ -50,3 +52,53 @@ def experiments_generation() -> int:
     except Exception:  # a cache outage must not stop decisions; the router falls back to its TTL
         logger.warning("experiments generation unavailable", exc_info=True)
         return 0
+
+
+def arm_trading(*, experiment: Experiment) -> dict[int, dict[str, Any]]:
+    """Per arm (by version number): what its decisions traded while the experiment ran, from the decisions that
+    record the model and version that decided (attribution), their orders and fills: decisions, orders, fills,
+    filled notional, fees and realised PnL (Decimal strings). Split: every arm's real trading; shadow: the
+    control's alone (treatments never trade)."""
+    from trading.models import Decision, Fill
+
+    if experiment.started_at is None:
+        return {}
+    window = {"created_at__gte": experiment.started_at}
+    if experiment.ended_at is not None:
+        window["created_at__lt"] = experiment.ended_at
+    decisions = (
+        Decision.objects.filter(model_name=experiment.model.name, **window)
+        .values("model_version_number")
+        .annotate(decisions=Count("id"), orders=Count("order"))
+        .order_by()
+    )
+    fills = (
+        Fill.objects.filter(
+            order__decision__model_name=experiment.model.name,
+            **{f"order__decision__{k}": v for k, v in window.items()},
+        )
+        .values("order__decision__model_version_number")
+        .annotate(fills=Count("id"), notional=Sum("cost"), fees=Sum("fee"), pnl=Sum("realised_pnl"))
+        .order_by()
+    )
+    zero = Decimal(0)
+    out: dict[int, dict[str, Any]] = {}
+    for decided in decisions:
+        if decided["model_version_number"] is None:
+            continue
+        out[decided["model_version_number"]] = {
+            "decisions": decided["decisions"], "orders": decided["orders"], "fills": 0,
+            "filled_notional": str(zero), "fees": str(zero), "realised_pnl": str(zero),
+        }  # fmt: skip
+    for filled in fills:
+        number = filled["order__decision__model_version_number"]
+        if number is None:
+            continue
+        entry = out.setdefault(number, {"decisions": 0, "orders": 0})
+        entry.update(
+            fills=filled["fills"],
+            filled_notional=str(filled["notional"] or zero),
+            fees=str(filled["fees"] or zero),
+            realised_pnl=str(filled["pnl"] or zero),
+        )
+    return out

@@ -173,6 +173,15 @@ def burn_in_lags(horizon: int | None) -> int:
     return overlap_max_lag(int(horizon or 1))
 
 
+BURN_IN_PER_LAG = 4
+
+
+def effective_burn_in(burn_in: int, horizon: int | None) -> int:
+    """The burn-in a stream uses: the experiment's, but at least 4 x the Newey-West lag (+1), so the long-run
+    variance of overlapping outcomes is estimated on enough of them (h = 60 one-minute bars: 481)."""
+    return max(int(burn_in), BURN_IN_PER_LAG * burn_in_lags(horizon) + 1)
+
+
 @dataclass(frozen=True)
 class Look:
     """The sequential test at one moment: estimate (mean or mean difference), its variance, and 1/Lambda."""

@@ -169,6 +169,9 @@ def test_split_decisions_go_to_their_arm_trade_as_it_and_a_replay_trades_once(  
         else:
             assert decision.order is None  # the flat champion does not trade
     assert by_arm[Arm.Role.TREATMENT] >= 20
+    trading = {a["role"]: a["trading"] for a in experiment_results(experiment.pk)["arms"]}
+    assert (trading["treatment"]["decisions"], trading["treatment"]["orders"]) == (by_arm[Arm.Role.TREATMENT],) * 2
+    assert (trading["control"]["decisions"], trading["control"]["orders"]) == (by_arm[Arm.Role.CONTROL], 0)
     observations = ExperimentObservation.objects.filter(experiment=experiment)
     assert observations.count() == 40
     assert {o.arm_id for o in observations} == set(arms)
