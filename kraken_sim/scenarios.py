@@ -366,7 +366,8 @@ def generate_history(
     first = -minutes
     logs = path.log_closes(first - 1, -1)  # open of the first minute, then each close
     lo, lc = logs[:-1], logs[1:]
-    vols = np.array([path.vol(first)] * minutes) if path._change is None or path._change > -1 else None
+    change = path.spec.change_at
+    vols = np.array([path.vol(first)] * minutes) if change is None or change > -1 else None
     if vols is None:  # a change inside the history (never with change_at >= 0)
         vols = np.array([path.vol(i) for i in range(first, 0)])
     counts = rng.integers(3, 13, minutes)

@@ -19,7 +19,7 @@ from kraken_sim.ws.connection import Connection, Subscription, Subscriptions
 
 log = logging.getLogger(__name__)
 
-TRADE_SNAPSHOT_SIZE = 50  # executions snapshot: the last 50 fills (``snap_trades``)
+FILL_SNAPSHOT_SIZE = 50  # executions snapshot: the last 50 fills (``snap_trades``)
 
 
 class PrivateFeeds:
@@ -61,7 +61,7 @@ class PrivateFeeds:
                 now = self.exchange.clock.now_ns()
                 data += [M.open_order_snapshot(o, now) for o in self.exchange.open_orders()]
             if sub.params["snap_trades"]:
-                data += [M.trade_snapshot(t) for t in account.trades[-TRADE_SNAPSHOT_SIZE:]]
+                data += [M.trade_snapshot(t) for t in account.trades[-FILL_SNAPSHOT_SIZE:]]
             conn.send(dumps({"channel": "executions", "type": "snapshot", "data": data, "sequence": 1}))
         else:
             assets = self.exchange.registry.assets
