@@ -17,7 +17,7 @@ from tests.trading.factories import EthInstrumentFactory, InstrumentFactory, Ord
 from trading.models import Fill, Instrument, Order, Position
 from trading.selectors import risk_snapshot_reads
 
-pytestmark = [pytest.mark.django_db, pytest.mark.services("postgres")]
+pytestmark = pytest.mark.django_db  # every backend: the same statements run on each
 
 
 def _order(instrument: Instrument, side: str, qty: str, *, price: str | None, state: str, **extra: object) -> Order:
