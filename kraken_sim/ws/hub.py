@@ -55,16 +55,16 @@ class WsHub:
         self.ids = ids
         self.clock = clock
         self.connections: dict[int, Connection] = {}
-        self.subs = Subscriptions(config, clock)
-        self.public = PublicFeeds(self.subs, exchange, faults, clock)
-        self.private = PrivateFeeds(self.subs, exchange, faults, config)
-        self.trading = TradingRequests(self.subs, exchange, self.private)
+        self.subscriptions = Subscriptions(config, clock)
+        self.public = PublicFeeds(self.subscriptions, exchange, faults, clock)
+        self.private = PrivateFeeds(self.subscriptions, exchange, faults, config)
+        self.trading = TradingRequests(self.subscriptions, exchange, self.private)
         self._closing: set[asyncio.Task[None]] = set()
 
     @property
     def recorded(self) -> list[dict[str, Any]]:
         """Every public message sent, when ``record_messages`` is on."""
-        return self.subs.recorded
+        return self.subscriptions.recorded
 
     # -- servers --------------------------------------------------------------------------------------
     def public_app(self) -> web.Application:
@@ -111,7 +111,7 @@ class WsHub:
                     # A simulator bug answers like Kraken's internal error instead of killing the socket.
                     log.exception("connection %s: internal error on %r", conn.connection_id, text[:200])
                     now = self.clock.now_ns()
-                    self.subs.send(conn, M.error("", E.INTERNAL_ERROR, None, now, now))
+                    self.subscriptions.send(conn, M.error("", E.INTERNAL_ERROR, None, now, now))
         finally:
             await self._disconnect(conn)
         return ws
@@ -178,7 +178,7 @@ class WsHub:
         connection subscribed to ``symbol``'s book at depth 10 (the depth the recordings have): a throughput test
         of the receiving side. The frames carry their own checksums; pause the market first so that nothing
         else is interleaved. Returns how many connections it started on."""
-        members = list(self.subs.members(("book", symbol, 10)))
+        members = list(self.subscriptions.members(("book", symbol, 10)))
 
         async def blast(conn: Connection) -> None:
             try:
@@ -198,7 +198,7 @@ class WsHub:
     def publish_trade_text(self, symbol: str, text: str) -> int:
         """Send an already-encoded ``trade`` message to the symbol's trade subscribers (the trade flood's path:
         no encoding per message). Returns how many connections it went to."""
-        return self.subs.publish_text(("trade", symbol), text)
+        return self.subscriptions.publish_text(("trade", symbol), text)
 
     # -- the exchange's events (EventSink) --------------------------------------------------------------
     def book_changed(self, symbol: str) -> None:
@@ -230,54 +230,56 @@ class WsHub:
         except ValueError:
             msg = None
         if not isinstance(msg, dict):
-            self.subs.error(conn, "", E.INVALID_ARGUMENTS, None, time_in)
+            self.subscriptions.error(conn, "", E.INVALID_ARGUMENTS, None, time_in)
             return
         method = msg.get("method")
         req_id = msg.get("req_id")
         params = msg.get("params") or {}
         if not isinstance(params, dict) or not isinstance(method, str):
-            self.subs.error(conn, str(method or ""), E.INVALID_ARGUMENTS, req_id, time_in)
+            self.subscriptions.error(conn, str(method or ""), E.INVALID_ARGUMENTS, req_id, time_in)
             return
         if method == "ping":
-            self.subs.send(conn, M.pong(req_id, time_in, self.clock.now_ns()))
+            self.subscriptions.send(conn, M.pong(req_id, time_in, self.clock.now_ns()))
         elif method in ("subscribe", "unsubscribe"):
             self._subscription(conn, method, params, req_id, time_in)
         elif method in TRADING_METHODS:
             if not conn.private:
-                self.subs.error(conn, method, M.PRIVATE_ON_PUBLIC, req_id, time_in)
+                self.subscriptions.error(conn, method, M.PRIVATE_ON_PUBLIC, req_id, time_in)
             elif not self.tokens.check(params.get("token"), conn.connection_id):
-                self.subs.error(conn, method, M.INVALID_SESSION, req_id, time_in, status_error=True)
+                self.subscriptions.error(conn, method, M.INVALID_SESSION, req_id, time_in, status_error=True)
             else:
                 self.trading.handle(conn, method, params, req_id, time_in)
         else:
-            self.subs.error(conn, method, E.UNKNOWN_METHOD, req_id, time_in)
+            self.subscriptions.error(conn, method, E.UNKNOWN_METHOD, req_id, time_in)
 
     def _subscription(self, conn: Connection, method: str, params: dict[str, Any], req_id: Any, time_in: int) -> None:
         channel = params.get("channel")
         if channel == "heartbeat":
-            self.subs.ack(conn, method, req_id, {"channel": "heartbeat"}, time_in)
+            self.subscriptions.ack(conn, method, req_id, {"channel": "heartbeat"}, time_in)
             return
         if channel in M.PRIVATE_CHANNELS:
             if not conn.private:
-                self.subs.error(conn, method, M.PRIVATE_ON_PUBLIC, req_id, time_in)
+                self.subscriptions.error(conn, method, M.PRIVATE_ON_PUBLIC, req_id, time_in)
             elif not self.tokens.check(params.get("token"), conn.connection_id):
-                self.subs.error(conn, method, M.INVALID_SESSION, req_id, time_in, channel=channel, status_error=True)
+                self.subscriptions.error(
+                    conn, method, M.INVALID_SESSION, req_id, time_in, channel=channel, status_error=True
+                )
             elif method == "subscribe":
                 self.private.subscribe(conn, channel, params, req_id, time_in)
             else:
                 self._unsubscribe(conn, channel, [None], req_id, time_in)
             return
         if channel not in M.PUBLIC_CHANNELS:
-            self.subs.error(conn, method, E.INVALID_ARGUMENTS, req_id, time_in)
+            self.subscriptions.error(conn, method, E.INVALID_ARGUMENTS, req_id, time_in)
             return
         if conn.private:
-            self.subs.error(conn, method, M.PUBLIC_ON_PRIVATE, req_id, time_in)
+            self.subscriptions.error(conn, method, M.PUBLIC_ON_PRIVATE, req_id, time_in)
             return
         symbols: list[Any] = [None]
         if channel != "instrument":
             symbols = params.get("symbol")  # type: ignore[assignment]
             if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
-                self.subs.error(conn, method, E.INVALID_ARGUMENTS, req_id, time_in)
+                self.subscriptions.error(conn, method, E.INVALID_ARGUMENTS, req_id, time_in)
                 return
         if method == "unsubscribe":
             self._unsubscribe(conn, channel, symbols, req_id, time_in)
@@ -285,7 +287,7 @@ class WsHub:
         try:
             options = public_options(channel, params)
         except ValueError as exc:
-            self.subs.error(conn, method, f"{E.INVALID_ARGUMENTS}:{exc}", req_id, time_in)
+            self.subscriptions.error(conn, method, f"{E.INVALID_ARGUMENTS}:{exc}", req_id, time_in)
             return
         for symbol in symbols:
             self.public.subscribe(conn, channel, symbol, options, req_id, time_in)
@@ -295,16 +297,16 @@ class WsHub:
             sub = conn.subs.get((channel, symbol))
             if sub is None:
                 # Kraken answers an unknown unsubscribe with method "subscribe" (recorded, PROTOCOL.md §2.1).
-                self.subs.error(conn, "subscribe", M.NOT_FOUND, req_id, time_in, symbol=symbol)
+                self.subscriptions.error(conn, "subscribe", M.NOT_FOUND, req_id, time_in, symbol=symbol)
                 continue
             self._remove(conn, sub)
             result = channel_result(sub)
             if symbol is not None:
                 result["symbol"] = symbol
-            self.subs.ack(conn, "unsubscribe", req_id, result, time_in)
+            self.subscriptions.ack(conn, "unsubscribe", req_id, result, time_in)
 
     def _remove(self, conn: Connection, sub: Subscription) -> None:
-        if self.subs.remove(conn, sub):
+        if self.subscriptions.remove(conn, sub):
             self.public.released(sub)
 
     # -- state ----------------------------------------------------------------------------------------

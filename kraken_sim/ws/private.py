@@ -23,8 +23,8 @@ FILL_SNAPSHOT_SIZE = 50  # executions snapshot: the last 50 fills (``snap_trades
 
 
 class PrivateFeeds:
-    def __init__(self, subs: Subscriptions, exchange: Exchange, faults: Faults, config: SimConfig) -> None:
-        self.subs = subs
+    def __init__(self, subscriptions: Subscriptions, exchange: Exchange, faults: Faults, config: SimConfig) -> None:
+        self.subscriptions = subscriptions
         self.exchange = exchange
         self.faults = faults
         self.config = config
@@ -33,14 +33,14 @@ class PrivateFeeds:
     # -- subscriptions ----------------------------------------------------------------------------------
     def subscribe(self, conn: Connection, channel: str, params: dict[str, Any], req_id: Any, time_in: int) -> None:
         if (channel, None) in conn.subs:
-            self.subs.error(conn, "subscribe", M.ALREADY_SUBSCRIBED, req_id, time_in, channel=channel)
+            self.subscriptions.error(conn, "subscribe", M.ALREADY_SUBSCRIBED, req_id, time_in, channel=channel)
             return
         sub = Subscription(channel, None, (channel,))
         if channel == "executions":
             snap_orders = params.get("snap_orders", True)
             snap_trades = params.get("snap_trades", False)
             if not isinstance(snap_orders, bool) or not isinstance(snap_trades, bool):
-                self.subs.error(conn, "subscribe", INVALID_ARGUMENTS, req_id, time_in, channel=channel)
+                self.subscriptions.error(conn, "subscribe", INVALID_ARGUMENTS, req_id, time_in, channel=channel)
                 return
             result: dict[str, Any] = {
                 "channel": channel,
@@ -51,8 +51,8 @@ class PrivateFeeds:
             sub.params = {"snap_orders": snap_orders, "snap_trades": snap_trades}
         else:
             result = {"channel": channel, "snapshot": True}
-        self.subs.add(conn, sub)
-        self.subs.ack(conn, "subscribe", req_id, result, time_in)
+        self.subscriptions.add(conn, sub)
+        self.subscriptions.ack(conn, "subscribe", req_id, result, time_in)
         sub.sequence = 1
         account = self.exchange.account
         if channel == "executions":
@@ -71,7 +71,7 @@ class PrivateFeeds:
     # -- faults on the sequence -------------------------------------------------------------------------
     def skip_sequence(self, channel: str, count: int) -> int:
         affected = 0
-        for conn in self.subs.members((channel,)):
+        for conn in self.subscriptions.members((channel,)):
             sub = conn.subs.get((channel, None))
             if sub is not None:
                 sub.skip += count
@@ -92,7 +92,7 @@ class PrivateFeeds:
         if withheld:
             log.info("fault: withholding %s for %s", event.exec_type, event.order.order_id)
             if consume:
-                for conn in self.subs.members(("executions",)):
+                for conn in self.subscriptions.members(("executions",)):
                     sub = conn.subs.get(("executions", None))
                     if sub is not None:
                         sub.sequence += 1
@@ -106,7 +106,7 @@ class PrivateFeeds:
         self._send("balances", dumps([M.ledger_entry(entry)]))
 
     def _send(self, channel: str, data_json: str) -> None:
-        for conn in self.subs.members((channel,)):
+        for conn in self.subscriptions.members((channel,)):
             sub = conn.subs.get((channel, None))
             if sub is None:
                 continue

@@ -55,8 +55,8 @@ def channel_result(sub: Subscription) -> dict[str, Any]:
 
 
 class PublicFeeds:
-    def __init__(self, subs: Subscriptions, exchange: Exchange, faults: Faults, clock: Clock) -> None:
-        self.subs = subs
+    def __init__(self, subscriptions: Subscriptions, exchange: Exchange, faults: Faults, clock: Clock) -> None:
+        self.subscriptions = subscriptions
         self.exchange = exchange
         self.registry = exchange.registry
         self.faults = faults
@@ -69,10 +69,11 @@ class PublicFeeds:
     ) -> None:
         method = "subscribe"
         if symbol is not None and self.registry.by_symbol(symbol) is None:
-            self.subs.error(conn, method, f"Currency pair not supported {symbol}", req_id, time_in, symbol=symbol)
+            unsupported = f"Currency pair not supported {symbol}"
+            self.subscriptions.error(conn, method, unsupported, req_id, time_in, symbol=symbol)
             return
         if (channel, symbol) in conn.subs:
-            self.subs.error(conn, method, M.ALREADY_SUBSCRIBED, req_id, time_in, symbol=symbol)
+            self.subscriptions.error(conn, method, M.ALREADY_SUBSCRIBED, req_id, time_in, symbol=symbol)
             return
         key: Key
         if channel == "book":
@@ -94,11 +95,11 @@ class PublicFeeds:
             result["warnings"] = M.OHLC_WARNINGS
         elif channel == "instrument":
             result["warnings"] = M.INSTRUMENT_WARNINGS
-        self.subs.add(conn, sub)
+        self.subscriptions.add(conn, sub)
         if channel == "book":
             assert symbol is not None
             self.books[symbol].activate(options["depth"])
-        self.subs.ack(conn, method, req_id, result, time_in)
+        self.subscriptions.ack(conn, method, req_id, result, time_in)
         if options["snapshot"]:
             self._snapshot(conn, sub)
 
@@ -110,7 +111,7 @@ class PublicFeeds:
 
     def _snapshot(self, conn: Connection, sub: Subscription) -> None:
         if sub.channel == "instrument":
-            self.subs.send(conn, M.instrument(self.registry, self.exchange.status, "snapshot"), sub.key)
+            self.subscriptions.send(conn, M.instrument(self.registry, self.exchange.status, "snapshot"), sub.key)
             return
         assert sub.symbol is not None
         book = self.exchange.books[sub.symbol]
@@ -119,15 +120,15 @@ class PublicFeeds:
         if sub.channel == "book":
             feed = self.books[sub.symbol]
             bids, asks = feed.snapshot(sub.params["depth"])
-            self.subs.send(conn, M.book_snapshot(inst, bids, asks, feed.checksum()), sub.key)
+            self.subscriptions.send(conn, M.book_snapshot(inst, bids, asks, feed.checksum()), sub.key)
         elif sub.channel == "trade":
             recent = list(md.tape)[-TRADE_SNAPSHOT_SIZE:]
-            self.subs.send(conn, M.trades(inst, recent, "snapshot"), sub.key)
+            self.subscriptions.send(conn, M.trades(inst, recent, "snapshot"), sub.key)
         elif sub.channel == "ticker":
-            self.subs.send(conn, M.ticker(inst, book, md, "snapshot", self.clock.now_ns()), sub.key)
+            self.subscriptions.send(conn, M.ticker(inst, book, md, "snapshot", self.clock.now_ns()), sub.key)
         elif sub.channel == "ohlc":
             candles = list(md.candles[sub.params["interval"]])
-            self.subs.send(conn, M.ohlc(inst, candles, "snapshot", self.clock.now_ns()), sub.key)
+            self.subscriptions.send(conn, M.ohlc(inst, candles, "snapshot", self.clock.now_ns()), sub.key)
 
     # -- the exchange's events --------------------------------------------------------------------------
     def book_changed(self, symbol: str) -> None:
@@ -145,34 +146,34 @@ class PublicFeeds:
         ts = self.clock.now_ns()
         for update in updates:
             message = M.book_update(inst, update.bids, update.asks, checksum, ts)
-            self.subs.publish(("book", symbol, update.depth), message)
+            self.subscriptions.publish(("book", symbol, update.depth), message)
 
     def public_trades(self, symbol: str, trades: list[PublicTrade], candles: list[Candle]) -> None:
         book = self.exchange.books[symbol]
         inst = book.instrument
-        if self.subs.has(("trade", symbol)):
+        if self.subscriptions.has(("trade", symbol)):
             if self.faults.take_withhold_market("trade", symbol):
                 log.info("fault: withholding a %s trade message (%d trades)", symbol, len(trades))
             else:
-                self.subs.publish(("trade", symbol), M.trades(inst, trades, "update"))
+                self.subscriptions.publish(("trade", symbol), M.trades(inst, trades, "update"))
         ts = self.clock.now_ns()
         ticker_key = ("ticker", symbol, "trades")
-        if self.subs.has(ticker_key):
-            self.subs.publish(ticker_key, M.ticker(inst, book, self.exchange.marketdata[symbol], "update", ts))
+        if self.subscriptions.has(ticker_key):
+            self.subscriptions.publish(ticker_key, M.ticker(inst, book, self.exchange.marketdata[symbol], "update", ts))
         for candle in candles:
             key = ("ohlc", symbol, candle.interval)
-            if self.subs.has(key):
+            if self.subscriptions.has(key):
                 if self.faults.take_withhold_market("ohlc", symbol):
                     log.info("fault: withholding a %s ohlc message", symbol)
                     continue
-                self.subs.publish(key, M.ohlc(inst, [candle], "update", ts))
+                self.subscriptions.publish(key, M.ohlc(inst, [candle], "update", ts))
 
     def bbo_changed(self, symbol: str) -> None:
         key = ("ticker", symbol, "bbo")
-        if self.subs.has(key):
+        if self.subscriptions.has(key):
             book = self.exchange.books[symbol]
             md = self.exchange.marketdata[symbol]
-            self.subs.publish(key, M.ticker(book.instrument, book, md, "update", self.clock.now_ns()))
+            self.subscriptions.publish(key, M.ticker(book.instrument, book, md, "update", self.clock.now_ns()))
 
     def status_changed(self, status: str) -> None:
-        self.subs.publish(("instrument",), M.instrument(self.registry, status, "update"))
+        self.subscriptions.publish(("instrument",), M.instrument(self.registry, status, "update"))

@@ -116,8 +116,8 @@ def _triggers(order_type: OrderType, triggers: Any) -> tuple[Decimal | None, str
 
 
 class TradingRequests:
-    def __init__(self, subs: Subscriptions, exchange: Exchange, private: PrivateFeeds) -> None:
-        self.subs = subs
+    def __init__(self, subscriptions: Subscriptions, exchange: Exchange, private: PrivateFeeds) -> None:
+        self.subscriptions = subscriptions
         self.exchange = exchange
         self.private = private
 
@@ -138,7 +138,7 @@ class TradingRequests:
             req = order_request(self.exchange, params)
             order = self.exchange.place_order(req, source="ws")
         except KrakenError as exc:
-            self.subs.error(conn, "add_order", exc.code, req_id, time_in)
+            self.subscriptions.error(conn, "add_order", exc.code, req_id, time_in)
             return
         result: dict[str, Any] = {}
         if not req.validate:
@@ -147,7 +147,7 @@ class TradingRequests:
             result["cl_ord_id"] = order.cl_ord_id
         else:
             result["order_userref"] = order.userref
-        self.subs.ack(conn, "add_order", req_id, result, time_in)
+        self.subscriptions.ack(conn, "add_order", req_id, result, time_in)
 
     def _cancel_order(self, conn: Connection, params: dict[str, Any], req_id: Any, time_in: int) -> None:
         refs: list[tuple[str, Any]] = []
@@ -156,11 +156,11 @@ class TradingRequests:
             if values is None:
                 continue
             if not isinstance(values, list) or not values:
-                self.subs.error(conn, "cancel_order", E.INVALID_ARGUMENTS, req_id, time_in)
+                self.subscriptions.error(conn, "cancel_order", E.INVALID_ARGUMENTS, req_id, time_in)
                 return
             refs += [(field_name, v) for v in values]
         if not refs:
-            self.subs.error(conn, "cancel_order", E.INVALID_ARGUMENTS, req_id, time_in)
+            self.subscriptions.error(conn, "cancel_order", E.INVALID_ARGUMENTS, req_id, time_in)
             return
         for field_name, value in refs:
             if field_name == "order_id":
@@ -172,32 +172,32 @@ class TradingRequests:
             else:
                 orders = []
             if not orders:
-                self.subs.error(conn, "cancel_order", E.UNKNOWN_ORDER, req_id, time_in)
+                self.subscriptions.error(conn, "cancel_order", E.UNKNOWN_ORDER, req_id, time_in)
                 continue
             for order in orders:
                 try:
                     self.exchange.cancel_orders([order], source="ws")
                 except KrakenError as exc:
-                    self.subs.error(conn, "cancel_order", exc.code, req_id, time_in)
+                    self.subscriptions.error(conn, "cancel_order", exc.code, req_id, time_in)
                     continue
                 result: dict[str, Any] = {"order_id": order.order_id}
                 if order.cl_ord_id is not None:
                     result["cl_ord_id"] = order.cl_ord_id
-                self.subs.ack(conn, "cancel_order", req_id, result, time_in)
+                self.subscriptions.ack(conn, "cancel_order", req_id, result, time_in)
 
     def _cancel_all(self, conn: Connection, req_id: Any, time_in: int) -> None:
         try:
             count = self.exchange.cancel_all(source="ws")
         except KrakenError as exc:
-            self.subs.error(conn, "cancel_all", exc.code, req_id, time_in)
+            self.subscriptions.error(conn, "cancel_all", exc.code, req_id, time_in)
             return
-        self.subs.ack(conn, "cancel_all", req_id, {"count": count}, time_in)
+        self.subscriptions.ack(conn, "cancel_all", req_id, {"count": count}, time_in)
 
     def _cancel_all_orders_after(self, conn: Connection, params: dict[str, Any], req_id: Any, time_in: int) -> None:
         method = "cancel_all_orders_after"
         try:
             result = switch_answer(*self.exchange.cancel_all_after(params.get("timeout")))
         except KrakenError as exc:
-            self.subs.error(conn, method, exc.code, req_id, time_in)
+            self.subscriptions.error(conn, method, exc.code, req_id, time_in)
             return
-        self.subs.ack(conn, method, req_id, result, time_in)
+        self.subscriptions.ack(conn, method, req_id, result, time_in)
