@@ -10,6 +10,7 @@ from typing import Any
 from django.db import transaction
 
 from core.errors import ApplicationError
+from ingest.kraken.assets import asset_v2_name
 from ingest.kraken.rest_types import AssetPair
 from trading import lock_objects
 from trading.attribution import attributed
@@ -17,13 +18,6 @@ from trading.executions import EventSource
 from trading.models import Instrument, MarketQuote
 from trading.pnl import ZERO, q_price
 from trading.risk import InstrumentRules
-
-_V2_ASSET = {"XBT": "BTC", "XDG": "DOGE"}
-
-
-def asset_v2_name(name: str) -> str:
-    """Kraken's v2 name of an asset from its v1 (REST) name: XBT → BTC, XDG → DOGE, others unchanged."""
-    return _V2_ASSET.get(name, name)
 
 
 def instrument_upsert(*, symbol: str, base: str, quote: str, **fields: Any) -> Instrument:
