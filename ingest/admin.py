@@ -1,5 +1,5 @@
-"""Read-only admin for what the ingest worker records: its heartbeat and its gap repairs (the worker writes them;
-an operator only reads)."""
+"""Read-only admin for what the ingest worker records: its heartbeat, its gap repairs and the bars that missed their
+decision (the worker writes them; an operator only reads)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from ingest.models import BackfillRecord, IngestStatus
+from ingest.models import BackfillRecord, IngestStatus, MissedDecision
 
 
 class _ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -41,3 +41,10 @@ class BackfillRecordAdmin(_ReadOnly):
 @admin.register(IngestStatus)
 class IngestStatusAdmin(_ReadOnly):
     list_display = ("name", "connection_state", "exchange_status", "last_message_at", "updated_at")
+
+
+@admin.register(MissedDecision)
+class MissedDecisionAdmin(_ReadOnly):
+    list_display = ("bar_start", "symbol", "interval_seconds", "reason", "age_seconds", "max_age_seconds", "worker")
+    list_filter = ("reason", "symbol")
+    date_hierarchy = "bar_start"

@@ -165,11 +165,11 @@ class BarFeed:
                 return
             for bar in bars:
                 if bar.interval_seconds == self.intervals[0]:
-                    self.decide(bar)
+                    self.decide(bar.symbol, bar.start)
 
-    def decide(self, bar: Bar) -> None:
-        """Hand the decision task over for ``bar`` (by name, with the symbol and the bar's start)."""
-        self.handover.hand_over(self.decision_task, [bar.symbol, bar.start.isoformat()], counter="decisions_enqueued")
+    def decide(self, symbol: str, start: datetime) -> None:
+        """Hand the decision task over for a stored bar (by name, with the symbol and the bar's start)."""
+        self.handover.hand_over(self.decision_task, [symbol, start.isoformat()], counter="decisions_enqueued")
 
     def advance(self, now: datetime) -> None:
         """Close bars for quiet markets on the exchange clock ``now``; symbols under repair wait."""

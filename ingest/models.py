@@ -65,3 +65,35 @@ class BackfillRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.reason} from {self.gap_start.isoformat()} ({self.status})"
+
+
+class MissedDecision(models.Model):
+    """A closed bar that never got a decision: the ingest worker was down, disconnected or the task was lost, and
+    when it found the bar (at start or after a reconnect) the bar was older than the decision age limit
+    (`GALFRIDAY_DECISION_MAX_AGE_S`), too late to trade on. Bars found within the limit are decided instead."""
+
+    class Reason(models.TextChoices):
+        STARTUP = "startup", "start-up"
+        RECONNECT = "reconnect", "reconnect"
+
+    worker = models.CharField(max_length=100)
+    symbol = models.CharField(max_length=30)
+    interval_seconds = models.PositiveIntegerField()
+    bar_start = models.DateTimeField()
+    bar_end = models.DateTimeField()
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    age_seconds = models.DecimalField(max_digits=12, decimal_places=3, help_text="bar end to detection")
+    max_age_seconds = models.DecimalField(max_digits=12, decimal_places=3, help_text="the limit in force")
+    detected_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-bar_start", "symbol"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["symbol", "interval_seconds", "bar_start"], name="ingest_missed_decision_once_per_bar"
+            ),
+            models.CheckConstraint(condition=models.Q(bar_end__gt=models.F("bar_start")), name="ingest_missed_span"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.bar_start.isoformat()}: missed ({self.reason})"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -20,11 +20,14 @@ from core.audit import audit_actor
 from ingest.journal import Journal
 from ingest.kraken.messages import BalanceUpdate, Execution
 from ingest.kraken.rest_types import AssetPair
-from ingest.models import BackfillRecord, IngestStatus
+from ingest.models import BackfillRecord, IngestStatus, MissedDecision
+from trading.accounts import balance_set
+from trading.alerts import alert_raise
+from trading.execution_reports import execution_report_apply
 from trading.executions import ExecutionEvent, InvalidExecutionEvent
+from trading.instruments import instrument_sync_from_asset_pair, market_quote_set
 from trading.models import Instrument
-from trading.risk_services import alert_raise, market_quote_set
-from trading.services import balance_set, execution_report_apply, instrument_sync_from_asset_pair
+from trading.selectors import decision_list
 
 logger = logging.getLogger(__name__)
 ACTOR = "ingest"
@@ -194,3 +197,39 @@ def backfill_record_save(
         started_at=started_at,
         finished_at=timezone.now(),
     )
+
+
+def decided_bar_starts(*, symbol: str, starts: list[datetime]) -> set[datetime]:
+    """Which of `symbol`'s bars (by start) have a decision already (any model version, any status)."""
+    if not starts:
+        return set()
+    decisions = decision_list(filters={"symbol": symbol, "bar_after": min(starts)}).filter(bar_time__in=starts)
+    return set(decisions.values_list("bar_time", flat=True))
+
+
+def missed_decision_record(
+    *,
+    worker: str,
+    symbol: str,
+    interval_seconds: int,
+    bar_start: datetime,
+    reason: str,
+    age_s: float,
+    max_age_s: float,
+    detected_at: datetime,
+) -> bool:
+    """Record that a closed bar was found without a decision, too old to decide; once per bar. True if new."""
+    _, created = MissedDecision.objects.get_or_create(
+        symbol=symbol,
+        interval_seconds=interval_seconds,
+        bar_start=bar_start,
+        defaults={
+            "worker": worker,
+            "bar_end": bar_start + timedelta(seconds=interval_seconds),
+            "reason": reason,
+            "age_seconds": Decimal(str(round(age_s, 3))),
+            "max_age_seconds": Decimal(str(round(max_age_s, 3))),
+            "detected_at": detected_at,
+        },
+    )
+    return created

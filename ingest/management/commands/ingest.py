@@ -56,6 +56,7 @@ class Command(BaseCommand):
             bar_closed_task=settings.INGEST_BAR_CLOSED_TASK,
             reconcile_task=settings.INGEST_RECONCILE_TASK,
             disconnect_alert_s=settings.INGEST_DISCONNECT_ALERT_SECONDS,
+            decision_max_age_s=settings.GALFRIDAY_DECISION_MAX_AGE_S,
         )
         asyncio.run(self._run(config))
 
