@@ -7,10 +7,12 @@ import pytest
 from django.utils import timezone
 
 from tests.trading.doubles import RecordingGateway
-from tests.trading.factories import InstrumentFactory
+from tests.trading.factories import InstrumentFactory, placed_order, status, trade
 from trading.accounts import balance_set
+from trading.execution_reports import execution_report_apply
+from trading.executions import ExecType
 from trading.instruments import market_quote_set
-from trading.models import Instrument
+from trading.models import Instrument, Order
 
 
 @pytest.fixture
@@ -34,3 +36,30 @@ def market(db) -> Instrument:  # type: ignore[no-untyped-def]
     balance_set(asset="USD", total=Decimal("10000"))
     balance_set(asset="BTC", total=Decimal("10"))
     return instrument
+
+
+@pytest.fixture
+def book(market) -> dict[str, Order]:  # type: ignore[no-untyped-def]
+    """Orders in every interesting state."""
+    submitted = placed_order(instrument=market)
+    accepted = placed_order(instrument=market, side="sell")
+    execution_report_apply(event=status("OK-A", ExecType.NEW, cl_ord_id=accepted.client_order_id))
+    partial = placed_order(instrument=market, qty="2")
+    execution_report_apply(event=trade("OK-P", "T-p1", "1", "100", cl_ord_id=partial.client_order_id))
+    unsent = placed_order(instrument=market, submit=False)
+    done = placed_order(instrument=market)
+    execution_report_apply(event=trade("OK-D", "T-d1", "1", "100", cl_ord_id=done.client_order_id))
+    return {
+        name: Order.objects.get(pk=o.pk)
+        for name, o in {
+            "submitted": submitted,
+            "accepted": accepted,
+            "partial": partial,
+            "unsent": unsent,
+            "done": done,
+        }.items()
+    }
+
+
+def states(book: dict[str, Order]) -> dict[str, str]:
+    return {name: Order.objects.get(pk=o.pk).state for name, o in book.items()}
