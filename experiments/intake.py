@@ -4,7 +4,8 @@ the winner; maximum duration -> concluded without one).
 
 Triggered after every maturation pass (the registry sends `models_registry.signals.outcomes_matured`; the
 receiver in `experiments.apps` runs `experiments_intake`), and safe to run at any time: it is pull-based and
-idempotent. Per active experiment, under its row lock:
+idempotent. Per active shadow experiment, first the treatments' predictions whose hand-off was lost are made
+(`shadow_catch_up`); then per active experiment, under its row lock:
 
 1. link each observation to its registry `Prediction` (same decision id, the arm's version);
 2. count new observations into their arm's assignments (SRM counts), errors and latency;
@@ -23,11 +24,11 @@ import logging
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db.models import Count, F, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from experiments import lock_objects
@@ -42,6 +43,7 @@ from experiments.models import (
     Mode,
 )
 from experiments.sequential import Stream, burn_in_lags, effective_burn_in, paired_look, two_sample_look
+from experiments.shadow import shadow_predict
 from models_registry.labels import LABEL_CLASSES
 from models_registry.models import Prediction, PredictionOutcome
 
@@ -152,6 +154,7 @@ class IntakeResult:
     folded: int = 0
     revised: int = 0
     pairs: int = 0
+    caught_up: int = 0
     transitions: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -162,20 +165,23 @@ class IntakeResult:
             "folded": self.folded,
             "revised": self.revised,
             "pairs": self.pairs,
+            "caught_up": self.caught_up,
             "transitions": self.transitions,
         }
 
 
 def experiments_intake(*, experiment_id: int | None = None, now: datetime | None = None) -> IntakeResult:
     """Fold new and revised outcomes into every active experiment (or one), then evaluate each."""
-    from experiments.evaluation import experiment_evaluate  # evaluation calls the services, which import us
+    from experiments.evaluation import experiment_evaluate  # a cycle: evaluation -> analysis -> this module
 
     result = IntakeResult()
     qs = Experiment.objects.filter(status__in=ACTIVE_STATUSES)
     if experiment_id is not None:
         qs = qs.filter(pk=experiment_id)
-    for pk in list(qs.order_by("pk").values_list("pk", flat=True)):
+    for pk, mode in list(qs.order_by("pk").values_list("pk", "mode")):
         result.experiments += 1
+        if mode == Mode.SHADOW:
+            result.caught_up += shadow_catch_up(experiment_id=pk, now=now)
         while True:
             with transaction.atomic():
                 experiment = lock_objects.experiment_lock(experiment_id=pk)
@@ -190,6 +196,27 @@ def experiments_intake(*, experiment_id: int | None = None, now: datetime | None
     if result.folded or result.assigned:
         logger.info("experiment outcomes folded", extra={k: v for k, v in result.as_dict().items()})
     return result
+
+
+CATCH_UP_AFTER = timedelta(minutes=2)
+CATCH_UP_BATCH = 500
+
+
+def shadow_catch_up(*, experiment_id: int, now: datetime | None = None) -> int:
+    """Shadow decisions whose treatments never predicted (the hand-off to the task was lost: a worker died, the
+    broker was down) more than `CATCH_UP_AFTER` after the champion's: predicted now (same bars, same decision id,
+    so the pairing is unchanged). Returns the observations recorded."""
+    cutoff = (now or timezone.now()) - CATCH_UP_AFTER
+    arms = Arm.objects.filter(experiment_id=experiment_id).count()
+    missing = list(
+        ExperimentObservation.objects.filter(experiment_id=experiment_id)
+        .values("decision_key")
+        .annotate(n=Count("id"), first=Min("created_at"))
+        .filter(n__lt=arms, first__lte=cutoff)
+        .order_by("first")
+        .values_list("decision_key", flat=True)[:CATCH_UP_BATCH]
+    )
+    return sum(shadow_predict(experiment_id=experiment_id, decision_key=key) for key in missing)
 
 
 def _intake_one(experiment: Experiment, result: IntakeResult) -> bool:
