@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -41,6 +42,10 @@ from trading.predictor import BarWindow
 from trading.predictor import Prediction as TradingPrediction
 
 logger = logging.getLogger(__name__)
+
+# Counters since the process started (for /metrics): hand-offs of shadow predictions, enqueues that failed (the
+# intake's catch-up predicts those later), treatment predictions that failed in split mode (the champion decided).
+counters: Counter[str] = Counter()
 
 CHECK_INTERVAL_S = 0.2
 RESOLVE_TTL_S = 5.0
@@ -208,7 +213,10 @@ def shadow_enqueue(experiment_id: int, decision_key: str) -> None:
 
     try:
         app.send_task(SHADOW_TASK, kwargs={"experiment_id": experiment_id, "decision_key": decision_key})
-    except Exception:  # the broker is down: the decision stands; the shadow prediction is counted as missing
+        counters["shadow_enqueued"] += 1
+    except Exception:
+        # the broker is down: the decision stands; the intake's catch-up makes the prediction later
+        counters["shadow_enqueue_failed"] += 1
         logger.exception(
             "shadow prediction not enqueued", extra={"experiment": experiment_id, "decision": decision_key}
         )
@@ -225,6 +233,7 @@ def shadow_handoff(experiment_id: int, decision_key: str) -> None:
     never delays the order. A process that dies with a hand-off pending loses that shadow prediction (the
     treatment then has no outcome for the decision; the pairing skips it)."""
     global _sender, _sender_pid
+    counters["shadow_handoffs"] += 1
     pid = os.getpid()
     with _sender_lock:
         if _sender is None or _sender_pid != pid:  # first use, or a forked child (threads do not survive fork)
@@ -294,6 +303,7 @@ class ExperimentRouter:
                 error = f"{type(exc).__name__}: {exc}"
         latency_ms = (time.perf_counter() - started) * 1000.0
         if error:
+            counters["treatment_errors"] += 1
             prediction = self.champion.predict(symbol=symbol, bar_time=bar_time, decision_id=decision_id, bars=bars)
         elif prediction.record is None:
             return prediction  # the control served nothing (no model): not an observation
