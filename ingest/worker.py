@@ -48,7 +48,6 @@ from ingest.gap_repair import GapRepair
 from ingest.handover import Enqueue, HandOver
 from ingest.health import Health
 from ingest.journal import Journal
-from ingest.kraken.auth import FileLockNonce
 from ingest.kraken.book import OrderBook
 from ingest.kraken.errors import KrakenError
 from ingest.kraken.messages import ChannelMessage, Ticker, Trade
@@ -62,6 +61,7 @@ from ingest.private_stream import PrivateStream
 from ingest.publisher import EventPublisher
 from timeseries.base import TimeSeriesStore
 from timeseries.writer import TimeSeriesWriter
+from trading.kraken_clients import kraken_nonce_source
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,6 @@ class IngestConfig:
     ws_url: str
     ws_auth_url: str
     var_dir: Path
-    nonce_file: Path | None = None
     depth: int = 10
     api_key: str = ""
     api_secret: str = ""
@@ -160,9 +159,7 @@ class IngestWorker:
             base_url=config.rest_url,
             api_key=config.api_key or None,
             api_secret=config.api_secret or None,
-            nonce_source=FileLockNonce(config.nonce_file or config.var_dir / "kraken-nonce")
-            if config.private
-            else None,
+            nonce_source=kraken_nonce_source(config.api_key) if config.private else None,
         )
         self.ws = KrakenWsClient(
             WsConfig(public_url=config.ws_url, private_url=config.ws_auth_url),

@@ -1,25 +1,44 @@
 """The Kraken REST clients of the Django side, built in one place from the KRAKEN_* settings.
 
-An authenticated client carries the API key and secret with the nonce source every process of this machine shares
-(`KRAKEN_NONCE_FILE`), so the execution session, the tasks and reconciliation can use one key without racing each
-other's nonces; every client counts its calls with the configured tier's counter model.
+An authenticated client carries the API key and secret with the one nonce source of that key
+(`kraken_nonce_source`: Redis across machines, or a file on one machine, per KRAKEN_NONCE_SOURCE), so the execution
+session, the tasks, reconciliation and the ingest worker, on any machine, use one key without racing each other's
+nonces; every client counts its calls with the configured tier's counter model.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ingest.kraken.auth import FileLockNonce
+from ingest.kraken.auth import FileLockNonce, NonceSource, RedisNonce
 from ingest.kraken.ratelimit import Tier
 from ingest.kraken.rest import KrakenRestClientSync
 
 
-def kraken_nonce_source() -> FileLockNonce:
-    """The nonce of the configured API key, shared by every process of this machine."""
-    return FileLockNonce(str(settings.KRAKEN_NONCE_FILE))
+def kraken_nonce_source(api_key: str | None = None) -> NonceSource:
+    """The nonce source of `api_key` (default KRAKEN_API_KEY) that every authenticated client of every process
+    draws from. KRAKEN_NONCE_SOURCE "redis": a counter in REDIS_URL's Redis, strictly increasing across processes
+    and machines (a draw while Redis is down raises `ingest.kraken.auth.NonceUnavailable`: the call is not sent);
+    "file": KRAKEN_NONCE_FILE under a file lock, across the processes of this machine only."""
+    kind = str(settings.KRAKEN_NONCE_SOURCE)
+    if kind == "redis":
+        url = str(settings.REDIS_URL or "")
+        if not url:
+            raise ImproperlyConfigured("KRAKEN_NONCE_SOURCE=redis needs REDIS_URL")
+        return _redis_nonce_source(url, str(settings.KRAKEN_API_KEY or "") if api_key is None else api_key)
+    if kind == "file":
+        return FileLockNonce(str(settings.KRAKEN_NONCE_FILE))
+    raise ImproperlyConfigured(f"KRAKEN_NONCE_SOURCE must be 'redis' or 'file', not {kind!r}")
+
+
+@functools.lru_cache(maxsize=8)
+def _redis_nonce_source(url: str, api_key: str) -> RedisNonce:
+    """One `RedisNonce` (and its connection pool, thread-safe and reopened after fork) per Redis and key."""
+    return RedisNonce.from_url(url, api_key)
 
 
 def kraken_credentials() -> tuple[str, str]:

@@ -261,8 +261,12 @@ KRAKEN_WS_AUTH_URL = env.str("KRAKEN_WS_AUTH_URL", default="") or _exchange_defa
 KRAKEN_API_KEY = env.str("KRAKEN_API_KEY", default="") or _exchange_defaults["KRAKEN_API_KEY"]
 KRAKEN_API_SECRET = env.str("KRAKEN_API_SECRET", default="") or _exchange_defaults["KRAKEN_API_SECRET"]
 KRAKEN_TIMEOUT = env.float("KRAKEN_TIMEOUT", default=10.0)
-# Every process that signs private requests with the same key draws nonces from this file (strictly increasing
-# across processes on one machine; several machines sharing a key need one nonce window configured at Kraken).
+# Where every process that signs private requests with the same API key draws its nonces (trading.kraken_clients.
+# kraken_nonce_source): "redis", a counter in REDIS_URL's Redis, strictly increasing across processes and machines
+# (the default when REDIS_URL is set; a private call fails while Redis is down rather than risk a nonce going back);
+# "file", KRAKEN_NONCE_FILE under a file lock, across the processes of one machine only (the default without Redis,
+# as in `standalone`).
+KRAKEN_NONCE_SOURCE = env.str("KRAKEN_NONCE_SOURCE", default="") or ("redis" if REDIS_URL else "file")
 KRAKEN_NONCE_FILE = env.str("KRAKEN_NONCE_FILE", default="") or str(VAR_DIR / "kraken-nonce")
 
 # --- Ingest ------------------------------------------------------------------------------------------------

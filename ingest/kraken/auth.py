@@ -2,8 +2,8 @@
 
 ``API-Sign = base64(HMAC-SHA512(key=b64decode(secret), msg=urlpath + SHA256(nonce + postdata)))``.
 
-Nonces must strictly increase per API key, and several processes (Celery workers, the ingest worker) share
-one key. Two sources are provided:
+Nonces must strictly increase per API key, and several processes (Celery workers, the ingest worker), possibly
+on several machines, share one key. Three sources are provided, all issuing ``max(clock(), last + 1)``:
 
 * :class:`ProcessNonce`: the in-process fast path (no system call beyond ``time.time_ns``), thread-safe,
   for a key used by one process only.
@@ -11,8 +11,17 @@ one key. Two sources are provided:
   ``fcntl.flock`` on a small state file, reads the last nonce issued, issues ``max(time_ns(), last + 1)``
   and writes it back before releasing the lock. The file descriptor stays open, so a draw costs a few system
   calls. Issuing blocks of nonces per process would be faster but would let one process send a smaller
-  nonce after another process sent a larger one, so it is deliberately not done. Processes on several
-  machines sharing one key need a shared counter (or Kraken's nonce window on the key).
+  nonce after another process sent a larger one, so it is deliberately not done.
+* :class:`RedisNonce`: strictly increasing across processes and machines that share one Redis: the last nonce
+  issued for the key lives in Redis and one Lua script (atomic on the server) issues and stores the next. The
+  Redis key names a SHA-256 hash of the API key, never the key itself. A draw costs one round trip; when Redis
+  cannot answer the draw raises :class:`NonceUnavailable` and the request is not sent (no local fallback: a
+  nonce issued without the shared state could go backwards).
+
+Issuing in order does not order arrival: a request that drew its nonce first can still reach Kraken after a
+later one from another process and be refused (``EAPI:Invalid nonce``). The REST client retries such a refusal
+once with a fresh nonce; a deployment with heavy concurrent private traffic on one key sets a nonce window on
+the key at Kraken.
 
 Nonces are nanoseconds since the epoch (fits an unsigned 64-bit integer until 2554).
 """
@@ -29,9 +38,16 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["FileLockNonce", "NonceSource", "ProcessNonce", "sign"]
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from ingest.kraken.errors import TransportError
+
+__all__ = ["FileLockNonce", "NonceSource", "NonceUnavailable", "ProcessNonce", "RedisNonce", "sign"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,3 +147,86 @@ class FileLockNonce:
             if self._fd >= 0 and self._pid == os.getpid():
                 os.close(self._fd)
             self._fd = -1
+
+
+class NonceUnavailable(TransportError):
+    """The shared nonce state could not be read or advanced (Redis down or timed out, or its value is not a
+    nonce): no nonce was issued and the request was NOT sent; safe to retry once the store answers."""
+
+
+# KEYS[1]: the key's nonce state (a decimal integer); ARGV[1]: the caller's clock (a decimal integer without
+# leading zeros). Issues and stores max(ARGV[1], last + 1). Redis scripts see integers as doubles (exact only below
+# 2**53, and nanoseconds are ~2**61), so the comparison is on the decimal strings (length, then digits) and the
+# increment is Redis's own INCR (64-bit), read back as a string.
+_NEXT_NONCE_LUA = """
+local last = redis.call('GET', KEYS[1])
+local now = ARGV[1]
+if last then
+  if not string.match(last, '^[1-9]%d*$') then
+    return redis.error_reply('nonce state ' .. KEYS[1] .. ' is not a positive integer')
+  end
+  if #now < #last or (#now == #last and now <= last) then
+    redis.call('INCR', KEYS[1])
+    return redis.call('GET', KEYS[1])
+  end
+end
+redis.call('SET', KEYS[1], now)
+return now
+"""
+
+
+class RedisNonce:
+    """Strictly increasing nonces for one API key across every process and machine that uses the same Redis.
+
+    Each draw runs one Lua script on the server, which issues ``max(clock(), last + 1)`` and stores it as the
+    key's last nonce, atomically: draws from any number of threads, processes and machines are totally ordered
+    by Redis and strictly increase in that order; a nonce is never below the caller's clock (nanoseconds since
+    the epoch, like the other sources), and a clock that steps back (or a machine whose clock lags) continues
+    above the last nonce issued instead of going backwards. The state is stored under
+    ``<prefix><sha256(api_key)>``: the API key itself never reaches Redis. It has no expiry (one key per API key).
+
+    When Redis is down, times out or holds something that is not a nonce, :meth:`next_nonce` raises
+    :class:`NonceUnavailable` (a :class:`~ingest.kraken.errors.TransportError`: the request is not sent). There
+    is deliberately no fallback to a local clock or file: a nonce issued without the shared state could be below
+    one another process already sent, so the call fails clearly instead. A draw blocks for one round trip (at
+    most the client's socket timeout); the client's connection pool is thread-safe and reopened after ``fork``.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        api_key: str,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        prefix: str = "galfriday:kraken-nonce:",
+    ) -> None:
+        if not api_key:
+            raise ValueError("RedisNonce needs the API key its nonces are for")
+        self._client = client
+        self._clock = clock
+        self.key = prefix + hashlib.sha256(api_key.encode()).hexdigest()
+        self._script = client.register_script(_NEXT_NONCE_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, api_key: str, *, timeout_s: float = 2.0, **options: Any) -> RedisNonce:
+        """A source on the Redis at ``url``: ``timeout_s`` bounds connecting and each reply; a failed call is
+        retried once on a fresh connection (a pooled connection can be stale after a Redis restart), then
+        fails. ``options`` go to :class:`RedisNonce` (``clock``, ``prefix``)."""
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry=Retry(NoBackoff(), 1)
+        )
+        return cls(client, api_key, **options)
+
+    def next_nonce(self) -> int:
+        now = max(int(self._clock()), 1)
+        try:
+            reply = self._script(keys=[self.key], args=[str(now)])
+            return int(reply)
+        except (RedisError, ValueError, TypeError) as exc:
+            raise NonceUnavailable(
+                f"no nonce: the shared nonce state in Redis ({self.key}) could not be advanced: "
+                f"{type(exc).__name__}: {exc}; the request was not sent"
+            ) from exc
+
+    def close(self) -> None:
+        self._client.close()

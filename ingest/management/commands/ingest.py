@@ -51,7 +51,6 @@ class Command(BaseCommand):
             api_key=settings.KRAKEN_API_KEY if live else "",
             api_secret=settings.KRAKEN_API_SECRET if live else "",
             var_dir=Path(settings.VAR_DIR),
-            nonce_file=Path(settings.KRAKEN_NONCE_FILE),
             bar_intervals=tuple(settings.INGEST_BAR_INTERVALS),
             bar_closed_task=settings.INGEST_BAR_CLOSED_TASK,
             reconcile_task=settings.INGEST_RECONCILE_TASK,
