@@ -177,3 +177,30 @@ def test_the_registrys_maturation_pass_feeds_the_experiment(settings) -> None:  
     assert arm["comparison"]["metrics"]["net_return"]["estimate"] == pytest.approx(expected)
     assert outcomes_mature_task()["matured"] == 0  # a replayed pass: nothing new, nothing counted again
     assert ArmStatistics.objects.get(arm=treatment).n_outcomes == 60
+
+
+def test_a_split_experiment_compares_its_arms_unpaired_and_concludes_on_a_clear_difference() -> None:
+    from experiments.services import experiment_create, experiment_start
+
+    model, _ = cheap_model(2)
+    draft = experiment_create(
+        model_name=model.name, name="split", mode="split", control_allocation_percent="50",
+        treatments=[{"version": 2, "allocation_percent": "50"}], burn_in=50, minimum_sample=300,
+        actor="user:tester", reason="split test",
+    )  # fmt: skip
+    experiment = experiment_start(experiment_id=draft.pk, actor="user:tester", reason="go")
+    control = experiment.arms.get(role="control")
+    treatment = experiment.arms.get(role="treatment")
+    rng = np.random.default_rng(8)
+    synthetic_outcomes(experiment, control, rng.normal(0.0, 0.01, 600).tolist())
+    synthetic_outcomes(experiment, treatment, rng.normal(0.004, 0.01, 600).tolist(), start=100_000)
+    experiments_intake()
+    results = experiment_results(experiment.pk)
+    assert results["srm"]["status"] == "ok"
+    arm = next(a for a in results["arms"] if a["role"] == "treatment")
+    net = arm["comparison"]["metrics"]["net_return"]
+    assert net["n"] == 600
+    assert net["fixed"]["method"] == "welch"
+    assert net["ci_low"] > 0
+    assert results["experiment"]["status"] == Status.CONCLUDED
+    assert results["experiment"]["winner"] == "treatment-1"
