@@ -149,6 +149,16 @@ class ComparisonSerializer(serializers.Serializer):
     )
 
 
+@extend_schema_serializer(component_name="ExperimentArmTrading")
+class ArmTradingSerializer(serializers.Serializer):
+    decisions = serializers.IntegerField(help_text="decisions the arm's version made while the experiment ran")
+    orders = serializers.IntegerField()
+    fills = serializers.IntegerField()
+    filled_notional = serializers.CharField(help_text="exact decimal")
+    fees = serializers.CharField(help_text="exact decimal")
+    realised_pnl = serializers.CharField(help_text="exact decimal")
+
+
 @extend_schema_serializer(component_name="ExperimentArmResults")
 class ArmResultsSerializer(serializers.Serializer):
     name = serializers.CharField()
@@ -161,6 +171,7 @@ class ArmResultsSerializer(serializers.Serializer):
     n_outcomes = serializers.IntegerField()
     metrics = serializers.DictField(child=ArmMetricSerializer())
     drawdown = serializers.FloatField(help_text="largest drawdown of the arm's cumulative net return")
+    trading = ArmTradingSerializer(help_text="what the arm really traded (split: every arm; shadow: the control)")
     guardrails = serializers.DictField(child=GuardrailStateSerializer(), required=False, default=dict)
     comparison = ComparisonSerializer(allow_null=True, required=False, default=None)
 
