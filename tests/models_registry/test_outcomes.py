@@ -23,12 +23,12 @@ from models_registry.models import ModelVersion, Prediction, PredictionOutcome
 from models_registry.outcomes import (
     LOCK_KEY,
     OutcomeRule,
-    _matured_arrays,
     outcomes_mature,
     pending_count,
     version_degradation_check,
     version_live_metrics,
 )
+from models_registry.outcomes.arrays import matured_arrays
 from models_registry.tasks import outcomes_mature_task
 from tests.models_registry.conftest import store_bars
 from tests.models_registry.factories import make_model, make_version, registry_settings  # noqa: F401
@@ -388,7 +388,7 @@ def test_live_metric_arrays_are_the_matured_outcomes_in_bar_time_then_id_order()
         window_end=end + timedelta(minutes=8), signal=1, p_down=0.3, p_flat=0.1, p_up=0.6, checked_at=end,
     )  # fmt: skip
     _predict(version, _symbol(), [end + timedelta(minutes=6)])  # no outcome yet
-    arrays = _matured_arrays(version)
+    arrays = matured_arrays(version)
     rows = list(
         PredictionOutcome.objects.filter(version=version, status="matured")
         .order_by("bar_time", "id")
@@ -403,7 +403,7 @@ def test_live_metric_arrays_are_the_matured_outcomes_in_bar_time_then_id_order()
     assert arrays.forward_return[1] == -0.0123456789012345  # the tie on bar time, by id
     assert pending_count(version=version) == 2  # the pending outcome and the prediction without one
     assert version_live_metrics(version=version, now=end)["pending_outcomes"] == 2
-    assert _matured_arrays(_version()).label.shape == (0,)
+    assert matured_arrays(_version()).label.shape == (0,)
 
 
 def test_degradation_alert_is_raised_once_when_live_is_clearly_worse() -> None:
