@@ -123,3 +123,44 @@ async def test_bars_closed_while_down_are_decided_within_the_age_limit_and_older
     assert status.stats["ingest"]["decisions_missed"] == 3 * len(SYMBOLS)
     assert status.stats["health"]["decisions"]["recovered"] == len(SYMBOLS)
     await sync_to_async(connections.close_all)()
+
+
+async def test_after_a_reconnect_the_bars_the_repair_closed_are_decided_or_recorded_missed(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    base = first_minute()
+    minutes = [base + timedelta(minutes=i) for i in range(3)]
+    cfg = config(sim, tmp_path, bar_intervals=(60,), ohlc_check=False, bar_closed_task=DECIDE)
+    cfg.decision_max_age_s = MAX_AGE_S
+    worker = IngestWorker(cfg, store=RelationalStore(), channel_layer=InMemoryChannelLayer(), enqueue=run_by_name)
+    now = minutes[2] + timedelta(seconds=10)
+    worker.missed_decisions.clock = lambda: now
+    stop, task = await start(worker)
+    try:
+        await trade_in_minute(sim, minutes[0])
+        # The socket stops delivering trades (minute 0 stays open live), the market trades through minute 1 into
+        # minute 2, then the connection drops: the repair after the reconnect closes minutes 0 and 1 from REST.
+        for symbol in SYMBOLS:
+            sim.faults.withhold_market("trade", symbol, 10_000)
+        for minute in minutes[1:]:
+            await trade_in_minute(sim, minute)
+        assert worker.counters["bars_closed"] == 0
+        sim.faults.clear()
+        assert sim.faults.drop_connections(scope="public", mode="abort") >= 1
+        await until(lambda: worker.counters["backfills"] >= len(SYMBOLS), what="the reconnect's repairs")
+        await until(lambda: worker.counters["decisions_enqueued"] == len(SYMBOLS), what="decision tasks run")
+    finally:
+        sim.clock.set_override(None)
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+
+    assert worker.counters["enqueue_failures"] == 0
+    assert worker.counters["decisions_recovered"] == len(SYMBOLS)
+    assert worker.counters["decisions_missed"] == len(SYMBOLS)
+    assert await sync_to_async(decided)(minutes[1]) == set(SYMBOLS), "ended 10 s ago: decided"
+    assert await sync_to_async(decided)(minutes[0]) == set()
+    missed = await sync_to_async(list)(MissedDecision.objects.order_by("symbol"))
+    assert [(m.symbol, m.bar_start, m.reason) for m in missed] == [
+        (s, minutes[0], "reconnect") for s in sorted(SYMBOLS)
+    ]
+    await sync_to_async(connections.close_all)()
