@@ -18,11 +18,11 @@ from typing import TypeVar
 from django.conf import settings
 
 from ingest.kraken.errors import KrakenError
-from ingest.kraken.ratelimit import Tier
 from ingest.kraken.rest import KrakenRestClientSync
 from ingest.kraken.rest_types import TradeInfo
 from reconciliation import engine
 from reconciliation.engine import ExchangeView
+from trading.kraken_clients import kraken_credentials_configured, kraken_rest_client
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +34,12 @@ _UNKNOWN_ORDER_ERRORS = ("Invalid order", "Unknown order")
 
 
 def exchange_client() -> KrakenRestClientSync:
-    """The REST client reconciliation uses, from the KRAKEN_* settings; its counter model is the configured tier,
-    so a run waits rather than hitting Kraken's rate limit."""
-    return KrakenRestClientSync(
-        base_url=settings.KRAKEN_REST_URL,
-        api_key=settings.KRAKEN_API_KEY or None,
-        api_secret=settings.KRAKEN_API_SECRET or None,
-        timeout=float(settings.KRAKEN_TIMEOUT),
-        tier=Tier[str(settings.GALFRIDAY_RECONCILIATION_TIER).upper()],
+    """The REST client reconciliation uses, from the KRAKEN_* settings (`trading.kraken_clients`: the nonce the
+    other processes on this key share); its counter model is the configured tier, so a run waits rather than
+    hitting Kraken's rate limit."""
+    return kraken_rest_client(
+        private=kraken_credentials_configured(),
+        tier=str(settings.GALFRIDAY_RECONCILIATION_TIER),
         history_cost=int(settings.GALFRIDAY_RECONCILIATION_HISTORY_COST),
     )
 

@@ -1,5 +1,5 @@
 """The live pre-trade risk check inside the backtest: every simulated order goes through
-:func:`trading.risk.check_order` (the pure function that `trading.risk_services.order_submit_checked` runs on
+:func:`trading.risk.check_order` (the pure function that `trading.submission.order_submit_checked` runs on
 every live order) over a :class:`~trading.risk.RiskSnapshot` built from the simulated account, and a rejected
 order is not filled: the position stays where it was, as it would live.
 

@@ -16,9 +16,9 @@ from models_registry.evaluation.backtest import FixedFractionSizer
 from models_registry.training import TrainingConfig, backtest_risk_gate, evaluate_and_fit
 from tests.models_registry.synthetic import make_bars
 from tests.trading.factories import InstrumentFactory
+from trading.limits import risk_limit_set
 from trading.models import EquitySnapshot
 from trading.risk import DEFAULT_LIMITS, limits_merged
-from trading.risk_services import risk_limit_set
 
 BARS = make_bars(3000, seed=11, book=False)
 

@@ -14,10 +14,10 @@ from tests.models_registry.conftest import store_bars
 from tests.models_registry.factories import registry_settings  # noqa: F401
 from tests.models_registry.test_prediction import BARS, served  # noqa: F401
 from tests.trading.factories import InstrumentFactory
+from trading.accounts import balance_set, equity_snapshot_take
+from trading.instruments import market_quote_set
 from trading.models import Decision
 from trading.pipeline import decide_on_bar
-from trading.risk_services import market_quote_set
-from trading.services import balance_set, equity_snapshot_take
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("registry_settings")]
 
