@@ -7,6 +7,8 @@
   cache hit rate, latency histogram.
 - Outcomes: per model version (`models_registry.outcomes.version_outcome_summary()`): matured outcomes, live
   hit rate, net return per prediction (mean, total), pending outcomes and the degraded flag.
+- Drift: per model version, from its latest drift report (`models_registry.drift.metrics`): drift share,
+  prediction PSI, kinds detected, confirmed, detector states and change points, check age and failure.
 - Trading: orders per state, fills, the trading state (active/reducing/halted) and unacknowledged alerts, each
   one cheap aggregate query.
 - Reconciliation: runs per outcome, the last finished run (age, duration, outcome, differences found), the age
@@ -41,6 +43,7 @@ from experiments.metrics import ExperimentCollector
 from galfriday_site.health import run_health_checks
 from ingest.models import BackfillRecord, IngestStatus
 from models_registry import prediction
+from models_registry.drift.metrics import DriftCollector
 from models_registry.outcomes import version_outcome_summary
 from reconciliation.models import Discrepancy, ReconciliationRun
 from trading.models import Alert, Fill, Order, TradingState
@@ -337,6 +340,7 @@ def render() -> bytes:
         ("ingest", IngestCollector()),
         ("prediction", PredictionCollector()),
         ("outcomes", OutcomeCollector()),
+        ("drift", DriftCollector()),
         ("trading", TradingCollector()),
         ("reconciliation", ReconciliationCollector()),
         ("experiments", ExperimentCollector()),

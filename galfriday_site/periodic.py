@@ -56,6 +56,16 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         queue="lifecycle",
         expires_seconds=60,
     ),
+    # Drift checks of every production and staging version (models_registry.drift.checks): one DriftReport each,
+    # a drift alert when confirmed; single-flight per version.
+    PeriodicTaskSpec(
+        "drift checks",
+        "models_registry.tasks.drift_check_task",
+        every_seconds=900,
+        queue="lifecycle",
+        kwargs={"trigger": "schedule"},
+        expires_seconds=900,
+    ),
 ]
 
 

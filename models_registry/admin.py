@@ -17,6 +17,9 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from core.errors import ApplicationError
 from models_registry import services
+
+# the drift admin (reports, a check on demand, thresholds) lives with drift; importing it registers it
+from models_registry.drift import admin as drift_admin  # noqa: F401
 from models_registry.models import (
     ModelAlias,
     ModelVersion,

@@ -396,3 +396,114 @@ class PredictionOutcome(models.Model):
 
     def __str__(self) -> str:
         return f"outcome of prediction {self.prediction_id} [{self.status}]"
+
+
+# --- drift (models_registry.drift): thresholds per model, the reference of a version, one report per check -----
+
+
+class DriftPolicy(models.Model):
+    """Drift thresholds of one registered model: `thresholds` overrides `models_registry.drift.thresholds`'
+    defaults key by key (a model without a policy uses the defaults)."""
+
+    model = models.OneToOneField(RegisteredModel, on_delete=models.CASCADE, related_name="drift_policy")
+    thresholds = models.JSONField(default=dict, blank=True, help_text="overrides of the default drift thresholds")
+    updated_at = models.DateTimeField(auto_now=True)
+    history = audited_history()
+
+    class Meta:
+        verbose_name_plural = "drift policies"
+
+    def __str__(self) -> str:
+        return f"drift policy of {self.model_id}"
+
+
+class DriftReference(models.Model):
+    """What a version's live data is compared with, computed once from the stored bars of its training window:
+    the feature rows (signature order), the training labels and forward returns (the version's own label
+    rule), and the out-of-sample class probabilities of its purged walk-forward validation (re-run with the
+    version's recorded configuration and seed). Arrays as compact little-endian bytes (`drift.reference`)."""
+
+    version = models.OneToOneField(ModelVersion, on_delete=models.CASCADE, related_name="drift_reference")
+    data_start = models.DateTimeField()
+    data_end = models.DateTimeField()
+    feature_names = models.JSONField()
+    n_rows = models.PositiveIntegerField()
+    features = models.BinaryField(help_text="n_rows x len(feature_names) float32")
+    labels = models.BinaryField(help_text="training labels (int8) of the rows with a label")
+    forward_returns = models.BinaryField(help_text="forward returns (float32) of the rows with a label")
+    validation_proba = models.BinaryField(null=True, blank=True, help_text="out-of-sample n x 3 float32")
+    validation_start = models.DateTimeField(null=True, blank=True)
+    validation_end = models.DateTimeField(null=True, blank=True)
+    validation_error = models.TextField(blank=True, default="", help_text="why no validation probabilities")
+    built_at = models.DateTimeField()
+    build_ms = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"drift reference of v{self.version_id} ({self.n_rows} rows)"
+
+
+class DriftReport(models.Model):
+    """One drift check of one version: every statistic with its test, threshold and verdict (features drifted
+    first), the kinds detected, the windows compared, and whether the drift is confirmed (sustained over
+    consecutive checks, or an online detector's change point), which is what a retraining trigger acts on."""
+
+    class Status(models.TextChoices):
+        OK = "ok"
+        DRIFT = "drift"
+        INSUFFICIENT = "insufficient_data"
+        FAILED = "failed"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule"
+        OPERATOR = "operator"
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.PROTECT, related_name="drift_reports")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="drift_reports")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    actor = models.CharField(max_length=200)
+    as_of = models.DateTimeField(help_text="end of the current window (exclusive)")
+    status = models.CharField(max_length=20, choices=Status.choices)
+    kinds = models.JSONField(
+        default=list, blank=True, help_text="drift kinds detected: feature/prediction/label/concept"
+    )
+    confirmed = models.BooleanField(default=False)
+    confirmed_by = models.JSONField(default=list, blank=True, help_text="why confirmed: sustained and/or detectors")
+    consecutive = models.PositiveIntegerField(default=0, help_text="consecutive checks with drift, this one included")
+    change_point_at = models.DateTimeField(null=True, blank=True, help_text="bar time of the latest detector change")
+    dataset_drift = models.BooleanField(default=False)
+    drift_share = models.FloatField(null=True, blank=True)
+    n_features = models.PositiveIntegerField(default=0)
+    n_drifted = models.PositiveIntegerField(default=0)
+    prediction_psi = models.FloatField(null=True, blank=True)
+    windows = models.JSONField(default=dict, blank=True)
+    thresholds = models.JSONField(default=dict, blank=True)
+    features = models.JSONField(default=list, blank=True, help_text="per feature, drifted first")
+    prediction = models.JSONField(default=dict, blank=True)
+    label = models.JSONField(default=dict, blank=True)
+    concept = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    alert_id = models.PositiveBigIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-as_of", "-id"]
+        indexes = [models.Index(fields=["version", "as_of", "id"], name="driftreport_version_asof")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["ok", "drift", "insufficient_data", "failed"]), name="driftreport_status"
+            ),
+            models.CheckConstraint(condition=Q(trigger__in=["schedule", "operator"]), name="driftreport_trigger"),
+            models.CheckConstraint(
+                condition=Q(drift_share__isnull=True) | (Q(drift_share__gte=0) & Q(drift_share__lte=1)),
+                name="driftreport_share_range",
+            ),
+            models.CheckConstraint(condition=Q(n_drifted__lte=F("n_features")), name="driftreport_drifted_le_n"),
+            models.CheckConstraint(
+                condition=~Q(confirmed=True) | Q(status="drift"), name="driftreport_confirmed_drift"
+            ),
+            models.CheckConstraint(condition=~Q(actor=""), name="driftreport_actor_nonempty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"drift check of v{self.version_id} at {self.as_of:%Y-%m-%d %H:%M} [{self.status}]"

@@ -12,6 +12,7 @@ from celery import shared_task
 
 from core.audit import audit_actor
 from core.errors import ApplicationError
+from models_registry.drift.checks import drift_check, drift_check_versions
 from models_registry.signals import outcomes_matured
 
 logger = logging.getLogger(__name__)
@@ -100,3 +101,20 @@ def outcomes_matured_notify(*, version_ids: list[int], matured: int, revised: in
         if isinstance(outcome, Exception):
             counters["outcomes_matured_receiver_failed"] += 1
             logger.error("outcomes_matured receiver failed", extra={"receiver": repr(receiver)}, exc_info=outcome)
+
+
+@shared_task(name="models_registry.tasks.drift_check_task", acks_late=True)
+def drift_check_task(*, trigger: str = "schedule", version_id: int | None = None) -> dict[str, Any]:
+    """Drift checks (models_registry.drift.checks): of one version, or of every production and staging version.
+    Each check records its own report; a check of a version already running is skipped."""
+    actor = "celery:models_registry.tasks.drift_check_task"
+    reports = []
+    with audit_actor(actor):
+        for pk in [version_id] if version_id is not None else drift_check_versions():
+            report = drift_check(version_id=pk, trigger=trigger, actor=actor)
+            reports.append(
+                {"version_id": pk, "skipped": True}
+                if report is None
+                else {"version_id": pk, "report": report.pk, "status": report.status, "confirmed": report.confirmed}
+            )
+    return {"checks": reports}

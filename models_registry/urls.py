@@ -17,6 +17,7 @@ from models_registry.apis import (
     VersionOutcomesApi,
     VersionPromoteApi,
 )
+from models_registry.drift.apis import DriftReportDetailApi, DriftReportListApi, DriftThresholdsApi
 
 app_name = "models_registry"
 
@@ -34,6 +35,13 @@ urlpatterns = [
     ),
     path("<str:name>/versions/<int:version>/outcomes/", VersionOutcomesApi.as_view(), name="version-outcomes"),
     path("<str:name>/versions/<int:version>/calibration/", VersionCalibrationApi.as_view(), name="version-calibration"),
+    path("<str:name>/versions/<int:version>/drift/", DriftReportListApi.as_view(), name="version-drift"),
+    path(
+        "<str:name>/versions/<int:version>/drift/<int:report_id>/",
+        DriftReportDetailApi.as_view(),
+        name="version-drift-report",
+    ),
+    path("<str:name>/drift-thresholds/", DriftThresholdsApi.as_view(), name="drift-thresholds"),
     path("<str:name>/aliases/", AliasListApi.as_view(), name="alias-list"),
     path("<str:name>/aliases/<str:alias>/remove/", AliasRemoveApi.as_view(), name="alias-remove"),
     path("<str:name>/history/", HistoryApi.as_view(), name="history"),

@@ -51,7 +51,9 @@ def test_a_rise_of_the_error_rate_is_a_worse_change_point_of_every_detector() ->
         assert after, name
         assert after[0].index < 2400, (name, after[0])
     adwin = runs["adwin"].worse_change_points[0]
-    assert adwin.before is not None and adwin.after is not None and adwin.after > adwin.before
+    assert adwin.before is not None
+    assert adwin.after is not None
+    assert adwin.after > adwin.before
     assert 1000 <= adwin.start <= adwin.index  # ADWIN's kept window starts between the old data and the alarm
 
 
