@@ -112,20 +112,23 @@ class Analysis:
     as_of: datetime
 
 
-def arm_metric(stream: Stream, metric: str, alpha: float) -> dict[str, Any]:
-    """An arm's own metric with a 1 - alpha interval: Wilson for the hit rate, else the mean -/+ z sqrt(V / n)
-    with V the burn-in's long-run variance once fixed (overlapping horizons), the sample variance before."""
+def arm_metric(stream: Stream, metric: str, alpha: float, horizon: int | None = None) -> dict[str, Any]:
+    """An arm's own metric with a 95 % interval over every outcome. Outcomes of predictions made every bar over
+    an h-bar horizon overlap, so they carry about n / h independent observations (exactly for h-bar sums of
+    independent bar returns, whose long-run variance is h x their variance): Wilson on n / h for the hit rate,
+    else mean -/+ z sqrt(h s^2 / n)."""
     n = stream.all.n
     mean = _finite(stream.all.mean)
+    h = max(int(horizon or 1), 1)
     if n == 0 or mean is None:
         return {"n": n, "mean": None, "ci_low": None, "ci_high": None}
     if metric == Metric.HIT_RATE:
-        low, high = wilson_interval(mean * n, n)
+        low, high = wilson_interval(mean * n / h, n / h)
         return {"n": n, "mean": mean, "ci_low": low, "ci_high": high}
-    variance = stream.sigma2 if stream.sigma2 is not None else stream.all.variance
+    variance = stream.all.variance
     if not math.isfinite(variance) or n < 2:
         return {"n": n, "mean": mean, "ci_low": None, "ci_high": None}
-    half = Z_95 * math.sqrt(variance / n)
+    half = Z_95 * math.sqrt(h * variance / n)
     return {"n": n, "mean": mean, "ci_low": mean - half, "ci_high": mean + half}
 
 
@@ -144,11 +147,12 @@ def _comparison_metric(experiment: Experiment, metric: str, control: ArmView, tr
             b, c = cstate.mcnemar["only_control_right"], cstate.mcnemar["only_treatment_right"]
             fixed = {**mcnemar(b, c).as_dict(), "note": "fixed-sample test: valid at a pre-planned n only"}
         elif n >= 2 and estimate is not None:
-            variance = stream.sigma2 if stream.sigma2 is not None else stream.all.variance
+            variance = stream.all.variance
             if math.isfinite(variance):
+                h = max(cstate.horizon or 1, 1)
                 fixed = {
-                    **z_test_summary(estimate, variance / n, alpha=alpha).as_dict(),
-                    "note": "paired z, the burn-in's long-run variance; fixed-sample: valid at a pre-planned n only",
+                    **z_test_summary(estimate, h * variance / n, alpha=alpha).as_dict(),
+                    "note": "paired z, variance x horizon for overlap; fixed-sample: valid at a pre-planned n only",
                 }
     else:
         c_stream, t_stream = control.state.streams[metric], treatment.state.streams[metric]
@@ -162,9 +166,10 @@ def _comparison_metric(experiment: Experiment, metric: str, control: ArmView, tr
                     round(t_stream.all.mean * t_stream.all.n), t_stream.all.n, alpha=alpha,
                 )  # fmt: skip
             else:
+                h_c, h_t = max(control.state.horizon or 1, 1), max(treatment.state.horizon or 1, 1)
                 result = welch_t_summary(
-                    c_stream.all.mean, c_stream.all.variance, c_stream.all.n,
-                    t_stream.all.mean, t_stream.all.variance, t_stream.all.n, alpha=alpha,
+                    c_stream.all.mean, h_c * c_stream.all.variance, c_stream.all.n,
+                    t_stream.all.mean, h_t * t_stream.all.variance, t_stream.all.n, alpha=alpha,
                 )  # fmt: skip
             fixed = {**result.as_dict(), "note": "fixed-sample test: valid at a pre-planned n only"}
     ci_low = ci_high = None

@@ -42,7 +42,7 @@ from experiments.models import (
     Metric,
     Mode,
 )
-from experiments.sequential import Stream, burn_in_lags, effective_burn_in, paired_look, two_sample_look
+from experiments.sequential import Stream, on_grid, paired_look, two_sample_look
 from experiments.shadow import shadow_predict
 from models_registry.labels import LABEL_CLASSES
 from models_registry.models import Prediction, PredictionOutcome
@@ -88,8 +88,7 @@ class ArmState:
     @classmethod
     def of(cls, raw: dict[str, Any], *, burn_in: int, horizon: int | None) -> ArmState:
         h = raw.get("horizon") or horizon
-        lags, burn = burn_in_lags(h), effective_burn_in(burn_in, h)
-        streams = {m: Stream.of((raw.get("streams") or {}).get(m), burn_in=burn, lags=lags) for m in METRICS}
+        streams = {m: Stream.of((raw.get("streams") or {}).get(m), burn_in=burn_in, lags=0) for m in METRICS}
         drawdown = {"cum": 0.0, "peak": 0.0, "max": 0.0, **(raw.get("drawdown") or {})}
         buckets = list(raw.get("latency_buckets") or [0] * (len(LATENCY_BOUNDS_MS) + 1))
         return cls(streams, drawdown, buckets, h)
@@ -117,14 +116,14 @@ class ComparisonState:
     p: dict[str, float]
     mcnemar: dict[str, int]
     series: list[list[Any]] = field(default_factory=list)
+    horizon: int | None = None
 
     @classmethod
     def of(cls, raw: dict[str, Any], *, burn_in: int, horizon: int | None) -> ComparisonState:
-        lags, burn = burn_in_lags(horizon), effective_burn_in(burn_in, horizon)
-        streams = {m: Stream.of((raw.get("streams") or {}).get(m), burn_in=burn, lags=lags) for m in METRICS}
+        streams = {m: Stream.of((raw.get("streams") or {}).get(m), burn_in=burn_in, lags=0) for m in METRICS}
         p = {m: float((raw.get("p") or {}).get(m, 1.0)) for m in METRICS}
         mcnemar = {"only_control_right": 0, "only_treatment_right": 0, **(raw.get("mcnemar") or {})}
-        return cls(streams, p, mcnemar, list(raw.get("series") or []))
+        return cls(streams, p, mcnemar, list(raw.get("series") or []), horizon)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -336,7 +335,7 @@ def _fold_outcomes(
         )
         .filter(Q(counted_revision__isnull=True) | ~Q(counted_revision=F("prediction__outcome__revisions")))
         .order_by("bar_time", "pk")
-        .values("pk", "arm_id", "decision_key", "contribution", *_OUTCOME_COLUMNS.values())[:BATCH]
+        .values("pk", "arm_id", "decision_key", "bar_time", "contribution", *_OUTCOME_COLUMNS.values())[:BATCH]
     )
     touched: set[str] = set()
     updates: list[tuple[int, list[Any]]] = []
@@ -355,10 +354,11 @@ def _fold_outcomes(
         else:
             stats[arm_id].n_outcomes += 1
             result.folded += 1
+        sequential = on_grid(row["bar_time"], state.horizon)
         for metric, value in values.items():
             if value is None:
                 continue
-            phases[metric] = state.streams[metric].add(value)
+            phases[metric] = state.streams[metric].add(value, sequential=sequential)
             if experiment.mode == Mode.SPLIT:
                 _look_split(experiment, arms, arm_id, control, arm_states, comparison_states, metric)
         old_net = float((old or {}).get("values", {}).get(Metric.NET_RETURN) or 0.0)
@@ -402,7 +402,7 @@ def _fold_pairs(
     rows = list(
         ExperimentObservation.objects.filter(experiment=experiment, decision_key__in=list(keys))
         .order_by("bar_time", "pk")
-        .values("pk", "arm_id", "decision_key", "contribution", "pair_contribution")
+        .values("pk", "arm_id", "decision_key", "bar_time", "contribution", "pair_contribution")
     )
     by_key: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     for found in rows:
@@ -433,8 +433,9 @@ def _fold_pairs(
                     cstate.streams[metric].remove(float(value), old["phases"][metric])
                 _mcnemar(cstate, old.get("hits") or [None, None], -1)
             phases = {}
+            sequential = on_grid(row["bar_time"], cstate.horizon)
             for metric, value in diffs.items():
-                phases[metric] = cstate.streams[metric].add(value)
+                phases[metric] = cstate.streams[metric].add(value, sequential=sequential)
                 look = paired_look(cstate.streams[metric], experiment.mixing_variance)
                 if look is not None:
                     cstate.p[metric] = min(cstate.p[metric], look.inverse_lambda)

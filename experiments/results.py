@@ -27,7 +27,7 @@ def _arm(view: ArmView, alpha: float) -> dict[str, Any]:
         "n_assigned": stats.n_assigned,
         "n_errors": stats.n_errors,
         "n_outcomes": stats.n_outcomes,
-        "metrics": {m: arm_metric(view.state.streams[m], m, alpha) for m in METRICS},
+        "metrics": {m: arm_metric(view.state.streams[m], m, alpha, view.state.horizon) for m in METRICS},
         "drawdown": float(view.state.drawdown.get("max", 0.0)),
         "guardrails": {k: g.as_dict() for k, g in view.guardrails.items()},
         "comparison": None,

@@ -34,6 +34,7 @@ from trading.pipeline import decide_on_bar
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("registry_settings")]
 
 Z = 3.29  # two-sided 99.9 %
+FIRST = 70  # decisions before the guardrail trips
 
 
 def _routes(shares: list[int], experiment_id: int = 7) -> ActiveExperiment:
@@ -119,7 +120,7 @@ def test_a_correct_router_passes_the_sample_ratio_check() -> None:
 
 # --- through the decision pipeline ---------------------------------------------------------------------------
 
-BAR_TIMES = [t.to_pydatetime() for t in BARS.index[-60:]]
+BAR_TIMES = [t.to_pydatetime() for t in BARS.index[-100:]]
 
 
 @pytest.fixture
@@ -156,10 +157,10 @@ def test_split_decisions_go_to_their_arm_trade_as_it_and_a_replay_trades_once(  
     active = active_for_model(market.name)
     assert active is not None
     with django_capture_on_commit_callbacks(execute=True):
-        decisions = [_decide(t) for t in BAR_TIMES[:40]]
+        decisions = [_decide(t) for t in BAR_TIMES[:FIRST]]
     arms = {a.pk: a for a in experiment.arms.all()}
     by_arm = Counter()
-    for t, decision in zip(BAR_TIMES[:40], decisions, strict=True):
+    for t, decision in zip(BAR_TIMES[:FIRST], decisions, strict=True):
         arm = route_arm(active, "BTC/USD", t)
         by_arm[arm.role] += 1
         assert decision.model_version_number == arm.version  # attributed to the arm that decided
@@ -168,18 +169,18 @@ def test_split_decisions_go_to_their_arm_trade_as_it_and_a_replay_trades_once(  
             assert decision.order is not None  # the treatment's orders are real
         else:
             assert decision.order is None  # the flat champion does not trade
-    assert by_arm[Arm.Role.TREATMENT] >= 20
+    assert by_arm[Arm.Role.TREATMENT] >= 20  # binomial(70, 1/2) below 20: p ~ 1e-4
     trading = {a["role"]: a["trading"] for a in experiment_results(experiment.pk)["arms"]}
     assert (trading["treatment"]["decisions"], trading["treatment"]["orders"]) == (by_arm[Arm.Role.TREATMENT],) * 2
     assert (trading["control"]["decisions"], trading["control"]["orders"]) == (by_arm[Arm.Role.CONTROL], 0)
     observations = ExperimentObservation.objects.filter(experiment=experiment)
-    assert observations.count() == 40
+    assert observations.count() == FIRST
     assert {o.arm_id for o in observations} == set(arms)
     orders = Order.objects.count()
     with django_capture_on_commit_callbacks(execute=True):
-        again = [_decide(t) for t in BAR_TIMES[:40]]
-    assert [d.pk for d in again] == [d.pk for d in decisions]
-    assert (Order.objects.count(), observations.count()) == (orders, 40)
+        again = [_decide(t) for t in BAR_TIMES[:20]]
+    assert [d.pk for d in again] == [d.pk for d in decisions[:20]]
+    assert (Order.objects.count(), observations.count()) == (orders, FIRST)
 
     # Every treatment prediction took longer than the (absurd) latency guardrail: the experiment stops at once,
     # an alert is raised, and from the next decision the champion alone decides.
@@ -190,10 +191,10 @@ def test_split_decisions_go_to_their_arm_trade_as_it_and_a_replay_trades_once(  
     alert = Alert.objects.get(kind="experiment_guardrail")
     assert alert.context["experiment_id"] == experiment.pk
     with django_capture_on_commit_callbacks(execute=True):
-        later = [_decide(t) for t in BAR_TIMES[40:]]
+        later = [_decide(t) for t in BAR_TIMES[FIRST:]]
     assert {d.model_version_number for d in later} == {1}
     assert Order.objects.count() == orders
-    assert not Decision.objects.filter(bar_time__in=BAR_TIMES[40:], model_version_number=2).exists()
+    assert not Decision.objects.filter(bar_time__in=BAR_TIMES[FIRST:], model_version_number=2).exists()
 
 
 def test_shadow_treatments_predict_on_the_champions_decisions_and_never_trade(  # type: ignore[no-untyped-def]

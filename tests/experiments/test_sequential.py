@@ -16,6 +16,7 @@ from experiments.sequential import (
     Stream,
     always_valid_interval,
     inverse_lambda,
+    on_grid,
     paired_look,
     two_sample_look,
 )
@@ -126,3 +127,33 @@ def test_the_plug_in_variance_would_not_hold_alpha() -> None:
     rng = np.random.default_rng(5)
     rejections = sum(bool(always_valid_p(rng.normal(0, 1, 1000), 0.04)[-1] < ALPHA) for _ in range(RUNS))
     assert rejections / RUNS > binomial_upper(RUNS, ALPHA)
+
+
+def _aa_overlapping(rng: np.random.Generator, n: int, h: int, *, thinned: bool) -> bool:
+    """Paired differences of h-bar outcomes predicted every bar: overlapping h-sums of independent noise."""
+    d = np.convolve(rng.normal(0.0, 1.0, n + h), np.ones(h), "valid")[:n]
+    s, p = Stream(burn_in=100), 1.0
+    for i, v in enumerate(d):
+        s.add(float(v), sequential=(i % h == 0) or not thinned)
+        look = paired_look(s, 0.04)
+        if look is not None:
+            p = min(p, look.inverse_lambda)
+    return p < ALPHA
+
+
+def test_overlapping_outcomes_hold_alpha_on_the_non_overlapping_grid_and_not_without_it() -> None:
+    rng = np.random.default_rng(77)
+    thinned = sum(_aa_overlapping(rng, 2000, 5, thinned=True) for _ in range(RUNS))
+    assert thinned / RUNS <= binomial_upper(RUNS, ALPHA), f"{thinned}/{RUNS} false positives"
+    every_bar = sum(_aa_overlapping(rng, 2000, 5, thinned=False) for _ in range(RUNS))
+    assert every_bar / RUNS > binomial_upper(RUNS, ALPHA)  # why the grid exists
+
+
+def test_the_grid_takes_one_decision_every_horizon() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    picked = [i for i in range(120) if on_grid(start + timedelta(minutes=i), 60)]
+    assert picked == [0, 60]
+    assert all(on_grid(start + timedelta(minutes=i), 1) for i in range(5))
+    assert all(on_grid(start + timedelta(minutes=i), None) for i in range(5))
