@@ -19,7 +19,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from core.audit import audit_actor
-from core.errors import ApplicationError, ConflictError, NotFoundError
+from core.errors import ApplicationError, ConflictError
 from experiments import lock_objects
 from experiments.models import (
     ACTIVE_STATUSES,
@@ -454,10 +454,3 @@ def experiment_promote_winner(
             {"version": winner.version.version, "override": override},
         )  # fmt: skip
     return version
-
-
-def experiment_by_id(experiment_id: int) -> Experiment:
-    found = Experiment.objects.select_related("model").filter(pk=experiment_id).first()
-    if found is None:
-        raise NotFoundError(f"experiment {experiment_id} does not exist", details={"experiment": experiment_id})
-    return found
