@@ -1,5 +1,6 @@
-"""Drift API: a version's reports (list, detail), a check on demand (staff; the same service as the schedule),
-and a model's thresholds (read; replace: staff)."""
+"""Drift API: a version's reports (list, detail), a check on demand (the same service as the schedule), and a
+model's thresholds (read, replace). Reads need an authenticated user, writes a staff account (the project's
+default permission)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from core.audit import audit_actor
 from core.errors import ConflictError, NotFoundError
 from core.pagination import paginated_response
 from models_registry import selectors
-from models_registry.apis import IsStaff
 from models_registry.drift.checks import drift_check
 from models_registry.drift.selectors import drift_report_get, drift_report_list, drift_thresholds
 from models_registry.drift.serializers import DriftReportSerializer, DriftReportSummarySerializer
@@ -52,11 +52,6 @@ class DriftReportListApi(APIView):
         confirmed = serializers.BooleanField(required=False, allow_null=True, default=None)
         since = serializers.DateTimeField(required=False)
 
-    def get_permissions(self):  # type: ignore[no-untyped-def]
-        if self.request.method == "POST":
-            return [IsStaff()]
-        return super().get_permissions()
-
     @extend_schema(parameters=[FilterSerializer], responses=DriftReportSummarySerializer(many=True))
     def get(self, request: Request, name: str, version: int) -> Response:
         found = _version_or_404(name, version)
@@ -91,11 +86,6 @@ class DriftThresholdsApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         thresholds = serializers.DictField(help_text=f"overrides of {sorted(DEFAULT_THRESHOLDS)}")
-
-    def get_permissions(self):  # type: ignore[no-untyped-def]
-        if self.request.method == "PUT":
-            return [IsStaff()]
-        return super().get_permissions()
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, name: str) -> Response:
