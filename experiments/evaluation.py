@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 ACTOR = "experiments:evaluation"
 ALERT_KIND = "experiment_guardrail"
+SRM_ALERT_KIND = "experiment_srm"
 
 
 def experiment_evaluate(*, experiment_id: int, now: datetime | None = None) -> dict[str, Any] | None:
@@ -28,7 +29,10 @@ def experiment_evaluate(*, experiment_id: int, now: datetime | None = None) -> d
     experiment = Experiment.objects.select_related("model").filter(pk=experiment_id).first()
     if experiment is None or experiment.status not in ACTIVE_STATUSES:
         return None
-    verdict = experiment_analysis(experiment, now=now).verdict
+    analysis = experiment_analysis(experiment, now=now)
+    verdict = analysis.verdict
+    if analysis.srm["status"] == "flag":
+        _srm_alert(experiment, analysis.srm)
     try:
         if verdict.state == "guardrail" and verdict.guardrail is not None:
             arm, guard = verdict.guardrail
@@ -69,3 +73,24 @@ def experiment_evaluate(*, experiment_id: int, now: datetime | None = None) -> d
     except ApplicationError as exc:  # an operator moved it meanwhile: their transition stands
         logger.info("experiment evaluation skipped", extra={"experiment": experiment_id, "error": exc.code})
     return None
+
+
+def _srm_alert(experiment: Experiment, srm: dict[str, Any]) -> None:
+    """A flagged sample-ratio mismatch (the router does not split as allocated) is worth a person's attention:
+    one warning per experiment while unacknowledged. The experiment concludes nothing while flagged."""
+    from trading.alerts import alert_raise
+    from trading.models import Alert
+
+    open_alerts = Alert.objects.filter(kind=SRM_ALERT_KIND, acknowledged_at__isnull=True).values_list(
+        "context", flat=True
+    )
+    if any(isinstance(c, dict) and c.get("experiment_id") == experiment.pk for c in open_alerts):
+        return
+    alert_raise(
+        kind=SRM_ALERT_KIND,
+        severity="warning",
+        message=f"experiment {experiment.pk} ({experiment.name}, {experiment.model.name}): {srm['reason']} "
+        f"(p = {srm['p_value']:.2g}, counts {srm['counts']})",
+        context={"experiment_id": experiment.pk, "model": experiment.model.name, "p_value": srm["p_value"],
+                 "counts": srm["counts"], "expected_shares": srm["expected_shares"]},
+    )  # fmt: skip

@@ -102,6 +102,10 @@ def test_a_broken_router_trips_the_sample_ratio_check() -> None:
     assert results["srm"]["p_value"] < 0.001
     assert results["decision"]["state"] == "collecting"
     assert "sample ratio mismatch" in results["decision"]["reason"]
+    alert = Alert.objects.get(kind="experiment_srm")  # an operator is told, once
+    assert alert.context["experiment_id"] == experiment.pk
+    experiments_intake()
+    assert Alert.objects.filter(kind="experiment_srm").count() == 1
 
 
 def test_a_correct_router_passes_the_sample_ratio_check() -> None:
