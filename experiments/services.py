@@ -35,6 +35,7 @@ from experiments.models import (
 )
 from experiments.router import router_cache_clear
 from experiments.selectors import GENERATION_KEY
+from models_registry import lock_objects as registry_locks
 from models_registry.models import ModelVersion, RegisteredModel, Stage
 
 logger = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ def experiment_create(
         control_share, shares = HUNDRED, [HUNDRED] * len(versions)
 
     with transaction.atomic(), audit_actor(actor, reason=reason):
-        RegisteredModel.objects.select_for_update().filter(pk=model.pk).first()  # serialise with other creates
+        registry_locks.registered_model_lock(name=model.name)  # serialises creates (and stage moves) of the model
         if Experiment.objects.filter(model=model, status__in=ACTIVE_STATUSES).exists():
             raise _invalid("experiment_already_running", f"model {model.name!r} already has a running experiment")
         experiment = Experiment.objects.create(
