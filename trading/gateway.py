@@ -7,12 +7,19 @@ arguments). `CeleryExecutionGateway` (the default when the setting is absent) en
 `GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S` is not sent late; it stays `submitted` for reconciliation),
 `execute_cancel` and `cancel_all_orders` (never expire). `UnwiredExecutionGateway` logs and counts every hand-over
 and does nothing else (orders stay `submitted` / `pending_cancel` and reconciliation sees them).
+
+A caller that is itself a task on the trading worker may hold the submissions instead (`submissions_held`): the
+decision task does, and sends its order at once in the same process rather than through the broker and back
+(`GALFRIDAY_EXECUTION_INLINE`, on by default), handing it to `execute_order` only when that fails.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Protocol
 
 from celery import current_app
@@ -22,6 +29,21 @@ from django.utils.module_loading import import_string
 logger = logging.getLogger(__name__)
 
 counters: Counter[str] = Counter()
+_held: ContextVar[list[int] | None] = ContextVar("galfriday_held_submissions", default=None)
+
+
+@contextmanager
+def submissions_held() -> Iterator[list[int]]:
+    """Inside, `CeleryExecutionGateway.submit_order` appends the committed order ids to the yielded list instead of
+    enqueueing `execute_order`. The caller owns them: it must send each one itself or hand it back with
+    `submit_order` outside the block (see `trading.tasks.decide_on_bar`), or the order stays `submitted` until
+    reconciliation finds it."""
+    held: list[int] = []
+    token = _held.set(held)
+    try:
+        yield held
+    finally:
+        _held.reset(token)
 
 
 class ExecutionGateway(Protocol):
@@ -53,6 +75,10 @@ class CeleryExecutionGateway:
     queue = "trading"
 
     def submit_order(self, *, order_id: int) -> None:
+        held = _held.get()
+        if held is not None:
+            held.append(order_id)
+            return
         expires = float(settings.GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S)
         current_app.send_task(self.submit_task, kwargs={"order_id": order_id}, queue=self.queue, expires=expires)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Any
 
 from celery import Task, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 
 from core.audit import audit_actor
 from trading import pipeline
@@ -24,12 +26,15 @@ from trading.execution import (
     order_sync,
     orders_cancel_all_execute,
 )
+from trading.gateway import CeleryExecutionGateway, execution_gateway, submissions_held
 from trading.models import Order
 from trading.order_states import OrderState
 from trading.orders import order_mark_unknown
 from trading.paper import paper_sweep
 from trading.risk_monitor import risk_monitor_check
 from trading.ws_session import close_session
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="trading.tasks.risk_monitor_run", acks_late=True, expires=10, ignore_result=True)
@@ -165,6 +170,52 @@ def paper_broker_sweep() -> dict[str, Any]:
 @shared_task(name="trading.tasks.decide_on_bar", acks_late=True, expires=55, ignore_result=True)
 def decide_on_bar(symbol: str, bar_start: str) -> dict[str, Any]:
     """One closed bar → one decision (idempotent by decision id); enqueued by the ingest worker after the bar is
-    stored. Expires with the next bar: a late decision is worse than none."""
-    decision = pipeline.decide_on_bar(symbol=symbol, bar_time=datetime.fromisoformat(bar_start))
-    return {"decision": decision.decision_id, "status": decision.status, "order_id": decision.order_id}
+    stored. Expires with the next bar: a late decision is worse than none.
+
+    With `GALFRIDAY_EXECUTION_INLINE` (the default) the decision's order, once committed, is sent from here, in
+    this process, instead of through the broker to `execute_order` and back: the same `order_execute` (its mutex,
+    its send-attempt mark, its answer applied), one hop less on the way to the exchange. When that fails for any
+    reason the order goes to `execute_order` as before, whose retries ask the exchange before sending again. A
+    replayed task (its worker died after the commit) finds the decision made and hands an order that never reached
+    the exchange to execution again."""
+    if not settings.GALFRIDAY_EXECUTION_INLINE:
+        decision = pipeline.decide_on_bar(symbol=symbol, bar_time=datetime.fromisoformat(bar_start))
+        return {"decision": decision.decision_id, "status": decision.status, "order_id": decision.order_id}
+    with submissions_held() as held:
+        decision = pipeline.decide_on_bar(symbol=symbol, bar_time=datetime.fromisoformat(bar_start))
+    if not held and decision.order_id is not None and _unsent(decision.order_id):
+        held.append(decision.order_id)  # a replay: the first run may have died before the order left
+    outcomes = [_execute_here(order_id) for order_id in held]
+    return {
+        "decision": decision.decision_id,
+        "status": decision.status,
+        "order_id": decision.order_id,
+        "sent": outcomes,
+    }
+
+
+_INLINE_ACTOR = "celery:trading.tasks.decide_on_bar"
+
+
+def _unsent(order_id: int) -> bool:
+    """Whether the order is still waiting to be sent (or its send's outcome is unknown) and the decision's orders
+    go through Celery here (another gateway, e.g. a test's, has them already)."""
+    if not isinstance(execution_gateway(), CeleryExecutionGateway):
+        return False
+    return Order.objects.filter(
+        pk=order_id, state__in=(OrderState.SUBMITTED, OrderState.UNKNOWN), exchange_order_id=""
+    ).exists()
+
+
+def _execute_here(order_id: int) -> str:
+    """Send a just-decided order from this task; on any failure hand it to `execute_order` (its retries and
+    give-up rules apply there). Returns what happened, for the task's result."""
+    try:
+        with audit_actor(_INLINE_ACTOR), _broker() as broker:
+            return order_execute(order_id=order_id, broker=broker, actor=_INLINE_ACTOR).action
+    except Exception as exc:
+        logger.warning(
+            "inline execution failed: handed to execute_order", extra={"order_id": order_id, "error": repr(exc)}
+        )
+        execution_gateway().submit_order(order_id=order_id)
+        return "handed_over"

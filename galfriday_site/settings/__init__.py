@@ -286,6 +286,9 @@ INGEST_DISCONNECT_ALERT_SECONDS = env.float("INGEST_DISCONNECT_ALERT_SECONDS", d
 GALFRIDAY_EXECUTION_GATEWAY = env.str("GALFRIDAY_EXECUTION_GATEWAY", default="trading.gateway.CeleryExecutionGateway")
 # A submit task older than this is dropped (its order stays `submitted` for reconciliation).
 GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S = env.float("GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S", default=60.0)
+# The decision task sends its order itself, in its own process, instead of through the broker to execute_order
+# (one hop less to the exchange); on any failure the order goes to execute_order and its retries.
+GALFRIDAY_EXECUTION_INLINE = env.bool("GALFRIDAY_EXECUTION_INLINE", default=True)
 # After an unknown outcome: how long to look for the order by client id, and how often, before resubmitting.
 GALFRIDAY_EXECUTION_RESOLVE_WAIT_S = env.float("GALFRIDAY_EXECUTION_RESOLVE_WAIT_S", default=5.0)
 GALFRIDAY_EXECUTION_RESOLVE_POLL_S = env.float("GALFRIDAY_EXECUTION_RESOLVE_POLL_S", default=0.5)
