@@ -45,7 +45,8 @@ class AutoSchema(SpectacularAutoSchema):
 
     def _get_paginator(self) -> Any:
         paginator = super()._get_paginator()
-        if paginator is None and self.method == "GET" and self._is_list_view():
+        paged = getattr(self.view, "paged", True)  # a view that serves its list whole says `paged = False`
+        if paginator is None and paged and self.method == "GET" and self._is_list_view():
             return LimitOffsetPagination()
         return paginator
 

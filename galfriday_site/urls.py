@@ -1,6 +1,9 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, URLResolver, include, path
+from django.views.defaults import page_not_found
 
+from core.errors import error_body
 from galfriday_site.apis import HealthApi, SchemaApi, SchemaDocsApi, SchemaRedocApi
 from galfriday_site.auth import TokenObtainApi, TokenRevokeApi
 from galfriday_site.metrics import metrics_view
@@ -27,3 +30,13 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("api/", include((api_patterns, "api"), namespace="api")),
 ]
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """A path that no route matches (DEBUG off): under /api/ the answer is the API's one error shape, not a page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "No API route matches this path."), status=404)
+    return page_not_found(request, exception)
+
+
+handler404 = not_found

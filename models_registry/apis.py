@@ -222,6 +222,8 @@ class VersionArtifactApi(APIView):
 
 
 class AliasListApi(APIView):
+    paged = False  # a model's few aliases, served whole as an array (galfriday_site.schema documents it so)
+
     class InputSerializer(serializers.Serializer):
         alias = serializers.CharField(max_length=64)
         version = serializers.IntegerField(min_value=1)
