@@ -1,8 +1,9 @@
 """Drift checks: one :class:`~models_registry.models.DriftReport` per check and version, of four kinds.
 
 Windows
-    current   the version's recorded predictions (and their matured outcomes) with a bar time in
-              ``[as_of - current_window_minutes, as_of)``, one per bar (the first recorded);
+    current   the version's recorded predictions with a bar time in ``[as_of - current_window_minutes, as_of)``,
+              one per bar (the first recorded), and their matured outcomes known by ``as_of`` (exit bar closed),
+              so a check of a past instant sees what a check then would have seen;
     reference the version's training window, from its stored bars (`drift.reference`): feature rows, training
               labels and forward returns, and the out-of-sample probabilities of its walk-forward validation.
 
@@ -74,6 +75,7 @@ from models_registry.outcomes import OutcomeRule, degradation_assess
 logger = logging.getLogger(__name__)
 
 ALERT_KIND = "drift"
+BAR = timedelta(minutes=1)
 LOCK_KEY = "models_registry:drift:check:{version_id}"
 LOCK_TTL_S = 600
 _DOWN, _UP = LABEL_CLASSES.index(-1), LABEL_CLASSES.index(1)
@@ -365,7 +367,10 @@ def _error_stream(
 ) -> tuple[list[datetime], np.ndarray]:
     rows = list(
         PredictionOutcome.objects.filter(
-            version=version, status=PredictionOutcome.Status.MATURED, direction_hit__isnull=False, bar_time__lt=end
+            version=version,
+            status=PredictionOutcome.Status.MATURED,
+            direction_hit__isnull=False,
+            window_end__lte=end - BAR,  # known by `end`: its exit bar had closed (a check of the past sees no more)
         )
         .order_by("-bar_time", "-id")
         .values_list("bar_time", "direction_hit")[: limit * max(stride, 1)]
@@ -380,7 +385,10 @@ def _error_stream(
 
 def _live_labels(*, version: ModelVersion, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
     rows = PredictionOutcome.objects.filter(
-        version=version, status=PredictionOutcome.Status.MATURED, bar_time__gte=start, bar_time__lt=end
+        version=version,
+        status=PredictionOutcome.Status.MATURED,
+        bar_time__gte=start,
+        window_end__lte=end - BAR,  # known by `end`: its exit bar had closed
     ).values_list("realised_label", "forward_return")
     data = np.asarray(list(rows), dtype=np.float64).reshape(-1, 2)
     return data[:, 0], data[:, 1]

@@ -6,10 +6,13 @@ version from the stored bars of its training window ``[data_start, data_end)``:
   signature order; at most ``reference_max_rows`` rows, evenly spaced when there are more;
 - labels and forward returns: `labels.make_labels` with the version's recorded horizon, dead zone and fee (the
   training's label rule);
-- validation probabilities: the out-of-sample class probabilities of the version's purged walk-forward
-  evaluation, re-run with its recorded estimator kind, hyperparameters, seed and CV (deterministic: the same
-  bars give the same probabilities). When that fails (e.g. a fold with one class, which training survives by a
-  wrapper of its own), the reference records why and prediction drift is reported as not available.
+- validation probabilities: the SERVED model's class probabilities on the feature rows of its validation period
+  (the test folds of its purged walk-forward evaluation, from the recorded CV): live predictions come from that
+  model, so a change of their distribution is a change of its inputs, not the difference between the fold
+  models of the evaluation and the final fit. (The fold models' own out-of-sample probabilities would differ
+  from the served model's even on unchanged inputs: on a market without edge, by a PSI of 0.5-1 in the
+  regime-change end-to-end test.) When the model cannot be loaded or applied, the reference records why and
+  prediction drift is reported as not available.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from models_registry.evaluation import PurgedWalkForwardCV, walk_forward_evaluate
+from models_registry.evaluation import PurgedWalkForwardCV
 from models_registry.features import compute_features
 from models_registry.history import load_bars
 from models_registry.labels import LABEL_CLASSES, make_labels
-from models_registry.models import DriftReference, ModelVersion, TrainingRun
+from models_registry.models import DriftReference, ModelVersion
 from models_registry.outcomes import OutcomeRule
-from models_registry.training import DEFAULT_HYPERPARAMETERS, MODEL_KINDS, build_estimator
+from models_registry.selectors import model_version_load
 
 logger = logging.getLogger(__name__)
 
@@ -86,24 +89,21 @@ def reference_load(row: DriftReference) -> Reference:
     )
 
 
-def _estimator_parameters(version: ModelVersion, kind: str) -> dict[str, Any]:
-    """The estimator hyperparameters training used: the kind's default keys and any the training request set,
-    with the values the version recorded."""
-    recorded = version.hyperparameters or {}
-    keys = set(DEFAULT_HYPERPARAMETERS[kind])
-    run = TrainingRun.objects.filter(version=version).only("parameters").first()
-    if run is not None:
-        keys |= set(((run.parameters or {}).get("config") or {}).get("hyperparameters") or {})
-    return {k: recorded[k] for k in keys if k in recorded}
+def _aligned_proba(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """Class probabilities in LABEL_CLASSES order (a class the model lacks gets 0)."""
+    raw = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    out = np.zeros((len(X), len(LABEL_CLASSES)))
+    for column, cls in enumerate(estimator.classes_):
+        out[:, LABEL_CLASSES.index(int(cls))] = raw[:, column]
+    return out
 
 
 def _validation_proba(
-    version: ModelVersion, bars: pd.DataFrame, features: pd.DataFrame, labels: pd.DataFrame, rule: OutcomeRule
+    version: ModelVersion, features: pd.DataFrame, labels: pd.DataFrame, rule: OutcomeRule
 ) -> tuple[np.ndarray, pd.Timestamp, pd.Timestamp]:
+    """The served model's probabilities on the rows of the validation period (the purged walk-forward's test
+    folds, from the version's recorded CV): the outputs to expect live while the inputs look like then."""
     hyper = version.hyperparameters or {}
-    kind = str(hyper.get("model", "hgb"))
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model kind {kind!r}")
     cv_spec = hyper.get("cv") or {}
     horizon = rule.horizon or 1
     cv = PurgedWalkForwardCV(
@@ -112,19 +112,15 @@ def _validation_proba(
         embargo=int(cv_spec.get("embargo", horizon)),
         min_train_size=50,
     )
-    estimator = build_estimator(kind, _estimator_parameters(version, kind), int(hyper.get("seed", 0)))
-    report = walk_forward_evaluate(
-        estimator,
-        features,
-        labels["label"],
-        bars,
-        cv,
-        taker_fee=rule.taker_fee,
-        slippage_bps=rule.slippage_bps,
-        forward_returns=labels["forward_return"],
-    )
-    proba = report.probabilities[list(LABEL_CLASSES)].to_numpy(dtype=np.float64)
-    return proba, report.probabilities.index[0], report.probabilities.index[-1]
+    usable = features.notna().all(axis=1).to_numpy() & labels["label"].notna().to_numpy()
+    positions = np.flatnonzero(usable)
+    if len(positions) == 0:
+        raise ValueError("no labelled feature row in the training window")
+    tests = np.concatenate([test for _, test in cv.split(len(positions))])
+    rows = positions[np.sort(tests)]
+    estimator = model_version_load(version=version)
+    proba = _aligned_proba(estimator, features.to_numpy(dtype=np.float64)[rows])
+    return proba, features.index[rows[0]], features.index[rows[-1]]
 
 
 def reference_compute(*, version: ModelVersion, max_rows: int, store: Any = None) -> Reference:
@@ -156,9 +152,9 @@ def reference_compute(*, version: ModelVersion, max_rows: int, store: Any = None
     window = None
     error = ""
     try:
-        validation, first, last = _validation_proba(version, bars, features, labels, rule)
+        validation, first, last = _validation_proba(version, features, labels, rule)
         window = (first.to_pydatetime(), last.to_pydatetime())
-    except (ValueError, ApplicationError) as exc:
+    except Exception as exc:  # the model cannot be loaded or applied: recorded and logged, prediction drift n/a
         error = f"{type(exc).__name__}: {exc}"[:2000]
         logger.warning(
             "drift reference without validation probabilities", extra={"version": version.pk, "error": error}
