@@ -7,6 +7,7 @@ sufficient statistics are derived data, shown read-only."""
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -201,6 +202,79 @@ def _interval(row: dict[str, Any], key: str = "mean", spec: str = ".4g") -> str:
     return f"{format(row[key], spec)} [{format(row['ci_low'], spec)}, {format(row['ci_high'], spec)}]"
 
 
+def _polyline(points: list[tuple[float, float]], width: int, height: int, low: float, high: float) -> str:
+    """SVG polyline coordinates of (x, y) points scaled into width x height (y from low at the bottom)."""
+    xs = [x for x, _ in points]
+    x0, x1 = min(xs), max(xs)
+    span_x = (x1 - x0) or 1.0
+    span_y = (high - low) or 1.0
+    return " ".join(
+        f"{(x - x0) / span_x * width:.1f},{height - (min(max(y, low), high) - low) / span_y * height:.1f}"
+        for x, y in points
+    )
+
+
+def series_svg(results: dict[str, Any]) -> SafeString:
+    """Per treatment, two small charts over the outcomes counted: the primary metric's difference to the control
+    (with zero marked) and its always-valid p on a log scale (with alpha marked)."""
+    alpha = float(results.get("experiment", {}).get("alpha") or 0.05)
+    by_arm: dict[str, list[dict[str, Any]]] = {}
+    for point in results.get("series") or []:
+        by_arm.setdefault(str(point["arm"]), []).append(point)
+    charts = []
+    width, height = 360, 70
+    for arm, points in by_arm.items():
+        deltas = [(float(p["n"]), float(p["delta"])) for p in points if p.get("delta") is not None]
+        ps = [(float(p["n"]), math.log10(max(float(p["p"]), 1e-12))) for p in points if p.get("p") is not None]
+        if len(deltas) < 2 and len(ps) < 2:
+            continue
+        parts = []
+        if len(deltas) >= 2:
+            values = [y for _, y in deltas]
+            low, high = min(0.0, *values), max(0.0, *values)
+            zero = _polyline([(deltas[0][0], 0.0), (deltas[-1][0], 0.0)], width, height, low, high)
+            parts.append(
+                format_html(
+                    '<svg width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="difference over time">'
+                    '<polyline points="{}" fill="none" stroke="#999" stroke-dasharray="4"/>'
+                    '<polyline points="{}" fill="none" stroke="#264b5d" stroke-width="1.5"/></svg>',
+                    width,
+                    height,
+                    width,
+                    height,
+                    zero,
+                    _polyline(deltas, width, height, low, high),
+                )  # fmt: skip
+            )
+        if len(ps) >= 2:
+            low = min(math.log10(alpha) - 1.0, *(y for _, y in ps))
+            line = _polyline([(ps[0][0], math.log10(alpha)), (ps[-1][0], math.log10(alpha))], width, height, low, 0.0)
+            parts.append(
+                format_html(
+                    '<svg width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-label="always-valid p over time">'
+                    '<polyline points="{}" fill="none" stroke="#ba2121" stroke-dasharray="4"/>'
+                    '<polyline points="{}" fill="none" stroke="#264b5d" stroke-width="1.5"/></svg>',
+                    width,
+                    height,
+                    width,
+                    height,
+                    line,
+                    _polyline(ps, width, height, low, 0.0),
+                )  # fmt: skip
+            )
+        charts.append(
+            format_html(
+                "<p>{}: difference on the primary metric (dashed: 0) and always-valid p, log scale (dashed: alpha "
+                "{}), over {} outcomes</p>{}",
+                arm,
+                alpha,
+                int(points[-1]["n"]),
+                format_html_join(" ", "{}", ((part,) for part in parts)),
+            )
+        )
+    return format_html_join("", "{}", ((chart,) for chart in charts))
+
+
 def results_html(results: dict[str, Any]) -> SafeString:
     """The results document as HTML tables (escaped): where the decision stands, SRM, per arm n and metrics with
     intervals, per treatment the difference with its always-valid interval and p-values, guardrails."""
@@ -277,7 +351,7 @@ def results_html(results: dict[str, Any]) -> SafeString:
         )
 
     return format_html(
-        "{}{}{}{}{}",
+        "{}{}{}{}{}{}",
         banner,
         head,
         table(
@@ -288,6 +362,7 @@ def results_html(results: dict[str, Any]) -> SafeString:
             comparison_rows,
         ),
         table(["treatment", "guardrail", "observed", "threshold", "state"], guardrail_rows),
+        series_svg(results),
     )
 
 

@@ -139,10 +139,12 @@ def test_the_change_page_shows_the_results_and_the_winner_is_promoted(  # type: 
 ) -> None:
     settings.MODELS_REGISTRY_EXTRA_GATES = ["experiments.gates.experiment_won_gate"]
     experiment = experiment_create(
-        model_name=model_name, name="v2", treatments=[{"version": 2}], minimum_sample=100, burn_in=20, actor="test"
+        model_name=model_name, name="v2", treatments=[{"version": 2}], minimum_sample=250, burn_in=20, actor="test"
     )
     experiment_start(experiment_id=experiment.pk, actor="test", reason="go")
-    feed_shadow(experiment.pk, 300, edge=0.004)
+    feed_shadow(experiment.pk, 150, edge=0.004)
+    experiments_intake(experiment_id=experiment.pk)  # below the minimum sample: still running
+    feed_shadow(experiment.pk, 150, edge=0.004, first_minute=150, seed=6)
     experiments_intake(experiment_id=experiment.pk)
     page = browser.get(f"/admin/experiments/experiment/{experiment.pk}/change/")
     assert page.status_code == 200
@@ -153,6 +155,8 @@ def test_the_change_page_shows_the_results_and_the_winner_is_promoted(  # type: 
     assert "always-valid p" in text
     assert "net_return" in text
     assert "Sample ratio mismatch" not in text
+    assert 'aria-label="always-valid p over time"' in text  # the series, charted
+    assert "over 300 outcomes" in text
 
     url = f"/admin/experiments/experiment/{experiment.pk}/action/"
     assert browser.post(url, {"action": "promote", "reason": "won the shadow test"}).status_code == 302
