@@ -1,8 +1,8 @@
 """Benchmark: the experiments' decision rule on the learnable scenario's ground truth, and SRM on the real router
 (issue 14, "Proof by simulation").
 
-    .venv/bin/python bench/bench_experiments_scenario.py [--runs 10000] [--power-runs 2000] [--days 7]
-        [--horizon 60] [--cost 0.009] [--burn-in 100 1440 4320] [--srm-experiments 1000] [--seed 1]
+    .venv/bin/python bench/bench_experiments_scenario.py [--runs 10000] [--power-runs 2000] [--days 14]
+        [--horizon 60] [--cost 0.009] [--burn-in 100 30] [--srm-experiments 1000] [--seed 1]
 
 The market is `kraken_sim.scenarios` (`KRAKEN_SIM_SCENARIO`'s default, `trend:drift=0.0003,regime_minutes=480`:
 hidden +/- drift regimes), one path per run (`ScenarioPath`, seed = run), one decision per 1-minute bar over
@@ -16,17 +16,17 @@ else flat; its net return per decision is position x (R_h - cost). The versions:
   worse version; two noisy(k) versions with independent noise are equally good: an A/A pair).
 
 The experiment is a shadow test (paired differences treatment - control on the same decisions) decided by the
-product's rule (`experiments.sequential`): sigma^2 fixed on the first `effective_burn_in(--burn-in, horizon)`
-differences (at least 4 x the lags + 1: 481 at h = 60) by their Newey-West long-run variance with
-`overlap_max_lag(horizon)` lags (kept burning while it is 0), tau^2 = 0.04 sigma^2, the
-always-valid p (`experiments.statistics.always_valid_p`, the same mSPRT as `sequential.paired_look`, checked
-here against `sequential.Stream` on the first runs) after every outcome. Reported, with 95 % Wilson intervals:
+product's rule (`experiments.sequential`): only one decision every `--horizon` bars enters the sequential test
+(`on_grid`: non-overlapping outcomes), sigma^2 is fixed on the first `--burn-in` of those (their variance; kept
+burning while it is 0), tau^2 = 0.04 sigma^2, and the always-valid p (`experiments.statistics.always_valid_p`,
+the same mSPRT as `sequential.paired_look`, checked here against `sequential.Stream` fed every decision as the
+intake does) is read after every one. Reported, with 95 % Wilson intervals:
 
 1. A/A (noisy(1) vs noisy(1)): share of runs whose p ever fell below alpha (type-I error with continuous
    peeking), per burn-in;
 2. power: optimal vs noisy(k) for k = 1, 2, 4, the stated effect (mean paired net difference per decision over
-   all runs, its standard error, and in long-run standard deviations), the share detected by day 1, 3 and 7 and
-   the median decisions to detection;
+   all runs, its standard error, and in long-run standard deviations), the share detected by day 1, 3, 7 and
+   14 and the median decisions to detection (counting every decision, on the grid or not);
 3. SRM on the real router (`experiments.router.route_bucket`, SHA-256 of experiment, symbol and bar time):
    `--srm-experiments` experiment ids x 10,000 one-minute decisions, false-alarm rate at p < 0.001 (flag) and
    p < 0.01 (warn) for 50/50 and 50/25/25.
@@ -54,21 +54,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "galfriday_site.settings")
 
-from experiments.sequential import effective_burn_in  # noqa: E402
 from experiments.statistics import always_valid_p, srm  # noqa: E402
 from kraken_sim.scenarios import ScenarioPath, forecast_factor, ground_truth, parse_scenario  # noqa: E402
-from models_registry.evaluation.intervals import (  # noqa: E402
-    long_run_variance,
-    overlap_max_lag,
-    wilson_interval,
-)
+from models_registry.evaluation.intervals import long_run_variance, wilson_interval  # noqa: E402
 
 ALPHA = 0.05
 MIXING = 0.04  # the experiment's default mixing_variance (tau^2 in burn-in variances)
 LEARNABLE = "trend:drift=0.0003,regime_minutes=480"
 CHUNK = 200
 NOISE_LEVELS = (1.0, 2.0, 4.0)
-DAYS_REPORTED = (1, 3, 7)
+DAYS_REPORTED = (1, 3, 7, 14, 28)
 
 
 def rate(hits: int, runs: int) -> dict[str, Any]:
@@ -100,9 +95,9 @@ def net_returns(pi: np.ndarray, forward: np.ndarray, drift: float, factor: float
     return np.where(expected > cost, forward - cost, 0.0)
 
 
-def sequential_p(d: np.ndarray, burn_in: int, lags: int) -> tuple[np.ndarray, int]:
-    """The product's paired decision statistic over the differences `d`: p after each outcome (1 during the
-    burn-in) and the index where sigma^2 was fixed."""
+def sequential_p(d: np.ndarray, burn_in: int, lags: int = 0) -> tuple[np.ndarray, int]:
+    """The product's paired decision statistic over the differences `d` that enter the test: p after each (1
+    during the burn-in) and the index where sigma^2 was fixed."""
     p = np.ones(len(d))
     changed = np.flatnonzero(d != d[0])
     if not len(changed):
@@ -115,19 +110,33 @@ def sequential_p(d: np.ndarray, burn_in: int, lags: int) -> tuple[np.ndarray, in
     return p, len(d)
 
 
-def check_against_stream(d: np.ndarray, burn_in: int, lags: int) -> None:
-    """The vectorised statistic equals `experiments.sequential` fed one value at a time (the intake's path)."""
-    from experiments.sequential import Stream, paired_look
+def grid(d: np.ndarray, horizon: int) -> np.ndarray:
+    """The decisions that enter the sequential test: one every `horizon` bars (`experiments.sequential.on_grid`:
+    bar index divisible by h; the paths start at minute 0)."""
+    return d[::horizon]
 
-    stream = Stream(burn_in=burn_in, lags=lags)
+
+def check_against_stream(d: np.ndarray, burn_in: int, horizon: int) -> None:
+    """The vectorised statistic equals `experiments.sequential` fed every decision one at a time, on the grid or
+    not, as the intake does (`Stream.add(x, sequential=on_grid(...))`, lags 0, `paired_look` after each)."""
+    from experiments.sequential import Stream, on_grid, paired_look
+
+    start = datetime(2026, 11, 2, tzinfo=UTC)  # midnight: minute index divisible by any h dividing 1440
+    stream = Stream(burn_in=burn_in, lags=0)
     running = 1.0
-    expected, _ = sequential_p(d, burn_in, lags)
+    expected, _ = sequential_p(grid(d, horizon), burn_in)
+    k = -1
     for i, x in enumerate(d.tolist()):
-        stream.add(x)
+        sequential = on_grid(start + timedelta(minutes=i), horizon)
+        assert sequential == (i % horizon == 0)
+        stream.add(x, sequential=sequential)
+        if not sequential:
+            continue
+        k += 1
         look = paired_look(stream, MIXING)
         if look is not None:
             running = min(running, look.inverse_lambda)
-        assert math.isclose(running, expected[i], rel_tol=1e-6, abs_tol=1e-12), (i, running, expected[i])
+        assert math.isclose(running, expected[k], rel_tol=1e-6, abs_tol=1e-12), (k, running, expected[k])
 
 
 def scenario(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,8 +146,7 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
     horizon, cost = args.horizon, args.cost
     factor = forecast_factor(switch, horizon)
     decisions = args.days * 1440
-    lags = overlap_max_lag(horizon)
-    burns = [effective_burn_in(b, horizon) for b in args.burn_in]  # what the product uses (>= 4 lags + 1)
+    burns = list(args.burn_in)
     truth = ground_truth(spec, horizon=horizon)["phases"][0]
     aa_hits = dict.fromkeys(burns, 0)
     power: dict[float, dict[str, Any]] = {
@@ -168,10 +176,10 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
                 d = b[row] - a[row]
                 if not checked:
                     for burn in burns:
-                        check_against_stream(d[:3000], burn, lags)
+                        check_against_stream(d, burn, horizon)
                     checked = True
                 for burn in burns:
-                    p, _ = sequential_p(d, burn, lags)
+                    p, _ = sequential_p(grid(d, horizon), burn)
                     aa_hits[burn] += bool(p[-1] < ALPHA)
         if lo < args.power_runs:
             for k in NOISE_LEVELS:
@@ -181,17 +189,22 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
                 for row in range(min(len(seeds), args.power_runs - lo)):
                     d = optimal[row] - control[row]
                     stats["run_means"].append(float(d.mean()))
-                    stats["lrv"].append(long_run_variance(d, lags))
-                    p, _ = sequential_p(d, burns[0], lags)
+                    stats["lrv"].append(long_run_variance(d, 2 * horizon))
+                    p, _ = sequential_p(grid(d, horizon), burns[0])
                     below = p < ALPHA
-                    stats["first"].append(int(np.argmax(below)) + 1 if below[-1] else decisions + 1)
+                    # in decisions (every bar), though only the grid's enter the test
+                    stats["first"].append((int(np.argmax(below)) * horizon + 1) if below[-1] else decisions + 1)
         print(json.dumps({"runs_done": min(lo + CHUNK, total), "seconds": round(time.perf_counter() - started)}),
               file=sys.stderr, flush=True)  # fmt: skip
 
     def detected(first: list[int]) -> dict[str, Any]:
         arr = np.asarray(first)
         found = arr[arr <= decisions]
-        out = {f"by_day_{day}": rate(int(np.count_nonzero(arr <= day * 1440)), len(arr)) for day in DAYS_REPORTED}
+        out = {
+            f"by_day_{day}": rate(int(np.count_nonzero(arr <= day * 1440)), len(arr))
+            for day in DAYS_REPORTED
+            if day <= args.days
+        }
         out["median_decisions_to_detection"] = int(np.median(found)) if len(found) else None
         return out
 
@@ -218,7 +231,7 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "horizon": horizon,
         "round_trip_cost": cost,
         "decisions_per_run": decisions,
-        "newey_west_lags": lags,
+        "grid": f"one decision every {horizon} bars enters the test ({decisions // horizon} per run)",
         "mixing_variance": MIXING,
         "alpha": ALPHA,
         "ground_truth": {
@@ -267,10 +280,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000, help="A/A runs")
     parser.add_argument("--power-runs", type=int, default=2_000)
-    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--horizon", type=int, default=60)
     parser.add_argument("--cost", type=float, default=0.009, help="round trip: 2 x (taker 0.40 %% + slippage 5 bp)")
-    parser.add_argument("--burn-in", type=int, nargs="+", default=[100, 1440, 4320])
+    parser.add_argument("--burn-in", type=int, nargs="+", default=[100, 30])
     parser.add_argument("--srm-experiments", type=int, default=1000)
     parser.add_argument("--srm-decisions", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
