@@ -32,7 +32,10 @@ def parse_rfc3339(value: Any, name: str = "timestamp") -> datetime:
         raise MalformedMessage(f"{name}: {value!r} is not an RFC3339 timestamp") from exc
     if parsed.tzinfo is None:
         raise MalformedMessage(f"{name}: {value!r} has no timezone")
-    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+    try:
+        return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+    except OverflowError as exc:  # year 1 or 9999 with an offset: outside datetime's range once in UTC
+        raise MalformedMessage(f"{name}: {value!r} is out of range in UTC") from exc
 
 
 def parse_rfc3339_optional(value: Any, name: str = "timestamp") -> datetime | None:
