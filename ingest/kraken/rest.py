@@ -43,7 +43,7 @@ from urllib.parse import urlencode
 import httpx
 
 from ingest.kraken import constants
-from ingest.kraken.auth import NonceSource, ProcessNonce, sign
+from ingest.kraken.auth import NonceSource, ProcessNonce, nonce_for_request, sign
 from ingest.kraken.errors import (
     HttpStatusError,
     InternalError,
@@ -247,31 +247,41 @@ class KrakenRestClient:
             await self.rest_counter.acquire(cost)
         path = constants.PRIVATE_PATH + method
         content_type = "application/json" if self._json_body else "application/x-www-form-urlencoded"
+        timeout_s = self._timeout.read or constants.DEFAULT_TIMEOUT_S
         for attempt in range(2):
-            nonce = self._nonce.next_nonce()
-            body = encode_params({"nonce": nonce, **(params or {}), "otp": self._otp}, as_json=self._json_body)
-            headers = {
-                "API-Key": self._api_key,
-                "API-Sign": sign(path, nonce, body, self._api_secret),
-                "Content-Type": content_type,
-            }
-            self.stats["requests"] += 1
-            try:
-                response = await self._http.post(path, content=body.encode(), headers=headers, timeout=self._timeout)
-            except _NOT_SENT as exc:
-                raise TransportError(f"{method}: not sent: {type(exc).__name__}: {exc}") from exc
-            except asyncio.CancelledError:
-                if order_context is not None:
-                    self.stats["outcome_unknown"] += 1
-                    logger.error(
-                        "order request cancelled in flight: outcome unknown",
-                        extra={"method": method, **{k: v for k, v in order_context.items() if v is not None}},
+            # A shared nonce source holds the key's send slot until the request is written (`slot.trace`), so the
+            # requests of every process on this key leave in nonce order.
+            async with nonce_for_request(self._nonce, timeout_s=timeout_s) as slot:
+                nonce = slot.nonce
+                body = encode_params({"nonce": nonce, **(params or {}), "otp": self._otp}, as_json=self._json_body)
+                headers = {
+                    "API-Key": self._api_key,
+                    "API-Sign": sign(path, nonce, body, self._api_secret),
+                    "Content-Type": content_type,
+                }
+                self.stats["requests"] += 1
+                try:
+                    response = await self._http.post(
+                        path,
+                        content=body.encode(),
+                        headers=headers,
+                        timeout=self._timeout,
+                        extensions={"trace": slot.trace},
                     )
-                raise
-            except httpx.TransportError as exc:
-                if order_context is not None:
-                    raise self._outcome_unknown(method, order_context, exc) from exc
-                raise TransportError(f"{method}: {type(exc).__name__}: {exc}") from exc
+                except _NOT_SENT as exc:
+                    raise TransportError(f"{method}: not sent: {type(exc).__name__}: {exc}") from exc
+                except asyncio.CancelledError:
+                    if order_context is not None:
+                        self.stats["outcome_unknown"] += 1
+                        logger.error(
+                            "order request cancelled in flight: outcome unknown",
+                            extra={"method": method, **{k: v for k, v in order_context.items() if v is not None}},
+                        )
+                    raise
+                except httpx.TransportError as exc:
+                    if order_context is not None:
+                        raise self._outcome_unknown(method, order_context, exc) from exc
+                    raise TransportError(f"{method}: {type(exc).__name__}: {exc}") from exc
             try:
                 return self._parse_envelope(response, method)
             except InvalidNonce:
