@@ -369,7 +369,11 @@ DEFAULT_PROMOTION_GATES = {
     }
 }
 MODELS_REGISTRY_PROMOTION_GATES = env.json("MODELS_REGISTRY_PROMOTION_GATES", default=DEFAULT_PROMOTION_GATES)
-MODELS_REGISTRY_EXTRA_GATES: list[str] = []
+# More promotion gates (dotted paths of callables): by default a version replaces the production champion only after
+# winning a concluded experiment against it (experiments.gates); without that win, only the audited override.
+MODELS_REGISTRY_EXTRA_GATES: list[str] = env.list(
+    "MODELS_REGISTRY_EXTRA_GATES", default=["experiments.gates.experiment_won_gate"]
+)
 GALFRIDAY_CODE_VERSION = env.str("GALFRIDAY_CODE_VERSION", default="")
 # Which registered model serves a symbol ({"BTC/USD": "name"}; default name derived from the symbol) and which
 # of its versions (a stage or an alias).

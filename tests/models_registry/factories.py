@@ -76,8 +76,11 @@ def blob_path(artifact_dir: Path, sha: str) -> Path:
 
 @pytest.fixture
 def registry_settings(settings: Any, tmp_path: Path) -> Path:
-    """Artifacts under this test's tmp directory, encrypted with a known key; yields the artifact directory."""
+    """Artifacts under this test's tmp directory, encrypted with a known key; yields the artifact directory. The
+    registry's mechanics are tested without gates (no metric gates, and not the experiment gate that settings add
+    by default: tests/experiments test it, and the tests here that want gates set them)."""
     settings.MODELS_REGISTRY_ARTIFACT_DIR = str(tmp_path / "artifacts")
     settings.MODELS_REGISTRY_ARTIFACT_KEYS = [KEY_A]
     settings.MODELS_REGISTRY_PROMOTION_GATES = {}
+    settings.MODELS_REGISTRY_EXTRA_GATES = []
     return tmp_path / "artifacts"
