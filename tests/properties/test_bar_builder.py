@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from ingest.bars import Bar, BarBuilder
 from ingest.kraken.messages import Trade
+from tests.properties import examples
 
 INTERVAL = 60
 LATE_WINDOW = 5
@@ -102,7 +103,7 @@ def built(arrival: list[Trade]) -> tuple[dict[datetime, Bar], BarBuilder]:
     return series, builder
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=streams())
 def test_bars_from_any_arrival_order_equal_a_direct_computation(stream: Drawn) -> None:
     series, builder = built(stream.arrival)
@@ -123,7 +124,7 @@ def test_bars_from_any_arrival_order_equal_a_direct_computation(stream: Drawn) -
     assert builder.stats.duplicates == len(stream.arrival) - len(stream.trades)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(stream=streams())
 def test_the_volume_is_the_exact_sum_whatever_the_scale(stream: Drawn) -> None:
     series, _ = built(stream.arrival)

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 from ingest.kraken.errors import MalformedMessage
 from ingest.kraken.messages import BookMessage, ChannelMessage, Trade, decode, parse, parse_message
 from ingest.kraken.wire import encode_json, parse_rfc3339
+from tests.properties import examples
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # An exact decimal as it travels: a mantissa and a scale (0.00044780 has scale 8 and keeps its zeros).
 decimals = st.builds(

@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import ConflictError
+from tests.properties import examples
 from tests.trading.factories import InstrumentFactory, placed_order, status, trade
 from trading.execution_reports import InvalidExecutionReport, execution_report_apply
 from trading.executions import ExecType
@@ -85,7 +86,7 @@ def apply_step(order: Order, exchange_id: str, step: tuple[str, Any], sent: list
     return None
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(quantity_tenths=st.integers(min_value=1, max_value=30), sequence=steps, submitted=st.booleans())
 def test_random_event_sequences_keep_the_order_invariants(
     instrument: Any, quantity_tenths: int, sequence: list[tuple[str, Any]], submitted: bool
