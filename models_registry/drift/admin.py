@@ -1,6 +1,7 @@
-"""Admin of drift: reports (read-only, the per-feature table drifted first), a check on demand (an action on
-reports: check their versions again now, and a "Check now" page per version), and each model's thresholds
-(through `drift.services.drift_policy_set`, validated and audited). Registered by `models_registry.admin`."""
+"""Admin of drift: reports (read-only, the per-feature table drifted first), checks on demand (the reports'
+"Add" page runs a check of the chosen version now and opens its report; an action checks the selected reports'
+versions again), and each model's thresholds (through `drift.services.drift_policy_set`, validated and
+audited). Registered by `models_registry.admin`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -21,7 +21,7 @@ from core.errors import ApplicationError
 from models_registry.drift.checks import drift_check
 from models_registry.drift.services import drift_policy_set
 from models_registry.drift.thresholds import thresholds_validate
-from models_registry.models import DriftPolicy, DriftReport, ModelVersion
+from models_registry.models import DriftPolicy, DriftReport
 
 
 def _actor(request: HttpRequest) -> str:
@@ -89,10 +89,42 @@ class DriftReportAdmin(admin.ModelAdmin):
     exclude = ("features", "prediction", "label", "concept", "windows", "thresholds")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+        # "Add" runs a check now: the report is the check's (nothing typed in is stored)
+        return bool(request.user.is_active and request.user.is_staff)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            return DriftCheckForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ["version"] if obj is None else super().get_fields(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: DriftReport, form: Any, change: bool) -> None:
+        """The add page: check the chosen version now; the page then shows the check's report."""
+        report = _run(request, [obj.version_id])
+        if not report:
+            raise ApplicationError("a drift check of this version is already running", code="drift_check_running")
+        obj.__dict__.update({k: v for k, v in report[0].__dict__.items() if not k.startswith("_")})
+
+    def response_add(self, request: HttpRequest, obj: DriftReport, post_url_continue: str | None = None) -> Any:
+        messages.info(request, f"{obj}: {', '.join(obj.kinds) or 'no drift'}")
+        return HttpResponseRedirect(reverse("admin:models_registry_driftreport_change", args=[obj.pk]))
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> Any:
+        try:
+            return super().add_view(
+                request, form_url, {**(extra_context or {}), "title": "Check a version for drift now"}
+            )
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(reverse("admin:models_registry_driftreport_changelist"))
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -130,12 +162,11 @@ class DriftReportAdmin(admin.ModelAdmin):
         ]
         if not rows:
             return "-"
-        head = format_html(
-            "<tr><th>feature</th><th>test</th><th>statistic</th><th>p</th><th>threshold</th><th>verdict</th>"
-            "<th>PSI</th></tr>"
+        head = format_html_join(
+            "", "<th>{}</th>", [(h,) for h in ("feature", "test", "statistic", "p", "threshold", "verdict", "PSI")]
         )
         body = format_html_join("", "<tr>" + "<td>{}</td>" * 7 + "</tr>", rows)
-        return format_html("<table>{}{}</table>", head, body)
+        return format_html("<table><tr>{}</tr>{}</table>", head, body)
 
     def _json(self, value: Any) -> str:
         return format_html("<pre>{}</pre>", json.dumps(value, indent=2, default=str))
@@ -168,30 +199,13 @@ class DriftReportAdmin(admin.ModelAdmin):
         for report in done:
             messages.info(request, f"{report}: {', '.join(report.kinds) or 'no drift'}")
 
-    def get_urls(self) -> list[URLPattern]:
-        own = [
-            path(
-                "check/<int:version_id>/",
-                self.admin_site.admin_view(self.check_version_view),
-                name="models_registry_driftreport_check",
-            )
-        ]
-        return own + super().get_urls()
 
-    def check_version_view(self, request: HttpRequest, version_id: int) -> HttpResponseRedirect:
-        """POST: check one version now and open its report (linked from the report list as check/<version id>/)."""
-        version = get_object_or_404(ModelVersion, pk=version_id)
-        if request.method != "POST" or not request.user.is_staff:
-            messages.error(request, "A drift check is started with a POST by a staff account.")
-            return HttpResponseRedirect(reverse("admin:models_registry_driftreport_changelist"))
-        try:
-            done = _run(request, [version.pk])
-        except ApplicationError as exc:
-            messages.error(request, exc.message)
-            done = []
-        if not done:
-            return HttpResponseRedirect(reverse("admin:models_registry_driftreport_changelist"))
-        return HttpResponseRedirect(reverse("admin:models_registry_driftreport_change", args=[done[0].pk]))
+class DriftCheckForm(forms.ModelForm):
+    """The version to check now (the admin's add page for drift reports)."""
+
+    class Meta:
+        model = DriftReport
+        fields = ("version",)
 
 
 class DriftPolicyForm(forms.ModelForm):

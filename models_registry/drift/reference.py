@@ -35,6 +35,7 @@ from models_registry.labels import LABEL_CLASSES, make_labels
 from models_registry.models import DriftReference, ModelVersion
 from models_registry.outcomes import OutcomeRule
 from models_registry.selectors import model_version_load
+from timeseries import get_store
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,14 @@ def reference_compute(*, version: ModelVersion, max_rows: int, store: Any = None
     symbols = version.symbols or []
     if not symbols:
         raise ReferenceUnavailable(f"v{version.version} records no symbol")
-    loaded = load_bars(symbol=str(symbols[0]), start=version.data_start, end=version.data_end, store=store)
+    own = store is None
+    store = store or get_store()  # one store (and HTTP client) for the read, closed when made here
+    try:
+        loaded = load_bars(symbol=str(symbols[0]), start=version.data_start, end=version.data_end, store=store)
+    finally:
+        close = getattr(store, "close", None)
+        if own and close is not None:
+            close()
     bars = loaded.bars
     names = version.feature_names
     if bars.empty:

@@ -431,3 +431,31 @@ def test_command_and_task_record_reports_and_metrics_show_them(version: ModelVer
     assert f'galfriday_drift_detector_state{{detector="adwin",{key}}} 0.0' in text
     assert f"galfriday_drift_confirmed{{{key}}} 0.0" in text
     assert 'galfriday_metrics_collector_failed{collector="drift"}' not in text
+
+
+def test_admin_add_page_runs_a_check_and_shows_its_report(version: ModelVersion, staff_user, client) -> None:  # type: ignore[no-untyped-def]
+    from django.urls import reverse
+
+    client.force_login(staff_user)
+    add = reverse("admin:models_registry_driftreport_add")
+    assert client.get(add).status_code == 200
+    response = client.post(add, {"version": version.pk})
+    report = DriftReport.objects.get(version=version)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:models_registry_driftreport_change", args=[report.pk])
+    assert report.trigger == "operator"
+    assert report.actor == "admin:staff"
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    assert b"features (drifted first)" in page.content.lower()
+    changelist = client.post(
+        reverse("admin:models_registry_driftreport_changelist"),
+        {"action": "check_again", "_selected_action": [report.pk]},
+    )
+    assert changelist.status_code == 302
+    assert DriftReport.objects.filter(version=version).count() == 2
+    evaluated = drift_check(version_id=version.pk, now=_live(version, seed=22))
+    assert evaluated is not None
+    shown = client.get(reverse("admin:models_registry_driftreport_change", args=[evaluated.pk])).content
+    assert b"<td>ret_1</td>" in shown
+    assert b"wasserstein_normed" in shown
