@@ -13,6 +13,6 @@ from django.dispatch import Signal
 model_stage_changed = Signal()
 
 outcomes_matured = Signal()
-"""Sent after a maturation pass of the task (`models_registry.tasks.outcomes_mature_task`) that matured or revised
+"""Sent after a maturation pass (`models_registry.outcomes.outcomes_mature`, whoever runs it) that matured or revised
 outcomes, with keyword arguments `version_ids` (sorted list of the versions touched), `matured` and `revised`
 (counts). The experiments app folds them into its statistics here (the registry never imports it)."""

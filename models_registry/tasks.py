@@ -4,7 +4,6 @@ service called, safe to run twice (the training request id keys the work)."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -13,10 +12,8 @@ from celery import shared_task
 from core.audit import audit_actor
 from core.errors import ApplicationError
 from models_registry.drift.checks import drift_check, drift_check_versions
-from models_registry.signals import outcomes_matured
 
 logger = logging.getLogger(__name__)
-counters: Counter[str] = Counter()
 
 TASK_ACTOR = "celery:models_registry.tasks.train_model_task"
 
@@ -79,28 +76,12 @@ def bootstrap_model_task(symbol: str) -> dict[str, Any]:
 @shared_task(name="models_registry.tasks.outcomes_mature_task", acks_late=True)
 def outcomes_mature_task() -> dict[str, Any]:
     """Mature the outcomes of predictions whose horizon has passed, re-check recent ones, then check the
-    versions touched for degradation. Safe to run twice or concurrently (single-flight; a replay writes
-    nothing)."""
+    versions touched for degradation and tell the receivers of `outcomes_matured` (experiments). Safe to run twice
+    or concurrently (single-flight; a replay writes nothing)."""
     from models_registry.outcomes import outcomes_mature
 
     with audit_actor("celery:models_registry.tasks.outcomes_mature_task"):
-        result = outcomes_mature()
-        if result.matured or result.revised:
-            outcomes_matured_notify(
-                version_ids=sorted(result.version_ids), matured=result.matured, revised=result.revised
-            )
-        return result.as_dict()
-
-
-def outcomes_matured_notify(*, version_ids: list[int], matured: int, revised: int) -> None:
-    """Send `outcomes_matured` (experiments fold the new outcomes into their statistics); a failing receiver is
-    logged and counted, never fails the maturation pass."""
-    for receiver, outcome in outcomes_matured.send_robust(
-        sender=outcomes_mature_task, version_ids=version_ids, matured=matured, revised=revised
-    ):
-        if isinstance(outcome, Exception):
-            counters["outcomes_matured_receiver_failed"] += 1
-            logger.error("outcomes_matured receiver failed", extra={"receiver": repr(receiver)}, exc_info=outcome)
+        return outcomes_mature().as_dict()
 
 
 @shared_task(name="models_registry.tasks.drift_check_task", acks_late=True)

@@ -30,6 +30,7 @@ from models_registry.labels import LABEL_CLASSES, make_labels
 from models_registry.models import ModelVersion, Prediction, PredictionOutcome
 from models_registry.outcomes.degradation import version_degradation_check
 from models_registry.outcomes.rules import BAR, OUTCOME_FIELDS, OutcomeRule, net_return, outcome_column
+from models_registry.signals import outcomes_matured
 from timeseries import get_store
 
 logger = logging.getLogger(__name__)
@@ -344,7 +345,22 @@ def outcomes_mature(*, now: datetime | None = None, store: Any = None, limit: in
         alert = version_degradation_check(version_id=version_id)
         if alert is not None:
             result.alerts.append(alert)
+    if result.matured or result.revised:
+        _notify(result)
     return result
+
+
+def _notify(result: MaturationResult) -> None:
+    """Send `outcomes_matured` (experiments fold the new outcomes into their statistics) after a pass that matured
+    or revised outcomes, whoever ran it; a failing receiver is logged, never fails the pass."""
+    for receiver, outcome in outcomes_matured.send_robust(
+        sender=outcomes_mature,
+        version_ids=sorted(result.version_ids),
+        matured=result.matured,
+        revised=result.revised,
+    ):
+        if isinstance(outcome, Exception):
+            logger.error("outcomes_matured receiver failed", extra={"receiver": repr(receiver)}, exc_info=outcome)
 
 
 def _mature(now: datetime, store: Any, limit: int) -> MaturationResult:

@@ -168,7 +168,8 @@ def test_start_refuses_when_the_champion_changed_since_the_draft() -> None:
 
 
 @pytest.fixture
-def experiment_gate(settings):  # type: ignore[no-untyped-def]
+def experiment_gate(settings, registry_settings):  # type: ignore[no-untyped-def]  # noqa: F811
+    """The settings' default experiment gate, back on after the registry fixture turned the gates off."""
     settings.MODELS_REGISTRY_EXTRA_GATES = ["experiments.gates.experiment_won_gate"]
 
 
