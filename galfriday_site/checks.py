@@ -43,13 +43,17 @@ def production_configuration(app_configs: Any = None, **kwargs: Any) -> list[Err
             kraken_tier=settings.GALFRIDAY_KRAKEN_TIER,
             reconciliation_tier=settings.GALFRIDAY_RECONCILIATION_TIER,
             unknown_orders=settings.GALFRIDAY_RECONCILIATION_UNKNOWN_ORDERS,
+            nonce_source=settings.KRAKEN_NONCE_SOURCE,
+            redis_url=settings.REDIS_URL,
         )
     )
 
 
-def policy_problems(*, kraken_tier: str, reconciliation_tier: str, unknown_orders: str) -> list[Error]:
+def policy_problems(
+    *, kraken_tier: str, reconciliation_tier: str, unknown_orders: str, nonce_source: str = "file", redis_url: str = ""
+) -> list[Error]:
     """Choices among named values, in any mode: a misspelt tier would fail the first private call, a misspelt
-    unknown-orders policy would silently adopt."""
+    unknown-orders policy would silently adopt, a nonce source that cannot work would fail every private call."""
     tiers = sorted(t.name.lower() for t in Tier)
     errors = [
         Error(
@@ -70,6 +74,16 @@ def policy_problems(*, kraken_tier: str, reconciliation_tier: str, unknown_order
                 hint=f"Use '{UNKNOWN_ORDERS_ADOPT}' (record orders the exchange has and we do not) or "
                 f"'{UNKNOWN_ORDERS_CANCEL}' (record them, then cancel those still open).",
                 id="galfriday.E011",
+            )
+        )
+    if nonce_source not in ("redis", "file") or (nonce_source == "redis" and not redis_url):
+        errors.append(
+            Error(
+                f"KRAKEN_NONCE_SOURCE is {nonce_source!r}"
+                + (" without REDIS_URL." if nonce_source == "redis" else "."),
+                hint="Use 'redis' (with REDIS_URL: workers on several machines share one API key) or 'file' "
+                "(KRAKEN_NONCE_FILE: one machine only).",
+                id="galfriday.E012",
             )
         )
     return errors

@@ -72,7 +72,6 @@ class SessionConfig:
     api_secret: str
     rest_timeout_s: float
     tier: str
-    nonce_file: str
     ws_enabled: bool
     order_timeout_s: float
     connect_wait_s: float
@@ -82,7 +81,6 @@ class SessionConfig:
     @classmethod
     def from_settings(cls) -> SessionConfig:
         key, secret = kraken_credentials()
-        nonce_file = str(settings.KRAKEN_NONCE_FILE)
         deadman = settings.GALFRIDAY_DEADMAN_TIMEOUT_S
         if isinstance(deadman, bool) or int(deadman) != deadman or int(deadman) < 0:
             raise ImproperlyConfigured("GALFRIDAY_DEADMAN_TIMEOUT_S must be a whole number of seconds >= 0")
@@ -98,7 +96,6 @@ class SessionConfig:
             api_secret=secret,
             rest_timeout_s=rest_timeout,
             tier=str(settings.GALFRIDAY_KRAKEN_TIER).upper(),
-            nonce_file=nonce_file,
             ws_enabled=bool(settings.GALFRIDAY_EXECUTION_WS) and bool(settings.KRAKEN_WS_AUTH_URL),
             order_timeout_s=rest_timeout,  # the ack wait, as REST's KRAKEN_TIMEOUT
             connect_wait_s=float(settings.GALFRIDAY_EXECUTION_WS_CONNECT_WAIT_S),

@@ -81,6 +81,10 @@ def test_misspelt_tiers_and_unknown_orders_policy_are_refused() -> None:
     assert ids(errors) == {"galfriday.E010", "galfriday.E011"}
     assert "GALFRIDAY_KRAKEN_TIER is 'gold'" in errors[0].msg
     assert len(policy_problems(kraken_tier="x", reconciliation_tier="y", unknown_orders="adopt")) == 2
+    fine = {"kraken_tier": "pro", "reconciliation_tier": "pro", "unknown_orders": "adopt"}
+    assert policy_problems(**fine, nonce_source="redis", redis_url="redis://127.0.0.1:6379/0") == []
+    assert ids(policy_problems(**fine, nonce_source="redis", redis_url="")) == {"galfriday.E012"}
+    assert ids(policy_problems(**fine, nonce_source="memcached", redis_url="redis://x")) == {"galfriday.E012"}
 
 
 def test_manage_py_refuses_a_misspelt_unknown_orders_policy(embedded_env: dict[str, str]) -> None:
