@@ -619,15 +619,3 @@ def drift_check_versions() -> list[int]:
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-
-
-def drift_check_all(
-    *, trigger: str = DriftReport.Trigger.SCHEDULE, actor: str = "drift-check", now: datetime | None = None
-) -> list[DriftReport]:
-    """Check every version of `drift_check_versions` (one failing version does not stop the others)."""
-    out = []
-    for version_id in drift_check_versions():
-        report = drift_check(version_id=version_id, trigger=trigger, actor=actor, now=now)
-        if report is not None:
-            out.append(report)
-    return out

@@ -4,10 +4,12 @@ are refused)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from core.errors import ApplicationError
+from models_registry.drift.detectors import DEFAULT_PARAMETERS
 
 
 class ThresholdsError(ApplicationError):
@@ -56,6 +58,25 @@ _INTEGER_KEYS = {
 }
 
 
+def _detectors_problem(value: Any) -> str:
+    """What is wrong with detector parameter overrides ({detector: {parameter: number}}), or ""."""
+    if not isinstance(value, Mapping):
+        return "an object of detector -> parameters"
+    for name, params in value.items():
+        if name not in DEFAULT_PARAMETERS:
+            return f"unknown detector {name!r} (one of {sorted(DEFAULT_PARAMETERS)})"
+        if not isinstance(params, Mapping):
+            return f"{name}: an object of parameter -> number"
+        for param, number in params.items():
+            if param not in DEFAULT_PARAMETERS[name]:
+                return f"{name}: unknown parameter {param!r} (one of {sorted(DEFAULT_PARAMETERS[name])})"
+            if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+                return f"{name}.{param}: must be a finite number"
+            if number < 0:
+                return f"{name}.{param}: must not be negative"
+    return ""
+
+
 def thresholds_validate(overrides: Mapping[str, Any]) -> dict[str, Any]:
     """`overrides` checked against the defaults' keys and types (a ThresholdsError names what is wrong)."""
     if not isinstance(overrides, Mapping):
@@ -65,10 +86,11 @@ def thresholds_validate(overrides: Mapping[str, Any]) -> dict[str, Any]:
         if key not in DEFAULT_THRESHOLDS:
             errors[key] = "unknown threshold"
         elif key == "detectors":
-            if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
-                errors[key] = "an object of detector -> parameters"
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            errors[key] = "must be a number"
+            problem = _detectors_problem(value)
+            if problem:
+                errors[key] = problem
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            errors[key] = "must be a finite number"
         elif key in _INTEGER_KEYS and (not float(value).is_integer() or value < 1):
             errors[key] = "must be a positive integer"
         elif value < 0:

@@ -366,6 +366,11 @@ def test_thresholds_per_model_override_the_defaults_and_bad_ones_are_refused(ver
         drift_policy_set(model=version.model, thresholds={"wasserstien": 0.2}, actor="test")
     with pytest.raises(ApplicationError):
         drift_policy_set(model=version.model, thresholds={"bins": 0}, actor="test")
+    for bad in ({"cusum": {}}, {"adwin": {"gamma": 1}}, {"page_hinkley": {"threshold": "high"}}, [1]):
+        with pytest.raises(ApplicationError):
+            drift_policy_set(model=version.model, thresholds={"detectors": bad}, actor="test")
+    with pytest.raises(ApplicationError):
+        drift_policy_set(model=version.model, thresholds={"wasserstein": float("nan")}, actor="test")
     assert version.model.drift_policy.thresholds == {"wasserstein": 0.5, "confirm_checks": 3}
 
 
