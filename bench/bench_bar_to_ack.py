@@ -35,7 +35,10 @@ one solo worker, which cannot happen at one bar a minute.
 
 The predictor (``--predictor``):
 
-* ``registry`` (default): the real ``models_registry.predictor.PipelinePredictor``. A production version of the
+* ``registry`` (default): the production default, ``experiments.router.ExperimentRouter``, over the real
+  ``models_registry.predictor.PipelinePredictor`` (with ``--shadows N``, N challenger versions run in a shadow
+  experiment: each decision hands them a shadow prediction, made on a second worker of the ``lifecycle`` queue
+  after the champion's order is on its way, and the run checks that every one was recorded). A production version of the
   symbol's model (``btc-usd-1m-direction``) is registered first (``register_bench_model``): the training's
   logistic regression (``StandardScaler`` + ``LogisticRegression``) fitted on synthetic feature rows around the
   bench's bars so that it predicts "up" with high probability there, its hyperparameters recording ``horizon``,
@@ -158,7 +161,9 @@ def registry_environment(var_dir: str) -> dict[str, str]:
     production, tiny orders and no no-trade band."""
     key = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
     return {
-        "GALFRIDAY_PREDICTOR": "models_registry.predictor.PipelinePredictor",
+        # the production default: the experiment router, which is the registry's PipelinePredictor while no
+        # experiment runs (--shadows 0) and hands shadow predictions to the lifecycle queue while one does
+        "GALFRIDAY_PREDICTOR": "experiments.router.ExperimentRouter",
         "MODELS_REGISTRY_ARTIFACT_STORAGE": "local",
         "MODELS_REGISTRY_ARTIFACT_DIR": str(Path(var_dir) / "artifacts"),
         "MODELS_REGISTRY_ARTIFACT_KEYS": f"bench:{key}",
@@ -169,10 +174,12 @@ def registry_environment(var_dir: str) -> dict[str, str]:
     }
 
 
-def register_bench_model(*, seed: int = 7) -> dict[str, Any]:
+def register_bench_model(*, seed: int = 7, shadows: int = 0) -> dict[str, Any]:
     """Register and promote a production version of the symbol's model that buys on the bench's bars (call
     after django.setup() and seed_market()). Returns what the decisions will be made with: the model version
-    label, the probabilities and expected return at the bench's bars, and the round-trip cost they beat."""
+    label, the probabilities and expected return at the bench's bars, and the round-trip cost they beat.
+    `shadows`: that many more versions (the same estimator refitted with other seeds) are registered and a shadow
+    experiment of them against the champion is started, so every decision also hands them a shadow prediction."""
     import numpy as np
 
     from models_registry.features import (
@@ -222,35 +229,53 @@ def register_bench_model(*, seed: int = 7) -> dict[str, Any]:
 
     name = default_model_name(SYMBOL)
     registered_model_create(name=name, description=f"bench: direction of {SYMBOL} (synthetic)", actor="bench")
-    version = model_version_register(
-        model_name=name,
-        estimator=estimator,
-        signature=[(f, FEATURE_DTYPES[f]) for f in FEATURE_NAMES],
-        data_start=start,
-        data_end=start + timedelta(days=14),
-        symbols=[SYMBOL],
-        feature_set_name=FEATURE_SET_NAME,
-        feature_set_version=str(FEATURE_SET_VERSION),
-        hyperparameters={
-            **hyper,
-            "class_mean_returns": BENCH_CLASS_MEAN_RETURNS,
-            "model": "logreg",
-            "seed": seed,
-            "horizon": BENCH_HORIZON,
-            "signal_threshold": BENCH_SIGNAL_THRESHOLD,
-            "taker_fee": 0.004,
-            "slippage_bps": 5.0,
-        },
-        metrics=BENCH_METRICS,
-        n_trials=1,
-        code_version="bench",
-        description="bench_bar_to_ack: logistic regression fitted on synthetic features",
-        actor="bench",
-    )
+
+    def register(fitted: Any, fit_seed: int) -> Any:
+        return model_version_register(
+            model_name=name,
+            estimator=fitted,
+            signature=[(f, FEATURE_DTYPES[f]) for f in FEATURE_NAMES],
+            data_start=start,
+            data_end=start + timedelta(days=14),
+            symbols=[SYMBOL],
+            feature_set_name=FEATURE_SET_NAME,
+            feature_set_version=str(FEATURE_SET_VERSION),
+            hyperparameters={
+                **hyper,
+                "class_mean_returns": BENCH_CLASS_MEAN_RETURNS,
+                "model": "logreg",
+                "seed": fit_seed,
+                "horizon": BENCH_HORIZON,
+                "signal_threshold": BENCH_SIGNAL_THRESHOLD,
+                "taker_fee": 0.004,
+                "slippage_bps": 5.0,
+            },
+            metrics=BENCH_METRICS,
+            n_trials=1,
+            code_version="bench",
+            description="bench_bar_to_ack: logistic regression fitted on synthetic features",
+            actor="bench",
+        )
+
+    version = register(estimator, seed)
     report = model_version_gates_record(version=version, actor="bench")
     model_version_promote(
         model_name=name, version=version.version, stage=Stage.PRODUCTION, reason="benchmark", actor="bench"
     )
+    experiment = None
+    if shadows:
+        from experiments.services import experiment_create, experiment_start
+
+        challengers = [
+            register(build_estimator("logreg", hyper, seed + 1 + i).fit(x, y), seed + 1 + i) for i in range(shadows)
+        ]
+        draft = experiment_create(
+            model_name=name,
+            name=f"bench: {shadows} shadow challengers",
+            treatments=[{"version": v.version} for v in challengers],
+            actor="bench",
+        )
+        experiment = experiment_start(experiment_id=draft.pk, actor="bench", reason="benchmark").pk
     instrument = Instrument.objects.get(symbol=SYMBOL)
     cost = CostModel.for_instrument(
         taker_fee=instrument.taker_fee, bid=PRICE - Decimal("0.1"), ask=PRICE + Decimal("0.1")
@@ -270,6 +295,8 @@ def register_bench_model(*, seed: int = 7) -> dict[str, Any]:
         "signal_threshold": BENCH_SIGNAL_THRESHOLD,
         "class_mean_returns": BENCH_CLASS_MEAN_RETURNS,
         "sizing_fraction": REGISTRY_SIZING_FRACTION,
+        "shadow_experiment": experiment,
+        "shadow_challengers": shadows,
     }
 
 
@@ -358,6 +385,7 @@ def run(
     gap_s: float,
     transport: str,
     predictor: str,
+    shadows: int = 0,
 ) -> dict[str, Any]:
     import httpx
     from django.db import connections
@@ -392,6 +420,7 @@ def run(
         json_line=True,
     )
     worker: Process | None = None
+    shadow_worker: Process | None = None
     try:
         info = sim.info
         admin = httpx.Client(base_url=info["admin_url"], timeout=10.0)
@@ -402,7 +431,7 @@ def run(
 
         instrument = seed_market()
         equity_snapshot_take(marks={SYMBOL: PRICE})
-        model = register_bench_model() if predictor == "registry" else None
+        model = register_bench_model(shadows=shadows) if predictor == "registry" else None
         version_label = model["model_version"] if model is not None else FixedBuy.version
 
         worker_env = {
@@ -440,6 +469,19 @@ def run(
             log_dir / "worker.log",
             json_line=False,
         )
+        if shadows:
+            # The shadow predictions' own worker (the lifecycle queue), on the same two cores as in production.
+            shadow_worker = Process(
+                [
+                    str(Path(sys.executable).with_name("celery")),
+                    *("-A", "galfriday_site", "worker", "-Q", "lifecycle", "--pool", "solo", "--concurrency", "1"),
+                    *("--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"),
+                    *("--hostname", f"bench-shadow-{os.getpid()}@{socket.gethostname()}"),
+                ],
+                worker_env,
+                log_dir / "shadow-worker.log",
+                json_line=False,
+            )
 
         store = RelationalStore()
         total = warmup + bars
@@ -535,11 +577,18 @@ def run(
             "model_versions": sorted(set(Decision.objects.values_list("model_version", flat=True))),
         }
         predictions = predictions_recorded(version_label if model is not None else None)
-        predictions["expected"] = total if model is not None else 0
+        expected = total * (1 + shadows) if model is not None else 0
+        deadline = time.monotonic() + 60  # the shadow predictions trail the decisions on their own worker
+        while shadows and predictions["count"] < expected and time.monotonic() < deadline:
+            time.sleep(1.0)
+            predictions = predictions_recorded(version_label)
+        predictions["expected"] = expected
         admin.close()
     finally:
         if worker is not None:
             worker.stop()
+        if shadow_worker is not None:
+            shadow_worker.stop()
         sim.stop()
         connections.close_all()
     tasks = worker_task_split(log_dir / "worker.log", timed_sends, timed_seen)
@@ -557,7 +606,8 @@ def run(
         "conditions": {
             "bars": bars,
             "warmup_bars": warmup,
-            "predictor": "models_registry.predictor.PipelinePredictor (registered production version)"
+            "predictor": "experiments.router.ExperimentRouter over the registry's PipelinePredictor (registered "
+            f"production version; {shadows} shadow challengers in a running shadow experiment)"
             if model is not None
             else "bench.bench_bar_to_ack.FixedBuy",
             "model": model,
@@ -620,12 +670,14 @@ def worker_task_split(
         "execute_received_to_exchange_id_seen": [],
     }
     for task_id, sent_at in sends.items():
-        execute_id = execute_by_order.get(order_of.get(task_id, ""), "")
-        if task_id not in received or task_id not in runtime or execute_id not in received:
+        if task_id not in received or task_id not in runtime:
             continue
-        decide_end = received[task_id] + timedelta(microseconds=runtime[task_id] / 1000)
         split["send_to_decide_received"].append(_ms(sent_at, received[task_id]) or 0)
         split["decide_runtime"].append(runtime[task_id])
+        execute_id = execute_by_order.get(order_of.get(task_id, ""), "")
+        if execute_id not in received:
+            continue  # sent by the decision task itself (GALFRIDAY_EXECUTION_INLINE): no execute_order hop
+        decide_end = received[task_id] + timedelta(microseconds=runtime[task_id] / 1000)
         split["decide_end_to_execute_received"].append(_ms(decide_end, received[execute_id]) or 0)
         split["execute_order_runtime"].append(runtime.get(execute_id, 0))
         if seen and task_id in seen:
@@ -687,6 +739,13 @@ def main() -> int:
         "(default); fixed: FixedBuy, no registry",
     )
     parser.add_argument(
+        "--shadows",
+        type=int,
+        default=0,
+        help="with --predictor registry: that many challenger versions in a running shadow experiment, their "
+        "predictions made on a lifecycle worker (default 0: the champion alone)",
+    )
+    parser.add_argument(
         "--post-ack-sync-s", type=float, default=0.0, help="GALFRIDAY_EXECUTION_POST_ACK_SYNC_S (default 0)"
     )
     args = parser.parse_args()
@@ -725,6 +784,7 @@ def main() -> int:
             args.gap_ms / 1000,
             args.transport,
             args.predictor,
+            args.shadows,
         )
     print(json.dumps(result, indent=2))
     predictions = result["predictions_recorded"]
