@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,9 +20,19 @@ from ingest.kraken.messages import Trade
 from ingest.publisher import EventPublisher
 from timeseries.writer import TimeSeriesWriter
 
-__all__ = ["BarFeed"]
+__all__ = ["BarFeed", "flush"]
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
+
+
+async def flush(writer: TimeSeriesWriter, *, only: Collection[str] | None = None) -> None:
+    """Flush ``writer``, to the end even if the caller is cancelled meanwhile.
+
+    The writer takes a batch out of its queue before writing it; a flush cancelled before the write began in the
+    writer's thread would drop that batch (a stop right after a bar closed lost the bar: the heartbeat that closed
+    it was cancelled in its flush). Shielded, the flush finishes on its own and holds the writer's lock until then,
+    so the next flush (the worker's close) waits for it."""
+    await asyncio.shield(writer.flush(only=only))
 
 
 class BarFeed:
@@ -159,7 +169,7 @@ class BarFeed:
             n = len(self._pending)
             if n == 0:
                 return
-            await self.writer.flush(only={BAR_MEASUREMENT})  # the bars now; the trades queued with them follow
+            await flush(self.writer, only={BAR_MEASUREMENT})  # the bars now; the trades queued with them follow
             bars, self._pending = self._pending[:n], self._pending[n:]
             if not self.decision_task or not self.handover.enabled:
                 return

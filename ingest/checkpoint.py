@@ -14,6 +14,7 @@ from pathlib import Path
 
 from django.db import connections
 
+from ingest.bar_feed import flush
 from ingest.bars import BAR_MEASUREMENT
 from timeseries.writer import TimeSeriesWriter
 
@@ -74,7 +75,7 @@ class BarCheckpoint:
         snapshot = dict(last_closed)
         if all(self.saved.get(k) == v for k, v in snapshot.items()):
             return
-        await self.writer.flush()  # every bar in `snapshot` was added before: now written or spooled
+        await flush(self.writer)  # every bar in `snapshot` was added before: now written or spooled
         merged = {**self.saved, **snapshot}
         try:
             await asyncio.to_thread(self._write, merged)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from asgiref.sync import sync_to_async
 
 from ingest import services
-from ingest.bar_feed import BarFeed
+from ingest.bar_feed import BarFeed, flush
 from ingest.bars import BAR_MEASUREMENT, Bar
 from ingest.checkpoint import ResumeState
 
@@ -86,7 +86,7 @@ class MissedDecisions:
             age_s = (now - (start + length)).total_seconds()
             if age_s <= self.max_age_s:
                 if not flushed:  # persist first: the decision reads the bars it decides on
-                    await self.feed.writer.flush(only={BAR_MEASUREMENT})
+                    await flush(self.feed.writer, only={BAR_MEASUREMENT})
                     flushed = True
                 self.feed.decide(symbol, start)
                 self.counters["decisions_recovered"] += 1

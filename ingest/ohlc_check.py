@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from ingest import gaps
-from ingest.bar_feed import BarFeed, Spawn
+from ingest.bar_feed import BarFeed, Spawn, flush
 from ingest.bars import Bar, trade_point
 from ingest.events import SystemEvent, utcnow
 from ingest.gap_repair import record_backfill, rest_retry, stored_trade_ids
@@ -134,7 +134,7 @@ class OhlcCheck:
             error = f"{type(exc).__name__}: {exc}"[:2000]
         known = builder.trade_ids(start)
         if not known:  # no longer in the builder's memory: what is stored decides what is new
-            await feed.writer.flush()
+            await flush(feed.writer)
             known = await stored_trade_ids(feed.writer, symbol, start, end)
         new = [t for t in fetched.trades if t.trade_id not in known]
         bar = builder.rebuild(start, fetched.trades) if not error else None
@@ -145,7 +145,7 @@ class OhlcCheck:
                     feed.bars_done(other.add_trade(trade))
         if bar is not None:
             feed.bars_done([bar])
-        await feed.writer.flush()
+        await flush(feed.writer)
         self.counters["ohlc_repairs"] += 1
         theirs = self._exchange_bars.get(symbol, {}).get(start)
         if not error and (bar is None or theirs is None or gaps.bar_differences(bar, theirs)):

@@ -302,6 +302,10 @@ class IngestWorker:
 
     async def close(self) -> None:
         await self.ws.close()
+        # No task may be cancelled inside a flush (a cancelled flush drops the batch it took): the worker's own
+        # flushes are shielded (`bar_feed.flush`), and the writer's loop is idle once this flush (in this task, not
+        # shielded) has waited for any flush in progress: nothing runs between its end and the cancellations.
+        await self.writer.flush()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
