@@ -17,6 +17,7 @@ import httpx
 import pytest
 from django.db import connections
 
+from ingest.bar_feed import flush
 from tests.conftest import free_port
 from timeseries import Point
 from timeseries.influx import InfluxStore
@@ -131,3 +132,25 @@ async def test_writer_works_with_the_relational_store(tmp_path: Path) -> None:
 async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
     while not predicate():
         await asyncio.sleep(0.01)
+
+
+async def test_a_flush_whose_caller_is_cancelled_still_writes_the_batch_it_took(
+    influx: InfluxStore, tmp_path: Path
+) -> None:
+    """The ingest worker's flushes (`ingest.bar_feed.flush`) finish even when the task that asked is cancelled, as
+    the worker's stop cancels its tasks: the batch a flush took out of the queue is written, not dropped."""
+    writer = TimeSeriesWriter(dead_store(), spool_dir=tmp_path, max_batch=1000, max_delay=60)
+    writer.add(point(0))
+    await writer.flush()  # the store is down: spooled, so the next flush replays the spool first (and waits there)
+    assert len(writer.spooled_files()) == 1
+    writer.store = influx
+    writer.add(point(1))
+    caller = asyncio.create_task(flush(writer, only={"bars"}))
+    # The flush takes the new bar out of the queue, then waits on the spool's replay (in a thread).
+    await asyncio.wait_for(_until(lambda: writer.pending == 0), timeout=10)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await writer.flush()  # waits for the flush in progress (the writer's lock), as the worker's close does
+    assert [p.time for p in all_points(influx)] == [T0, T0 + timedelta(minutes=1)]
+    assert writer.spooled_files() == []
