@@ -259,6 +259,7 @@ class BarBuilder:
         self._next_to_close: datetime | None = None
         self._first_start: datetime | None = None  # the series' first bar, when it began with a trade here
         self._last_close: Decimal | None = None
+        self._quiet_revisions: dict[datetime, int] = {}  # quiet bars re-emitted at a revised close: last revision
         self.stats = BarStats()
         self._last_bucket = (EPOCH, EPOCH)  # (start, end) of the last bucket computed
         self._close_at: tuple[datetime | None, datetime | None] = (None, None)  # (next_to_close, when it closes)
@@ -388,11 +389,12 @@ class BarBuilder:
         acc = self._recent.get(start)
         if acc is None:  # a quiet bar that now has a trade, or a bar before the series' first one: a real bar
             acc = _Accumulator.from_trade(trade)
-            acc.revision = 1
+            acc.revision = self._quiet_revisions.pop(start, 0) + 1
             self._remember(start, acc)
             self.stats.trades += 1
             self.stats.late_revisions += 1
-            return [self._bar(start, acc), *self._fill_before_first(start, acc.close)]
+            before = self._fill_before_first(start, acc.close)
+            return [self._bar(start, acc), *(before or self._quiet_after(start, acc.close))]
         if trade.trade_id in acc.trade_ids:
             self.stats.duplicates += 1
             return []
@@ -400,7 +402,37 @@ class BarBuilder:
         acc.revision += 1
         self.stats.trades += 1
         self.stats.late_revisions += 1
-        return [self._bar(start, acc)]
+        return [self._bar(start, acc), *self._quiet_after(start, acc.close)]
+
+    def _quiet_after(self, start: datetime, close: Decimal) -> list[Bar]:
+        """A late trade may change a closed bar's close: the quiet bars closed after it, up to the next bar with
+        trades, were flat at the old close and are re-emitted at the new one (as revisions), and when no bar with
+        trades has closed since, quiet bars to come carry the new close."""
+        assert self._next_to_close is not None
+        bars = []
+        moment = start + self._interval
+        while moment < self._next_to_close and moment not in self._recent:
+            revision = self._quiet_revisions.get(moment, 0) + 1
+            self._quiet_revisions[moment] = revision
+            bars.append(
+                Bar(
+                    self.symbol,
+                    self.interval_seconds,
+                    moment,
+                    close,
+                    close,
+                    close,
+                    close,
+                    Decimal(0),
+                    close,
+                    0,
+                    revision,
+                )
+            )
+            moment += self._interval
+        if moment >= self._next_to_close:
+            self._last_close = close
+        return bars
 
     def _fill_before_first(self, start: datetime, close: Decimal) -> list[Bar]:
         """A late trade older than the series' first bar starts the series earlier: the empty intervals between
@@ -428,6 +460,8 @@ class BarBuilder:
     def _forget_old(self) -> None:
         while self._recent and not self._within_window(next(iter(self._recent))):
             self._recent.popitem(last=False)
+        for start in [s for s in self._quiet_revisions if not self._within_window(s)]:
+            del self._quiet_revisions[start]
 
     def _bar(self, start: datetime, acc: _Accumulator) -> Bar:
         vwap = (

@@ -130,3 +130,27 @@ def test_the_volume_is_the_exact_sum_whatever_the_scale(stream: Drawn) -> None:
     series, _ = built(stream.arrival)
     assert sum((bar.volume for bar in series.values()), Decimal(0)) == sum((t.qty for t in stream.trades), Decimal(0))
     assert sum(bar.trades for bar in series.values()) == len(stream.trades)
+
+
+def test_a_late_trade_that_changes_a_close_revises_the_quiet_bars_after_it() -> None:
+    """Found by the property above: minute 0 closed at 100.00, minute 1 closed quiet at 100.00; a late trade of
+    minute 0 makes its close 100.01, so minute 1 (flat at the previous close) must be re-emitted at 100.01, and
+    the quiet bars to come carry 100.01 too."""
+
+    def at(seconds: float, price: str, trade_id: int) -> Trade:
+        moment = START + timedelta(seconds=seconds)
+        return Trade("BTC/USD", "buy", Decimal(price), Decimal("0.5"), "limit", trade_id, moment)
+
+    builder = BarBuilder("BTC/USD", price_precision=PRICE_PRECISION, interval_seconds=INTERVAL, late_window=5)
+    builder.add_trade(at(10, "100.00", 1))
+    closed = builder.add_trade(at(2 * 60 + 5, "100.00", 3))  # minute 0 closes, and minute 1 quiet
+    assert [(b.start, b.close, b.trades) for b in closed] == [
+        (START, Decimal("100.00"), 1),
+        (START + timedelta(minutes=1), Decimal("100.00"), 0),
+    ]
+    revised = builder.add_trade(at(59, "100.01", 2))
+    assert [(b.start, b.close, b.trades, b.revision) for b in revised] == [
+        (START, Decimal("100.01"), 2, 1),
+        (START + timedelta(minutes=1), Decimal("100.01"), 0, 1),
+    ]
+    assert builder.last_close == Decimal("100.01")  # minute 2 is still open: nothing after minute 0 has traded
