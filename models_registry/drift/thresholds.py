@@ -45,6 +45,27 @@ DEFAULT_THRESHOLDS: dict[str, Any] = {
     "confirm_checks": 2,
 }
 
+# upper bounds, so a policy cannot make a check unbounded (a window of years, millions of bins)
+_MAXIMA: dict[str, float] = {
+    "ks_p_value": 1.0,
+    "ks_max_reference_rows": 10_000_000,
+    "psi_moderate": 100.0,
+    "psi_significant": 100.0,
+    "wasserstein": 1_000.0,
+    "bins": 100,
+    "dataset_drift_share": 1.0,
+    "prediction_psi": 100.0,
+    "label_psi": 100.0,
+    "volatility_ratio": 1_000.0,
+    "current_window_minutes": 43_200,
+    "min_current_rows": 1_000_000,
+    "min_label_outcomes": 1_000_000,
+    "reference_max_rows": 1_000_000,
+    "detector_max_outcomes": 10_000_000,
+    "detector_votes": 3,
+    "confirm_checks": 1_000,
+}
+
 _INTEGER_KEYS = {
     "ks_max_reference_rows",
     "bins",
@@ -95,6 +116,8 @@ def thresholds_validate(overrides: Mapping[str, Any]) -> dict[str, Any]:
             errors[key] = "must be a positive integer"
         elif value < 0:
             errors[key] = "must not be negative"
+        elif value > _MAXIMA[key]:
+            errors[key] = f"must be at most {_MAXIMA[key]:g}"
     if errors:
         raise ThresholdsError("invalid drift thresholds", details=errors)
     return dict(overrides)

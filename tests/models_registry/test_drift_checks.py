@@ -369,8 +369,9 @@ def test_thresholds_per_model_override_the_defaults_and_bad_ones_are_refused(ver
     for bad in ({"cusum": {}}, {"adwin": {"gamma": 1}}, {"page_hinkley": {"threshold": "high"}}, [1]):
         with pytest.raises(ApplicationError):
             drift_policy_set(model=version.model, thresholds={"detectors": bad}, actor="test")
-    with pytest.raises(ApplicationError):
-        drift_policy_set(model=version.model, thresholds={"wasserstein": float("nan")}, actor="test")
+    for bad_value in ({"wasserstein": float("nan")}, {"bins": 10**6}, {"current_window_minutes": 10**9}):
+        with pytest.raises(ApplicationError):
+            drift_policy_set(model=version.model, thresholds=bad_value, actor="test")
     assert version.model.drift_policy.thresholds == {"wasserstein": 0.5, "confirm_checks": 3}
 
 
