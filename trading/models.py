@@ -492,6 +492,9 @@ class Alert(models.Model):
         EXCHANGE_DISCONNECTED = "exchange_disconnected"
         RECONCILIATION_FAILED = "reconciliation_failed"
         MODEL_DEGRADED = "model_degraded"  # live performance worse than validation (models_registry outcomes)
+        DRIFT = "drift"  # confirmed drift of a model version (models_registry.drift)
+        EXPERIMENT_GUARDRAIL = "experiment_guardrail"  # an experiment stopped by a breached guardrail
+        EXPERIMENT_SRM = "experiment_srm"  # a split experiment's arms do not match their allocation
 
     class Severity(models.TextChoices):
         INFO = "info"
