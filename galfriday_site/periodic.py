@@ -30,7 +30,7 @@ class PeriodicTaskSpec:
 PERIODIC_TASKS: list[PeriodicTaskSpec] = [
     # Deletes expired task results (the embedded result backend is a SQLite file that would otherwise grow).
     PeriodicTaskSpec("clean up expired task results", "celery.backend_cleanup", every_seconds=3600),
-    # Equity snapshot + drawdown / daily-loss check; halts trading on a breach (trading.risk_services).
+    # Equity snapshot + drawdown / daily-loss check; halts trading on a breach (trading.risk_monitor).
     PeriodicTaskSpec(
         "risk monitor", "trading.tasks.risk_monitor_run", every_seconds=10, queue="trading", expires_seconds=10
     ),
@@ -38,7 +38,7 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
     PeriodicTaskSpec(
         "paper broker sweep", "trading.tasks.paper_broker_sweep", every_seconds=5, queue="trading", expires_seconds=5
     ),
-    # Books against Kraken (reconciliation.services); single-flight, so an overlapping tick just skips.
+    # Books against Kraken (reconciliation.runs); single-flight, so an overlapping tick just skips.
     PeriodicTaskSpec(
         "reconciliation",
         "reconciliation.tasks.reconciliation_run_task",
