@@ -2,7 +2,7 @@
 (issue 14, "Proof by simulation").
 
     .venv/bin/python bench/bench_experiments_scenario.py [--runs 10000] [--power-runs 2000] [--days 14]
-        [--horizon 60] [--cost 0.009] [--burn-in 100 30] [--srm-experiments 1000] [--seed 1]
+        [--horizon 60] [--cost 0.009] [--burn-in 100 30 10] [--srm-experiments 1000] [--seed 1]
 
 The market is `kraken_sim.scenarios` (`KRAKEN_SIM_SCENARIO`'s default, `trend:drift=0.0003,regime_minutes=480`:
 hidden +/- drift regimes), one path per run (`ScenarioPath`, seed = run), one decision per 1-minute bar over
@@ -17,16 +17,19 @@ else flat; its net return per decision is position x (R_h - cost). The versions:
 
 The experiment is a shadow test (paired differences treatment - control on the same decisions) decided by the
 product's rule (`experiments.sequential`): only one decision every `--horizon` bars enters the sequential test
-(`on_grid`: non-overlapping outcomes), sigma^2 is fixed on the first `--burn-in` of those (their variance; kept
-burning while it is 0), tau^2 = 0.04 sigma^2, and the always-valid p (`experiments.statistics.always_valid_p`,
-the same mSPRT as `sequential.paired_look`, checked here against `sequential.Stream` fed every decision as the
-intake does) is read after every one. Reported, with 95 % Wilson intervals:
+(`on_grid`: non-overlapping outcomes), the first `--burn-in` of those fix a variance floor (their variance; kept
+burning while it is 0), each later one is a look whose variance is max(floor, sample variance of every decision so
+far) (`Stream.look_variance`), tau^2 = 0.04 x that variance, and the always-valid p (running minimum of
+`sequential.inverse_lambda`, checked here against `sequential.Stream` fed every decision as the intake does,
+`paired_look` after each) is read after every one. The previous rule (the burn-in variance fixed for the rest of
+the run: "frozen", `experiments.statistics.always_valid_p` with that sigma^2) is measured on the same runs for
+comparison. Reported, with 95 % Wilson intervals:
 
 1. A/A (noisy(1) vs noisy(1)): share of runs whose p ever fell below alpha (type-I error with continuous
-   peeking), per burn-in;
+   peeking), per rule and burn-in;
 2. power: optimal vs noisy(k) for k = 1, 2, 4, the stated effect (mean paired net difference per decision over
-   all runs, its standard error, and in long-run standard deviations), the share detected by day 1, 3, 7 and
-   14 and the median decisions to detection (counting every decision, on the grid or not);
+   all runs, its standard error, and in long-run standard deviations), per rule and burn-in the share detected by
+   day 1, 3, 7 and 14 and the median decisions to detection (counting every decision, on the grid or not);
 3. SRM on the real router (`experiments.router.route_bucket`, SHA-256 of experiment, symbol and bar time):
    `--srm-experiments` experiment ids x 10,000 one-minute decisions, false-alarm rate at p < 0.001 (flag) and
    p < 0.01 (warn) for 50/50 and 50/25/25.
@@ -54,6 +57,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "galfriday_site.settings")
 
+from experiments.sequential import Stream, inverse_lambda, on_grid, paired_look  # noqa: E402
 from experiments.statistics import always_valid_p, srm  # noqa: E402
 from kraken_sim.scenarios import ScenarioPath, forecast_factor, ground_truth, parse_scenario  # noqa: E402
 from models_registry.evaluation.intervals import long_run_variance, wilson_interval  # noqa: E402
@@ -95,19 +99,33 @@ def net_returns(pi: np.ndarray, forward: np.ndarray, drift: float, factor: float
     return np.where(expected > cost, forward - cost, 0.0)
 
 
-def sequential_p(d: np.ndarray, burn_in: int, lags: int = 0) -> tuple[np.ndarray, int]:
-    """The product's paired decision statistic over the differences `d` that enter the test: p after each (1
-    during the burn-in) and the index where sigma^2 was fixed."""
-    p = np.ones(len(d))
-    changed = np.flatnonzero(d != d[0])
+def sequential_p(d: np.ndarray, horizon: int, burn_in: int, lags: int = 0) -> tuple[np.ndarray, int]:
+    """The product's paired decision statistic over a run's differences `d` (one per decision): p after each
+    decision on the grid (1 during the burn-in) and the grid index where the burn-in variance was fixed.
+
+    As `experiments.sequential.paired_look`: the grid's first `burn_in` values fix sigma^2's floor (their variance;
+    kept burning while it is 0), and each later grid value is a look with the variance max(floor, sample variance
+    of every decision so far, on the grid or not), tau^2 = mixing x that, 1/Lambda from `inverse_lambda` itself."""
+    g = grid(d, horizon)
+    p = np.ones(len(g))
+    changed = np.flatnonzero(g != g[0])
     if not len(changed):
-        return p, len(d)  # no dispersion at all: the variance never fixes, p stays 1
-    for n in range(max(burn_in, int(changed[0]) + 1), len(d)):  # a constant prefix has a zero variance
-        lrv = long_run_variance(d[:n], lags)
-        if math.isfinite(lrv) and lrv > 0.0:
-            p[n:] = always_valid_p(d[n:], MIXING * lrv, sigma2=lrv)
+        return p, len(g)  # no dispersion at all: the variance never fixes, p stays 1
+    for n in range(max(burn_in, int(changed[0]) + 1), len(g)):  # a constant prefix has a zero variance
+        floor = long_run_variance(g[:n], lags)
+        if math.isfinite(floor) and floor > 0.0:
+            seen = np.arange(n, len(g)) * horizon + 1  # decisions in the estimates at each look
+            y = d - d[0]  # shifted as `sequential.Moments`
+            total, total_sq = np.cumsum(y)[seen - 1], np.cumsum(y * y)[seen - 1]
+            running = np.maximum(total_sq - total * total / seen, 0.0) / (seen - 1)
+            variance = np.maximum(floor, running).tolist()
+            means = (np.cumsum(g[n:]) / np.arange(1, len(g) - n + 1)).tolist()
+            lowest = 1.0
+            for k, (mean, var) in enumerate(zip(means, variance, strict=True)):
+                lowest = min(lowest, inverse_lambda(mean, var / (k + 1), MIXING * var))
+                p[n + k] = lowest
             return p, n
-    return p, len(d)
+    return p, len(g)
 
 
 def grid(d: np.ndarray, horizon: int) -> np.ndarray:
@@ -116,15 +134,25 @@ def grid(d: np.ndarray, horizon: int) -> np.ndarray:
     return d[::horizon]
 
 
+def frozen_p(d: np.ndarray, horizon: int, burn_in: int) -> np.ndarray:
+    """The previous rule, for comparison: sigma^2 fixed on the burn-in for the rest of the run (no floor)."""
+    g = grid(d, horizon)
+    p = np.ones(len(g))
+    for n in range(burn_in, len(g)):
+        sigma2 = long_run_variance(g[:n], 0)
+        if math.isfinite(sigma2) and sigma2 > 0.0:
+            p[n:] = always_valid_p(g[n:], MIXING * sigma2, sigma2=sigma2)
+            break
+    return p
+
+
 def check_against_stream(d: np.ndarray, burn_in: int, horizon: int) -> None:
     """The vectorised statistic equals `experiments.sequential` fed every decision one at a time, on the grid or
     not, as the intake does (`Stream.add(x, sequential=on_grid(...))`, lags 0, `paired_look` after each)."""
-    from experiments.sequential import Stream, on_grid, paired_look
-
     start = datetime(2026, 11, 2, tzinfo=UTC)  # midnight: minute index divisible by any h dividing 1440
     stream = Stream(burn_in=burn_in, lags=0)
     running = 1.0
-    expected, _ = sequential_p(grid(d, horizon), burn_in)
+    expected, _ = sequential_p(d, horizon, burn_in)
     k = -1
     for i, x in enumerate(d.tolist()):
         sequential = on_grid(start + timedelta(minutes=i), horizon)
@@ -148,9 +176,11 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
     decisions = args.days * 1440
     burns = list(args.burn_in)
     truth = ground_truth(spec, horizon=horizon)["phases"][0]
-    aa_hits = dict.fromkeys(burns, 0)
+    rules = ("floor", "frozen")  # the product's rule, and the previous one (burn-in variance fixed) to compare
+    aa_hits = {(rule, burn): 0 for rule in rules for burn in burns}
     power: dict[float, dict[str, Any]] = {
-        k: {"first": [], "diff_sum": 0.0, "run_means": [], "lrv": []} for k in NOISE_LEVELS
+        k: {"first": {(rule, burn): [] for rule in rules for burn in burns}, "run_means": [], "lrv": []}
+        for k in NOISE_LEVELS
     }
     long_fraction = {"optimal": 0.0, **{f"noisy({k:g})": 0.0 for k in NOISE_LEVELS}}
     rng = np.random.default_rng(args.seed)
@@ -179,8 +209,8 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
                         check_against_stream(d, burn, horizon)
                     checked = True
                 for burn in burns:
-                    p, _ = sequential_p(grid(d, horizon), burn)
-                    aa_hits[burn] += bool(p[-1] < ALPHA)
+                    aa_hits["floor", burn] += bool(sequential_p(d, horizon, burn)[0][-1] < ALPHA)
+                    aa_hits["frozen", burn] += bool(frozen_p(d, horizon, burn)[-1] < ALPHA)
         if lo < args.power_runs:
             for k in NOISE_LEVELS:
                 control = arm(k)
@@ -190,10 +220,13 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
                     d = optimal[row] - control[row]
                     stats["run_means"].append(float(d.mean()))
                     stats["lrv"].append(long_run_variance(d, 2 * horizon))
-                    p, _ = sequential_p(grid(d, horizon), burns[0])
-                    below = p < ALPHA
-                    # in decisions (every bar), though only the grid's enter the test
-                    stats["first"].append((int(np.argmax(below)) * horizon + 1) if below[-1] else decisions + 1)
+                    for burn in burns:
+                        for rule in rules:
+                            p = sequential_p(d, horizon, burn)[0] if rule == "floor" else frozen_p(d, horizon, burn)
+                            below = p < ALPHA
+                            # in decisions (every bar), though only the grid's enter the test
+                            first = (int(np.argmax(below)) * horizon + 1) if below[-1] else decisions + 1
+                            stats["first"][rule, burn].append(first)
         print(json.dumps({"runs_done": min(lo + CHUNK, total), "seconds": round(time.perf_counter() - started)}),
               file=sys.stderr, flush=True)  # fmt: skip
 
@@ -222,8 +255,7 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
                 "effect_per_decision": effect,
                 "effect_se": float(means.std(ddof=1) / math.sqrt(len(means))),
                 "effect_in_long_run_sd": effect / sd if sd > 0 else None,
-                "burn_in": burns[0],
-                **detected(stats["first"]),
+                **{f"{rule}_burn_in_{burn}": detected(first) for (rule, burn), first in stats["first"].items()},
             }
         )
     return {
@@ -239,7 +271,13 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
             for k in ("hit_rate_optimal", "expected_return_optimal_long", "expected_return_optimal_long_per_trade")
         },
         "long_fraction": {name: round(v / max(args.runs, args.power_runs), 4) for name, v in long_fraction.items()},
-        "aa_noisy1_vs_noisy1": {f"burn_in_{b}": rate(h, args.runs) for b, h in aa_hits.items()} if args.runs else None,
+        "rules": {
+            "floor": "the product's: variance max(burn-in variance, sample variance of every decision so far)",
+            "frozen": "the previous rule, for comparison: the burn-in variance fixed for the rest of the run",
+        },
+        "aa_noisy1_vs_noisy1": (
+            {f"{rule}_burn_in_{b}": rate(h, args.runs) for (rule, b), h in aa_hits.items()} if args.runs else None
+        ),
         "power": power_rows,
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -283,7 +321,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--horizon", type=int, default=60)
     parser.add_argument("--cost", type=float, default=0.009, help="round trip: 2 x (taker 0.40 %% + slippage 5 bp)")
-    parser.add_argument("--burn-in", type=int, nargs="+", default=[100, 30])
+    parser.add_argument("--burn-in", type=int, nargs="+", default=[100, 30, 10])
     parser.add_argument("--srm-experiments", type=int, default=1000)
     parser.add_argument("--srm-decisions", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
