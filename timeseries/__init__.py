@@ -12,6 +12,7 @@ __all__ = ["InvalidPoint", "Point", "TimeSeriesError", "TimeSeriesStore", "get_s
 def get_store() -> TimeSeriesStore:
     """The configured store, built from settings at call time."""
     if settings.INFLUXDB_URL:
+        # Backend chosen at call time: only the configured adapter (and its client library) is loaded.
         from timeseries.influx import InfluxStore
 
         return InfluxStore(
@@ -22,6 +23,8 @@ def get_store() -> TimeSeriesStore:
             token=settings.INFLUXDB_TOKEN,
             timeout=settings.INFLUXDB_TIMEOUT,
         )
+    # Not at module level: relational.py loads timeseries.models, which this app package cannot import before
+    # the app registry is ready.
     from timeseries.relational import RelationalStore
 
     return RelationalStore()

@@ -21,7 +21,19 @@ FieldValue = Decimal | int | bool | str
 MAX_DECIMAL_DIGITS = 15
 # Names are restricted to identifiers so that both adapters can filter on them without quoting surprises.
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
-_ACCEPTED_NAMES: set[str] = set()  # names that passed NAME_RE (bounded)
+ACCEPTED_NAMES: set[str] = set()  # names that passed name_allowed (bounded)
+
+
+def name_allowed(name: object) -> bool:
+    """Whether `name` may be a measurement, tag or field name (NAME_RE without a double underscore, which the
+    relational adapter's JSON lookups would read as a path). Accepted names are remembered in ACCEPTED_NAMES."""
+    if name in ACCEPTED_NAMES:
+        return True
+    if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
+        return False
+    if len(ACCEPTED_NAMES) < 10_000:
+        ACCEPTED_NAMES.add(name)
+    return True
 
 
 class TimeSeriesError(Exception):
@@ -48,14 +60,10 @@ class Point:
         # Hot path (every trade is a point): names already accepted once are not matched again.
         for kind, names in (("measurement", [self.measurement]), ("tag", self.tags), ("field", self.fields)):
             for name in names:
-                if name in _ACCEPTED_NAMES:
-                    continue
-                if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
+                if name not in ACCEPTED_NAMES and not name_allowed(name):
                     raise InvalidPoint(
                         f"{kind} name {name!r} is not allowed: use letters, digits and single underscores"
                     )
-                if len(_ACCEPTED_NAMES) < 10_000:
-                    _ACCEPTED_NAMES.add(name)
         if self.time.tzinfo is None or self.time.utcoffset() is None:
             raise InvalidPoint(f"point time must be timezone-aware UTC, got naive {self.time!r}")
         if not self.fields:

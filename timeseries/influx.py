@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from timeseries.base import NAME_RE, FieldValue, Point, TimeSeriesError
+from timeseries.base import FieldValue, Point, TimeSeriesError, name_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ class InfluxStore:
         interface keeps (with no fields): those reads go through `query_range`, narrowed."""
         wanted = tuple(dict.fromkeys(fields))
         for name in (*wanted, *([require] if require is not None else [])):
-            if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
+            if not name_allowed(name):
                 raise ValueError(f"field name {name!r} is not allowed")
         if require is None:
             narrowed = [

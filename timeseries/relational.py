@@ -15,7 +15,7 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.db.models.fields.json import KT
 
-from timeseries.base import _ACCEPTED_NAMES, NAME_RE, FieldValue, Point, TimeSeriesError
+from timeseries.base import FieldValue, Point, TimeSeriesError, name_allowed
 from timeseries.models import TimeSeriesPoint
 from timeseries.relational_codec import decode_fields, encode_fields
 
@@ -121,7 +121,7 @@ class RelationalStore:
         its stored text exactly; `last` becomes a LIMIT on a newest-first scan of the (measurement, time) index."""
         wanted = tuple(dict.fromkeys(fields))
         for name in (*wanted, *(tags or {})):
-            if name not in _ACCEPTED_NAMES and (not NAME_RE.match(name) or "__" in name):
+            if not name_allowed(name):
                 raise ValueError(f"field or tag name {name!r} is not allowed")
         if connection.vendor == "postgresql":
             return self._query_fields_postgresql(measurement, start, end, tags or {}, wanted, require, last)
