@@ -5,11 +5,14 @@ from typing import Any
 
 from django.apps import AppConfig
 
+from models_registry.signals import outcomes_matured
+
 logger = logging.getLogger(__name__)
 
 
 def on_outcomes_matured(sender: Any = None, **kwargs: Any) -> None:
     """Fold the outcomes a maturation pass wrote into the active experiments (pull-based and idempotent)."""
+    # Not at module level: apps.py is loaded while the app registry populates, before models can be imported.
     from experiments.intake import experiments_intake
     from experiments.models import ACTIVE_STATUSES, Experiment
 
@@ -25,6 +28,4 @@ class ExperimentsConfig(AppConfig):
     verbose_name = "Experiments"
 
     def ready(self) -> None:
-        from models_registry.signals import outcomes_matured
-
         outcomes_matured.connect(on_outcomes_matured, dispatch_uid="experiments.outcomes_matured")

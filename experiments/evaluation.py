@@ -13,6 +13,8 @@ from core.errors import ApplicationError
 from experiments import services
 from experiments.analysis import experiment_analysis
 from experiments.models import ACTIVE_STATUSES, Experiment, Status
+from trading.alerts import alert_raise
+from trading.models import Alert
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +26,6 @@ SRM_ALERT_KIND = "experiment_srm"
 def experiment_evaluate(*, experiment_id: int, now: datetime | None = None) -> dict[str, Any] | None:
     """Apply the verdict to an active experiment; returns the transition made ({"experiment", "action",
     "reason", ...}) or None."""
-    from trading.alerts import alert_raise
-
     experiment = Experiment.objects.select_related("model").filter(pk=experiment_id).first()
     if experiment is None or experiment.status not in ACTIVE_STATUSES:
         return None
@@ -78,8 +78,6 @@ def experiment_evaluate(*, experiment_id: int, now: datetime | None = None) -> d
 def _srm_alert(experiment: Experiment, srm: dict[str, Any]) -> None:
     """A flagged sample-ratio mismatch (the router does not split as allocated) is worth a person's attention:
     one warning per experiment while unacknowledged. The experiment concludes nothing while flagged."""
-    from trading.alerts import alert_raise
-    from trading.models import Alert
 
     open_alerts = Alert.objects.filter(kind=SRM_ALERT_KIND, acknowledged_at__isnull=True).values_list(
         "context", flat=True

@@ -35,6 +35,7 @@ from django.db import transaction
 
 from experiments.models import ACTIVE_STATUSES, Arm, Experiment, ExperimentObservation, Mode, Status
 from experiments.selectors import experiments_generation
+from galfriday_site.celery import app
 from models_registry.prediction import PredictionOutput
 from models_registry.predictor import PipelinePredictor, RegistryPredictor
 from models_registry.training import default_model_name
@@ -209,8 +210,6 @@ def _observation_insert(
 
 def shadow_enqueue(experiment_id: int, decision_key: str) -> None:
     """Hand the treatments' predictions for a decision to a worker (by task name, ids only)."""
-    from galfriday_site.celery import app
-
     try:
         app.send_task(SHADOW_TASK, kwargs={"experiment_id": experiment_id, "decision_key": decision_key})
         counters["shadow_enqueued"] += 1

@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.db.models import Count, QuerySet, Sum
 
 from experiments.models import ACTIVE_STATUSES, Arm, Experiment
+from trading.models import Decision, Fill
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +60,6 @@ def arm_trading(*, experiment: Experiment) -> dict[int, dict[str, Any]]:
     record the model and version that decided (attribution), their orders and fills: decisions, orders, fills,
     filled notional, fees and realised PnL (Decimal strings). Split: every arm's real trading; shadow: the
     control's alone (treatments never trade)."""
-    from trading.models import Decision, Fill
-
     if experiment.started_at is None:
         return {}
     window = {"created_at__gte": experiment.started_at}

@@ -8,13 +8,13 @@ from typing import Any
 from celery import shared_task
 
 from core.audit import audit_actor
+from experiments.intake import experiments_intake
+from experiments.shadow import shadow_predict
 
 
 @shared_task(name="experiments.tasks.shadow_predict_task", acks_late=True)
 def shadow_predict_task(*, experiment_id: int, decision_key: str) -> dict[str, Any]:
     """The treatments' predictions for one decision of a shadow experiment (`experiments.shadow`)."""
-    from experiments.shadow import shadow_predict
-
     with audit_actor("celery:experiments.tasks.shadow_predict_task"):
         recorded = shadow_predict(experiment_id=experiment_id, decision_key=decision_key)
     return {"experiment": experiment_id, "decision": decision_key, "recorded": recorded}
@@ -23,7 +23,5 @@ def shadow_predict_task(*, experiment_id: int, decision_key: str) -> dict[str, A
 @shared_task(name="experiments.tasks.experiments_intake_task", acks_late=True)
 def experiments_intake_task(*, experiment_id: int | None = None) -> dict[str, Any]:
     """Fold matured outcomes into the active experiments and act on their verdicts (`experiments.intake`)."""
-    from experiments.intake import experiments_intake
-
     with audit_actor("celery:experiments.tasks.experiments_intake_task"):
         return experiments_intake(experiment_id=experiment_id).as_dict()

@@ -9,5 +9,7 @@ class GalFridaySiteConfig(AppConfig):
     verbose_name = "Gal-Friday"
 
     def ready(self) -> None:
+        # In ready(), not at module level: both reach models (simple_history's, reconciliation's), which cannot load
+        # while the app registry is populating (when apps.py itself is imported).
         from core import audit  # noqa: F401  (registers the audit signal handlers)
         from galfriday_site import checks  # noqa: F401  (registers the system checks)

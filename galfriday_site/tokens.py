@@ -30,6 +30,7 @@ def token_digest(raw: str) -> str:
 
 def api_token_issue(*, user: Any, now: datetime | None = None) -> tuple[str, ApiToken]:
     """A new token for `user`: the secret (to show once) and the stored row (its digest)."""
+    # Not at module level: DRF's settings load this module, possibly before the app registry is ready.
     from galfriday_site.models import ApiToken
 
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -45,6 +46,7 @@ def api_token_issue(*, user: Any, now: datetime | None = None) -> tuple[str, Api
 
 
 def api_token_revoke_all(*, user: Any) -> int:
+    # Not at module level: DRF's settings load this module, possibly before the app registry is ready.
     from galfriday_site.models import ApiToken
 
     deleted, _ = ApiToken.objects.filter(user=user).delete()
@@ -58,6 +60,7 @@ class ExpiringTokenAuthentication(BaseAuthentication):
     keyword = "Token"
 
     def authenticate(self, request: Request) -> tuple[Any, ApiToken] | None:
+        # Not at module level: DRF's settings load this module, possibly before the app registry is ready.
         from galfriday_site.models import ApiToken
 
         parts = get_authorization_header(request).split()

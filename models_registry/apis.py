@@ -19,6 +19,7 @@ from core.errors import NotFoundError
 from core.pagination import paginated_response
 from models_registry import selectors, services
 from models_registry.models import ModelVersion, RegisteredModel, Stage
+from models_registry.outcomes import LAST_N, outcome_list, version_calibration, version_live_metrics
 
 
 class IsStaff(BasePermission):
@@ -309,8 +310,6 @@ class VersionLiveMetricsApi(APIView):
 
     @extend_schema(parameters=[FilterSerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, name: str, version: int) -> Response:
-        from models_registry.outcomes import LAST_N, version_live_metrics
-
         found = _version_or_404(name, version)
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -363,8 +362,6 @@ class VersionOutcomesApi(APIView):
 
     @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer(many=True))
     def get(self, request: Request, name: str, version: int) -> Response:
-        from models_registry.outcomes import outcome_list
-
         found = _version_or_404(name, version)
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -378,8 +375,6 @@ class VersionCalibrationApi(APIView):
 
     @extend_schema(parameters=[FilterSerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, name: str, version: int) -> Response:
-        from models_registry.outcomes import version_calibration
-
         found = _version_or_404(name, version)
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from models_registry.features import FEATURE_NAMES, RETURN_HORIZONS
 from models_registry.labels import LABEL_CLASSES
+from trading.predictor import momentum_signal
 
 
 class MomentumClassifier(ClassifierMixin, BaseEstimator):
@@ -26,8 +27,6 @@ class MomentumClassifier(ClassifierMixin, BaseEstimator):
         self.dead_zone = dead_zone
 
     def _answers(self, X: np.ndarray) -> np.ndarray:
-        from trading.predictor import momentum_signal
-
         if self.lookback not in RETURN_HORIZONS:
             raise ValueError(f"lookback must be one of the return features' horizons {RETURN_HORIZONS}")
         moves = np.expm1(np.asarray(X, dtype=np.float64)[:, FEATURE_NAMES.index(f"ret_{self.lookback}")])

@@ -42,6 +42,7 @@ from models_registry.training import (
     train_model,
 )
 from timeseries import get_store
+from trading.models import Instrument
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +88,6 @@ def bootstrap_config(symbol: str | None = None) -> TrainingConfig:
 
 
 def instrument_taker_fee(symbol: str) -> float | None:
-    from trading.models import Instrument
-
     fee = Instrument.objects.filter(symbol=symbol).values_list("taker_fee", flat=True).first()
     return float(fee) if fee is not None else None
 

@@ -35,11 +35,13 @@ import pandas as pd
 from django.conf import settings
 from django.utils import timezone
 
-from ingest.bars import BAR_MEASUREMENT, Bar
-from ingest.gaps import ohlc_committed
+from ingest.bars import BAR_MEASUREMENT, Bar, BarBuilder
+from ingest.gaps import TRADES_PAGE, ohlc_committed, trade_from_rest
+from ingest.kraken.rest import KrakenRestClientSync
 from models_registry.models import HistoryBackfill
 from timeseries import TimeSeriesStore, get_store
 from timeseries.base import query_fields
+from trading.models import Instrument
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +110,6 @@ class BackfillResult:
 
 def default_client() -> Any:
     """A REST client for the configured exchange (public calls only: no key needed). Close it when done."""
-    from ingest.kraken.rest import KrakenRestClientSync
-
     return KrakenRestClientSync(base_url=settings.KRAKEN_REST_URL, timeout=float(settings.KRAKEN_TIMEOUT))
 
 
@@ -283,8 +283,6 @@ class TradesClient(Protocol):
 
 
 def _price_precision(symbol: str) -> int:
-    from trading.models import Instrument
-
     found = Instrument.objects.filter(symbol=symbol).values_list("price_precision", flat=True).first()
     return int(found) if found is not None else 8
 
@@ -303,8 +301,6 @@ def backfill_from_trades(
     ``Trades``, 1,000 a call, paged by the ``last`` cursor). The trades go through the ingest worker's bar builder
     (`ingest.bars.BarBuilder`: the same bars, quiet minutes as flat bars), so backfilled and live series are one
     kind of series. Idempotent like :func:`backfill_history`; recorded as a ``HistoryBackfill`` row."""
-    from ingest.bars import BarBuilder
-    from ingest.gaps import TRADES_PAGE, trade_from_rest
 
     start_utc, end_utc = _utc(start, "start"), _utc(end, "end")
     assert start_utc is not None

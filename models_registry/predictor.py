@@ -22,7 +22,8 @@ from typing import Any
 from django.conf import settings
 
 from core.errors import NotFoundError
-from models_registry.features import REQUIRED_COLUMNS
+from models_registry.features import REQUIRED_COLUMNS, WARMUP_BARS, compute_features
+from models_registry.history import bars_frame, fill_gaps
 from models_registry.models import ModelVersion, Stage
 from models_registry.prediction import PredictionOutput, PredictionService, get_prediction_service
 from models_registry.prediction import expected_return as expected_return  # re-exported (bench_bar_to_ack)
@@ -105,8 +106,6 @@ class PipelinePredictor:
 
     def bars_range(self, *, bar_time: datetime) -> tuple[datetime, datetime]:
         """The bars the features of `bar_time` need: the warm-up and the bar itself."""
-        from models_registry.features import WARMUP_BARS
-
         return bar_time - timedelta(minutes=WARMUP_BARS + 1), bar_time + timedelta(minutes=1)
 
     def predict(
@@ -114,8 +113,6 @@ class PipelinePredictor:
     ) -> TradingPrediction:
         """`bars`: the bars the pipeline read for this decision (the sizing uses them too); read here when they
         do not cover `bars_range`."""
-        from models_registry.features import WARMUP_BARS, compute_features
-        from models_registry.history import bars_frame, fill_gaps
 
         start, end = self.bars_range(bar_time=bar_time)
         if bars is None or not bars.covers(symbol=symbol, start=start, end=end, fields=self.bars_fields):

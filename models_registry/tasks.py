@@ -11,7 +11,10 @@ from celery import shared_task
 
 from core.audit import audit_actor
 from core.errors import ApplicationError
+from models_registry.bootstrap import bootstrap_model
 from models_registry.drift.checks import drift_check, drift_check_versions
+from models_registry.outcomes import outcomes_mature
+from models_registry.training import TrainingConfig, TrainingResult, min_training_samples, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +38,6 @@ def train_model_task(
     """Train and register one version for `request_id` (ISO 8601 window). A redelivered or repeated task
     returns the version the request already registered; a refused request (too few bars, in progress
     elsewhere) returns its error instead of retrying: more attempts cannot help."""
-    from models_registry.training import TrainingConfig, TrainingResult, min_training_samples, train_model
-
     config = TrainingConfig(
         model=model,  # type: ignore[arg-type]
         horizon=horizon or TrainingConfig.horizon,
@@ -66,8 +67,6 @@ def train_model_task(
 def bootstrap_model_task(symbol: str) -> dict[str, Any]:
     """First start: when the symbol has no production model, backfill, train, register and promote through the
     gates (never overriding them). Safe to run again: it does nothing once a version is in production."""
-    from models_registry.bootstrap import bootstrap_model
-
     with audit_actor("celery:models_registry.tasks.bootstrap_model_task", reason=f"bootstrap {symbol}"):
         result = bootstrap_model(symbol=symbol)
     return {"symbol": symbol, "status": result.status, "version": result.version, "message": result.message}
@@ -78,8 +77,6 @@ def outcomes_mature_task() -> dict[str, Any]:
     """Mature the outcomes of predictions whose horizon has passed, re-check recent ones, then check the
     versions touched for degradation and tell the receivers of `outcomes_matured` (experiments). Safe to run twice
     or concurrently (single-flight; a replay writes nothing)."""
-    from models_registry.outcomes import outcomes_mature
-
     with audit_actor("celery:models_registry.tasks.outcomes_mature_task"):
         return outcomes_mature().as_dict()
 

@@ -67,6 +67,7 @@ from sklearn.preprocessing import StandardScaler
 
 from core.errors import ApplicationError, ConflictError
 from models_registry import services
+from models_registry.baselines import MomentumClassifier
 from models_registry.evaluation import PurgedWalkForwardCV, RiskGate, walk_forward_evaluate
 from models_registry.evaluation.backtest import run_backtest
 from models_registry.evaluation.intervals import direction_hits, expected_calibration_error
@@ -83,6 +84,13 @@ from models_registry.features import (
 from models_registry.history import load_bars
 from models_registry.labels import DEFAULT_TAKER_FEE, LABEL_CLASSES, make_labels
 from models_registry.models import ModelVersion, RegisteredModel, Stage, TrainingRun
+from models_registry.outcomes import net_return
+from trading.costs import CostModel, NoTradeBand, trade_check
+from trading.instruments import instrument_rules
+from trading.models import EquitySnapshot, Instrument
+from trading.pipeline import SizingPolicy, annualised_volatility, target_quantity
+from trading.predictor import Prediction, momentum_signals
+from trading.selectors import account_currency, risk_limits_effective
 
 logger = logging.getLogger(__name__)
 
@@ -178,8 +186,6 @@ def build_estimator(kind: str, hyperparameters: Mapping[str, Any], seed: int) ->
     if kind == "logreg":
         return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(**params, random_state=seed))])
     if kind == "momentum":
-        from models_registry.baselines import MomentumClassifier
-
         return MomentumClassifier(**params)
     raise TrainingError(f"unknown model kind {kind!r}; use one of {MODEL_KINDS}")
 
@@ -228,9 +234,6 @@ class LiveSizer:
     edge_required: bool = True
 
     def __call__(self, signal: float, confidence: float, state: Any) -> float:
-        from trading.costs import trade_check
-        from trading.pipeline import annualised_volatility, target_quantity
-        from trading.predictor import Prediction
 
         price = Decimal(repr(float(state.price)))
         equity = self.capital * Decimal(repr(float(state.equity)))
@@ -269,8 +272,6 @@ def live_sizer(
 ) -> LiveSizer:
     """The live sizing and cost rules for a backtest charged `taker_fee` and `slippage_bps` per fill (the
     backtest has no book: the half-spread is in the slippage), on the risk gate's capital and exchange rules."""
-    from trading.costs import CostModel, NoTradeBand
-    from trading.pipeline import SizingPolicy
 
     cost = CostModel(
         taker_fee=Decimal(repr(float(taker_fee))),
@@ -341,8 +342,6 @@ def _baseline_scores(y: np.ndarray, cv: PurgedWalkForwardCV) -> tuple[float, flo
 def _net_return_per_prediction(proba: np.ndarray, forward: np.ndarray, config: TrainingConfig) -> float:
     """Mean net return of the out-of-sample predictions' signals over the horizon, long-only after the round
     trip: the validation figure of the live outcomes' net return (`outcomes.net_return`, one definition)."""
-    from models_registry.outcomes import net_return
-
     cost = 2.0 * (config.taker_fee + config.slippage_bps / 10_000.0)
     values = [
         net_return(signal_from_probabilities(p[_DOWN], p[_UP], config.signal_threshold), float(f), cost)[1]
@@ -364,8 +363,6 @@ def baseline_backtests(window: pd.DataFrame, config: TrainingConfig, risk: RiskG
       model's horizon outside a dead zone of the round-trip cost.
     Not trading at all (net return 0) is the third: a model's net return must be above 0.
     """
-    from trading.predictor import momentum_signals
-
     sizer = live_sizer(
         config.signal_threshold,
         taker_fee=config.taker_fee,
@@ -546,9 +543,6 @@ def backtest_risk_gate(symbol: str) -> RiskGate:
     """The risk inputs live trading would use for `symbol` now: the effective limits (the RiskLimit rows over
     the built-in defaults), the instrument's exchange rules and the account's latest equity; the defaults of
     :class:`RiskGate` for whatever is not stored yet (no instrument row, no equity snapshot)."""
-    from trading.instruments import instrument_rules
-    from trading.models import EquitySnapshot, Instrument
-    from trading.selectors import account_currency, risk_limits_effective
 
     instrument = Instrument.objects.filter(symbol=symbol).first()
     latest = EquitySnapshot.objects.filter(currency=account_currency()).order_by("-taken_at", "-id").first()

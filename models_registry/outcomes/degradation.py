@@ -21,6 +21,8 @@ from models_registry.evaluation.intervals import (
 from models_registry.models import ModelVersion
 from models_registry.outcomes.arrays import MaturedArrays, matured_arrays
 from models_registry.outcomes.rules import OutcomeRule
+from trading.alerts import alert_raise
+from trading.models import Alert
 
 ALERT_KIND = "model_degraded"
 DEGRADATION_MARGIN = 0.10
@@ -69,8 +71,6 @@ def degradation_assess(*, version: ModelVersion, arrays: MaturedArrays | None = 
 
 def open_degradation_alerts(version_ids: Iterable[int] | None = None) -> set[int]:
     """Versions with an unacknowledged `model_degraded` alert."""
-    from trading.models import Alert
-
     rows = Alert.objects.filter(kind=ALERT_KIND, acknowledged_at__isnull=True).values_list("context", flat=True)
     found = {int(c["version_id"]) for c in rows if isinstance(c, dict) and isinstance(c.get("version_id"), int)}
     return found if version_ids is None else found & set(version_ids)
@@ -78,8 +78,6 @@ def open_degradation_alerts(version_ids: Iterable[int] | None = None) -> set[int
 
 def version_degradation_check(*, version_id: int) -> int | None:
     """Raise a `model_degraded` alert when the version is degraded and has no open one; returns its id."""
-    from trading.alerts import alert_raise
-
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().select_related("model").filter(pk=version_id).first()
         if version is None:

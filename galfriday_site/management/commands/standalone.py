@@ -23,6 +23,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from galfriday_site.celery import app
 from galfriday_site.periodic import sync_periodic_tasks
 
 GRACE_SECONDS = 15
@@ -191,8 +192,6 @@ class Command(BaseCommand):
         symbol that already has a production model is left alone. Until a model serves, the baseline decides."""
         if options["no_worker"]:
             return
-        from galfriday_site.celery import app
-
         for symbol in settings.INGEST_SYMBOLS:
             app.send_task("models_registry.tasks.bootstrap_model_task", args=[symbol], queue="lifecycle")
         self.stdout.write(f"model bootstrap requested for {', '.join(settings.INGEST_SYMBOLS)}")
