@@ -71,6 +71,8 @@ from models_registry.models import (
     features_decode,
 )
 from models_registry.outcomes import OutcomeRule, degradation_assess
+from trading.alerts import alert_raise
+from trading.models import Alert
 
 logger = logging.getLogger(__name__)
 
@@ -481,16 +483,12 @@ def _kinds(sections: Mapping[str, Any]) -> list[str]:
 
 def open_drift_alert(version_id: int) -> bool:
     """Whether an unacknowledged drift alert of the version is open."""
-    from trading.models import Alert  # trading's alert model (the lifecycle raises alerts through trading.alerts)
-
     return Alert.objects.filter(
         Q(kind=ALERT_KIND, acknowledged_at__isnull=True) & Q(context__version_id=version_id)
     ).exists()
 
 
 def _raise_alert(report: DriftReport) -> int | None:
-    from trading.alerts import alert_raise
-
     if open_drift_alert(report.version_id):
         return None
     version = report.version
