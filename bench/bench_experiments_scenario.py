@@ -270,7 +270,10 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
             k: truth[k]
             for k in ("hit_rate_optimal", "expected_return_optimal_long", "expected_return_optimal_long_per_trade")
         },
-        "long_fraction": {name: round(v / max(args.runs, args.power_runs), 4) for name, v in long_fraction.items()},
+        "long_fraction": {
+            name: round(v / (max(args.runs, args.power_runs) if name == "optimal" else max(args.power_runs, 1)), 4)
+            for name, v in long_fraction.items()
+        },
         "rules": {
             "floor": "the product's: variance max(burn-in variance, sample variance of every decision so far)",
             "frozen": "the previous rule, for comparison: the burn-in variance fixed for the rest of the run",
