@@ -7,20 +7,20 @@ arrive one at a time (an outcome maturing), a revised value replaces its old con
 The decision statistic is the mixture SPRT of Johari et al. (`experiments.statistics.always_valid_p`), made
 valid in practice:
 
-* sigma^2 is NOT the running sample variance alone (an A/A simulation with a look after every outcome rejected
-  24 % of the time at alpha = 5 %, see BENCHMARKS.md: early variances from a handful of values are tiny). A
-  burn-in fixes a floor: the first `burn_in` values of the stream are kept, their variance (Newey-West long-run
-  variance with `lags`, 0 for the experiments' streams) becomes `sigma2`, and only the values after the burn-in
-  enter the test (its mean and n). At each look the variance used is the larger of that floor and the sample
-  variance of every value so far (`Stream.look_variance`): a burn-in that saw little dispersion by chance (on the
-  learnable scenario a version's position persists for a regime of hours, so paired differences are sparse and
-  clustered and a 100-hour burn-in can miss most disagreements) no longer fixes a variance that is too small for
-  the rest of the run. The variance can only rise above the burn-in's, and 1/Lambda rises with it, so p is never
-  below what the fixed burn-in variance gives (with a data-dependent variance Lambda is no longer exactly a
-  martingale: the error rates are shown by simulation). A/A on that scenario, 10,000 runs x 14 days: 0.0648 with the burn-in
-  variance fixed, at or below alpha with the floor for every burn-in from 10 to 100 (BENCHMARKS.md; the
-  Newey-West variance of the burn-in and batch means were measured and were worse: they add noise to an
-  already noisy estimate). tau^2 = `mixing` x the look's variance.
+* sigma^2 is NOT the running sample variance alone (an A/A simulation with a look after every outcome rejected 24 %
+  of the time at alpha = 5 %, see BENCHMARKS.md: early variances from a handful of values are tiny). A burn-in fixes
+  a floor: the first `burn_in` values of the stream are kept, their variance (Newey-West long-run variance with
+  `lags`, 0 for the experiments' streams) becomes `sigma2`, and only the values after the burn-in enter the test
+  (its mean and n). At each look the variance used is the larger of that floor and the sample variance of every
+  value so far (`Stream.look_variance`): a burn-in that saw little dispersion by chance (on the learnable scenario a
+  version's position persists for a regime of hours, so paired differences are sparse and clustered and a 100-hour
+  burn-in can miss most disagreements) no longer fixes a variance that is too small for the rest of the run. The
+  variance can only rise above the burn-in's, and 1/Lambda rises with it, so p is never below what the fixed burn-in
+  variance gives (with a data-dependent variance Lambda is no longer exactly a martingale: the error rates are shown
+  by simulation). A/A on that scenario, 10,000 runs x 14 days, burn-in 100 / 30 / 10: 0.065 / 0.19 / 0.31 with the
+  burn-in variance fixed, 0.015 / 0.015 / 0.017 with the look variance (BENCHMARKS.md; the Newey-West variance of
+  the burn-in and batch means were measured and were worse: they add noise to an already noisy estimate). tau^2 =
+  `mixing` x the look's variance.
 * Outcomes over an h-bar horizon predicted every bar overlap; only one decision every h bars enters the test
   (`on_grid`), so its values do not overlap; every value enters the estimates (and the look variance).
 * p is the running minimum of 1/Lambda_n evaluated after every value (a look after every outcome), so reading
