@@ -26,6 +26,7 @@ from core.audit import user_actor
 from core.errors import ApplicationError
 from experiments import services
 from experiments.models import (
+    DEFAULT_BURN_IN,
     Arm,
     ArmStatistics,
     Experiment,
@@ -86,7 +87,7 @@ class ExperimentCreateForm(forms.Form):
     alpha = forms.FloatField(initial=0.05, help_text="in (0, 0.5)")
     minimum_sample = forms.IntegerField(initial=1000, min_value=1)
     maximum_duration = forms.DurationField(initial=timedelta(days=14), help_text='e.g. "14 00:00:00" (days hh:mm:ss)')
-    burn_in = forms.IntegerField(initial=100, min_value=1)
+    burn_in = forms.IntegerField(initial=DEFAULT_BURN_IN, min_value=1)
     mixing_variance = forms.FloatField(initial=0.04)
     max_treatment_drawdown = forms.FloatField(required=False, help_text="guardrail, e.g. 0.05 (blank: off)")
     max_error_rate = forms.FloatField(required=False, help_text="guardrail, e.g. 0.01 (blank: off)")

@@ -19,7 +19,7 @@ from core.audit import user_actor
 from core.errors import NotFoundError
 from core.pagination import paginated_response
 from experiments import selectors, services
-from experiments.models import Experiment, Guardrail, Metric, Mode, Status
+from experiments.models import DEFAULT_BURN_IN, Experiment, Guardrail, Metric, Mode, Status
 from experiments.results import experiment_results
 from experiments.serializers import (
     ExperimentDetailOutputSerializer,
@@ -98,7 +98,7 @@ class ExperimentListApi(APIView):
         maximum_duration = serializers.DurationField(
             required=False, help_text='e.g. "P14D" or "14 00:00:00" (default 14 days)'
         )
-        burn_in = serializers.IntegerField(min_value=1, default=100)
+        burn_in = serializers.IntegerField(min_value=1, default=DEFAULT_BURN_IN)
         mixing_variance = serializers.FloatField(default=0.04)
         max_treatment_drawdown = serializers.FloatField(required=False, allow_null=True, default=None)
         max_error_rate = serializers.FloatField(required=False, allow_null=True, default=None)

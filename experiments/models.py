@@ -57,6 +57,12 @@ class Guardrail(models.TextChoices):
     LATENCY = "max_latency_ms"
 
 
+# Test outcomes (per comparison) whose variance starts the sequential test. 30 holds alpha on the learnable
+# scenario's A/A as well as 100 (the look variance's floor, experiments.sequential) and detects effects days sooner
+# (BENCHMARKS.md, "Experiments").
+DEFAULT_BURN_IN = 30
+
+
 class Experiment(models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
@@ -69,7 +75,8 @@ class Experiment(models.Model):
     )
     maximum_duration = models.DurationField(help_text="concluded without a winner when reached")
     burn_in = models.PositiveIntegerField(
-        default=100, help_text="first outcomes (per comparison) that fix the variance of the sequential test"
+        default=DEFAULT_BURN_IN,
+        help_text="first outcomes (per comparison) that fix the variance of the sequential test",
     )
     mixing_variance = models.FloatField(
         default=0.04, help_text="tau^2 of the mixture SPRT, in units of the burn-in variance (effect ~ 0.2 sd)"

@@ -23,6 +23,7 @@ from core.errors import ApplicationError, ConflictError
 from experiments import lock_objects
 from experiments.models import (
     ACTIVE_STATUSES,
+    DEFAULT_BURN_IN,
     Arm,
     ArmStatistics,
     Comparison,
@@ -147,7 +148,7 @@ def experiment_create(
     minimum_sample: int = 1000,
     maximum_duration: timedelta = timedelta(days=14),
     control_allocation_percent: Decimal | str | float | None = None,
-    burn_in: int = 100,
+    burn_in: int = DEFAULT_BURN_IN,
     mixing_variance: float = 0.04,
     max_treatment_drawdown: float | None = None,
     max_error_rate: float | None = None,

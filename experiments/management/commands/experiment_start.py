@@ -26,7 +26,7 @@ from django.db import transaction
 from core.audit import user_actor
 from core.errors import ApplicationError
 from experiments import services
-from experiments.models import Metric, Mode
+from experiments.models import DEFAULT_BURN_IN, Metric, Mode
 
 
 def _percent(text: str) -> Decimal:
@@ -62,7 +62,7 @@ class Command(BaseCommand):
         parser.add_argument("--alpha", type=float, default=0.05, help="in (0, 0.5)")
         parser.add_argument("--minimum-sample", type=int, default=1000)
         parser.add_argument("--max-duration-days", type=float, default=14.0)
-        parser.add_argument("--burn-in", type=int, default=100)
+        parser.add_argument("--burn-in", type=int, default=DEFAULT_BURN_IN)
         parser.add_argument("--mixing-variance", type=float, default=0.04)
         parser.add_argument("--max-drawdown", type=float, help="guardrail: a treatment's drawdown (fraction)")
         parser.add_argument("--max-error-rate", type=float, help="guardrail: a treatment's failed predictions")
