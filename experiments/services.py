@@ -21,6 +21,7 @@ from rest_framework import status
 from core.audit import audit_actor
 from core.errors import ApplicationError, ConflictError
 from experiments import lock_objects
+from experiments.analysis import experiment_verdict
 from experiments.models import (
     ACTIVE_STATUSES,
     DEFAULT_BURN_IN,
@@ -38,6 +39,7 @@ from experiments.router import router_cache_clear
 from experiments.selectors import GENERATION_KEY
 from models_registry import lock_objects as registry_locks
 from models_registry.models import ModelVersion, RegisteredModel, Stage
+from models_registry.services import model_version_promote
 
 logger = logging.getLogger(__name__)
 
@@ -398,7 +400,6 @@ def experiment_conclude(*, experiment_id: int, actor: str, reason: str, winner: 
     """running/paused -> concluded. The winner is the one the statistics support (`experiments.analysis`):
     `winner` None takes it (or concludes without a winner when the evidence is not decisive); a named winner
     the statistics do not support is refused."""
-    from experiments.analysis import experiment_verdict  # analysis reads the statistics the intake keeps
 
     def decide(experiment: Experiment) -> dict[str, Any]:
         verdict = experiment_verdict(experiment)
@@ -426,7 +427,6 @@ def experiment_promote_winner(
     """Promote the concluded experiment's winning treatment to production through the registry's promotion
     (its gates, with `experiments.gates.experiment_won_gate` among them when configured; `override` is the
     registry's audited override, for staff with its permission)."""
-    from models_registry.services import model_version_promote
 
     actor = _require_actor(actor)
     reason = _require_reason(reason)

@@ -311,21 +311,11 @@ def test_dependency_table_of_design_md() -> None:
     assert not broken, "DESIGN.md's dependency table broken:\n" + "\n".join(broken)
 
 
-# (module, imported module) pairs left for now: their files were being edited by another helper when this test
-# landed (issue #19). Neither breaks a cycle: move them to module level and delete the entry.
-PENDING_FUNCTION_LEVEL = {
-    ("experiments.services", "models_registry.services"),
-}
-
-
 def test_function_level_imports_say_why() -> None:
     silent = [
         f"{imp.where()}: function-level import of {imp.target}"
         for imp in imports()
-        if imp.in_function
-        and is_project(imp.target)
-        and not imp.commented
-        and (imp.module, imp.target) not in PENDING_FUNCTION_LEVEL
+        if imp.in_function and is_project(imp.target) and not imp.commented
     ]
     assert not silent, (
         "function-level imports of project modules without a comment saying why (the cycle they break, an optional "
