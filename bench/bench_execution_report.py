@@ -8,8 +8,9 @@ never point this at a database you care about) and the Redis channel layer (``RE
 
 Each order is created and risk-free submitted the way the pipeline leaves it (``order_create`` +
 ``order_mark_submitted``, untimed); then two Kraken v2 ``executions`` messages are fed to the ingest worker's own
-handler (``IngestWorker._on_executions``): ``new``, then a single ``trade`` that fills it
-(``order_status: filled``). Each timed sample is one message: raw JSON received → ``ingest.kraken.messages.parse``
+handler (``worker.private_stream.on_executions``, ``ingest/private_stream.py``): ``new``, then a single ``trade``
+that fills it (``order_status: filled``). Each timed sample is one message: raw JSON received →
+``ingest.kraken.messages.parse``
 → ``ExecutionEvent.from_kraken`` normalised → journal append (fsynced) and ``execution_report_apply`` (through
 ``executions_apply_pending``), in one ``sync_to_async`` hop when no apply pass is in flight →
 ``OrderUpdateEvent`` handed to the channel layer (the worker submits it to its publisher's sender task after the
@@ -286,7 +287,7 @@ async def bench(orders: int, warmup: int, var_dir: Path) -> dict[str, Any]:
     return {
         "benchmark": "execution report received -> order/fill/position committed -> OrderUpdateEvent published",
         "target": "p99 < 20 ms",
-        "code_path": "IngestWorker._on_executions: parse, from_kraken, journal fsync, execution_report_apply, "
+        "code_path": "worker.private_stream.on_executions: parse, from_kraken, journal fsync, execution_report_apply, "
         "group_send",
         "all_messages": percentiles(both),
         "new": percentiles(totals["new"]),
