@@ -500,21 +500,3 @@ def compare_positions(
             )
         )
     return out
-
-
-def kraken_asset_to_v2(name: str, altnames: Mapping[str, str] | None = None) -> str:
-    """REST asset id → the v2 code our balances use: `XXBT`→`BTC`, `ZUSD`→`USD`, `XETH`→`ETH`, `XBT.M`→`BTC.M`;
-    `altnames` (from the public Assets call) wins over the X/Z-prefix rule."""
-    base, dot, suffix = name.partition(".")
-    known = (altnames or {}).get(name) or (altnames or {}).get(base)
-    if known and dot and "." in known:
-        return _v2(known)
-    if known:
-        base = known
-    elif len(base) == 4 and base[0] in "XZ" and base[1:] in ("XBT", "XDG", "ETH", "USD", "EUR", "GBP", "LTC", "XRP"):
-        base = base[1:]
-    return _v2(base) + (dot + suffix if dot else "")
-
-
-def _v2(name: str) -> str:
-    return {"XBT": "BTC", "XDG": "DOGE"}.get(name, name)

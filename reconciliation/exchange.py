@@ -17,10 +17,10 @@ from typing import TypeVar
 
 from django.conf import settings
 
+from ingest.kraken.assets import rest_asset_to_v2
 from ingest.kraken.errors import KrakenError
 from ingest.kraken.rest import KrakenRestClientSync
 from ingest.kraken.rest_types import TradeInfo
-from reconciliation import engine
 from reconciliation.engine import ExchangeView
 from trading.kraken_clients import kraken_credentials_configured, kraken_rest_client
 
@@ -133,7 +133,7 @@ def balances_fetch(rest: RestLedger) -> dict[str, Decimal]:
     altnames = asset_altnames(rest)
     out: dict[str, Decimal] = {}
     for name, value in balances_ex.items():
-        code = engine.kraken_asset_to_v2(name, altnames)
+        code = rest_asset_to_v2(name, altnames)
         out[code] = out.get(code, Decimal(0)) + value.balance
     return out
 

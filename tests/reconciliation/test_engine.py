@@ -148,11 +148,3 @@ def test_a_position_that_its_fills_do_not_prove_is_critical() -> None:
         positions={"BTC/USD": Decimal(2)}, from_fills={"BTC/USD": Decimal(1)}, tolerances=Tolerances()
     )
     assert [(f.kind, f.severity) for f in found] == [("position_mismatch", "critical")]
-
-
-def test_kraken_asset_names_map_to_v2_codes() -> None:
-    assert engine.kraken_asset_to_v2("XXBT") == "BTC"
-    assert engine.kraken_asset_to_v2("ZUSD") == "USD"
-    assert engine.kraken_asset_to_v2("XBT.M") == "BTC.M"
-    assert engine.kraken_asset_to_v2("DOT.S") == "DOT.S"
-    assert engine.kraken_asset_to_v2("XXDG", {"XXDG": "XDG"}) == "DOGE"
