@@ -7,9 +7,7 @@ duplicate (one bar per interval, every trade counted once), every traded interva
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,15 +15,6 @@ from typing import Any
 from timeseries.base import Point, TimeSeriesStore
 
 NS = 1_000_000_000
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> None:
-    """Wait for a condition with a deadline (never a bare sleep)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 def tape_by_interval(sim: Any, symbol: str, interval: int) -> dict[datetime, list[tuple[Decimal, Decimal, int, int]]]:

@@ -37,9 +37,10 @@ from kraken_sim import SimConfig, Simulator
 from kraken_sim import messages as sim_messages
 from kraken_sim.wire import dumps
 from tests.conftest import free_port
-from tests.ingest.simtruth import assert_series_equals_tape, stored_bars, tape_by_interval, tape_within, until
+from tests.ingest.simtruth import assert_series_equals_tape, stored_bars, tape_by_interval, tape_within
 from tests.ingest.test_gaps import SYMBOLS, config, finish, start, trade_for
 from tests.kraken.conftest import SIM_UNLIMITED
+from tests.waiting import until
 from timeseries.base import TimeSeriesStore
 from timeseries.influx import InfluxStore
 from timeseries.relational import RelationalStore

@@ -19,8 +19,9 @@ from ingest.kraken.ws.types import ConnectionState
 from ingest.models import BackfillRecord
 from ingest.worker import IngestConfig, IngestWorker
 from kraken_sim import SimConfig, Simulator
-from tests.ingest.simtruth import assert_series_equals_tape, stored_bars, tape_by_interval, tape_within, until
+from tests.ingest.simtruth import assert_series_equals_tape, stored_bars, tape_by_interval, tape_within
 from tests.kraken.conftest import SIM_UNLIMITED
+from tests.waiting import until
 from timeseries.relational import RelationalStore
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -23,21 +23,11 @@ from django.db import connection
 from ingest.models import BackfillRecord
 from tests.conftest import ROOT, kraken_sim_process
 from tests.ingest.simtruth import NS, assert_series_equals_tape, stored_bars, tape_within
+from tests.waiting import wait_for
 from timeseries.relational import RelationalStore
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services("postgres")]
 SYMBOLS = ["BTC/USD", "ETH/USD"]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout} s")
-        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from galfriday_site.celery import app as celery_app
 from ingest.models import IngestStatus, MissedDecision
 from ingest.worker import IngestWorker
 from kraken_sim import SimConfig, Simulator
-from tests.ingest.simtruth import until
 from tests.ingest.test_gaps import SYMBOLS, config, start
 from tests.ingest.test_ohlc_check import first_minute, trade_in_minute
 from tests.kraken.conftest import SIM_UNLIMITED
+from tests.waiting import until
 from timeseries.relational import RelationalStore
 from trading.models import Decision
 

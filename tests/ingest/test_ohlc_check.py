@@ -20,9 +20,10 @@ from django.db import connections
 from ingest.models import BackfillRecord
 from ingest.worker import IngestWorker
 from kraken_sim import SimConfig, Simulator
-from tests.ingest.simtruth import NS, stored_bars, until
+from tests.ingest.simtruth import NS, stored_bars
 from tests.ingest.test_gaps import SYMBOLS, config, start
 from tests.kraken.conftest import SIM_UNLIMITED
+from tests.waiting import until
 from timeseries.relational import RelationalStore
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,6 +19,7 @@ from django.db import connections
 
 from ingest.bar_feed import flush
 from tests.conftest import free_port
+from tests.waiting import until
 from timeseries import Point
 from timeseries.influx import InfluxStore
 from timeseries.relational import RelationalStore
@@ -58,7 +59,7 @@ async def test_full_batch_is_written_by_the_run_loop(influx: InfluxStore, tmp_pa
     task = asyncio.create_task(writer.run())
     for i in range(50):
         writer.add(point(i))
-    await asyncio.wait_for(_until(lambda: writer.stats.points_written == 50), timeout=10)
+    await asyncio.wait_for(until(lambda: writer.stats.points_written == 50), timeout=10)
     task.cancel()
     assert len(await asyncio.to_thread(all_points, influx)) == 50
     assert writer.stats.batches_written == 1
@@ -68,7 +69,7 @@ async def test_old_enough_batch_is_written_without_being_full(influx: InfluxStor
     writer = TimeSeriesWriter(influx, spool_dir=tmp_path, max_batch=1000, max_delay=0.05)
     task = asyncio.create_task(writer.run())
     writer.add(point(0))
-    await asyncio.wait_for(_until(lambda: writer.stats.points_written == 1), timeout=10)
+    await asyncio.wait_for(until(lambda: writer.stats.points_written == 1), timeout=10)
     task.cancel()
 
 
@@ -129,11 +130,6 @@ async def test_writer_works_with_the_relational_store(tmp_path: Path) -> None:
     assert len(await asyncio.to_thread(all_points, store)) == 3
 
 
-async def _until(predicate) -> None:  # type: ignore[no-untyped-def]
-    while not predicate():
-        await asyncio.sleep(0.01)
-
-
 async def test_a_flush_whose_caller_is_cancelled_still_writes_the_batch_it_took(
     influx: InfluxStore, tmp_path: Path
 ) -> None:
@@ -147,7 +143,7 @@ async def test_a_flush_whose_caller_is_cancelled_still_writes_the_batch_it_took(
     writer.add(point(1))
     caller = asyncio.create_task(flush(writer, only={"bars"}))
     # The flush takes the new bar out of the queue, then waits on the spool's replay (in a thread).
-    await asyncio.wait_for(_until(lambda: writer.pending == 0), timeout=10)
+    await until(lambda: writer.pending == 0, 10, "the flush to take the batch", interval=0.01)
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller

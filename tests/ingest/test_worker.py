@@ -11,7 +11,6 @@ import json
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +27,7 @@ from ingest.models import IngestStatus
 from ingest.worker import IngestConfig, IngestWorker
 from kraken_sim import SimConfig, Simulator
 from tests.kraken.conftest import SIM_UNLIMITED
+from tests.waiting import until
 from timeseries.relational import RelationalStore
 from trading.models import Balance, Fill, Instrument, MarketQuote, Order
 
@@ -35,14 +35,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 API_KEY = "kraken-sim-key"
 API_SECRET = "kQH5HW/8p1uGOVjbgWA7FunAmGO8lsSUXNsu3eow76sz84Q18fWxnyRzBHCd3pd5nE9qa99HAZtuZuj6F1huXg=="
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 async def private_post(sim: Simulator, method: str, data: dict[str, str], nonce: int) -> dict[str, Any]:

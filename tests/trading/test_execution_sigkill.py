@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from django.db import connection
 from tests.conftest import ROOT
 from tests.trading.factories import InstrumentFactory
 from tests.trading.sim_support import ThreadedSim, point_settings_at, sim  # noqa: F401  (fixture)
+from tests.waiting import wait_for
 from trading.accounts import balance_set
 from trading.models import Fill, Order
 from trading.order_states import OrderState
@@ -32,14 +32,6 @@ from trading.orders import order_create, order_mark_submitted
 from trading.tasks import execute_order
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services("postgres", "redis")]
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("transport", ["rest", "ws"])

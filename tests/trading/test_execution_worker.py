@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import os
-import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,19 +15,12 @@ from celery.contrib.testing.worker import start_worker
 from galfriday_site.celery import make_celery_app
 from tests.trading.factories import InstrumentFactory
 from tests.trading.sim_support import ThreadedSim, point_settings_at, sim  # noqa: F401  (fixture)
+from tests.waiting import wait_for
 from trading.accounts import balance_set
 from trading.gateway import CeleryExecutionGateway, execution_gateway
 from trading.models import Order
 from trading.order_states import OrderState
 from trading.orders import order_create, order_mark_submitted
-
-
-def _wait_for(condition: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the worker")
-        time.sleep(0.05)
 
 
 # PostgreSQL: the worker thread and the test thread write and read the same rows; SQLite's shared-cache in-memory
@@ -64,7 +56,7 @@ def test_gateway_enqueues_execute_order_and_a_real_worker_fills_it_on_the_exchan
 
     with start_worker(app, pool="solo", perform_ping_check=False, queues=["trading"], shutdown_timeout=10):
         execution_gateway().submit_order(order_id=order.pk)
-        _wait_for(lambda: Order.objects.get(pk=order.pk).state == OrderState.FILLED)
+        wait_for(lambda: Order.objects.get(pk=order.pk).state == OrderState.FILLED)
 
     order.refresh_from_db()
     assert order.filled_qty == Decimal("0.1")
