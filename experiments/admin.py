@@ -22,6 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from simple_history.admin import SimpleHistoryAdmin
 
+from core.admin import StaffReadOnlyMixin
 from core.audit import user_actor
 from core.errors import ApplicationError
 from experiments import services
@@ -41,26 +42,6 @@ from experiments.results import experiment_results
 from models_registry.models import RegisteredModel
 
 logger = logging.getLogger(__name__)
-
-
-class ReadOnlyMixin:
-    """Experiment rows change only through services (an actor, a reason, an event and a history row each time);
-    every staff account may look (the API's read rule)."""
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _numbers(text: str, name: str) -> list[str]:
@@ -367,13 +348,13 @@ def results_html(results: dict[str, Any]) -> SafeString:
     )
 
 
-class ArmInline(ReadOnlyMixin, admin.TabularInline):
+class ArmInline(StaffReadOnlyMixin, admin.TabularInline):
     model = Arm
     extra = 0
     fields = readonly_fields = ("name", "role", "version", "allocation_percent", "position")
 
 
-class EventInline(ReadOnlyMixin, admin.TabularInline):
+class EventInline(StaffReadOnlyMixin, admin.TabularInline):
     model = ExperimentEvent
     extra = 0
     ordering = ["at", "id"]
@@ -381,7 +362,7 @@ class EventInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
+class ExperimentAdmin(StaffReadOnlyMixin, SimpleHistoryAdmin):
     history_list_display = ["actor", "status", "status_reason"]
     list_display = ["id", "name", "model", "mode", "status", "winner", "primary_metric", "started_at", "ended_at"]
     list_filter = ["status", "mode", "model"]
@@ -467,7 +448,7 @@ class ExperimentAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
 
 
 @admin.register(ExperimentEvent)
-class ExperimentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ExperimentEventAdmin(StaffReadOnlyMixin, admin.ModelAdmin):
     list_display = ["at", "experiment", "action", "from_status", "to_status", "actor", "reason"]
     list_filter = ["action", "to_status"]
     search_fields = ["actor", "reason", "experiment__name"]
@@ -476,7 +457,7 @@ class ExperimentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(Arm)
-class ArmAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
+class ArmAdmin(StaffReadOnlyMixin, SimpleHistoryAdmin):
     history_list_display = ["actor", "allocation_percent"]
     list_display = ["experiment", "name", "role", "version", "allocation_percent", "n_outcomes"]
     list_filter = ["role"]
@@ -490,7 +471,7 @@ class ArmAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
 
 
 @admin.register(ExperimentObservation)
-class ExperimentObservationAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class ExperimentObservationAdmin(StaffReadOnlyMixin, admin.ModelAdmin):
     """One arm on one decision (derived from the registry's predictions and outcomes; read-only)."""
 
     list_display = ["experiment", "arm", "decision_key", "symbol", "bar_time", "latency_ms", "error", "counted"]

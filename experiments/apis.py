@@ -6,6 +6,7 @@ writes a staff account (the project default, as the registry's promotion)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -151,56 +152,54 @@ class ExperimentResultsApi(APIView):
         return Response(ResultsSerializer(experiment_results(experiment_id)).data)
 
 
-class ExperimentStartApi(APIView):
+class _TransitionApi(APIView):
+    """A status change: the input validated, the service (`transition`) called with the acting user, the
+    experiment answered."""
+
+    transition: Callable[..., Any]
+
     @extend_schema(request=ReasonInputSerializer, responses=ExperimentDetailOutputSerializer)
     def post(self, request: Request, experiment_id: int) -> Response:
-        data = ReasonInputSerializer(data=request.data)
+        return self.change(request, experiment_id, ReasonInputSerializer)
+
+    def change(self, request: Request, experiment_id: int, input_serializer: type[serializers.Serializer]) -> Response:
+        data = input_serializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.experiment_start(experiment_id=experiment_id, actor=user_actor(request.user), **data.validated_data)
+        type(self).transition(experiment_id=experiment_id, actor=user_actor(request.user), **data.validated_data)
         return _detail(experiment_id)
 
 
-class ExperimentPauseApi(APIView):
-    @extend_schema(request=ReasonInputSerializer, responses=ExperimentDetailOutputSerializer)
-    def post(self, request: Request, experiment_id: int) -> Response:
-        data = ReasonInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.experiment_pause(experiment_id=experiment_id, actor=user_actor(request.user), **data.validated_data)
-        return _detail(experiment_id)
+class ExperimentStartApi(_TransitionApi):
+    transition = staticmethod(services.experiment_start)
 
 
-class ExperimentResumeApi(APIView):
-    @extend_schema(request=ReasonInputSerializer, responses=ExperimentDetailOutputSerializer)
-    def post(self, request: Request, experiment_id: int) -> Response:
-        data = ReasonInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.experiment_resume(experiment_id=experiment_id, actor=user_actor(request.user), **data.validated_data)
-        return _detail(experiment_id)
+class ExperimentPauseApi(_TransitionApi):
+    transition = staticmethod(services.experiment_pause)
 
 
-class ExperimentStopApi(APIView):
+class ExperimentResumeApi(_TransitionApi):
+    transition = staticmethod(services.experiment_resume)
+
+
+class ExperimentAbortApi(_TransitionApi):
+    transition = staticmethod(services.experiment_abort)
+
+
+class ExperimentStopApi(_TransitionApi):
+    transition = staticmethod(services.experiment_stop)
+
     class InputSerializer(serializers.Serializer):
         guardrail = serializers.ChoiceField(choices=Guardrail.values, help_text="the guardrail that was breached")
         reason = serializers.CharField(max_length=2000)
 
     @extend_schema(request=InputSerializer, responses=ExperimentDetailOutputSerializer)
     def post(self, request: Request, experiment_id: int) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.experiment_stop(experiment_id=experiment_id, actor=user_actor(request.user), **data.validated_data)
-        return _detail(experiment_id)
+        return self.change(request, experiment_id, self.InputSerializer)
 
 
-class ExperimentAbortApi(APIView):
-    @extend_schema(request=ReasonInputSerializer, responses=ExperimentDetailOutputSerializer)
-    def post(self, request: Request, experiment_id: int) -> Response:
-        data = ReasonInputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.experiment_abort(experiment_id=experiment_id, actor=user_actor(request.user), **data.validated_data)
-        return _detail(experiment_id)
+class ExperimentConcludeApi(_TransitionApi):
+    transition = staticmethod(services.experiment_conclude)
 
-
-class ExperimentConcludeApi(APIView):
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=2000)
         winner = serializers.CharField(
@@ -214,10 +213,7 @@ class ExperimentConcludeApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=ExperimentDetailOutputSerializer)
     def post(self, request: Request, experiment_id: int) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        services.experiment_conclude(experiment_id=experiment_id, actor=user_actor(request.user), **data.validated_data)
-        return _detail(experiment_id)
+        return self.change(request, experiment_id, self.InputSerializer)
 
 
 class ExperimentPromoteApi(APIView):

@@ -15,6 +15,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from core.admin import StaffReadOnlyMixin
 from core.errors import ApplicationError
 from models_registry import services
 
@@ -29,27 +30,8 @@ from models_registry.models import (
     Stage,
     StageEvent,
 )
+from models_registry.outcomes.rules import OUTCOME_FIELDS
 from models_registry.selectors import promotion_gate_report
-
-
-class ReadOnlyMixin:
-    """Registry rows change only through services (so every move has an actor, a reason and a history row);
-    every staff account may look (the API's read rule)."""
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class StageChangeForm(forms.Form):
@@ -79,7 +61,7 @@ class RegisteredModelAdmin(SimpleHistoryAdmin):
         return False
 
 
-class StageEventInline(ReadOnlyMixin, admin.TabularInline):
+class StageEventInline(StaffReadOnlyMixin, admin.TabularInline):
     model = StageEvent
     fk_name = "version"
     extra = 0
@@ -88,7 +70,7 @@ class StageEventInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
+class ModelVersionAdmin(StaffReadOnlyMixin, SimpleHistoryAdmin):
     history_list_display = ["actor", "stage"]
     list_display = ["model", "version", "stage", "gates", "feature_set_name", "n_trials", "created_at"]
     list_filter = ["stage", "model"]
@@ -161,39 +143,21 @@ class ModelVersionAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
 
 
 @admin.register(ModelAlias)
-class ModelAliasAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
+class ModelAliasAdmin(StaffReadOnlyMixin, SimpleHistoryAdmin):
     history_list_display = ["actor", "version"]
     list_display = ["model", "name", "version", "updated_at"]
     list_filter = ["model", "name"]
 
 
 @admin.register(StageEvent)
-class StageEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class StageEventAdmin(StaffReadOnlyMixin, admin.ModelAdmin):
     list_display = ["at", "model", "version", "kind", "from_stage", "to_stage", "alias", "actor", "gate_overridden"]
     list_filter = ["model", "kind", "to_stage", "gate_overridden"]
     search_fields = ["actor", "reason", "alias"]
     date_hierarchy = "at"
 
 
-OUTCOME_FIELDS = (
-    "status",
-    "pending_reason",
-    "forward_return",
-    "realised_label",
-    "dead_zone",
-    "direction_hit",
-    "position",
-    "round_trip_cost",
-    "net_return",
-    "entry_close",
-    "exit_close",
-    "matured_at",
-    "revisions",
-    "revised_at",
-)
-
-
-class PredictionOutcomeInline(ReadOnlyMixin, admin.StackedInline):
+class PredictionOutcomeInline(StaffReadOnlyMixin, admin.StackedInline):
     model = PredictionOutcome
     fk_name = "prediction"
     extra = 0
@@ -201,7 +165,7 @@ class PredictionOutcomeInline(ReadOnlyMixin, admin.StackedInline):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class PredictionAdmin(StaffReadOnlyMixin, admin.ModelAdmin):
     """Recorded predictions with their outcome (read-only: written by the prediction service and maturation)."""
 
     list_display = ["decision_id", "version", "symbol", "bar_time", "horizon", "signal", "confidence", "outcome_status"]
@@ -232,7 +196,7 @@ class PredictionAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(PredictionOutcome)
-class PredictionOutcomeAdmin(ReadOnlyMixin, SimpleHistoryAdmin):
+class PredictionOutcomeAdmin(StaffReadOnlyMixin, SimpleHistoryAdmin):
     """What each prediction's horizon turned out to be (read-only: written by the maturation service)."""
 
     list_display = [

@@ -4,9 +4,13 @@ paired edge (observations, predictions and matured outcomes for every arm, so th
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 
-from experiments.models import Experiment
+from experiments.intake import experiments_intake
+from experiments.models import Experiment, ExperimentObservation
+from experiments.services import experiment_create, experiment_start
 from tests.experiments.support import cheap_model, synthetic_outcomes
 
 
@@ -27,3 +31,31 @@ def feed_shadow(experiment_id: int, n: int, *, edge: float, first_minute: int = 
     for arm in arms[1:]:
         nets = control_net + edge + rng.normal(0.0, 0.005, n)
         synthetic_outcomes(experiment, arm, nets.tolist(), start=first_minute)
+
+
+def broken_split_experiment(model_name: str) -> Experiment:
+    """A running 50/50 split experiment whose router sent 400 decisions 90/10 (the intake has run): SRM flags it."""
+    experiment = experiment_create(
+        model_name=model_name,
+        name="split",
+        mode="split",
+        control_allocation_percent="50",
+        treatments=[{"version": 2, "allocation_percent": "50"}],
+        actor="test",
+    )
+    experiment_start(experiment_id=experiment.pk, actor="test", reason="go")
+    control, treatment = experiment.arms.order_by("position")
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    ExperimentObservation.objects.bulk_create(
+        ExperimentObservation(
+            experiment=experiment,
+            arm=control if i % 10 else treatment,  # 90/10 for a 50/50 allocation
+            version=(control if i % 10 else treatment).version,
+            decision_key=f"BTC/USD:{i}",
+            symbol="BTC/USD",
+            bar_time=start + timedelta(minutes=i),
+        )
+        for i in range(400)
+    )
+    experiments_intake(experiment_id=experiment.pk)
+    return experiment

@@ -4,17 +4,16 @@ mismatch; the audit history and the event log are there."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from django.test import Client
 
 from experiments.intake import experiments_intake
-from experiments.models import Arm, Experiment, ExperimentEvent, ExperimentObservation
+from experiments.models import Arm, Experiment, ExperimentEvent
 from experiments.services import experiment_create, experiment_start
 from models_registry.models import ModelVersion
-from tests.experiments.interface_support import feed_shadow, model_with_champion
+from tests.experiments.interface_support import broken_split_experiment, feed_shadow, model_with_champion
 from tests.models_registry.factories import (
     registry_settings,  # noqa: F401
 )
@@ -166,29 +165,7 @@ def test_the_change_page_shows_the_results_and_the_winner_is_promoted(  # type: 
 
 
 def test_a_broken_router_shows_the_srm_banner(browser: Client, model_name: str) -> None:
-    experiment = experiment_create(
-        model_name=model_name,
-        name="split",
-        mode="split",
-        control_allocation_percent="50",
-        treatments=[{"version": 2, "allocation_percent": "50"}],
-        actor="test",
-    )
-    experiment_start(experiment_id=experiment.pk, actor="test", reason="go")
-    control, treatment = experiment.arms.order_by("position")
-    start = datetime(2026, 11, 2, tzinfo=UTC)
-    ExperimentObservation.objects.bulk_create(
-        ExperimentObservation(
-            experiment=experiment,
-            arm=control if i % 10 else treatment,  # 90/10 for a 50/50 allocation
-            version=(control if i % 10 else treatment).version,
-            decision_key=f"BTC/USD:{i}",
-            symbol="BTC/USD",
-            bar_time=start + timedelta(minutes=i),
-        )
-        for i in range(400)
-    )
-    experiments_intake(experiment_id=experiment.pk)
+    experiment = broken_split_experiment(model_name)
     page = browser.get(f"/admin/experiments/experiment/{experiment.pk}/change/").content.decode()
     assert "Sample ratio mismatch (flag)" in page
 

@@ -3,17 +3,14 @@ and errors, each treatment's always-valid p-values and deltas, guardrail state a
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from experiments.intake import experiments_intake
-from experiments.models import ExperimentObservation
 from experiments.results import experiment_results
 from experiments.services import experiment_create, experiment_start
-from tests.experiments.interface_support import feed_shadow, model_with_champion
+from tests.experiments.interface_support import broken_split_experiment, feed_shadow, model_with_champion
 from tests.models_registry.factories import registry_settings  # noqa: F401
 
 pytestmark = [pytest.mark.usefixtures("registry_settings"), pytest.mark.django_db, pytest.mark.services("postgres")]
@@ -86,29 +83,7 @@ def test_a_running_shadow_experiment_in_metrics(client: Client) -> None:
 
 def test_a_broken_split_router_and_a_tripped_guardrail_in_metrics(client: Client) -> None:
     split_model = model_with_champion(2)
-    split = experiment_create(
-        model_name=split_model,
-        name="split",
-        mode="split",
-        control_allocation_percent="50",
-        treatments=[{"version": 2, "allocation_percent": "50"}],
-        actor="test",
-    )
-    experiment_start(experiment_id=split.pk, actor="test", reason="go")
-    control, treatment = split.arms.order_by("position")
-    start = datetime(2026, 11, 2, tzinfo=UTC)
-    ExperimentObservation.objects.bulk_create(
-        ExperimentObservation(
-            experiment=split,
-            arm=control if i % 10 else treatment,  # 90/10 for a 50/50 allocation
-            version=(control if i % 10 else treatment).version,
-            decision_key=f"BTC/USD:{i}",
-            symbol="BTC/USD",
-            bar_time=start + timedelta(minutes=i),
-        )
-        for i in range(400)
-    )
-    experiments_intake(experiment_id=split.pk)
+    split = broken_split_experiment(split_model)
 
     guarded_model = model_with_champion(2)
     guarded = experiment_create(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,19 @@ def influx() -> Iterator[InfluxStore]:
 
 def dead_store() -> InfluxStore:
     return InfluxStore(url=f"http://127.0.0.1:{free_port()}", database="nowhere", timeout=0.5)
+
+
+class GatedStore:
+    """A store whose writes wait (in the writer's thread) until the test opens the gate."""
+
+    def __init__(self, store: InfluxStore, gate: threading.Event) -> None:
+        self.store = store
+        self.gate = gate
+
+    def write_batch(self, points: list[Point]) -> None:
+        if not self.gate.wait(10):
+            raise AssertionError("the gate was never opened")
+        self.store.write_batch(points)
 
 
 def all_points(store: InfluxStore | RelationalStore) -> list[Point]:
@@ -139,14 +153,16 @@ async def test_a_flush_whose_caller_is_cancelled_still_writes_the_batch_it_took(
     writer.add(point(0))
     await writer.flush()  # the store is down: spooled, so the next flush replays the spool first (and waits there)
     assert len(writer.spooled_files()) == 1
-    writer.store = influx
+    gate = threading.Event()
+    writer.store = GatedStore(influx, gate)  # every write waits for the gate: the flush is in flight at the cancel
     writer.add(point(1))
     caller = asyncio.create_task(flush(writer, only={"bars"}))
-    # The flush takes the new bar out of the queue, then waits on the spool's replay (in a thread).
-    await until(lambda: writer.pending == 0, 10, "the flush to take the batch", interval=0.01)
+    # The flush takes the new bar out of the queue, then waits on the spool's replay (in a thread, at the gate).
+    await until(lambda: writer.pending == 0, 10, "the flush to take the batch")
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
+    gate.set()
     await writer.flush()  # waits for the flush in progress (the writer's lock), as the worker's close does
     assert [p.time for p in all_points(influx)] == [T0, T0 + timedelta(minutes=1)]
     assert writer.spooled_files() == []
