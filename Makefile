@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Packages checked by mypy (with django-stubs).
-TYPED := core timeseries galfriday_site ingest kraken_sim trading models_registry reconciliation experiments
+TYPED := core timeseries galfriday_site ingest kraken_sim trading models_registry reconciliation experiments \
+	alerting notifications dashboard
 
 .PHONY: run test lint format typecheck services up down migrate clean
 

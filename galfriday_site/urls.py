@@ -23,12 +23,15 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("models/", include("models_registry.urls")),
     path("reconciliation/", include("reconciliation.urls")),
     path("experiments/", include("experiments.urls")),
+    path("alerting/", include("alerting.urls")),
+    path("notifications/", include("notifications.urls")),
 ]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("metrics", metrics_view, name="metrics"),
     path("api/", include((api_patterns, "api"), namespace="api")),
+    path("", include("dashboard.urls")),
 ]
 
 

@@ -33,6 +33,9 @@ PACKAGES = (
     "models_registry",
     "reconciliation",
     "experiments",
+    "alerting",
+    "notifications",
+    "dashboard",
 )
 APPS = tuple(p for p in PACKAGES if p != "core")
 MAX_LINES = 800
@@ -284,6 +287,9 @@ def test_no_private_name_imported_across_modules() -> None:
     )
 
 
+ON_TOP = ("alerting", "notifications", "dashboard")
+DOMAIN = ("core", "timeseries", "trading", "ingest", "kraken_sim", "models_registry", "reconciliation", "experiments")
+
 # DESIGN.md, "Which way dependencies point": (importing package, forbidden prefixes, exception prefixes allowed).
 FORBIDDEN: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("ingest.kraken", (*PACKAGES, *DJANGO_FAMILY), ("ingest.kraken",)),
@@ -293,6 +299,10 @@ FORBIDDEN: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("models_registry", ("experiments",), ()),
     ("reconciliation", ("models_registry", "experiments"), ()),
     ("core", APPS, ()),
+    # The dashboard and alerting sit on top: they read every app, and no domain app imports them.
+    *((domain, ON_TOP, ()) for domain in DOMAIN),
+    ("notifications", ("dashboard",), ()),
+    ("alerting", ("dashboard",), ()),
 )
 
 

@@ -79,6 +79,10 @@ INSTALLED_APPS = [
     "experiments.apps.ExperimentsConfig",
     "timeseries.apps.TimeSeriesConfig",
     "ingest.apps.IngestConfig",
+    # On top of the domain apps: they read every app, and no domain app imports them.
+    "alerting.apps.AlertingConfig",
+    "notifications.apps.NotificationsConfig",
+    "dashboard.apps.DashboardConfig",
 ]
 INSTALLED_APPS += env.list("GALFRIDAY_EXTRA_APPS", default=[])
 
