@@ -446,6 +446,54 @@ GALFRIDAY_RECONCILIATION_CORRECT_UNTRADED_BALANCES = env.bool(
     "GALFRIDAY_RECONCILIATION_CORRECT_UNTRADED_BALANCES", default=True
 )
 
+# --- Notifications ---------------------------------------------------------------------------------------------
+# Alerts reach people through the channels configured here (notifications/): a channel is on when its address is
+# set. Secrets (webhook secret, bot token, SMTP password) come only from the environment.
+# Webhook: generic JSON signed with HMAC-SHA256 (header X-GalFriday-Signature: t=<unix>,v1=<hex>, over
+# "<t>.<body>"), or FORMAT=slack for a Slack-compatible incoming-webhook payload.
+NOTIFY_WEBHOOK_URL = env.str("NOTIFY_WEBHOOK_URL", default="")
+NOTIFY_WEBHOOK_SECRET = env.str("NOTIFY_WEBHOOK_SECRET", default="")
+NOTIFY_WEBHOOK_FORMAT = env.str("NOTIFY_WEBHOOK_FORMAT", default="json")
+# E-mail through Django's e-mail backend (EMAIL_* below): comma-separated recipients.
+NOTIFY_EMAIL_TO = env.list("NOTIFY_EMAIL_TO", default=[])
+# Telegram Bot API sendMessage; the base URL is configurable (a local Bot API server, a proxy).
+NOTIFY_TELEGRAM_BOT_TOKEN = env.str("NOTIFY_TELEGRAM_BOT_TOKEN", default="")
+NOTIFY_TELEGRAM_CHAT_ID = env.str("NOTIFY_TELEGRAM_CHAT_ID", default="")
+NOTIFY_TELEGRAM_API_URL = env.str("NOTIFY_TELEGRAM_API_URL", default="https://api.telegram.org")
+# Routing per channel: the severities it receives (comma-separated) and the alert kinds (empty: every kind).
+NOTIFY_WEBHOOK_SEVERITIES = env.list("NOTIFY_WEBHOOK_SEVERITIES", default=["critical", "warning"])
+NOTIFY_WEBHOOK_KINDS = env.list("NOTIFY_WEBHOOK_KINDS", default=[])
+NOTIFY_EMAIL_SEVERITIES = env.list("NOTIFY_EMAIL_SEVERITIES", default=["critical", "warning"])
+NOTIFY_EMAIL_KINDS = env.list("NOTIFY_EMAIL_KINDS", default=[])
+NOTIFY_TELEGRAM_SEVERITIES = env.list("NOTIFY_TELEGRAM_SEVERITIES", default=["critical", "warning"])
+NOTIFY_TELEGRAM_KINDS = env.list("NOTIFY_TELEGRAM_KINDS", default=[])
+# Grouping: alerts firing within GROUP_WAIT_S of the first go out in one message per channel; an alert still open
+# is notified again every REPEAT_INTERVAL_S; at most FLOOD_LIMIT messages per channel per FLOOD_WINDOW_S, the
+# excess folded into one summary (every event stays in the log).
+NOTIFY_GROUP_WAIT_S = env.float("NOTIFY_GROUP_WAIT_S", default=2.0)
+NOTIFY_REPEAT_INTERVAL_S = env.int("NOTIFY_REPEAT_INTERVAL_S", default=4 * 3600)
+NOTIFY_FLOOD_LIMIT = env.int("NOTIFY_FLOOD_LIMIT", default=10)
+NOTIFY_FLOOD_WINDOW_S = env.int("NOTIFY_FLOOD_WINDOW_S", default=300)
+# Quiet hours ("22:00-07:00" in QUIET_HOURS_TIMEZONE; empty: none): warnings and info wait for their end; critical
+# alerts are always delivered at once.
+NOTIFY_QUIET_HOURS = env.str("NOTIFY_QUIET_HOURS", default="")
+NOTIFY_QUIET_HOURS_TIMEZONE = env.str("NOTIFY_QUIET_HOURS_TIMEZONE", default="UTC")
+# Delivery: each I/O's timeout; retries back off exponentially from RETRY_BACKOFF_S up to RETRY_BACKOFF_MAX_S and
+# never give up on a channel that is down (beat re-drives what is due).
+NOTIFY_TIMEOUT_S = env.float("NOTIFY_TIMEOUT_S", default=10.0)
+NOTIFY_RETRY_BACKOFF_S = env.float("NOTIFY_RETRY_BACKOFF_S", default=2.0)
+NOTIFY_RETRY_BACKOFF_MAX_S = env.float("NOTIFY_RETRY_BACKOFF_MAX_S", default=300.0)
+# Django's e-mail settings (the e-mail channel; SMTP by default).
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.float("EMAIL_TIMEOUT", default=10.0)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="gal-friday@localhost")
+
 # --- API ---------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
