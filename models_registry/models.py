@@ -15,6 +15,13 @@ from django.db import models
 from django.db.models import F, Q
 
 from core.audit import audited_history
+from models_registry.retraining.models import (  # noqa: F401 (the retraining records belong to this app)
+    Probation,
+    RetrainingEvent,
+    RetrainingPolicy,
+    RetrainingRun,
+    RetrainingTrigger,
+)
 
 NAME_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 ALIAS_REGEX = r"^[a-z][a-z0-9_-]{0,63}$"
