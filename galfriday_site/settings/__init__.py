@@ -446,6 +446,35 @@ GALFRIDAY_RECONCILIATION_CORRECT_UNTRADED_BALANCES = env.bool(
     "GALFRIDAY_RECONCILIATION_CORRECT_UNTRADED_BALANCES", default=True
 )
 
+# --- Alerting (in-app alerts and their rules: trading.alerts, alerting.rules) ------------------------------------
+# Each alert kind links to its runbook section: this base followed by "#<kind>".
+GALFRIDAY_ALERT_RUNBOOK_BASE_URL = env.str("GALFRIDAY_ALERT_RUNBOOK_BASE_URL", default="alerting/RUNBOOK.md")
+# Thresholds of the rules evaluated on the beat schedule (alerting.tasks.alert_rules_evaluate, every 30 s). The
+# WebSocket rule uses INGEST_DISCONNECT_ALERT_SECONDS; drawdown and daily loss use the risk limits.
+# Drawdown warning at this fraction of the max_drawdown limit (the limit itself halts trading: critical).
+GALFRIDAY_ALERT_DRAWDOWN_WARNING_FRACTION = env.float("GALFRIDAY_ALERT_DRAWDOWN_WARNING_FRACTION", default=0.8)
+# Order rejections spike: at least this many rejected orders within the window.
+GALFRIDAY_ALERT_REJECTIONS_MIN = env.int("GALFRIDAY_ALERT_REJECTIONS_MIN", default=5)
+GALFRIDAY_ALERT_REJECTIONS_WINDOW_S = env.int("GALFRIDAY_ALERT_REJECTIONS_WINDOW_S", default=300)
+# Stale market data: a traded instrument's last quote older than this (exchange time).
+GALFRIDAY_ALERT_MARKET_DATA_STALE_S = env.int("GALFRIDAY_ALERT_MARKET_DATA_STALE_S", default=120)
+# Ingest lag: the ingest worker's heartbeat or its last message older than this while connected.
+GALFRIDAY_ALERT_INGEST_LAG_S = env.int("GALFRIDAY_ALERT_INGEST_LAG_S", default=60)
+# Latency: the 95th percentile of bar close -> exchange acknowledgement of orders accepted within the window, over
+# at least GALFRIDAY_ALERT_LATENCY_MIN_SAMPLES orders.
+GALFRIDAY_ALERT_LATENCY_MS = env.int("GALFRIDAY_ALERT_LATENCY_MS", default=500)
+GALFRIDAY_ALERT_LATENCY_WINDOW_S = env.int("GALFRIDAY_ALERT_LATENCY_WINDOW_S", default=900)
+GALFRIDAY_ALERT_LATENCY_MIN_SAMPLES = env.int("GALFRIDAY_ALERT_LATENCY_MIN_SAMPLES", default=3)
+# Low balance: minimum balance per asset, e.g. "USD=100,BTC=0.001" (empty: no asset is watched).
+GALFRIDAY_ALERT_BALANCE_MIN = env.dict("GALFRIDAY_ALERT_BALANCE_MIN", default={})
+# Celery: a queue longer than this many waiting messages; the queues that must have a consuming worker (checked
+# where the broker supports broadcast, i.e. Redis; default: every queue).
+GALFRIDAY_ALERT_QUEUE_BACKLOG = env.int("GALFRIDAY_ALERT_QUEUE_BACKLOG", default=100)
+GALFRIDAY_ALERT_QUEUES_REQUIRED = env.list("GALFRIDAY_ALERT_QUEUES_REQUIRED", default=list(GALFRIDAY_CELERY_QUEUES))
+# PostgreSQL connections (pg_stat_activity) as a fraction of those usable (max_connections less the reserved ones):
+# warning at this fraction; pool exhaustion when none is left.
+GALFRIDAY_ALERT_DB_CONNECTIONS_FRACTION = env.float("GALFRIDAY_ALERT_DB_CONNECTIONS_FRACTION", default=0.8)
+
 # --- Notifications ---------------------------------------------------------------------------------------------
 # Alerts reach people through the channels configured here (notifications/): a channel is on when its address is
 # set. Secrets (webhook secret, bot token, SMTP password) come only from the environment.
