@@ -407,6 +407,25 @@ MODELS_REGISTRY_OUTCOMES_PENDING_RETRY_MINUTES = env.int("MODELS_REGISTRY_OUTCOM
 MODELS_REGISTRY_OUTCOMES_BATCH = env.int("MODELS_REGISTRY_OUTCOMES_BATCH", default=20000)
 MODELS_REGISTRY_DEGRADATION_WINDOW = env.int("MODELS_REGISTRY_DEGRADATION_WINDOW", default=1000)
 MODELS_REGISTRY_DEGRADATION_MIN_OUTCOMES = env.int("MODELS_REGISTRY_DEGRADATION_MIN_OUTCOMES", default=200)
+# Retraining (models_registry.retraining; a model's RetrainingPolicy overrides each): retrain on confirmed drift,
+# every SCHEDULE_HOURS (0: no schedule), on the last WINDOW_HOURS of bars (starting after a detected change point,
+# but never shorter than MIN_WINDOW_HOURS); no drift trigger within COOLDOWN_HOURS of the last run's start; a
+# promoted version is on probation for PROBATION_HOURS. The automatic shadow experiment of a challenger: alpha,
+# minimum sample per arm, burn-in and maximum duration (hours).
+MODELS_REGISTRY_RETRAINING_ON_DRIFT = env.bool("MODELS_REGISTRY_RETRAINING_ON_DRIFT", default=True)
+MODELS_REGISTRY_RETRAINING_SCHEDULE_HOURS = env.float("MODELS_REGISTRY_RETRAINING_SCHEDULE_HOURS", default=0.0)
+MODELS_REGISTRY_RETRAINING_WINDOW_HOURS = env.float("MODELS_REGISTRY_RETRAINING_WINDOW_HOURS", default=336.0)
+MODELS_REGISTRY_RETRAINING_MIN_WINDOW_HOURS = env.float("MODELS_REGISTRY_RETRAINING_MIN_WINDOW_HOURS", default=24.0)
+MODELS_REGISTRY_RETRAINING_COOLDOWN_HOURS = env.float("MODELS_REGISTRY_RETRAINING_COOLDOWN_HOURS", default=6.0)
+MODELS_REGISTRY_RETRAINING_PROBATION_HOURS = env.float("MODELS_REGISTRY_RETRAINING_PROBATION_HOURS", default=24.0)
+MODELS_REGISTRY_RETRAINING_EXPERIMENT_ALPHA = env.float("MODELS_REGISTRY_RETRAINING_EXPERIMENT_ALPHA", default=0.05)
+MODELS_REGISTRY_RETRAINING_EXPERIMENT_MINIMUM_SAMPLE = env.int(
+    "MODELS_REGISTRY_RETRAINING_EXPERIMENT_MINIMUM_SAMPLE", default=1000
+)
+MODELS_REGISTRY_RETRAINING_EXPERIMENT_BURN_IN = env.int("MODELS_REGISTRY_RETRAINING_EXPERIMENT_BURN_IN", default=30)
+MODELS_REGISTRY_RETRAINING_EXPERIMENT_MAX_HOURS = env.float(
+    "MODELS_REGISTRY_RETRAINING_EXPERIMENT_MAX_HOURS", default=168.0
+)
 
 # --- Reconciliation ----------------------------------------------------------------------------------------
 # Local orders, fills, balances and positions compared with the exchange over REST (reconciliation/). A live
