@@ -16,3 +16,8 @@ outcomes_matured = Signal()
 """Sent after a maturation pass (`models_registry.outcomes.outcomes_mature`, whoever runs it) that matured or revised
 outcomes, with keyword arguments `version_ids` (sorted list of the versions touched), `matured` and `revised`
 (counts). The experiments app folds them into its statistics here (the registry never imports it)."""
+
+challenger_registered = Signal()
+"""Sent after the transaction that registered a retraining's challenger commits (`models_registry.retraining`), with
+keyword arguments `model_name` (str), `run_id` (the RetrainingRun), `challenger` and `champion` (version numbers).
+The experiments app starts the shadow experiment here and records its id with `retraining_experiment_record`."""
