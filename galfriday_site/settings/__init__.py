@@ -685,3 +685,12 @@ GALFRIDAY_METRICS_TOKEN = env.str("GALFRIDAY_METRICS_TOKEN", default="")
 PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
 # How long a scrape of /metrics waits for Celery workers to answer a ping (seconds; the scrape waits all of it).
 GALFRIDAY_METRICS_WORKER_PING_TIMEOUT = env.float("GALFRIDAY_METRICS_WORKER_PING_TIMEOUT", default=0.5)
+
+# --- Outside watchdog --------------------------------------------------------------------------------------
+# deploy/alertmanager.yml's dead man's switch: a healthchecks-style URL that Alertmanager pings with the always-firing
+# Watchdog alert about every minute (`manage.py alertmanager_config` renders it in); empty: the Watchdog goes nowhere.
+GALFRIDAY_WATCHDOG_URL = env.str("GALFRIDAY_WATCHDOG_URL", default="")
+# The app's own heartbeat (galfriday_site.heartbeat): beat GETs this URL every minute while the system is healthy
+# (every required component of /api/health/ up and an ingest worker reporting), so an outside service notices the
+# silence when it is not. Empty: off.
+GALFRIDAY_HEARTBEAT_URL = env.str("GALFRIDAY_HEARTBEAT_URL", default="")
