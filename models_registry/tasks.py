@@ -14,6 +14,7 @@ from core.errors import ApplicationError
 from models_registry.bootstrap import bootstrap_model
 from models_registry.drift.checks import drift_check, drift_check_versions
 from models_registry.outcomes import outcomes_mature
+from models_registry.retraining import tasks as retraining_tasks  # noqa: F401 (registers the retraining tasks)
 from models_registry.training import TrainingConfig, TrainingResult, min_training_samples, train_model
 
 logger = logging.getLogger(__name__)
