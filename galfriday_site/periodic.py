@@ -66,6 +66,11 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         kwargs={"trigger": "schedule"},
         expires_seconds=900,
     ),
+    # The heartbeat to GALFRIDAY_HEARTBEAT_URL while the system is healthy (galfriday_site.heartbeat; off when empty),
+    # so an outside service notices when Gal-Friday goes silent.
+    PeriodicTaskSpec(
+        "heartbeat ping", "galfriday_site.heartbeat_ping", every_seconds=60, queue="default", expires_seconds=60
+    ),
 ]
 
 
