@@ -5,7 +5,7 @@ from typing import Any
 
 from django.apps import AppConfig
 
-from models_registry.signals import outcomes_matured
+from models_registry.signals import challenger_registered, outcomes_matured
 
 logger = logging.getLogger(__name__)
 
@@ -28,4 +28,10 @@ class ExperimentsConfig(AppConfig):
     verbose_name = "Experiments"
 
     def ready(self) -> None:
+        # Not at module level: the retraining hook imports models (see on_outcomes_matured).
+        from experiments import retraining
+
         outcomes_matured.connect(on_outcomes_matured, dispatch_uid="experiments.outcomes_matured")
+        # after the intake above: a concluded retraining experiment is promoted (gated) or its run rejected
+        outcomes_matured.connect(retraining.on_outcomes_matured, dispatch_uid="experiments.retraining.advance")
+        challenger_registered.connect(retraining.on_challenger_registered, dispatch_uid="experiments.retraining")
