@@ -66,6 +66,30 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         kwargs={"trigger": "schedule"},
         expires_seconds=900,
     ),
+    # Retraining (models_registry.retraining): confirmed drift and due schedules become triggers (single-flight
+    # per model), stuck runs are abandoned; ended shadow tests of challengers promote (gated) or reject
+    # (experiments.retraining); versions on probation pass or are rolled back.
+    PeriodicTaskSpec(
+        "retraining triggers",
+        "models_registry.tasks.retraining_scan_task",
+        every_seconds=60,
+        queue="lifecycle",
+        expires_seconds=60,
+    ),
+    PeriodicTaskSpec(
+        "retraining shadow tests",
+        "experiments.tasks.retraining_advance_task",
+        every_seconds=60,
+        queue="lifecycle",
+        expires_seconds=60,
+    ),
+    PeriodicTaskSpec(
+        "probation",
+        "models_registry.tasks.probation_check_task",
+        every_seconds=60,
+        queue="lifecycle",
+        expires_seconds=60,
+    ),
     # The heartbeat to GALFRIDAY_HEARTBEAT_URL while the system is healthy (galfriday_site.heartbeat; off when empty),
     # so an outside service notices when Gal-Friday goes silent.
     PeriodicTaskSpec(
