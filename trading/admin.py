@@ -13,10 +13,9 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from core.errors import ApplicationError
-from trading import alerts, kill_switch
+from trading import kill_switch
 from trading.executions import EventSource
 from trading.models import (
-    Alert,
     Balance,
     Decision,
     EquitySnapshot,
@@ -201,34 +200,6 @@ class RiskLimitAdmin(SimpleHistoryAdmin):
         "updated_at",
     ]
     autocomplete_fields = ["instrument"]
-
-
-@admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "severity", "kind", "message", "acknowledged_by", "acknowledged_at"]
-    list_filter = ["severity", "kind", ("acknowledged_at", admin.EmptyFieldListFilter)]
-    readonly_fields = [
-        "kind",
-        "severity",
-        "message",
-        "context",
-        "created_at",
-        "acknowledged_by",
-        "acknowledged_at",
-    ]
-    actions = ["acknowledge"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    @admin.action(description="Acknowledge selected alerts")
-    def acknowledge(self, request: HttpRequest, queryset: QuerySet[Alert]) -> None:
-        for alert in queryset.order_by("pk"):
-            alerts.alert_acknowledge(alert_id=alert.pk, actor=actor_name(request.user))
-        self.message_user(request, "Acknowledged.", messages.SUCCESS)
 
 
 @admin.register(MarketQuote)

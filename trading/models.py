@@ -481,47 +481,128 @@ class RiskLimit(models.Model):
 
 
 class Alert(models.Model):
-    """Something an operator must see (a halt, a breached limit, a blind monitor). Lives in trading for now; the
-    alerting issue may move it and add delivery."""
+    """Something an operator must see (a halt, a breached limit, a blind monitor, a lagging worker). Raised through
+    `trading.alerts.alert_raise` by every app; the same condition (its fingerprint) updates one open alert (count,
+    last seen) until it is resolved. States: firing -> acknowledged -> resolved (by an operator, or automatically
+    when the condition clears). Rules that raise them live in `alerting.rules`; delivery in `notifications`."""
 
     class Kind(models.TextChoices):
-        TRADING_HALTED = "trading_halted"
+        TRADING_HALTED = "trading_halted"  # the kill switch engaged (by an operator or a safety)
+        DRAWDOWN_WARNING = "drawdown_warning"  # drawdown at GALFRIDAY_ALERT_DRAWDOWN_WARNING_FRACTION of the limit
         DRAWDOWN_BREACH = "drawdown_breach"
         DAILY_LOSS_BREACH = "daily_loss_breach"
         RISK_MONITOR_BLIND = "risk_monitor_blind"
         EXCHANGE_DISCONNECTED = "exchange_disconnected"
+        EXCHANGE_MAINTENANCE = "exchange_maintenance"  # Kraken's status is maintenance or cancel_only
+        MARKET_DATA_STALE = "market_data_stale"
+        INGEST_LAG = "ingest_lag"
+        ORDER_REJECTIONS = "order_rejections"  # a spike of rejected orders
+        LATENCY_HIGH = "latency_high"  # bar -> exchange ack latency of recent orders
+        BALANCE_LOW = "balance_low"
         RECONCILIATION_FAILED = "reconciliation_failed"
+        RECONCILIATION_HALTED = "reconciliation_halted"  # discrepancies beyond tolerance halted trading
         MODEL_DEGRADED = "model_degraded"  # live performance worse than validation (models_registry outcomes)
+        MODEL_ROLLBACK = "model_rollback"  # a production version was rolled back
         DRIFT = "drift"  # confirmed drift of a model version (models_registry.drift)
         EXPERIMENT_GUARDRAIL = "experiment_guardrail"  # an experiment stopped by a breached guardrail
         EXPERIMENT_SRM = "experiment_srm"  # a split experiment's arms do not match their allocation
+        QUEUE_BACKLOG = "queue_backlog"  # a Celery queue longer than its threshold
+        QUEUE_NO_WORKER = "queue_no_worker"  # a Celery queue no worker consumes
+        DB_CONNECTIONS_HIGH = "db_connections_high"  # connections near PostgreSQL's max_connections
+        DB_POOL_EXHAUSTED = "db_pool_exhausted"  # no connection left (or refused: too many clients)
 
     class Severity(models.TextChoices):
         INFO = "info"
         WARNING = "warning"
         CRITICAL = "critical"
 
-    kind = models.CharField(max_length=40, choices=Kind.choices)
+    class State(models.TextChoices):
+        FIRING = "firing"
+        ACKNOWLEDGED = "acknowledged"
+        RESOLVED = "resolved"
+
+    kind = models.CharField(max_length=40, choices=Kind.choices, db_index=True)
     severity = models.CharField(max_length=10, choices=Severity.choices)
+    fingerprint = models.CharField(max_length=200, help_text="the condition; one open alert per fingerprint")
+    state = models.CharField(max_length=15, choices=State.choices, default=State.FIRING)
     message = models.TextField()
     context = models.JSONField(default=dict, blank=True)
+    count = models.PositiveIntegerField(default=1, help_text="times the condition was raised while open")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.CharField(max_length=200, blank=True, default="")
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(
+        max_length=200, blank=True, default="", help_text='"auto" when the condition cleared'
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    silence = models.ForeignKey(
+        "AlertSilence", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts",
+        help_text="the silence that covered it when last raised (notifications skip it)",
+    )  # fmt: skip
+    history = audited_history(excluded_fields=["count", "last_seen_at"])
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["state", "-created_at"], name="alert_state_created")]
         constraints = [
             models.CheckConstraint(condition=Q(severity__in=["info", "warning", "critical"]), name="alert_severity"),
+            models.CheckConstraint(condition=Q(state__in=["firing", "acknowledged", "resolved"]), name="alert_state"),
             models.CheckConstraint(
                 condition=(Q(acknowledged_by="") & Q(acknowledged_at__isnull=True))
                 | (~Q(acknowledged_by="") & Q(acknowledged_at__isnull=False)),
                 name="alert_ack_by_iff_at",
             ),
+            models.CheckConstraint(
+                condition=(Q(state="resolved") & Q(resolved_at__isnull=False) & ~Q(resolved_by=""))
+                | (~Q(state="resolved") & Q(resolved_at__isnull=True) & Q(resolved_by="")),
+                name="alert_resolved_iff_at",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state="acknowledged") | Q(acknowledged_at__isnull=False), name="alert_acknowledged_at"
+            ),
+            models.CheckConstraint(condition=Q(count__gte=1), name="alert_count_positive"),
+            models.CheckConstraint(condition=~Q(fingerprint=""), name="alert_fingerprint_nonempty"),
+            models.UniqueConstraint(
+                fields=["fingerprint"],
+                condition=~Q(state="resolved"),
+                name="alert_one_open_per_fingerprint",
+                violation_error_message="This condition already has an open alert.",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"[{self.severity}] {self.kind}: {self.message[:60]}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != self.State.RESOLVED
+
+
+class AlertSilence(models.Model):
+    """Mutes the notifications of alerts that match (kind and/or fingerprint) until it ends; the alerts are still
+    recorded and shown. Expiring a silence sets its end to now."""
+
+    kind = models.CharField(max_length=40, blank=True, default="", help_text="empty: any kind")
+    fingerprint = models.CharField(max_length=200, blank=True, default="", help_text="empty: any fingerprint")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.TextField()
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = audited_history()
+
+    class Meta:
+        ordering = ["-ends_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(kind="") | ~Q(fingerprint=""), name="alertsilence_has_matcher"),
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="alertsilence_ends_after_start"),
+            models.CheckConstraint(condition=~Q(reason=""), name="alertsilence_reason"),
+            models.CheckConstraint(condition=~Q(created_by=""), name="alertsilence_created_by"),
+        ]
+
+    def __str__(self) -> str:
+        return f"silence {self.kind or '*'}/{self.fingerprint or '*'} until {self.ends_at:%Y-%m-%d %H:%M}"
 
 
 class Decision(models.Model):

@@ -154,7 +154,7 @@ def test_order_quantity_with_underscores_or_other_digits_is_refused(django_user_
 def test_limit_is_capped(staff: APIClient, settings) -> None:  # type: ignore[no-untyped-def]
     settings.GALFRIDAY_API_MAX_LIMIT = 2
     for i in range(3):
-        Alert.objects.create(kind="trading_halted", severity="warning", message=f"m{i}")
+        Alert.objects.create(kind="trading_halted", severity="warning", message=f"m{i}", fingerprint=f"m{i}")
     page = staff.get("/api/trading/alerts/", {"limit": 1_000_000}).json()
     assert page["count"] == 3
     assert len(page["results"]) == 2

@@ -153,12 +153,14 @@ def test_metrics_count_orders_per_state_and_unacknowledged_alerts(client: Client
 
     for state in ("submitted", "submitted", "filled", "rejected"):
         OrderFactory(state=state)
-    Alert.objects.create(kind="trading_halted", severity="critical", message="halted")
-    Alert.objects.create(kind="trading_halted", severity="critical", message="halted again")
+    Alert.objects.create(kind="trading_halted", severity="critical", message="halted", fingerprint="a")
+    Alert.objects.create(kind="trading_halted", severity="critical", message="halted again", fingerprint="b")
     Alert.objects.create(
         kind="trading_halted",
         severity="critical",
         message="seen",
+        fingerprint="c",
+        state="acknowledged",
         acknowledged_by="ops",
         acknowledged_at=timezone.now(),
     )
