@@ -246,6 +246,7 @@ def probation_rollback(
             message=f"{model_name} v{version.version} failed its probation ({why}) but the rollback was refused: "
             f"{exc.message}. An operator must decide.",
             context={"model": model_name, "version": version.version, "probation_id": probation_id, "refused": True},
+            fingerprint=f"{ALERT_KIND}:{model_name}:v{version.version}",
         )
         return False
     alert = alert_raise(
@@ -259,6 +260,7 @@ def probation_rollback(
             "probation_id": probation_id,
             "reasons": reasons,
         },
+        fingerprint=f"{ALERT_KIND}:{model_name}:v{version.version}",
     )
     if alert is not None:
         Probation.objects.filter(pk=probation_id).update(alert_id=alert.pk)

@@ -134,6 +134,17 @@ def retraining_policy_set(*, model: RegisteredModel, values: Mapping[str, Any], 
 # --- steps ---------------------------------------------------------------------------------------------------
 
 
+def run_lock(run_id: int) -> RetrainingRun:
+    """The run's row, locked (this package's one row lock besides the model's `registered_model_lock`, always
+    taken after it); its model and versions read with it."""
+    return (
+        RetrainingRun.objects.select_for_update(of=("self",))
+        .select_related("model", "parent", "challenger", "drift_report")
+        .order_by("pk")
+        .get(pk=run_id)
+    )
+
+
 def retraining_event(
     *,
     model: RegisteredModel,
@@ -184,7 +195,7 @@ def _abandon(run: RetrainingRun, *, now: datetime, actor: str) -> None:
 def abandon_stale(*, run_id: int, actor: str) -> bool:
     """Abandon the run when it is queued or training without progress past `_stale_after` (True when it was).
     Call under the model's lock."""
-    run = RetrainingRun.objects.select_for_update().select_related("model").get(pk=run_id)
+    run = run_lock(run_id)
     if run.status not in (RetrainingRun.Status.QUEUED, RetrainingRun.Status.TRAINING):
         return False
     if timezone.now() - (run.started_at or run.created_at) <= _stale_after():
@@ -408,7 +419,7 @@ def retraining_run(*, run_id: int, now: datetime | None = None) -> RetrainingRun
     policy = retraining_policy(model=run.model)
     start, end = training_window(policy=policy, end=now or timezone.now(), change_point_at=run.change_point_at)
     with transaction.atomic():
-        run = RetrainingRun.objects.select_for_update().select_related("model", "parent").get(pk=run_id)
+        run = run_lock(run_id)
         if run.status not in (RetrainingRun.Status.QUEUED, RetrainingRun.Status.TRAINING):
             return run
         if run.data_start is None or run.data_end is None:
@@ -458,7 +469,7 @@ def retraining_run(*, run_id: int, now: datetime | None = None) -> RetrainingRun
 
 def retraining_fail(*, run_id: int, error: str, actor: str) -> None:
     with transaction.atomic():
-        run = RetrainingRun.objects.select_for_update().select_related("model").get(pk=run_id)
+        run = run_lock(run_id)
         if not run.active:
             return
         run.status = RetrainingRun.Status.FAILED
@@ -479,7 +490,7 @@ def challenger_adopt(*, run_id: int, version_id: int, actor: str) -> RetrainingR
     """Link the trained version to the run: rejected (and archived) when it fails the metric gates, else the
     `challenger` alias and the shadow state, with `challenger_registered` sent after commit."""
     with transaction.atomic():
-        run = RetrainingRun.objects.select_for_update().select_related("model", "parent").get(pk=run_id)
+        run = run_lock(run_id)
         version = ModelVersion.objects.select_related("model").get(pk=version_id)
         if run.status != RetrainingRun.Status.TRAINING:
             return run
@@ -568,7 +579,7 @@ def retraining_promote_without_champion(*, run: RetrainingRun, actor: str) -> Re
 def retraining_experiment_record(*, run_id: int, experiment_id: int, actor: str, detail: str) -> RetrainingRun:
     """The experiments app records the shadow experiment it started for the run's challenger."""
     with transaction.atomic():
-        run = RetrainingRun.objects.select_for_update().select_related("model", "challenger").get(pk=run_id)
+        run = run_lock(run_id)
         if run.status != RetrainingRun.Status.SHADOW:
             raise ConflictError(f"retraining run {run_id} is {run.status}, not in its shadow test")
         run.experiment_id = experiment_id
@@ -586,7 +597,7 @@ def retraining_promoted(*, run_id: int, actor: str, detail: str) -> RetrainingRu
     from models_registry.retraining.probation import probation_start  # reason: probation imports this module
 
     with transaction.atomic():
-        run = RetrainingRun.objects.select_for_update().select_related("model", "challenger", "parent").get(pk=run_id)
+        run = run_lock(run_id)
         if not run.active:
             return run
         run.status = RetrainingRun.Status.PROMOTED
@@ -606,7 +617,7 @@ def retraining_promoted(*, run_id: int, actor: str, detail: str) -> RetrainingRu
 def retraining_reject(*, run_id: int, reason: str, actor: str, data: Mapping[str, Any] | None = None) -> RetrainingRun:
     """The run ends without a promotion, saying why; its challenger is archived (it never serves)."""
     with transaction.atomic():
-        run = RetrainingRun.objects.select_for_update().select_related("model", "challenger").get(pk=run_id)
+        run = run_lock(run_id)
         if not run.active:
             return run
         run.status = RetrainingRun.Status.REJECTED

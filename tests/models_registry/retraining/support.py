@@ -1,0 +1,115 @@
+"""Builders for the retraining tests: stored bars of a fresh symbol, a champion trained on them with the
+registry's training (small, fast configuration), fast retraining settings, and matured outcomes of a version
+with chosen net returns (for probation)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.utils import timezone
+
+from models_registry.models import ModelVersion, Prediction, PredictionOutcome, Stage
+from models_registry.services import model_version_promote
+from models_registry.training import TrainingConfig, TrainingResult, train_model
+from tests.models_registry.conftest import store_bars
+from tests.models_registry.synthetic import make_bars
+
+FAST_CONFIG = TrainingConfig(model="logreg", horizon=15, dead_zone="auto", n_splits=3, min_samples=300)
+N_BARS = 1800  # 30 hours of 1-minute bars
+
+
+def fast_retraining_settings(settings: Any) -> None:
+    """Windows that fit the synthetic bars (30 h), no cooldown, a short probation."""
+    settings.MODELS_REGISTRY_RETRAINING_WINDOW_HOURS = 24.0
+    settings.MODELS_REGISTRY_RETRAINING_MIN_WINDOW_HOURS = 12.0
+    settings.MODELS_REGISTRY_RETRAINING_COOLDOWN_HOURS = 0.0
+    settings.MODELS_REGISTRY_RETRAINING_PROBATION_HOURS = 1.0
+    settings.MODELS_REGISTRY_RETRAINING_EXPERIMENT_MINIMUM_SAMPLE = 50
+    settings.MODELS_REGISTRY_RETRAINING_EXPERIMENT_BURN_IN = 10
+
+
+def stored_market(seed: int = 7) -> tuple[str, pd.DataFrame]:
+    """A fresh symbol with N_BARS synthetic bars in the time-series store."""
+    symbol = f"R{uuid.uuid4().hex[:8].upper()}/USD"
+    bars = make_bars(N_BARS, seed=seed, book=False)
+    store_bars(bars, symbol)
+    return symbol, bars
+
+
+def market_end(bars: pd.DataFrame) -> datetime:
+    return (bars.index[-1] + pd.Timedelta(minutes=1)).to_pydatetime()
+
+
+def trained_champion(symbol: str, bars: pd.DataFrame, *, hours: float = 12.0) -> ModelVersion:
+    """A version of a fresh model trained on the first `hours` of the bars, promoted to production."""
+    start = bars.index[0].to_pydatetime()
+    result = train_model(
+        symbol=symbol,
+        start=start,
+        end=start + timedelta(hours=hours),
+        config=FAST_CONFIG,
+        model_name=f"retrain-{uuid.uuid4().hex[:8]}",
+        actor="test",
+    )
+    assert isinstance(result, TrainingResult)
+    model_version_promote(
+        model_name=result.version.model.name, version=result.version.version, reason="first champion", actor="test"
+    )
+    result.version.refresh_from_db()
+    assert result.version.stage == Stage.PRODUCTION
+    return result.version
+
+
+def matured_outcomes(version: ModelVersion, net_returns: np.ndarray, *, start: datetime | None = None) -> None:
+    """Matured outcomes of `version` (one per minute from `start`) with these net returns (long positions)."""
+    start = start or timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=len(net_returns) + 30)
+    symbol = str(version.symbols[0])
+    now = timezone.now()
+    predictions = Prediction.objects.bulk_create(
+        [
+            Prediction(
+                decision_id=f"t:{version.pk}:{i}:{uuid.uuid4().hex[:6]}",
+                version=version,
+                symbol=symbol,
+                features_hash="0" * 64,
+                probabilities={"-1": 0.2, "0": 0.2, "1": 0.6},
+                predicted_class=1,
+                signal=1,
+                confidence=0.6,
+                bar_time=start + timedelta(minutes=i),
+                horizon=15,
+            )
+            for i in range(len(net_returns))
+        ]
+    )
+    PredictionOutcome.objects.bulk_create(
+        [
+            PredictionOutcome(
+                prediction=p,
+                version=version,
+                symbol=symbol,
+                bar_time=p.bar_time,
+                horizon=15,
+                window_end=p.bar_time + timedelta(minutes=15),
+                signal=1,
+                p_down=0.2,
+                p_flat=0.2,
+                p_up=0.6,
+                status=PredictionOutcome.Status.MATURED,
+                forward_return=float(net) + 0.001,
+                realised_label=1 if net > 0 else -1,
+                dead_zone=0.0005,
+                direction_hit=bool(net > 0),
+                position=1,
+                round_trip_cost=0.001,
+                net_return=float(net),
+                matured_at=now,
+                checked_at=now,
+            )
+            for p, net in zip(predictions, net_returns, strict=True)
+        ]
+    )
