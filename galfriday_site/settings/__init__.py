@@ -499,8 +499,9 @@ GALFRIDAY_ALERT_BALANCE_MIN = env.dict("GALFRIDAY_ALERT_BALANCE_MIN", default={}
 GALFRIDAY_ALERT_QUEUE_BACKLOG = env.int("GALFRIDAY_ALERT_QUEUE_BACKLOG", default=100)
 GALFRIDAY_ALERT_QUEUES_REQUIRED = env.list("GALFRIDAY_ALERT_QUEUES_REQUIRED", default=list(GALFRIDAY_CELERY_QUEUES))
 # PostgreSQL connections (pg_stat_activity) as a fraction of those usable (max_connections less the reserved ones):
-# warning at this fraction; pool exhaustion when none is left.
+# near max_connections at the first fraction, pool exhaustion (new connections about to be refused) at the second.
 GALFRIDAY_ALERT_DB_CONNECTIONS_FRACTION = env.float("GALFRIDAY_ALERT_DB_CONNECTIONS_FRACTION", default=0.8)
+GALFRIDAY_ALERT_DB_POOL_EXHAUSTED_FRACTION = env.float("GALFRIDAY_ALERT_DB_POOL_EXHAUSTED_FRACTION", default=0.95)
 
 # --- Notifications ---------------------------------------------------------------------------------------------
 # Alerts reach people through the channels configured here (notifications/): a channel is on when its address is
