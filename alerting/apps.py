@@ -8,3 +8,9 @@ class AlertingConfig(AppConfig):
 
     name = "alerting"
     verbose_name = "Alerting"
+
+    def ready(self) -> None:
+        # reason: signal handlers import models, which the app registry only allows once it is ready.
+        from alerting import signals
+
+        signals.connect()

@@ -56,6 +56,10 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         queue="lifecycle",
         expires_seconds=60,
     ),
+    # The alert rules (alerting.rules): fire what holds, resolve what cleared; idempotent, a few reads per rule.
+    PeriodicTaskSpec(
+        "alert rules", "alerting.tasks.alert_rules_evaluate", every_seconds=30, queue="default", expires_seconds=30
+    ),
     # Drift checks of every production and staging version (models_registry.drift.checks): one DriftReport each,
     # a drift alert when confirmed; single-flight per version.
     PeriodicTaskSpec(
