@@ -9,3 +9,10 @@ class NotificationsConfig(AppConfig):
 
     name = "notifications"
     verbose_name = "Notifications"
+
+    def ready(self) -> None:
+        # reason: the receiver imports models, which the app registry allows only once it is ready
+        from notifications.receivers import on_alert_changed
+        from trading.alerts import alert_changed
+
+        alert_changed.connect(on_alert_changed, dispatch_uid="notifications.on_alert_changed")
