@@ -60,6 +60,15 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
     PeriodicTaskSpec(
         "alert rules", "alerting.tasks.alert_rules_evaluate", every_seconds=30, queue="default", expires_seconds=30
     ),
+    # Notifications (notifications.delivery): enqueue pending messages that are due and whose own task is late or
+    # lost (a channel down for long, a broker restart, quiet hours ending).
+    PeriodicTaskSpec(
+        "notifications re-drive", "notifications.tasks.notifications_redrive_task", every_seconds=15, expires_seconds=15
+    ),
+    # Reminders for firing alerts not notified within NOTIFY_REPEAT_INTERVAL_S (notifications.grouping).
+    PeriodicTaskSpec(
+        "notification reminders", "notifications.tasks.notifications_remind_task", every_seconds=60, expires_seconds=60
+    ),
     # Drift checks of every production and staging version (models_registry.drift.checks): one DriftReport each,
     # a drift alert when confirmed; single-flight per version.
     PeriodicTaskSpec(

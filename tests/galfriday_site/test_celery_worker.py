@@ -26,6 +26,7 @@ QUEUE_OF_APP = {
     "experiments": "lifecycle",
     "reconciliation": "reconciliation",
     "galfriday_site": "default",
+    "notifications": "default",
 }
 
 
