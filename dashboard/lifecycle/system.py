@@ -1,0 +1,240 @@
+"""Reads of the Reconciliation and System pages: reconciliation runs and open discrepancies (through
+`reconciliation.selectors`), the ingest worker's heartbeat rows (`ingest.IngestStatus`, what `ingest.health`
+writes), the health checks (`galfriday_site.health`), Celery's queues and workers (the broker and a worker ping),
+and the newest alerts. Bounded lists and indexed reads only; the slow probes (health checks, the worker ping) are
+fetched by the page after it loads, never while it renders."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count
+from django.utils import timezone
+from kombu import Connection
+
+from dashboard.formatting import DASH, format_decimal, instrument_places, money_places
+from galfriday_site.celery import app
+from galfriday_site.health import INGEST_STALE_SECONDS, run_health_checks
+from ingest.models import BackfillRecord, IngestStatus
+from reconciliation import selectors as reconciliation_selectors
+from reconciliation.models import Discrepancy, ReconciliationRun
+from reconciliation.tasks import live_trading
+from trading.models import Alert
+
+logger = logging.getLogger(__name__)
+
+RUN_LIMIT = 30  # newest reconciliation runs shown
+DISCREPANCY_LIMIT = 100  # open discrepancies shown (most severe first)
+WORKER_LIMIT = 20  # ingest heartbeat rows shown
+BACKFILL_LIMIT = 10  # newest gap repairs shown
+ALERT_LIMIT = 25  # newest alerts shown
+PING_TIMEOUT_S = 1.0  # how long the worker ping waits for answers
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+# --- reconciliation -------------------------------------------------------------------------------------------
+
+
+def reconciliation_overview() -> dict[str, Any]:
+    """Trading mode (paper: no exchange account to reconcile), the newest runs, the last good one, and the open
+    or acknowledged discrepancies, most severe first, with counts by severity."""
+    runs = list(reconciliation_selectors.run_list().order_by("-started_at", "-id")[:RUN_LIMIT])
+    open_qs = reconciliation_selectors.discrepancy_list(filters={"open": True})
+    counts = Counter(dict(open_qs.order_by().values("severity").annotate(n=Count("id")).values_list("severity", "n")))
+    discrepancies = sorted(
+        open_qs.select_related("instrument", "order").order_by("-created_at", "-id")[:DISCREPANCY_LIMIT],
+        key=lambda d: (SEVERITY_ORDER.get(d.severity, 9), -d.pk),
+    )
+    rows = []
+    for d in discrepancies:
+        places = discrepancy_places(d)
+        rows.append(
+            {
+                "d": d,
+                "places": places,
+                "ours": _value(d.local_value, places),
+                "theirs": _value(d.exchange_value, places),
+            }
+        )
+    return {
+        "live": live_trading(),
+        "trading_mode": settings.TRADING_MODE,
+        "runs": runs,
+        "running": next((r for r in runs if r.status == ReconciliationRun.Status.RUNNING), None),
+        "last_good": reconciliation_selectors.last_good_run(),
+        "discrepancies": rows,
+        "open_counts": {s: counts.get(s, 0) for s in ("critical", "warning", "info")},
+        "open_total": sum(counts.values()),
+        "cooldown_s": int(settings.GALFRIDAY_RECONCILIATION_TRIGGER_COOLDOWN_S),
+        "statuses": Discrepancy.Status,
+    }
+
+
+QUANTITY_KINDS = {
+    Discrepancy.Kind.QUANTITY_MISMATCH,
+    Discrepancy.Kind.POSITION_MISMATCH,
+    Discrepancy.Kind.MISSING_FILL,
+    Discrepancy.Kind.UNKNOWN_LOCAL_FILL,
+}
+
+
+def discrepancy_places(d: Discrepancy) -> int:
+    """Decimal places of a discrepancy's values: the lot precision for quantities, the quote currency's for fees,
+    the asset's for balances (dashboard.formatting's rules), 8 otherwise."""
+    instrument = d.instrument
+    if d.kind == Discrepancy.Kind.BALANCE_MISMATCH and d.asset:
+        return money_places(d.asset, fallback=8)
+    if instrument is None:
+        return 8
+    if d.kind in QUANTITY_KINDS:
+        return int(instrument.qty_precision)
+    return int(instrument_places(instrument)["money"])
+
+
+def _value(text: str, places: int) -> str:
+    """A value the engine recorded as text: a number to `places`, anything else (a state name) as it is."""
+    if not text:
+        return DASH
+    try:
+        Decimal(text)
+    except InvalidOperation:
+        return text
+    return format_decimal(text, places, group=False)
+
+
+# --- system ---------------------------------------------------------------------------------------------------
+
+
+def _age_s(at: datetime | None, now: datetime) -> float | None:
+    return None if at is None else max(0.0, (now - at).total_seconds())
+
+
+def ingest_workers(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each ingest worker's heartbeat (newest first): connection and exchange state, heartbeat age (stale after
+    INGEST_STALE_SECONDS, as the health check says), and the health section `ingest.health` writes: messages per
+    second and exchange-to-receive lag (p50/p99) per channel, reconnects, checksum failures, queues and drops."""
+    now = now or timezone.now()
+    rows = []
+    for status in IngestStatus.objects.order_by("-updated_at")[:WORKER_LIMIT]:
+        health = dict((status.stats or {}).get("health") or {})
+        age = _age_s(status.updated_at, now) or 0.0
+        rates = health.get("messages_per_s") or {}
+        lags = health.get("lag_ms") or {}
+        channels = sorted(set(rates) | set(lags))
+        rows.append(
+            {
+                "status": status,
+                "age_s": age,
+                "stale": age > INGEST_STALE_SECONDS,
+                "channels": [{"name": c, "rate": rates.get(c), "lag": lags.get(c) or {}} for c in channels],
+                "reconnects": health.get("reconnects", 0),
+                "checksum_failures": health.get("checksum_failures", 0),
+                "malformed": health.get("malformed_messages", 0),
+                "unknown": health.get("unknown_messages", 0),
+                "queues": health.get("queues") or {},
+                "dropped": health.get("dropped") or {},
+            }
+        )
+    return rows
+
+
+def recent_backfills() -> list[BackfillRecord]:
+    return list(BackfillRecord.objects.order_by("-started_at", "-id")[:BACKFILL_LIMIT])
+
+
+def recent_alerts() -> list[Alert]:
+    return list(Alert.objects.order_by("-created_at", "-id")[:ALERT_LIMIT])
+
+
+def system_overview() -> dict[str, Any]:
+    """What the System page renders at once (database reads only)."""
+    now = timezone.now()
+    return {
+        "now": now,
+        "workers": ingest_workers(now),
+        "backfills": recent_backfills(),
+        "alerts": recent_alerts(),
+        "open_alerts": Alert.objects.filter(acknowledged_at__isnull=True).count(),
+        "stale_after_s": INGEST_STALE_SECONDS,
+        "queues": list(settings.GALFRIDAY_CELERY_QUEUES),
+    }
+
+
+def health_components(*, details: bool) -> dict[str, Any]:
+    """Every component's health check (`galfriday_site.health`, run for real). `details` (staff): the backend,
+    the error text and the ingest details, as `/api/health/` shows them to staff."""
+    report = run_health_checks()
+    components = {}
+    for c in report:
+        entry = {"status": "ok" if c.ok else "failing", "latency_ms": round(c.latency_ms, 2), "required": c.required}
+        if details:
+            entry.update(backend=c.backend, error=c.error)
+        components[c.name] = entry
+    ok = all(c.ok for c in report if c.required)
+    return {"status": "ok" if ok else "failing", "checked_at": timezone.now().isoformat(), "components": components}
+
+
+def celery_queue_depths() -> dict[str, int | None]:
+    """Messages waiting per Celery queue, read from the broker (None for a queue the broker could not say)."""
+    depths: dict[str, int | None] = {}
+    timeout = float(settings.HEALTH_CHECK_TIMEOUT)
+    with Connection(
+        settings.CELERY_BROKER_URL, connect_timeout=timeout, transport_options={"socket_timeout": timeout}
+    ) as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+        channel = conn.default_channel
+        for name in settings.GALFRIDAY_CELERY_QUEUES:
+            try:
+                depths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
+            except conn.channel_errors:  # an empty Redis queue has no key: the passive declare says "no queue"
+                depths[name] = 0
+            except Exception:  # reported as unknown on the page, and logged
+                logger.warning("queue depth unavailable", extra={"queue": name}, exc_info=True)
+                depths[name] = None
+    return depths
+
+
+def celery_workers() -> list[dict[str, Any]]:
+    """The workers that answer a ping within PING_TIMEOUT_S, with the queues they consume and their counters
+    (tasks run per name) from `inspect`."""
+
+    replies = app.control.ping(timeout=PING_TIMEOUT_S) or []
+    names = sorted(name for reply in replies for name in reply)
+    if not names:
+        return []
+    inspect = app.control.inspect(destination=names, timeout=PING_TIMEOUT_S)
+    queues = inspect.active_queues() or {}
+    stats = inspect.stats() or {}
+    active = inspect.active() or {}
+    out = []
+    for name in names:
+        total = (stats.get(name) or {}).get("total") or {}
+        out.append(
+            {
+                "name": name,
+                "queues": sorted(q.get("name", "") for q in queues.get(name) or []),
+                "active": len(active.get(name) or []),
+                "tasks_run": int(sum(total.values())) if isinstance(total, dict) else 0,
+                "pool": ((stats.get(name) or {}).get("pool") or {}).get("max-concurrency"),
+            }
+        )
+    return out
+
+
+def celery_overview() -> dict[str, Any]:
+    """Queue depths and workers online; a broker that cannot be reached is reported, never raised."""
+    out: dict[str, Any] = {"checked_at": timezone.now().isoformat(), "error": ""}
+    try:
+        out["queues"] = celery_queue_depths()
+        out["workers"] = celery_workers()
+    except Exception as exc:  # the page shows why; the broker's own health check says the same
+        logger.warning("celery overview unavailable", extra={"error": repr(exc)})
+        out.setdefault("queues", {})
+        out.setdefault("workers", [])
+        out["error"] = f"{type(exc).__name__}: {exc}"
+    return out
