@@ -23,7 +23,6 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -33,6 +32,7 @@ from typing import Any
 
 from django.db import transaction
 
+from core.metrics import ProcessCounters
 from experiments.models import ACTIVE_STATUSES, Arm, Experiment, ExperimentObservation, Mode, Status
 from experiments.selectors import experiments_generation
 from galfriday_site.celery import app
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 # Counters since the process started (for /metrics): hand-offs of shadow predictions, enqueues that failed (the
 # intake's catch-up predicts those later), treatment predictions that failed in split mode (the champion decided).
-counters: Counter[str] = Counter()
+counters = ProcessCounters("experiments.router")
 
 CHECK_INTERVAL_S = 0.2
 RESOLVE_TTL_S = 5.0

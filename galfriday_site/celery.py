@@ -1,4 +1,5 @@
-"""The Celery app: Redis broker in production, kombu's SQLAlchemy transport on SQLite when embedded.
+"""The Celery app: Redis broker in production and under `manage.py standalone` (its embedded Redis); kombu's
+SQLAlchemy transport on SQLite for a process started alone without REDIS_URL.
 
 Queues by kind of work: `trading` (latency-sensitive), `ingest`, `lifecycle` (training, drift, experiments),
 `reconciliation`, and `default` for the rest. Configuration lives in Django settings under `CELERY_`.
@@ -10,6 +11,9 @@ import os
 from typing import Any
 
 from celery import Celery, signals
+from prometheus_client import multiprocess
+
+from core.metrics import TASK_OUTCOMES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "galfriday_site.settings")
 
@@ -69,3 +73,38 @@ def _freeze_startup_objects(**_: Any) -> None:
 
     gc.collect()
     gc.freeze()
+
+
+def _count_outcome(outcome: str) -> Any:
+    def count(sender: Any = None, **_: Any) -> None:
+        TASK_OUTCOMES.labels(str(getattr(sender, "name", None) or "unknown"), outcome).inc()
+
+    count.__name__ = f"_count_task_{outcome}"
+    return count
+
+
+# Task outcomes per task, counted in the worker that ran it (`galfriday_celery_tasks_total`, every worker's in
+# /metrics); the handlers are kept here, as Celery holds its receivers weakly.
+_OUTCOME_RECEIVERS = {
+    outcome: _count_outcome(outcome) for outcome in ("success", "failure", "retry", "revoked", "internal_error")
+}
+signals.task_success.connect(_OUTCOME_RECEIVERS["success"], weak=False)
+signals.task_failure.connect(_OUTCOME_RECEIVERS["failure"], weak=False)
+signals.task_retry.connect(_OUTCOME_RECEIVERS["retry"], weak=False)
+signals.task_revoked.connect(_OUTCOME_RECEIVERS["revoked"], weak=False)
+signals.task_internal_error.connect(_OUTCOME_RECEIVERS["internal_error"], weak=False)
+
+
+@signals.task_rejected.connect
+def _count_rejected(**_: Any) -> None:
+    """A message no task of this worker knows (or a malformed one): rejected, counted under `unknown`."""
+    TASK_OUTCOMES.labels("unknown", "rejected").inc()
+
+
+@signals.worker_process_shutdown.connect
+@signals.worker_shutdown.connect
+def _metrics_process_dead(**_: Any) -> None:
+    """prometheus_client's multiprocess mode: a worker process that exits takes its live gauges with it (its
+    counters and histograms stay counted). Nothing to do without PROMETHEUS_MULTIPROC_DIR."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(os.getpid())

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from asgiref.sync import sync_to_async
 
+from core.metrics import EXECUTION_REPORT_COMMIT
 from ingest import services
 from ingest.events import BalanceEvent, OrderUpdateEvent, utcnow
 from ingest.journal import Journal
@@ -32,6 +34,7 @@ class PrivateStream:
 
     async def on_executions(self, message: ChannelMessage[Execution]) -> None:
         received = utcnow()
+        started = time.perf_counter()
         records = []
         for execution in message.items:
             record = services.execution_to_record(execution)
@@ -53,6 +56,8 @@ class PrivateStream:
             self.counters["executions_applied"] += result.applied
             self.counters["executions_invalid"] += result.invalid
             self.counters["execution_apply_failures"] += result.failed
+            if result.applied:  # from the frame's handler to its effect committed: a latency target
+                EXECUTION_REPORT_COMMIT.observe(time.perf_counter() - started)
         else:
             if records:  # journaled at once (durable), applied after the pass in flight
                 await asyncio.to_thread(self.journal.append_many, records)

@@ -45,7 +45,7 @@ import logging
 import math
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -60,6 +60,7 @@ from rest_framework import status
 from threadpoolctl import ThreadpoolController
 
 from core.errors import ApplicationError, NotFoundError
+from core.metrics import PREDICTION, ProcessCounters
 from models_registry import selectors
 from models_registry.fast_paths import LinearFastPath, TreeEnsembleFastPath
 from models_registry.labels import LABEL_CLASSES
@@ -232,7 +233,8 @@ class PredictionService:
         self._lock = threading.RLock()
         self._models: dict[tuple[int, str], LoadedVersion] = {}
         self._targets: dict[tuple[str, Selector], _Target] = {}
-        self.counters: Counter[str] = Counter()
+        # Every process's counts also in /metrics (galfriday_events_total{component="prediction"}).
+        self.counters = ProcessCounters("prediction")
         self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
         self._latency_buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)  # per bucket (not cumulative); last: +Inf
         self._latency_sum = 0.0
@@ -562,6 +564,7 @@ class PredictionService:
     # --- counters ------------------------------------------------------------------------------------------
 
     def _observe(self, seconds: float) -> None:
+        PREDICTION.observe(seconds)  # every process's, in /metrics
         self._latencies.append(seconds)
         self._latency_buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         self._latency_sum += seconds

@@ -38,7 +38,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from django.core.cache import cache
 from django.db.models import F
 
 from core.compiled import PK_MARKER, CompiledQuery
+from core.metrics import ProcessCounters
 from ingest.kraken.errors import KrakenError, OrderOutcomeUnknown
 from trading import lock_objects
 from trading.brokers.base import Broker, ExchangeOrder, OrderTicket
@@ -68,8 +68,8 @@ from trading.orders import (
 
 logger = logging.getLogger(__name__)
 
-# Process-local counts of what execution did and met (each is logged too).
-counters: Counter[str] = Counter()
+# What execution did and met (each is logged too; every process's counts in /metrics: galfriday_events_total).
+counters = ProcessCounters("trading.execution")
 
 DUPLICATE_ORDER = "EOrder:Duplicate order"
 SYNC_ORDER_TASK = "trading.tasks.sync_order"

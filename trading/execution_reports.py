@@ -7,7 +7,6 @@ balances in one transaction (idempotent by exec id; stale statuses ignored; repo
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from core.metrics import ProcessCounters
 from trading import lock_objects
 from trading.attribution import attributed, rows_save_audited
 from trading.executions import ExecType, ExecutionEvent
@@ -38,8 +38,9 @@ from trading.pnl import ZERO, PositionState, apply_fill, q_money, q_price
 
 logger = logging.getLogger(__name__)
 
-# Process-local counts of what was refused, set aside or applied against expectation (each is logged too).
-counters: Counter[str] = Counter()
+# What was refused, set aside or applied against expectation (each is logged too; every process's counts
+# in /metrics: galfriday_events_total).
+counters = ProcessCounters("trading.execution_reports")
 
 Kind = OrderEvent.Kind
 

@@ -16,7 +16,6 @@ decision task does, and sends its order at once in the same process rather than 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -26,9 +25,11 @@ from celery import current_app
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from core.metrics import ProcessCounters
+
 logger = logging.getLogger(__name__)
 
-counters: Counter[str] = Counter()
+counters = ProcessCounters("trading.gateway")
 _held: ContextVar[list[int] | None] = ContextVar("galfriday_held_submissions", default=None)
 
 

@@ -9,7 +9,6 @@ Every state change of an order is an `OrderEvent` with its source and actor (`tr
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from django.utils import timezone
 
 from core.audit import audited_row_insert
 from core.errors import ApplicationError, ConflictError
+from core.metrics import ProcessCounters
 from trading import lock_objects
 from trading.attribution import attributed
 from trading.executions import EventSource
@@ -29,8 +29,8 @@ from trading.order_states import TERMINAL, IllegalTransition, OrderState, check_
 
 logger = logging.getLogger(__name__)
 
-# Process-local counts of what this module refused (each is logged too).
-counters: Counter[str] = Counter()
+# Counts (all processes in /metrics: galfriday_events_total) of what this module refused (each is logged too).
+counters = ProcessCounters("trading.orders")
 
 Kind = OrderEvent.Kind
 

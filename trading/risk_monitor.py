@@ -4,7 +4,6 @@ maximum drawdown or the daily loss limit is breached."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -13,6 +12,7 @@ from typing import Any
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from core.metrics import ProcessCounters
 from trading import selectors
 from trading.accounts import equity_snapshot_take
 from trading.alerts import alert_raise
@@ -22,8 +22,8 @@ from trading.models import Alert, TradingState
 
 logger = logging.getLogger(__name__)
 
-# Process-local counts (each is logged too).
-counters: Counter[str] = Counter()
+# Counts (all processes in /metrics: galfriday_events_total; each is logged too).
+counters = ProcessCounters("trading.risk_monitor")
 
 MONITOR_ACTOR = "risk:monitor"
 

@@ -9,7 +9,6 @@ crash anywhere before the commit leaves the order `created` and nothing sent.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +20,7 @@ from django.utils import timezone
 
 from core.compiled import CompiledQuery
 from core.errors import ApplicationError
+from core.metrics import ProcessCounters
 from trading import lock_objects, selectors
 from trading.executions import EventSource
 from trading.gateway import execution_gateway
@@ -34,8 +34,8 @@ from trading.selectors import OpenOrderGroup
 
 logger = logging.getLogger(__name__)
 
-# Process-local counts (each is logged too).
-counters: Counter[str] = Counter()
+# Counts (all processes in /metrics: galfriday_events_total; each is logged too).
+counters = ProcessCounters("trading.submission")
 
 
 @dataclass(frozen=True)

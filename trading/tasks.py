@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task, shared_task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.utils import timezone
 
 from core.audit import audit_actor
+from core.metrics import BAR_TO_ACK
 from trading import pipeline
 from trading.brokers.base import Broker
 from trading.brokers.factory import broker_for_mode, trading_mode
@@ -27,7 +29,7 @@ from trading.execution import (
     orders_cancel_all_execute,
 )
 from trading.gateway import CeleryExecutionGateway, execution_gateway, submissions_held
-from trading.models import Order
+from trading.models import Decision, Order
 from trading.order_states import OrderState
 from trading.orders import order_mark_unknown
 from trading.paper import paper_sweep
@@ -101,7 +103,10 @@ def execute_order(self: Task, order_id: int) -> dict[str, Any]:
     actor = "celery:trading.tasks.execute_order"
     try:
         with audit_actor(actor), _broker() as broker:
-            return order_execute(order_id=order_id, broker=broker, actor=actor).to_json()
+            outcome = order_execute(order_id=order_id, broker=broker, actor=actor)
+        if outcome.action == "sent":
+            _observe_bar_to_ack(order_id)
+        return outcome.to_json()
     except OrderBusy as exc:
         # Another run holds the order (or a killed worker's mutex has not expired yet): wait it out; the run that
         # gets the mutex asks the exchange first, so waiting never duplicates.
@@ -195,6 +200,8 @@ def decide_on_bar(symbol: str, bar_start: str) -> dict[str, Any]:
 
 
 _INLINE_ACTOR = "celery:trading.tasks.decide_on_bar"
+# The decision pipeline's bars close one minute after their start (trading.pipeline.decide_on_bar).
+DECISION_BAR_LENGTH = timedelta(minutes=1)
 
 
 def _unsent(order_id: int) -> bool:
@@ -212,10 +219,23 @@ def _execute_here(order_id: int) -> str:
     give-up rules apply there). Returns what happened, for the task's result."""
     try:
         with audit_actor(_INLINE_ACTOR), _broker() as broker:
-            return order_execute(order_id=order_id, broker=broker, actor=_INLINE_ACTOR).action
+            action = order_execute(order_id=order_id, broker=broker, actor=_INLINE_ACTOR).action
     except Exception as exc:
         logger.warning(
             "inline execution failed: handed to execute_order", extra={"order_id": order_id, "error": repr(exc)}
         )
         execution_gateway().submit_order(order_id=order_id)
         return "handed_over"
+    if action == "sent":
+        _observe_bar_to_ack(order_id)
+    return action
+
+
+def _observe_bar_to_ack(order_id: int) -> None:
+    """The latency target closed bar → exchange acknowledgement (`galfriday_bar_to_ack_seconds`), for an order that
+    a decision placed: from its bar's end to now, just after the exchange's answer was applied."""
+    row = Decision.objects.filter(order_id=order_id).values_list("instrument__symbol", "bar_time").first()
+    if row is not None:
+        symbol, bar_time = row
+        waited = (timezone.now() - (bar_time + DECISION_BAR_LENGTH)).total_seconds()
+        BAR_TO_ACK.labels(symbol).observe(max(0.0, waited))

@@ -38,7 +38,6 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,13 +46,14 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from core.metrics import ProcessCounters
 from ingest.kraken.errors import AuthenticationError, NotConnected, OrderOutcomeUnknown, RequestTimeout
 from ingest.kraken.ws.client import KrakenWsClient
 from ingest.kraken.ws.types import AddOrderAck, CancelOrderAck, ConnectionState, WsConfig
 from trading.kraken_clients import kraken_credentials, kraken_rest_client
 
 logger = logging.getLogger(__name__)
-counters: Counter[str] = Counter()
+counters = ProcessCounters("trading.ws_session")
 
 T = TypeVar("T")
 # How much longer than the client's own request timeout a blocked caller waits before it gives up on the

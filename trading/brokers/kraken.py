@@ -8,12 +8,12 @@ applied from a query and again from the WebSocket is recorded once.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from django.utils import timezone
 
+from core.metrics import ProcessCounters
 from ingest.kraken.errors import AuthenticationError, NotConnected, RequestTimeout, UnknownOrder
 from ingest.kraken.rest import KrakenRestClientSync
 from ingest.kraken.rest_types import OrderInfo, TradeInfo
@@ -24,8 +24,8 @@ from trading.ws_session import ExchangeSession
 
 logger = logging.getLogger(__name__)
 
-# Process-local counts of fallbacks and anomalies (each is logged too).
-counters: Counter[str] = Counter()
+# Counts (all processes in /metrics: galfriday_events_total) of fallbacks and anomalies (each is logged too).
+counters = ProcessCounters("trading.brokers.kraken")
 
 QUERY_TRADES_BATCH = 20
 
