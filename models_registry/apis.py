@@ -20,6 +20,8 @@ from core.pagination import paginated_response
 from models_registry import selectors, services
 from models_registry.models import ModelVersion, RegisteredModel, Stage
 from models_registry.outcomes import LAST_N, outcome_list, version_calibration, version_live_metrics
+from models_registry.retraining.apis import LifecycleEntrySerializer
+from models_registry.retraining.selectors import lifecycle_timeline
 
 
 class IsStaff(BasePermission):
@@ -262,15 +264,23 @@ class AliasRemoveApi(APIView):
 
 
 class HistoryApi(APIView):
+    """The model's stage and alias moves; with ``include=retraining`` the retraining loop's steps too, in one time
+    order (trigger -> report -> training -> challenger -> experiment -> promotion or rejection -> rollback)."""
+
     class FilterSerializer(serializers.Serializer):
         version = serializers.IntegerField(min_value=1, required=False)
+        include = serializers.ChoiceField(choices=["retraining"], required=False)
 
     @extend_schema(parameters=[FilterSerializer], responses=StageEventOutputSerializer(many=True))
     def get(self, request: Request, name: str) -> Response:
         _model_or_404(name)
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        qs = selectors.stage_event_list(model_name=name, version=filters.validated_data.get("version"))
+        version = filters.validated_data.get("version")
+        if filters.validated_data.get("include") == "retraining":
+            rows = lifecycle_timeline(model_name=name, version=version)
+            return _paginated(request, self, rows, LifecycleEntrySerializer)
+        qs = selectors.stage_event_list(model_name=name, version=version)
         return _paginated(request, self, qs, StageEventOutputSerializer)
 
 

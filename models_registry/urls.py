@@ -18,6 +18,7 @@ from models_registry.apis import (
     VersionPromoteApi,
 )
 from models_registry.drift.apis import DriftReportDetailApi, DriftReportListApi, DriftThresholdsApi
+from models_registry.retraining.apis import RetrainApi, RetrainingPolicyApi, RetrainingRunDetailApi
 
 app_name = "models_registry"
 
@@ -45,5 +46,8 @@ urlpatterns = [
     path("<str:name>/aliases/", AliasListApi.as_view(), name="alias-list"),
     path("<str:name>/aliases/<str:alias>/remove/", AliasRemoveApi.as_view(), name="alias-remove"),
     path("<str:name>/history/", HistoryApi.as_view(), name="history"),
+    path("<str:name>/retrain/", RetrainApi.as_view(), name="retrain"),
+    path("<str:name>/retrain/<int:run_id>/", RetrainingRunDetailApi.as_view(), name="retraining-run"),
+    path("<str:name>/retraining-policy/", RetrainingPolicyApi.as_view(), name="retraining-policy"),
     path("<str:name>/production/", ProductionAtApi.as_view(), name="production"),
 ]
