@@ -18,6 +18,7 @@ from trading.apis import (
     TradingResumeApi,
     TradingStateApi,
 )
+from trading.performance_apis import EquityApi, PnlApi
 
 app_name = "trading"
 
@@ -38,4 +39,6 @@ urlpatterns = [
     path("risk-limits/", RiskLimitListApi.as_view(), name="risk-limit-list"),
     path("risk-limits/update/", RiskLimitUpdateApi.as_view(), name="risk-limit-update"),
     path("alerts/", AlertListApi.as_view(), name="alert-list"),
+    path("equity/", EquityApi.as_view(), name="equity"),
+    path("pnl/", PnlApi.as_view(), name="pnl"),
 ]

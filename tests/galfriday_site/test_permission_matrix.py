@@ -77,6 +77,11 @@ POLICY: dict[str, dict[str, frozenset[str]]] = {
     "api:trading:risk-limit-list": {"GET": AUTHENTICATED},
     "api:trading:risk-limit-update": {"POST": STAFF_ONLY},
     "api:trading:alert-list": {"GET": AUTHENTICATED},
+    "api:trading:equity": {"GET": AUTHENTICATED},
+    "api:trading:pnl": {"GET": AUTHENTICATED},
+    # dashboard: the read endpoints the pages' scripts fetch
+    "dashboard:market-candles": {"GET": AUTHENTICATED},
+    "dashboard:market-why": {"GET": AUTHENTICATED},
     # model registry: reads for any user, changes and the artifact for staff
     "api:models_registry:model-list": {"GET": AUTHENTICATED, "POST": STAFF_ONLY},
     "api:models_registry:model-detail": {"GET": AUTHENTICATED},
