@@ -128,10 +128,11 @@ def http_receiver(*, delay: threading.Event | None = None) -> Iterator[Receiver]
 
 
 @contextmanager
-def running(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real program, its output in `log`; terminated (then killed) at the end, whatever happens."""
+def running(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real program (with `env`, default this one's), its output in `log`; terminated (then killed) at the end,
+    whatever happens."""
     with log.open("ab") as out:
-        process = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield process
     finally:

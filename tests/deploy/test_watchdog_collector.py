@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import cast
 
 import pytest
 from django.utils import timezone
@@ -63,7 +64,7 @@ def test_last_decision_time_per_ingested_symbol_only() -> None:
         started_at=now,
         updated_at=now,
     )
-    btc, eth = InstrumentFactory(), EthInstrumentFactory()
+    btc, eth = cast(Instrument, InstrumentFactory()), cast(Instrument, EthInstrumentFactory())
     decide(btc, 1)
     latest = decide(btc, 0)
     decide(eth, 0)  # ETH/USD is not ingested any more: its silence is expected
