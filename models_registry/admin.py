@@ -31,6 +31,9 @@ from models_registry.models import (
     StageEvent,
 )
 from models_registry.outcomes.rules import OUTCOME_FIELDS
+
+# the retraining admin lives with retraining (registered on import); its action retrains a model now
+from models_registry.retraining import admin as retraining_admin
 from models_registry.selectors import promotion_gate_report
 
 
@@ -53,6 +56,7 @@ class RegisteredModelAdmin(SimpleHistoryAdmin):
     list_display = ["name", "description", "created_at", "updated_at"]
     search_fields = ["name"]
     fields = ["name", "description", "promotion_gates"]
+    actions = [retraining_admin.retrain_now]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         return ["name"] if obj is not None else []
