@@ -57,6 +57,7 @@ from galfriday_site.metrics.domain import (
 )
 from galfriday_site.metrics.processes import ProcessesCollector
 from galfriday_site.metrics.workers import QueueDepthCollector, WorkersCollector
+from galfriday_site.watchdog import WatchdogCollector
 from models_registry.drift.metrics import DriftCollector
 
 __all__ = ["allowed", "metrics_view", "register_collector", "render"]
@@ -106,6 +107,7 @@ def collectors() -> dict[str, Collector]:
         "health": HealthCollector(),
         "celery_queues": QueueDepthCollector(),
         "celery_workers": WorkersCollector(),
+        "watchdog": WatchdogCollector(),  # what deploy/prometheus/alerts.yml needs beyond the rest
         **EXTRA_COLLECTORS,
     }
 
