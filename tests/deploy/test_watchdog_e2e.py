@@ -182,6 +182,8 @@ def test_ingest_worker_killed_reaches_the_webhook_through_prometheus_and_alertma
                     30,
                     "a fresh heartbeat scraped",
                 )
+                # The watchdog collector in the real /metrics: the market is open, as the worker reports it.
+                assert query(prometheus, f'galfriday_ingest_exchange_status{{worker="{worker}",status="online"}} == 1')
                 wait_for(lambda: receiver.alerts("/deadman"), 30, "the Watchdog at the dead man's switch")
                 wait_for(lambda: query(prometheus, 'ALERTS{alertname="Watchdog"}'), 10, "the Watchdog rule")
                 assert query(prometheus, 'ALERTS{alertname="IngestHeartbeatStale"}') == []
