@@ -498,11 +498,15 @@ class RiskLimitUpdateApi(APIView):
 
 
 class AlertListApi(APIView):
+    """Kept for existing clients; `/api/alerting/alerts/` (state, severity and kind filters, acknowledge, resolve,
+    silences) supersedes it. `unacknowledged=true` lists the alerts still firing."""
+
     @extend_schema_serializer(component_name="TradingAlert")
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         kind = serializers.CharField()
         severity = serializers.CharField()
+        state = serializers.CharField()
         message = serializers.CharField()
         context = serializers.JSONField()  # type: ignore[assignment]  # a field named like Field.context
         created_at = serializers.DateTimeField()

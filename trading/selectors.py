@@ -252,11 +252,13 @@ def market_quotes() -> dict[str, MarketQuote]:
 
 
 def alert_list(*, unacknowledged: bool | None = None) -> QuerySet[Alert]:
+    """The old `/api/trading/alerts/` list (the alerting API at `/api/alerting/alerts/` supersedes it):
+    `unacknowledged` True means still firing (nobody acknowledged or resolved it), False the others."""
     qs = Alert.objects.all()
     if unacknowledged is True:
-        qs = qs.filter(acknowledged_at__isnull=True)
+        qs = qs.filter(state=Alert.State.FIRING)
     elif unacknowledged is False:
-        qs = qs.filter(acknowledged_at__isnull=False)
+        qs = qs.exclude(state=Alert.State.FIRING)
     return qs.order_by("-created_at", "-id")
 
 

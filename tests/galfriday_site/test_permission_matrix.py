@@ -120,6 +120,13 @@ POLICY: dict[str, dict[str, frozenset[str]]] = {
     "api:experiments:experiment-abort": {"POST": STAFF_ONLY},
     "api:experiments:experiment-conclude": {"POST": STAFF_ONLY},
     "api:experiments:experiment-promote": {"POST": STAFF_ONLY},
+    # alerting: reads for any user, acknowledge / resolve / silences for staff
+    "api:alerting:alert-list": {"GET": AUTHENTICATED},
+    "api:alerting:alert-detail": {"GET": AUTHENTICATED},
+    "api:alerting:alert-acknowledge": {"POST": STAFF_ONLY},
+    "api:alerting:alert-resolve": {"POST": STAFF_ONLY},
+    "api:alerting:silence-list": {"GET": AUTHENTICATED, "POST": STAFF_ONLY},
+    "api:alerting:silence-expire": {"POST": STAFF_ONLY},
 }
 
 REASON = {"reason": "permission matrix probe: this must not happen for a wrong role"}
@@ -145,6 +152,10 @@ BODIES: dict[str, dict[str, Any]] = {
     "api:reconciliation:discrepancy-acknowledge": {"note": "probe"},
     "api:reconciliation:discrepancy-resolve": {"note": "probe"},
     "api:experiments:experiment-conclude": REASON,
+    "api:alerting:alert-acknowledge": {"note": "probe"},
+    "api:alerting:alert-resolve": {"note": "probe"},
+    "api:alerting:silence-list": {"kind": "drift", "reason": "probe", "duration_minutes": 5},
+    "api:alerting:silence-expire": {"note": "probe"},
 }
 WRITE_SQL = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 REFUSALS = {(401, "not_authenticated"), (401, "authentication_failed"), (403, "permission_denied")}
