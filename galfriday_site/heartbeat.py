@@ -11,25 +11,26 @@ Healthy means what an operator would call "Gal-Friday is working":
   not a reason to claim Gal-Friday is dead.
 
 The ping never raises into beat or the worker: every outcome (off, unhealthy, sent, failed) is returned, logged and
-counted; the request has a short timeout and follows no redirect.
+counted (`galfriday_events_total{component="galfriday_site.heartbeat"}`); the request has a short timeout and
+follows no redirect.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
 from django.utils import timezone
 
+from core.metrics import ProcessCounters
 from galfriday_site.health import INGEST_STALE_SECONDS, run_health_checks
 from ingest.models import IngestStatus
 
 logger = logging.getLogger(__name__)
 TIMEOUT_S = 5.0
-counters: Counter[str] = Counter()
+counters = ProcessCounters("galfriday_site.heartbeat")  # galfriday_events_total{component, name}: sent/failed/unhealthy
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,12 @@ def ingest_reported(seconds_ago: float) -> IngestStatus:
 
 def test_healthy_system_pings_the_url() -> None:
     ingest_reported(seconds_ago=2)
+    sent = heartbeat.counters["sent"]
     with http_receiver() as receiver:
         assert heartbeat.heartbeat_ping(f"{receiver.url}/ping/abc") == "sent"
         [request] = receiver.received()
     assert (request.method, request.path) == ("GET", "/ping/abc")
+    assert heartbeat.counters["sent"] == sent + 1
 
 
 def test_the_beat_task_pings_the_configured_url(settings) -> None:  # type: ignore[no-untyped-def]
@@ -71,11 +73,13 @@ def test_off_without_a_url(settings) -> None:  # type: ignore[no-untyped-def]
 
 def test_a_failing_service_is_reported_not_raised() -> None:
     ingest_reported(seconds_ago=2)
+    failed = heartbeat.counters["failed"]
     with http_receiver() as receiver:
         receiver.status = 503
         assert heartbeat.heartbeat_ping(f"{receiver.url}/ping") == "failed"
         assert len(receiver.received()) == 1
     assert heartbeat.heartbeat_ping(f"http://127.0.0.1:{loopback_port()}/ping") == "failed"  # nothing listens
+    assert heartbeat.counters["failed"] == failed + 2  # counted, as well as logged
 
 
 def test_a_hanging_service_times_out_without_raising() -> None:
