@@ -12,8 +12,9 @@ What runs:
   filled with realistic sizes (`--orders` orders, each with a fill and a decision, reconciliation runs, balances, a
   position, equity snapshots) and `--users` read-only users (no group: reads only), each with an API token;
 * the web process as production runs it: `uvicorn galfriday_site.asgi:application --proxy-headers` (one process,
-  the Dockerfile's command), `DEBUG=false`, PostgreSQL, Redis (`REDIS_URL`: cache, throttles, channel layer), the
-  production throttle rates (1,200/min per user: the load is spread over the users so none is throttled);
+  the Dockerfile's command; `--workers N` runs N), `DEBUG=false`, PostgreSQL, Redis (`REDIS_URL`: cache,
+  throttles, channel layer), the production throttle rates (1,200/min per user: the load is spread over the
+  users so none is throttled);
 * locust (`bench/locustfile.py`, a subprocess: it gevent-patches on import) with `--users` clients at `--rate /
   --users` requests per second each, a mix of list, detail and health reads sent as a TLS proxy forwards them;
 * this process samples `pg_stat_activity` for the database every second (the web's connections by their
@@ -226,12 +227,12 @@ class ConnectionSampler(threading.Thread):
             self.samples.append((time.monotonic(), web, total))
 
 
-def start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], port: int, log: Path, workers: int) -> subprocess.Popen[bytes]:
     out = log.open("wb")
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "uvicorn", "galfriday_site.asgi:application", "--host", "127.0.0.1",
-            "--port", str(port), "--proxy-headers", "--no-access-log",
+            "--port", str(port), "--proxy-headers", "--no-access-log", "--workers", str(workers),
         ],
         cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -298,6 +299,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=300, help="duration (default 300)")
     parser.add_argument("--users", type=int, default=20, help="simulated clients, one read-only user each")
     parser.add_argument("--port", type=int, default=18730)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn processes (default 1: the Dockerfile's command runs one)"
+    )
     parser.add_argument("--orders", type=int, default=20000, help="orders (each with a fill and a decision)")
     parser.add_argument("--runs", type=int, default=2000, help="reconciliation runs")
     parser.add_argument("--connection-slack", type=int, default=2, help="allowed rise of the connection max")
@@ -328,7 +332,7 @@ def main() -> int:
         if u.password:
             dsn["password"] = u.password
         sampler = ConnectionSampler(dsn, database)
-        server = start_server(env, args.port, Path(tmp) / "web.log")
+        server = start_server(env, args.port, Path(tmp) / "web.log", args.workers)
         try:
             base = f"http://127.0.0.1:{args.port}"
             headers = {"Authorization": f"Token {fixture['tokens'][0]}", "X-Forwarded-Proto": "https"}
@@ -384,7 +388,7 @@ def main() -> int:
             "orders_fills_decisions": args.orders,
             "reconciliation_runs": args.runs,
             "seed_seconds": round(seeded_s, 1),
-            "server": "uvicorn galfriday_site.asgi:application --proxy-headers (one process)",
+            "server": f"uvicorn galfriday_site.asgi:application --proxy-headers --workers {args.workers}",
             "database": database,
             "redis": redis_url,
             "cpus": os.cpu_count(),
