@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
-from django.db import NotSupportedError, connection, models
+from django.db import connection, models
 from django.dispatch import receiver
 from django.utils import timezone
 from simple_history.manager import HistoryManager
@@ -127,37 +127,43 @@ def _fitted_reason() -> str | None:
     return reason[: REASON_MAX_LENGTH - 1] + "…"
 
 
-def history_rows_insert(objs: list[Any], *, history_type: str = "~", when: datetime | None = None) -> None:
-    """Record the audit rows of `objs` (saved rows of one audited model, in their new state) in one INSERT,
-    attributed like `_stamp_actor` does for a single `save()`: the current actor (else the request's user, else the
-    system) and the current reason.
+def history_rows_insert(
+    model: type[models.Model],
+    pks: Sequence[Any],
+    *,
+    history_type: str = "~",
+    when: datetime | None = None,
+    instance: Any = None,
+) -> None:
+    """Record the audit rows of the rows `pks` of the audited `model` as they are now in the table, attributed like
+    `_stamp_actor` does for a single `save()`: the current actor (else the request's user, or
+    `instance`'s explicit history user, else the system), the current reason, `history_type` ("+" created, "~"
+    changed) and `when`.
 
-    simple-history's `bulk_history_create` builds a model instance per row and goes through `bulk_create`: ~1.4 ms
-    of CPU a row on the execution-report path. The statement here is built once per model and row count; values
-    go through each field's own conversion."""
-    if not objs:
+    The one way every fast path writes audit rows, on every database: after the write and under the row locks the
+    writer holds, ``INSERT INTO <history> (...) SELECT <tracked columns>, <attribution> FROM <table> WHERE <pk>
+    IN (...)``, so an audit row holds exactly what was written (simple-history's `bulk_history_create` builds a
+    model instance per row: ~1.4 ms of CPU a row on the execution-report path). Statements are built once per
+    model and row count."""
+    if not pks:
         return
-    historical = type(objs[0]).history.model
-    user, actor, reason = _attribution(objs[0])
-    when = when or timezone.now()
-    meta = historical._meta
-    tracked = [meta.get_field(f.name) for f in historical.tracked_fields]
-    fields = [*tracked, *_history_columns(historical)]
-    params: list[Any] = []
-    for obj in objs:
-        values = [getattr(obj, f.attname) for f in tracked]
-        values += [actor, when, reason, history_type, user.pk if user is not None else None]
-        params += [f.get_db_prep_save(v, connection) for f, v in zip(fields, values, strict=True)]
-    key = ("insert", historical, len(objs), connection.vendor)
-    sql = _SQL.get(key)
-    if sql is None:
-        qn = connection.ops.quote_name
-        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-        columns = ", ".join(qn(f.column) for f in fields)
-        sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {', '.join([row] * len(objs))}"
-        _SQL[key] = sql
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    attribution = _attribution_params(
+        instance if instance is not None else model(), history_type, when or timezone.now()
+    )
+    for i in range(0, len(pks), _PKS_PER_STATEMENT):
+        chunk = list(pks[i : i + _PKS_PER_STATEMENT])
+        key = ("history", model, len(chunk), connection.vendor)
+        sql = _SQL.get(key)
+        if sql is None:
+            qn = connection.ops.quote_name
+            meta: Any = model._meta
+            rows = f"{qn(meta.db_table)} WHERE {qn(meta.pk.column)} IN ({', '.join(['%s'] * len(chunk))})"
+            sql = _SQL[key] = _history_insert_from(model, rows)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*attribution, *chunk])
+
+
+_PKS_PER_STATEMENT = 5000  # under every backend's limit of bound parameters
 
 
 def _history_columns(historical: Any) -> list[Any]:
@@ -188,17 +194,12 @@ def rows_insert_sql(objs: list[Any]) -> tuple[str, list[Any]]:
 def audited_rows_update(
     objs: list[Any], names: list[str], *, when: datetime, inserting: list[Any] | None = None
 ) -> None:
-    """Write `names` of existing rows `objs` (one audited model) and record their audit rows ("changed");
-    `inserting`: new rows of another, unaudited model (an order's events) written with them.
-
-    On PostgreSQL one statement does it all: `WITH changed AS (UPDATE ... RETURNING *), new AS (INSERT <rows>)
-    INSERT INTO <history> SELECT ... FROM changed`, so the audit row holds exactly what was written, in one round
-    trip. Elsewhere (SQLite) an UPDATE, then `history_rows_insert`, then the rows. A row that is gone raises
-    `DoesNotExist` (the caller holds the row locks, so it never should). The statements are built once per
-    model, field list and row count."""
+    """Write `names` of existing rows `objs` (one audited model) and record their audit rows ("changed", by
+    `history_rows_insert`: what the table holds after the write); `inserting`: new rows of another, unaudited
+    model (an order's events) written with them. A row that is gone raises `DoesNotExist` (the caller holds the
+    row locks, so it never should). The statements are built once per model, field list and row count."""
     if not objs:
         return
-    extra_sql, extra_params = rows_insert_sql(inserting) if inserting else ("", [])
     model = type(objs[0])
     meta = model._meta
     fields = [meta.get_field(n) for n in names]
@@ -211,63 +212,49 @@ def audited_rows_update(
             for obj in objs:
                 params += [obj.pk, f.get_db_prep_save(getattr(obj, f.attname), connection)]
         params += [obj.pk for obj in objs]
-    combined = connection.vendor == "postgresql"
-    key = ("update", model, tuple(names), len(objs), combined, extra_sql)
+    key = ("update", model, tuple(names), len(objs), connection.vendor)
     sql = _SQL.get(key)
     if sql is None:
-        sql = _SQL[key] = _update_sql(model, fields, len(objs), combined, extra_sql if combined else "")
-    if combined:
-        params += extra_params
-        params += _attribution_params(objs[0], "~", when)
+        sql = _SQL[key] = _update_sql(model, fields, len(objs))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         written = cursor.rowcount
     if written != len(objs):
         raise model.DoesNotExist(f"{model.__name__}: {len(objs) - written} of the rows to update are gone")
-    if not combined:
-        history_rows_insert(objs, when=when)
-        if extra_sql:
-            with connection.cursor() as cursor:
-                cursor.execute(extra_sql, extra_params)
+    history_rows_insert(model, [obj.pk for obj in objs], history_type="~", when=when, instance=objs[0])
+    if inserting:
+        extra_sql, extra_params = rows_insert_sql(inserting)
+        with connection.cursor() as cursor:
+            cursor.execute(extra_sql, extra_params)
 
 
-def _update_sql(model: Any, fields: list[Any], rows: int, combined: bool, extra_sql: str) -> str:
+def _update_sql(model: Any, fields: list[Any], rows: int) -> str:
     qn = connection.ops.quote_name
     meta = model._meta
     table, pk = qn(meta.db_table), qn(meta.pk.column)
     if rows == 1:
         sets = ", ".join(f"{qn(f.column)} = %s" for f in fields)
-        sql = f"UPDATE {table} SET {sets} WHERE {pk} = %s"
-    else:
-        cases = " ".join(["WHEN %s THEN %s"] * rows)
-        sets = ", ".join(f"{qn(f.column)} = CASE {pk} {cases} END" for f in fields)
-        sql = f"UPDATE {table} SET {sets} WHERE {pk} IN ({', '.join(['%s'] * rows)})"
-    if not combined:
-        return sql
-    also = f", new AS ({extra_sql}) " if extra_sql else " "
-    return f"WITH changed AS ({sql} RETURNING {table}.*){also}{_history_insert_from(model, 'changed')}"
+        return f"UPDATE {table} SET {sets} WHERE {pk} = %s"
+    cases = " ".join(["WHEN %s THEN %s"] * rows)
+    sets = ", ".join(f"{qn(f.column)} = CASE {pk} {cases} END" for f in fields)
+    return f"UPDATE {table} SET {sets} WHERE {pk} IN ({', '.join(['%s'] * rows)})"
 
 
-def audited_write_sql(
+def audited_write(
     model: type[models.Model], write: str, params: Sequence[Any] = (), *, history_type: str, when: datetime
-) -> tuple[str, list[Any]]:
-    """One PostgreSQL statement that runs `write` (an ``INSERT`` or ``UPDATE`` of `model`'s table, an audited
-    model, without a ``RETURNING`` clause; `params` its parameters) and records the audit row of every row it
-    wrote, holding exactly what was written::
-
-        WITH written AS (<write> RETURNING <table>.*) INSERT INTO <history> (...) SELECT ... FROM written
-
-    For bulk writes whose rows are not model instances, e.g. rows COPYed into a temporary table then written
-    with ``INSERT ... SELECT`` or ``UPDATE ... FROM``. The audit rows are attributed like `history_rows_insert`'s
-    (the actor current when this is called, else the request's user, else the system; the current reason), with
-    `history_type` ("+" created, "~" changed) and `when`. Returns the statement and all its parameters; the
-    cursor's rowcount after it is the number of rows written. PostgreSQL only (a data-modifying ``WITH``);
-    elsewhere write the rows, then call `history_rows_insert` with them."""
-    if connection.vendor != "postgresql":
-        raise NotSupportedError("audited_write_sql needs PostgreSQL; elsewhere use history_rows_insert")
-    table = connection.ops.quote_name(model._meta.db_table)
-    sql = f"WITH written AS ({write} RETURNING {table}.*) {_history_insert_from(model, 'written')}"
-    return sql, [*params, *_attribution_params(model(), history_type, when)]
+) -> int:
+    """Run `write` (an ``INSERT`` or ``UPDATE`` of `model`'s table, an audited model, without a ``RETURNING``
+    clause; `params` its parameters) and record the audit row of every row it wrote (`history_rows_insert`, by the
+    keys the write returns). For bulk writes whose rows are not model instances, e.g. rows COPYed into a temporary
+    table then written with ``INSERT ... SELECT`` or ``UPDATE ... FROM``. Returns the number of rows written."""
+    meta: Any = model._meta
+    pk = connection.ops.quote_name(meta.pk.column)
+    table = connection.ops.quote_name(meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{write} RETURNING {table}.{pk}", list(params))
+        pks = [row[0] for row in cursor.fetchall()]
+    history_rows_insert(model, pks, history_type=history_type, when=when)
+    return len(pks)
 
 
 def _attribution_params(obj: Any, history_type: str, when: datetime) -> list[Any]:
@@ -279,58 +266,59 @@ def _attribution_params(obj: Any, history_type: str, when: datetime) -> list[Any
 
 
 def _history_insert_from(model: Any, rows: str) -> str:
-    """`INSERT INTO <history> (...) SELECT ... FROM <rows>`: the audit rows of what the CTE `rows` returned
-    (`RETURNING *` of the model's table), with the attribution values as the statement's last parameters."""
+    """`INSERT INTO <history> (...) SELECT <tracked columns>, <attribution> FROM <rows>`: the audit rows of the
+    rows `rows` names (a table and a condition), with the attribution values as the statement's first parameters
+    (they come first in the text)."""
     qn = connection.ops.quote_name
     historical = model.history.model
     hmeta = historical._meta
     tracked = [hmeta.get_field(f.name) for f in historical.tracked_fields]
     history = _history_columns(historical)
     columns = ", ".join(qn(f.column) for f in [*tracked, *history])
-    # The tracked columns have the same names in both tables; the attribution values are cast to their
-    # columns' types (an untyped parameter in a SELECT list would be text).
-    selected = ", ".join([*(qn(f.column) for f in tracked), *(f"CAST(%s AS {f.db_type(connection)})" for f in history)])
+    selected = ", ".join([*(qn(f.column) for f in tracked), *(_typed_placeholder(f) for f in history)])
     return f"INSERT INTO {qn(hmeta.db_table)} ({columns}) SELECT {selected} FROM {rows}"
 
 
-def audited_row_insert(obj: Any, *, when: datetime, children: list[Any] | None = None) -> None:
-    """Insert the new row `obj` of an audited model with its audit row ("created"), and `children`: new rows of
-    another, unaudited model whose foreign key to `obj` is filled in here (a new order's events).
+def _typed_placeholder(field: Any) -> str:
+    """A parameter in a SELECT list, typed as its column: PostgreSQL types an untyped one as text (which no
+    timestamp column takes); SQLite takes values as they are (and its CAST to a column type name would change
+    them, e.g. a date text to a number)."""
+    if connection.vendor == "postgresql":
+        return f"CAST(%s AS {field.db_type(connection)})"
+    return "%s"
 
-    On PostgreSQL one statement: `WITH created AS (INSERT ... RETURNING *), audit AS (INSERT INTO <history> SELECT
-    ... FROM created), children AS (INSERT ... VALUES ((SELECT id FROM created), ...)) SELECT id FROM created`: the
-    audit row holds exactly what was inserted. Elsewhere `save()` (the history signal writes the audit row) and
-    `bulk_create`. `obj` comes back saved with its key; the children's keys are not read back. Fields' `pre_save`
+
+def audited_row_insert(obj: Any, *, when: datetime, children: list[Any] | None = None) -> None:
+    """Insert the new row `obj` of an audited model with its audit row ("created", by `history_rows_insert`), and
+    `children`: new rows of another, unaudited model whose foreign key to `obj` is filled in here (a new order's
+    events). `obj` comes back saved with its key; the children's keys are not read back. Fields' `pre_save`
     (`auto_now`, `auto_now_add`) and conversions apply as in `save()`. Statements built once per model and count."""
     model = type(obj)
-    child_model = type(children[0]) if children else None
-    link = _child_link(child_model, model) if child_model is not None else None
-    if connection.vendor != "postgresql":
-        obj.save()
-        if children:
-            for child in children:
-                setattr(child, link.attname, obj.pk)  # type: ignore[union-attr]
-            child_model._default_manager.bulk_create(children)  # type: ignore[union-attr]
-        return
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    params += _attribution_params(obj, "+", when)
-    child_fields: list[Any] = []
-    if children:
-        child_fields = [f for f in child_model._meta.concrete_fields if not f.primary_key and f is not link]  # type: ignore[union-attr]
-        params += [f.get_db_prep_save(f.pre_save(c, True), connection) for c in children for f in child_fields]
-    key = ("insert-audited", model, child_model, len(children or ()))
+    key = ("insert", model, connection.vendor)
     sql = _SQL.get(key)
     if sql is None:
-        sql = _SQL[key] = _insert_sql(model, fields, child_model, link, child_fields, len(children or ()))
+        qn = connection.ops.quote_name
+        columns = ", ".join(qn(f.column) for f in fields)
+        values = ", ".join(["%s"] * len(fields))
+        sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({values}) RETURNING {qn(meta.pk.column)}"
+        _SQL[key] = sql
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         (pk,) = cursor.fetchone()
     obj.pk = pk
     obj._state.adding = False
     obj._state.db = connection.alias
-    for child in children or ():
-        setattr(child, link.attname, pk)  # type: ignore[union-attr]
+    history_rows_insert(model, [pk], history_type="+", when=when, instance=obj)
+    if children:
+        link = _child_link(type(children[0]), model)
+        for child in children:
+            setattr(child, link.attname, pk)
+        child_sql, child_params = rows_insert_sql(children)
+        with connection.cursor() as cursor:
+            cursor.execute(child_sql, child_params)
 
 
 def _child_link(child_model: Any, model: Any) -> Any:
@@ -338,21 +326,6 @@ def _child_link(child_model: Any, model: Any) -> Any:
     if len(links) != 1:
         raise ValueError(f"{child_model.__name__} needs exactly one foreign key to {model.__name__}")
     return links[0]
-
-
-def _insert_sql(model: Any, fields: list[Any], child_model: Any, link: Any, child_fields: list[Any], n: int) -> str:
-    qn = connection.ops.quote_name
-    meta = model._meta
-    table, pk = qn(meta.db_table), qn(meta.pk.column)
-    columns = ", ".join(qn(f.column) for f in fields)
-    sql = f"WITH created AS (INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))}) RETURNING *)"
-    sql += f", audit AS ({_history_insert_from(model, 'created')})"
-    if n:
-        c_columns = ", ".join(qn(f.column) for f in [link, *child_fields])
-        row = "((SELECT " + pk + " FROM created), " + ", ".join(["%s"] * len(child_fields)) + ")"
-        child_table = qn(child_model._meta.db_table)
-        sql += f", children AS (INSERT INTO {child_table} ({c_columns}) VALUES {', '.join([row] * n)})"
-    return sql + f" SELECT {pk} FROM created"
 
 
 _SQL: dict[tuple[Any, ...], str] = {}

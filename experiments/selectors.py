@@ -7,9 +7,9 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from django.core.cache import cache
 from django.db.models import Count, QuerySet, Sum
 
+from core.generations import generation
 from experiments.models import ACTIVE_STATUSES, Arm, Experiment
 from trading.models import Decision, Fill
 
@@ -47,12 +47,9 @@ def experiment_arms(*, experiment: Experiment) -> list[Arm]:
 
 
 def experiments_generation() -> int:
-    """A counter bumped after every committed transition: routers in any process reload when it moved."""
-    try:
-        return int(cache.get(GENERATION_KEY, 0) or 0)
-    except Exception:  # a cache outage must not stop decisions; the router falls back to its TTL
-        logger.warning("experiments generation unavailable", exc_info=True)
-        return 0
+    """A counter bumped after every committed transition: routers in any process reload when it moved
+    (`core.generations`)."""
+    return generation(GENERATION_KEY)
 
 
 def arm_trading(*, experiment: Experiment) -> dict[int, dict[str, Any]]:

@@ -13,13 +13,13 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import status
 
 from core.audit import audit_actor
 from core.errors import ApplicationError, ConflictError
+from core.generations import generation_bump
 from experiments import lock_objects
 from experiments.analysis import experiment_verdict
 from experiments.models import (
@@ -288,8 +288,7 @@ def _bump_generation_after_commit() -> None:
     def bump() -> None:
         router_cache_clear()  # this process at once; others through the generation
         try:
-            cache.add(GENERATION_KEY, 0, timeout=None)
-            cache.incr(GENERATION_KEY)
+            generation_bump(GENERATION_KEY)
         except Exception:  # routers fall back to their TTL
             logger.exception("experiments generation bump failed")
 

@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Q, QuerySet
 from django.utils.module_loading import import_string
 from rest_framework import status
 
 from core.errors import ApplicationError
+from core.generations import generation
 from models_registry import artifacts
 from models_registry.models import ModelAlias, ModelVersion, RegisteredModel, Stage, StageEvent
 
@@ -112,13 +112,8 @@ def production_version_at(*, model_name: str, at: datetime) -> ModelVersion | No
 
 def model_generation(*, model_name: str) -> int:
     """A counter bumped after every committed stage or alias change of the model: caches in any process compare
-    it with the value they loaded under and reload when it moved."""
-    try:
-        value = cache.get(GENERATION_KEY.format(name=model_name), 0)
-    except Exception:  # a cache outage must not stop predictions; callers fall back to their TTL
-        logger.warning("model generation unavailable", extra={"model": model_name}, exc_info=True)
-        return 0
-    return int(value or 0)
+    it with the value they loaded under and reload when it moved (`core.generations`)."""
+    return generation(GENERATION_KEY.format(name=model_name))
 
 
 # --- promotion gates ---------------------------------------------------------------------------------------

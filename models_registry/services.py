@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -28,6 +27,7 @@ from rest_framework import status
 
 from core.audit import SYSTEM_ACTOR, audit_actor, current_actor
 from core.errors import ApplicationError, ConflictError, NotFoundError
+from core.generations import generation_bump
 from models_registry import artifacts, lock_objects
 from models_registry.models import (
     ALIAS_REGEX,
@@ -364,8 +364,7 @@ def _notify_after_commit(model_name: str, events: list[StageEvent]) -> None:
         key = GENERATION_KEY.format(name=model_name)
         generation: int | None
         try:
-            cache.add(key, 0, timeout=None)
-            generation = int(cache.incr(key))
+            generation = generation_bump(key)
         except Exception:
             counters["generation_bump_failed"] += 1
             logger.exception("model generation bump failed", extra={"model": model_name})

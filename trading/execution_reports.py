@@ -277,7 +277,7 @@ def _apply_locked(order: Order, event: ExecutionEvent, who: str) -> ExecutionApp
     ]
     if dirty or events:
         # With the event counter (locked, so it exists), its audit row and its events (a fill and the state it
-        # reached): one statement on PostgreSQL.
+        # reached).
         rows_save_audited([order], Order, inserting=events)
     result.events.extend(e.kind for e in events)
     result.state = order.state

@@ -262,8 +262,8 @@ def order_transition_locked(
     earlier: list[OrderEvent] | None = None,
 ) -> Order:
     """Move a locked order to `to_state` (refused when illegal) with its event. `earlier`: events of the order
-    not saved yet (a new order's `created`, when the order is inserted here in its first state), saved with it in
-    one statement."""
+    not saved yet (a new order's `created`, when the order is inserted here in its first state), saved with it
+    (`core.audit.audited_row_insert`)."""
     from_state = OrderState(order.state)
     try:
         check_transition(from_state, to_state)  # no state moves to itself

@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.audit import audit_actor, audited_row_insert
+from core.generations import generations_snapshot
 from trading.costs import CostModel, NoTradeBand, trade_check
 from trading.executions import EventSource
 from trading.models import Decision, Instrument, OrderType, Side
@@ -109,7 +110,8 @@ def decide_on_bar(*, symbol: str, bar_time: datetime, now: datetime | None = Non
     now = now or timezone.now()
     max_age = float(settings.GALFRIDAY_DECISION_MAX_AGE_S)
     bar_end = bar_time + timedelta(minutes=1)
-    with audit_actor(ACTOR, reason=f"bar {symbol} {bar_time.isoformat()}"):
+    # One moment of the cache generations for the whole decision (the router's and the model's in one round trip).
+    with audit_actor(ACTOR, reason=f"bar {symbol} {bar_time.isoformat()}"), generations_snapshot():
         if (now - bar_end).total_seconds() > max_age:
             return _record(
                 f"{symbol}:{bar_time.isoformat()}:expired",
@@ -236,7 +238,7 @@ def _decide(
                 order=result.order,
                 reason="; ".join(f.reason for f in result.failures),
             )
-            audited_row_insert(decision, when=timezone.now())  # with its audit row, in one statement
+            audited_row_insert(decision, when=timezone.now())  # with its audit row
     except IntegrityError:  # the same decision made concurrently by a duplicate task: use that one
         return Decision.objects.get(decision_id=decision_id)
     logger.info(

@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.db.models import DateTimeField, DecimalField, Q
 from django.utils import timezone
 
-from core.audit import audited_write_sql, history_rows_insert
+from core.audit import audited_write, history_rows_insert
 from models_registry.evaluation.intervals import (
     direction_hit_array,
 )
@@ -264,11 +264,11 @@ def _write(created: list[dict[str, Any]], updated: list[PredictionOutcome], now:
         history_width = len(PredictionOutcome._meta.concrete_fields) + 6
         for chunk in _chunks([PredictionOutcome(**row) for row in created], history_width):
             PredictionOutcome.objects.bulk_create(chunk)
-            history_rows_insert(chunk, history_type="+", when=now)
+            history_rows_insert(PredictionOutcome, [o.pk for o in chunk], history_type="+", when=now)
         for chunk in _chunks(updated, max(history_width, 2 * len(OUTCOME_FIELDS) + 2)):
             # revisions and late maturations are rare: bulk_update types its CASE values (NULLs too)
             PredictionOutcome.objects.bulk_update(chunk, list(OUTCOME_FIELDS))
-            history_rows_insert(chunk, history_type="~", when=now)
+            history_rows_insert(PredictionOutcome, [o.pk for o in chunk], history_type="~", when=now)
 
 
 def _copy_values(names: list[str], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -298,11 +298,10 @@ def _copy_values(names: list[str], rows: list[dict[str, Any]]) -> list[tuple[Any
 
 def _audited_copy(names: list[str], dict_rows: list[dict[str, Any]], history_type: str, when: datetime) -> None:
     """PostgreSQL: COPY `dict_rows` (values of the fields `names`) into a temporary table of the same
-    column types, then one statement writes them and their audit rows from what it wrote:
-    ``WITH written AS (INSERT ... SELECT ... RETURNING *) INSERT INTO <history> SELECT ... FROM written`` (with
-    ``"id"`` first in `names`: ``UPDATE ... FROM <batch> WHERE id = <batch>.id RETURNING *`` instead), built by
-    `core.audit.audited_write_sql`, so the audit rows are those of `audited_row_insert` /
-    `audited_rows_update`; COPY replaces ~25 bound parameters a row (whose client-side quoting cost ~0.5 ms a row)."""
+    column types, then write them with ``INSERT ... SELECT`` (with ``"id"`` first in `names`: ``UPDATE ... FROM
+    <batch> WHERE id = <batch>.id`` instead) and their audit rows from what was written
+    (`core.audit.audited_write`: the one way the fast paths record audit rows); COPY replaces ~25 bound
+    parameters a row (whose client-side quoting cost ~0.5 ms a row)."""
     if not dict_rows:
         return
     rows = _copy_values(names, dict_rows)
@@ -316,15 +315,14 @@ def _audited_copy(names: list[str], dict_rows: list[dict[str, Any]], history_typ
         write = f"UPDATE {table} SET {sets} FROM {batch} AS b WHERE {table}.{columns[0]} = b.{columns[0]}"
     else:  # the new rows' keys in the order they were listed (as bulk_create gave them)
         write = f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {batch} ORDER BY bar_time, prediction_id"
-    sql, params = audited_write_sql(PredictionOutcome, write, history_type=history_type, when=when)
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {batch}")
         cursor.execute(f"CREATE TEMPORARY TABLE {batch} AS SELECT {listed} FROM {table} WITH NO DATA")
         with cursor.copy(f"COPY {batch} ({listed}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(sql, params)
-        written = cursor.rowcount
+    written = audited_write(PredictionOutcome, write, history_type=history_type, when=when)
+    with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE {batch}")
     if written != len(rows):
         raise PredictionOutcome.DoesNotExist(f"PredictionOutcome: {len(rows) - written} of the rows to update are gone")

@@ -1,13 +1,13 @@
-"""The execution-report path writes its rows without `save()`: plain UPDATEs with their audit rows (one statement on
-PostgreSQL), order events inserted with the order, the order lock compiled once. These tests hold those writes to
-what `save()` and simple-history's signal would have recorded."""
+"""The execution-report path writes its rows without `save()`: plain UPDATEs with their audit rows (read from what
+was written, the same statements on every database), order events inserted with the order, the order lock compiled
+once. These tests hold those writes to what `save()` and simple-history's signal would have recorded."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.audit import audit_actor, audit_trail, audited_row_insert, audited_rows_update
@@ -116,8 +116,8 @@ def test_duplicate_trade_after_the_fill_changes_nothing_and_writes_no_audit_row(
 
 
 def test_audited_insert_writes_the_row_its_audit_row_and_its_children(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
-    """A new order inserted the way the risk-checked submission inserts it: on PostgreSQL the row, its "created"
-    audit row and its events are one statement; elsewhere save() and bulk_create. Either way the same rows."""
+    """A new order inserted the way the risk-checked submission inserts it, the same statements on every database:
+    the row, its "created" audit row read from what was inserted, and its events."""
     order = Order(
         client_order_id="gf-insert-1",
         instrument=InstrumentFactory(),
@@ -136,7 +136,7 @@ def test_audited_insert_writes_the_row_its_audit_row_and_its_children(django_ass
     ]
     with (
         audit_actor("pipeline", reason="decision X"),
-        django_assert_max_num_queries(1 if connection.vendor == "postgresql" else 3),
+        django_assert_max_num_queries(3),
     ):
         audited_row_insert(order, when=timezone.now(), children=events)
     assert order.pk is not None

@@ -31,17 +31,17 @@ D = Decimal
 # decide_on_bar, ordered: the inputs (1), the bars, read once for the predictor and the sizing (1), the limits (1),
 # the trading-state lock and the look for an order under the client order id (2), the risk snapshot without the
 # limits: position and balances locked (2), then the rest read (3), the
-# order inserted in its checked state with its audit row and both events (PostgreSQL one statement, elsewhere
-# three), the decision inserted with its order and its audit row (one, elsewhere two); plus the savepoint of the
-# pipeline's transaction inside the test's (2).
-DECIDE_MAX_QUERIES = {"postgresql": 14, "sqlite": 17}
-# execution_report_apply, plus the savepoint of its transaction inside the test's (2). On PostgreSQL a row's UPDATE,
-# its audit row and the order's events are one statement: a `new` locks the order, saves it (with its history and
-# event) and looks for parked reports (3); a filling `trade` also checks the fill is new, locks and saves the
-# position and both balances (each save with its history) and records the fill (9). Elsewhere (SQLite) the audit
-# rows and the events are statements of their own: 5 and 13.
-APPLY_NEW_MAX_QUERIES = {"postgresql": 5, "sqlite": 7}
-APPLY_TRADE_MAX_QUERIES = {"postgresql": 11, "sqlite": 15}
+# order inserted in its checked state, its audit row read from what was inserted, and both events (3), the decision
+# inserted with its order, and its audit row (2); plus the savepoint of the pipeline's transaction inside the
+# test's (2). The same statements on every database (core.audit).
+DECIDE_MAX_QUERIES = {"postgresql": 17, "sqlite": 17}
+# execution_report_apply, plus the savepoint of its transaction inside the test's (2). A row's UPDATE, its audit row
+# (read from what was written) and the order's events are three statements on every database (core.audit): a `new`
+# locks the order, saves it (with its history and event) and looks for parked reports (5); a filling `trade` also
+# checks the fill is new, locks and saves the position and both balances (each save with its history) and records
+# the fill (13).
+APPLY_NEW_MAX_QUERIES = {"postgresql": 7, "sqlite": 7}
+APPLY_TRADE_MAX_QUERIES = {"postgresql": 15, "sqlite": 15}
 
 
 @pytest.fixture(autouse=True)
