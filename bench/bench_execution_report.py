@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import sys
 import tempfile
 import time
@@ -59,6 +60,9 @@ def bench_environment(var_dir: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "REDIS_URL": os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
         "INFLUXDB_URL": "",
+        # Production's settings: DEBUG off (no query log on every cursor) with a key of its own for the run.
+        "DEBUG": "false",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
     }
 
 
