@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,12 @@ def loopback_port() -> int:
 
 
 def web_env() -> dict[str, str]:
-    """The environment of the web process: the test database, the test's Redis, an exchange that is not there."""
+    """The environment of the web process: the test database (bars too), the test's Redis, an exchange that is
+    not there."""
     db = settings.DATABASES["default"]
     url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_SETTINGS_MODULE", "GALFRIDAY_PROCESS"}}
+    dropped = {"DJANGO_SETTINGS_MODULE", "GALFRIDAY_PROCESS", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(
         {
             "DATABASE_URL": url,
@@ -65,6 +68,9 @@ def web_env() -> dict[str, str]:
             "GALFRIDAY_THROTTLE_USER": "1000000/min",
             "KRAKEN_SIM_REST_PORT": str(CLOSED_EXCHANGE_PORT),  # the health strip shows the exchange failing
             "HEALTH_CHECK_TIMEOUT": "1",
+            # Bars in the relational store of the test database, where the tests write them (tests.conftest keeps
+            # tests off InfluxDB unless they are about it).
+            "INFLUXDB_URL": "",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -125,12 +131,22 @@ def chromium() -> Iterator[Any]:
 
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    # Playwright's sync API keeps an event loop running in this thread; the test's own ORM calls are synchronous
+    # and safe (Playwright's documented setting for Django tests).
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
@@ -203,5 +219,8 @@ def browser_page(
 
 
 def publish_system_event(event: dict[str, Any]) -> None:
-    """What a producer does after it has persisted: one event to the `system` group of the channel layer."""
-    async_to_sync(get_channel_layer().group_send)(SYSTEM_GROUP, {"type": "system.event", "event": event})
+    """What a producer does after it has persisted: one event to the `system` group of the channel layer (from a
+    thread of its own: Playwright's loop runs in the test's thread, where `async_to_sync` refuses to run)."""
+    message = {"type": "system.event", "event": event}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(async_to_sync(get_channel_layer().group_send), SYSTEM_GROUP, message).result(timeout=10)

@@ -98,7 +98,7 @@ function drawEquity(data) {
   $("drawdown-latest").textContent = data.latest ? fmtPct(data.latest.drawdown) : "–";
   $("drawdown-limit").textContent = fmtPct(data.max_drawdown);
   const axis = { stroke: "#8a96a3", grid: { stroke: "#2a3440" }, ticks: { stroke: "#2a3440" } };
-  const timeAxis = { ...axis, values: (u, ticks) => ticks.map((t) => fmtTime(t * 1000).slice(5, 16)) };
+  const timeAxis = { ...axis, space: 90, values: (u, ticks) => ticks.map((t) => fmtTime(t * 1000).slice(5, 16)) };
   const eqEl = $("equity-chart");
   const ddEl = $("drawdown-chart");
   if (equityPlot) equityPlot.destroy();
@@ -123,7 +123,7 @@ function drawEquity(data) {
       series: [
         { value: (u, v) => (v == null ? "–" : fmtTime(v * 1000)) },
         { label: "drawdown %", stroke: "#d29922", fill: "rgba(210,153,34,.15)", value: (u, v) => (v == null ? "–" : `${v.toFixed(2)} %`) },
-        { label: `limit ${fmtPct(data.max_drawdown)}`, stroke: "#f85149", dash: [6, 4], width: 1.5, value: () => `-${limitPct.toFixed(2)} %` },
+        { label: `limit ${fmtPct(data.max_drawdown)}`, stroke: "#f85149", dash: [6, 4], width: 1.5, points: { show: false }, value: () => `-${limitPct.toFixed(2)} %` },
       ],
       axes: [timeAxis, { ...axis, size: 80, values: (u, ticks) => ticks.map((v) => `${v.toFixed(1)} %`) }],
     },
