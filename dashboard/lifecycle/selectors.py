@@ -272,13 +272,16 @@ def _bar(value: dict[str, Any]) -> dict[str, Any] | None:
         return round(50 + 50 * x / scale, 2)
 
     lo, hi = at(low), at(high)
+    excludes_zero = lo is not None and hi is not None and (lo > 50 or hi < 50)
+    better = value.get("better")
     return {
+        "tone": ("good" if better else "bad" if better is False else "") if excludes_zero else "",
         "estimate": at(estimate),
         "low": lo if lo is not None else 0.0,
         "high": hi if hi is not None else 100.0,
         "open_low": lo is None,
         "open_high": hi is None,
-        "excludes_zero": lo is not None and hi is not None and (lo > 50 or hi < 50),
+        "excludes_zero": excludes_zero,
     }
 
 

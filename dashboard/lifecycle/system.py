@@ -1,8 +1,8 @@
 """Reads of the Reconciliation and System pages: reconciliation runs and open discrepancies (through
 `reconciliation.selectors`), the ingest worker's heartbeat rows (`ingest.IngestStatus`, what `ingest.health`
-writes), the health checks (`galfriday_site.health`), Celery's queues and workers (the broker and a worker ping),
-and the newest alerts. Bounded lists and indexed reads only; the slow probes (health checks, the worker ping) are
-fetched by the page after it loads, never while it renders."""
+writes), the health checks (`galfriday_site.health`), Celery's queues, workers and task outcomes (read as
+`/metrics` reads them) and the newest alerts. Bounded lists and indexed reads only; the slow probes (health checks,
+the worker ping) are fetched by the page after it loads, never while it renders."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
-from kombu import Connection
+from prometheus_client.registry import Collector
 
+from alerting.selectors import alert_list
 from dashboard.formatting import DASH, format_decimal, instrument_places, money_places
-from galfriday_site.celery import app
 from galfriday_site.health import INGEST_STALE_SECONDS, run_health_checks
+from galfriday_site.metrics.processes import ProcessesCollector, multiprocess_dir
+from galfriday_site.metrics.workers import QueueDepthCollector, WorkersCollector
 from ingest.models import BackfillRecord, IngestStatus
 from reconciliation import selectors as reconciliation_selectors
 from reconciliation.models import Discrepancy, ReconciliationRun
@@ -33,7 +35,6 @@ DISCREPANCY_LIMIT = 100  # open discrepancies shown (most severe first)
 WORKER_LIMIT = 20  # ingest heartbeat rows shown
 BACKFILL_LIMIT = 10  # newest gap repairs shown
 ALERT_LIMIT = 25  # newest alerts shown
-PING_TIMEOUT_S = 1.0  # how long the worker ping waits for answers
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -148,7 +149,7 @@ def recent_backfills() -> list[BackfillRecord]:
 
 
 def recent_alerts() -> list[Alert]:
-    return list(Alert.objects.order_by("-created_at", "-id")[:ALERT_LIMIT])
+    return list(alert_list()[:ALERT_LIMIT])
 
 
 def system_overview() -> dict[str, Any]:
@@ -159,7 +160,7 @@ def system_overview() -> dict[str, Any]:
         "workers": ingest_workers(now),
         "backfills": recent_backfills(),
         "alerts": recent_alerts(),
-        "open_alerts": Alert.objects.filter(acknowledged_at__isnull=True).count(),
+        "open_alerts": alert_list(filters={"open": True}).count(),
         "stale_after_s": INGEST_STALE_SECONDS,
         "queues": list(settings.GALFRIDAY_CELERY_QUEUES),
     }
@@ -179,62 +180,46 @@ def health_components(*, details: bool) -> dict[str, Any]:
     return {"status": "ok" if ok else "failing", "checked_at": timezone.now().isoformat(), "components": components}
 
 
-def celery_queue_depths() -> dict[str, int | None]:
-    """Messages waiting per Celery queue, read from the broker (None for a queue the broker could not say)."""
-    depths: dict[str, int | None] = {}
-    timeout = float(settings.HEALTH_CHECK_TIMEOUT)
-    with Connection(
-        settings.CELERY_BROKER_URL, connect_timeout=timeout, transport_options={"socket_timeout": timeout}
-    ) as conn:
-        conn.ensure_connection(max_retries=1, timeout=timeout)
-        channel = conn.default_channel
-        for name in settings.GALFRIDAY_CELERY_QUEUES:
-            try:
-                depths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
-            except conn.channel_errors:  # an empty Redis queue has no key: the passive declare says "no queue"
-                depths[name] = 0
-            except Exception:  # reported as unknown on the page, and logged
-                logger.warning("queue depth unavailable", extra={"queue": name}, exc_info=True)
-                depths[name] = None
-    return depths
+def _samples(collector: Collector, name: str) -> list[Any]:
+    return [sample for family in collector.collect() for sample in family.samples if sample.name == name]
 
 
-def celery_workers() -> list[dict[str, Any]]:
-    """The workers that answer a ping within PING_TIMEOUT_S, with the queues they consume and their counters
-    (tasks run per name) from `inspect`."""
+def celery_queue_depths() -> dict[str, int]:
+    """Messages waiting per Celery queue: `/metrics`' own reading of the broker (`QueueDepthCollector`)."""
+    return {s.labels["queue"]: int(s.value) for s in _samples(QueueDepthCollector(), "galfriday_celery_queue_depth")}
 
-    replies = app.control.ping(timeout=PING_TIMEOUT_S) or []
-    names = sorted(name for reply in replies for name in reply)
-    if not names:
-        return []
-    inspect = app.control.inspect(destination=names, timeout=PING_TIMEOUT_S)
-    queues = inspect.active_queues() or {}
-    stats = inspect.stats() or {}
-    active = inspect.active() or {}
-    out = []
-    for name in names:
-        total = (stats.get(name) or {}).get("total") or {}
-        out.append(
-            {
-                "name": name,
-                "queues": sorted(q.get("name", "") for q in queues.get(name) or []),
-                "active": len(active.get(name) or []),
-                "tasks_run": int(sum(total.values())) if isinstance(total, dict) else 0,
-                "pool": ((stats.get(name) or {}).get("pool") or {}).get("max-concurrency"),
-            }
-        )
-    return out
+
+def celery_workers() -> list[str]:
+    """The workers that answered a ping (`/metrics`' `WorkersCollector`: it waits the whole ping timeout)."""
+    return sorted(s.labels["worker"] for s in _samples(WorkersCollector(), "galfriday_celery_worker_up"))
+
+
+def celery_task_outcomes() -> dict[str, Any]:
+    """Task outcomes per task as the workers counted them (`core.metrics.TASK_OUTCOMES`, read like `/metrics`
+    reads every process's counters: all of them with PROMETHEUS_MULTIPROC_DIR, else this process's own)."""
+    per_task: dict[str, dict[str, int]] = {}
+    for s in _samples(ProcessesCollector(), "galfriday_celery_tasks_total"):
+        per_task.setdefault(s.labels["task"], {})[s.labels["outcome"]] = int(s.value)
+    failures = {t: sum(v for k, v in o.items() if k != "success") for t, o in per_task.items()}
+    return {
+        "shared": bool(multiprocess_dir()),
+        "failed_total": sum(failures.values()),
+        "tasks": [
+            {"task": t, "outcomes": per_task[t], "failed": failures[t]}
+            for t in sorted(per_task, key=lambda t: (-failures[t], t))
+        ],
+    }
 
 
 def celery_overview() -> dict[str, Any]:
-    """Queue depths and workers online; a broker that cannot be reached is reported, never raised."""
-    out: dict[str, Any] = {"checked_at": timezone.now().isoformat(), "error": ""}
+    """Queue depths, workers online and task outcomes; a broker that cannot be reached is reported, never
+    raised."""
+    out: dict[str, Any] = {"checked_at": timezone.now().isoformat(), "error": "", "queues": {}, "workers": []}
     try:
         out["queues"] = celery_queue_depths()
         out["workers"] = celery_workers()
     except Exception as exc:  # the page shows why; the broker's own health check says the same
         logger.warning("celery overview unavailable", extra={"error": repr(exc)})
-        out.setdefault("queues", {})
-        out.setdefault("workers", [])
         out["error"] = f"{type(exc).__name__}: {exc}"
+    out["outcomes"] = celery_task_outcomes()
     return out

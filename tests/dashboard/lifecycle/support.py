@@ -20,6 +20,7 @@ from models_registry.services import model_version_promote
 from reconciliation.models import Discrepancy, ReconciliationRun
 from tests.experiments.support import cheap_model, shadow_experiment, synthetic_outcomes
 from tests.trading.factories import InstrumentFactory
+from trading.alerts import alert_raise
 from trading.models import Alert
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -125,5 +126,7 @@ def heartbeat(name: str = "ingest@host-1", *, age_s: float = 1.0) -> IngestStatu
     )  # fmt: skip
 
 
-def alert(message: str = "drawdown 12 % of equity", **fields: Any) -> Alert:
-    return Alert.objects.create(kind="drawdown_breach", severity="warning", message=message, **fields)
+def alert(message: str = "drawdown 12 % of equity") -> Alert:
+    raised = alert_raise(kind="drawdown_breach", severity="warning", message=message)
+    assert raised is not None
+    return raised

@@ -19,22 +19,34 @@ export function mergeSeries(series) {
 }
 
 /** Draw (or redraw) a time-series chart into `el`; `series` as mergeSeries takes, `format` for the y values. */
-export function lineChart(el, series, { format = (v) => String(v), zeroLine = true, height = 240 } = {}) {
+const pad2 = (n) => String(n).padStart(2, "0");
+
+/** An axis tick in UTC: "12-07 18:20" (the hover legend says the full time to the second). */
+function utcTick(seconds) {
+  const d = new Date(seconds * 1000);
+  return `${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())} ${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`;
+}
+
+export function lineChart(el, series, { format = (v) => String(v), zeroLine = true, height = 240, yRange = null } = {}) {
   if (el._plot) { el._plot.destroy(); el._plot = null; }
   el.innerHTML = "";
   if (!series.length || !series.some((s) => s.t.length)) return null;
   const width = Math.max(320, el.clientWidth || 600);
   const opts = {
     width, height,
-    scales: { x: { time: true } },
+    scales: {
+      x: { time: true, range: (u, min, max) => (min === max ? [min - 3600, max + 3600] : [min, max]) },
+      ...(yRange ? { y: { range: () => yRange } } : {}),
+    },
     axes: [
-      { stroke: "#8a96a3", grid: { stroke: "#2a3440" } },
+      { stroke: "#8a96a3", grid: { stroke: "#2a3440" }, size: 40, values: (u, ticks) => ticks.map(utcTick) },
       { stroke: "#8a96a3", grid: { stroke: "#2a3440" }, size: 70, values: (u, vals) => vals.map(format) },
     ],
     series: [
       { value: (u, v) => (v == null ? "–" : fmtTime(v * 1000)) },
       ...series.map((s, i) => ({
         label: s.label, stroke: s.color || PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true,
+        points: { show: s.t.length < 60 },
         value: (u, v) => (v == null ? "–" : format(v)),
       })),
     ],

@@ -53,7 +53,7 @@ function drawSeries(series) {
   if (!lineChart(deltaEl, arms.map(([arm, s], i) => ({ label: arm, t: s.t, y: s.delta, color: PALETTE[(i + 1) % PALETTE.length] })), { format: fmt })) {
     deltaEl.innerHTML = empty;
   }
-  if (!lineChart(pEl, arms.map(([arm, s], i) => ({ label: arm, t: s.t, y: s.p, color: PALETTE[(i + 1) % PALETTE.length] })), { format: (v) => v.toFixed(3), zeroLine: false })) {
+  if (!lineChart(pEl, arms.map(([arm, s], i) => ({ label: arm, t: s.t, y: s.p, color: PALETTE[(i + 1) % PALETTE.length] })), { format: (v) => v.toFixed(2), zeroLine: false, yRange: [0, 1] })) {
     pEl.innerHTML = empty;
   }
 }

@@ -15,7 +15,10 @@ const WINDOWS = [["1h", "1 h"], ["24h", "24 h"], ["7d", "7 d"], ["all", "all"], 
 const finite = (v) => typeof v === "number" && Number.isFinite(v);
 const pct = (v, places = 1) => (finite(v) ? `${(v * 100).toFixed(places)} %` : DASH);
 const bp = (v) => (finite(v) ? `${v * 1e4 >= 0 ? "+" : ""}${(v * 1e4).toFixed(2)} bp` : DASH);
-const sig = (v, d = 4) => (finite(v) ? Number(v.toPrecision(d)).toString() : DASH);
+const sig = (v, d = 4) => {
+  if (!finite(v)) return DASH;
+  return Math.abs(v) >= 1e6 || (v !== 0 && Math.abs(v) < 1e-4) ? v.toExponential(d - 1) : Number(v.toPrecision(d)).toString();
+};
 const interval = (low, high, fmt) => (finite(low) && finite(high) ? `<div class="ci">[${fmt(low)}, ${fmt(high)}]</div>` : "");
 
 const METRICS = [

@@ -27,11 +27,19 @@ async function loadCelery() {
   }
   const box = document.getElementById("celery-workers");
   box.innerHTML = doc.workers.length
-    ? `<table><thead><tr><th>worker</th><th>queues</th><th class="num">active</th><th class="num">tasks run</th><th class="num">pool</th></tr></thead><tbody>` +
-      doc.workers.map((w) => `<tr data-worker="${esc(w.name)}"><td>${esc(w.name)}</td><td>${esc(w.queues.join(", "))}</td>` +
-        `<td class="num">${w.active}</td><td class="num">${w.tasks_run}</td><td class="num">${w.pool ?? "–"}</td></tr>`).join("") +
-      "</tbody></table>"
+    ? `<ul class="legend">${doc.workers.map((w) => `<li data-worker="${esc(w)}"><span class="badge ok">online</span> ${esc(w)}</li>`).join("")}</ul>`
     : `<p class="empty">No worker answered the ping${doc.error ? `: ${esc(doc.error)}` : ""}.</p>`;
+  const outcomes = doc.outcomes;
+  const tasks = document.getElementById("celery-tasks");
+  tasks.dataset.failed = String(outcomes.failed_total);
+  tasks.innerHTML = (outcomes.shared ? "" : '<p class="muted">This process counts only its own tasks (no PROMETHEUS_MULTIPROC_DIR shared with the workers).</p>') +
+    (outcomes.tasks.length
+      ? `<table><thead><tr><th>task</th><th class="num">failed</th><th class="num">succeeded</th><th>other outcomes</th></tr></thead><tbody>` +
+        outcomes.tasks.map((t) => `<tr data-task="${esc(t.task)}"><td>${esc(t.task)}</td>` +
+          `<td class="num${t.failed ? " neg" : ""}">${t.failed}</td><td class="num">${t.outcomes.success ?? 0}</td>` +
+          `<td>${esc(Object.entries(t.outcomes).filter(([k]) => k !== "success").map(([k, v]) => `${k} ${v}`).join(" · ") || "–")}</td></tr>`).join("") +
+        "</tbody></table>"
+      : '<p class="empty">No task has finished yet.</p>');
   document.getElementById("celery-checked").textContent = doc.error ? `broker: ${doc.error}` : `checked ${fmtTime(doc.checked_at)}`;
 }
 
