@@ -184,6 +184,7 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         raise SystemExit(f"unknown faults in --schedule: {sorted(unknown)}; known: {', '.join(FAULTS)}")
     rounds: list[dict[str, Any]] = []
     started_at = time.monotonic()
+    startup_s = 0.0
     try:
         system.start_services()
         prepare_database(system)
@@ -197,7 +198,8 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
         first_bars = stored_bars(since - timedelta(minutes=30), since + timedelta(minutes=1))
         since = first_bars[0].time.astimezone(UTC) if first_bars else since
-        print(f"system up: {json.dumps(system.describe())}", flush=True)
+        startup_s = time.monotonic() - started_at
+        print(f"system up after {startup_s:.0f} s: {json.dumps(system.describe())}", flush=True)
         for n in range(1, args.rounds + 1):
             if args.max_minutes and (time.monotonic() - started_at) / 60 > args.max_minutes:
                 print(f"stopping after {n - 1} rounds: --max-minutes {args.max_minutes}", flush=True)
@@ -265,7 +267,14 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             trading_set("active", f"fault campaign: round {n + 1}")
     finally:
         system.stop()
-    return {"rounds": rounds, "system": system.describe(), "seed": args.seed, "active_s": args.active_s}
+    return {
+        "rounds": rounds,
+        "system": system.describe(),
+        "seed": args.seed,
+        "active_s": args.active_s,
+        "startup_s": round(startup_s, 1),
+        "total_s": round(time.monotonic() - started_at, 1),
+    }
 
 
 def table(result: dict[str, Any]) -> str:

@@ -47,8 +47,8 @@ def test_three_rounds_of_faults_lose_nothing(tmp_path: Path) -> None:
     env.pop("DJANGO_SETTINGS_MODULE", None)
     proc = subprocess.run(
         [
-            sys.executable, "bench/bench_fault_campaign.py", "--rounds", "3", "--active-s", "12",
-            "--quiet-timeout-s", "100", "--port-base", "0", "--schedule", SCHEDULE, "--json", str(out),
+            sys.executable, "bench/bench_fault_campaign.py", "--rounds", "3", "--active-s", "10",
+            "--quiet-timeout-s", "90", "--port-base", "0", "--schedule", SCHEDULE, "--json", str(out),
             "--keep-logs", str(tmp_path / "work"),
         ],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=400, check=False,
