@@ -175,3 +175,28 @@ def shorten_routes(config: dict[str, Any], wait: str = "1s") -> dict[str, Any]:
     config["route"]["group_wait"] = wait
     config["route"]["group_interval"] = wait
     return config
+
+
+def notify_settings(**overrides: Any) -> dict[str, Any]:
+    """Notification settings as an operator sets them in .env, for rendering deploy/alertmanager.yml: every channel on
+    (local stand-in addresses, none listening unless a test starts a server there), every severity routed."""
+    severities = ["critical", "warning"]
+    base: dict[str, Any] = {
+        "NOTIFY_WEBHOOK_URL": "http://127.0.0.1:18599/hook",
+        "NOTIFY_WEBHOOK_FORMAT": "json",
+        "NOTIFY_EMAIL_TO": ["ops@example.com", "oncall@example.com"],
+        "DEFAULT_FROM_EMAIL": "gal-friday@example.com",
+        "EMAIL_HOST": "127.0.0.1",
+        "EMAIL_PORT": 18598,
+        "EMAIL_HOST_USER": "",
+        "EMAIL_HOST_PASSWORD": "",
+        "EMAIL_USE_TLS": False,
+        "NOTIFY_TELEGRAM_API_URL": "http://127.0.0.1:18597",
+        "NOTIFY_TELEGRAM_BOT_TOKEN": "123456:test-token",
+        "NOTIFY_TELEGRAM_CHAT_ID": "-1001234",
+        "NOTIFY_WEBHOOK_SEVERITIES": severities,
+        "NOTIFY_EMAIL_SEVERITIES": severities,
+        "NOTIFY_TELEGRAM_SEVERITIES": severities,
+        "GALFRIDAY_WATCHDOG_URL": "http://127.0.0.1:18596/ping/abc",
+    }
+    return base | overrides

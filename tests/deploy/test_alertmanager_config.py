@@ -22,6 +22,7 @@ from tests.deploy.servers import (
     alertmanager_args,
     http_receiver,
     loopback_port,
+    notify_settings,
     program,
     running,
     shorten_routes,
@@ -29,30 +30,6 @@ from tests.deploy.servers import (
 from tests.waiting import wait_for
 
 TEMPLATE = ALERTMANAGER_TEMPLATE.read_text()
-ALL = ["critical", "warning"]
-
-
-def values(**overrides: Any) -> dict[str, Any]:
-    """Settings as an operator sets them in .env: every channel on (the addresses are local stand-ins)."""
-    base: dict[str, Any] = {
-        "NOTIFY_WEBHOOK_URL": "http://127.0.0.1:18599/hook",
-        "NOTIFY_WEBHOOK_FORMAT": "json",
-        "NOTIFY_EMAIL_TO": ["ops@example.com", "oncall@example.com"],
-        "DEFAULT_FROM_EMAIL": "gal-friday@example.com",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": 18598,
-        "EMAIL_HOST_USER": "",
-        "EMAIL_HOST_PASSWORD": "",
-        "EMAIL_USE_TLS": False,
-        "NOTIFY_TELEGRAM_API_URL": "http://127.0.0.1:18597",
-        "NOTIFY_TELEGRAM_BOT_TOKEN": "123456:test-token",
-        "NOTIFY_TELEGRAM_CHAT_ID": "-1001234",
-        "NOTIFY_WEBHOOK_SEVERITIES": ALL,
-        "NOTIFY_EMAIL_SEVERITIES": ALL,
-        "NOTIFY_TELEGRAM_SEVERITIES": ALL,
-        "GALFRIDAY_WATCHDOG_URL": "http://127.0.0.1:18596/ping/abc",
-    }
-    return base | overrides
 
 
 def receivers(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -69,7 +46,7 @@ def amtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_rendered_config_is_valid_for_amtool(tmp_path: Path) -> None:
     path = tmp_path / "alertmanager.yml"
-    path.write_text(render(TEMPLATE, values()).as_yaml())
+    path.write_text(render(TEMPLATE, notify_settings()).as_yaml())
     result = amtool("check-config", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
@@ -88,13 +65,13 @@ def test_routes_by_severity_and_watchdog_to_the_dead_mans_switch(
     tmp_path: Path, labels: list[str], receiver: str
 ) -> None:
     path = tmp_path / "alertmanager.yml"
-    path.write_text(render(TEMPLATE, values()).as_yaml())
+    path.write_text(render(TEMPLATE, notify_settings()).as_yaml())
     result = amtool("config", "routes", "test", f"--config.file={path}", f"--verify.receivers={receiver}", *labels)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_configured_channel_is_a_receiver_entry() -> None:
-    config = render(TEMPLATE, values()).config
+    config = render(TEMPLATE, notify_settings()).config
     critical = receivers(config)["galfriday-critical"]
     assert channels(critical) == {"webhook_configs", "email_configs", "telegram_configs"}
     assert critical["webhook_configs"][0]["url"] == "http://127.0.0.1:18599/hook"
@@ -111,7 +88,7 @@ def test_every_configured_channel_is_a_receiver_entry() -> None:
 def test_unset_channels_are_left_out_and_severities_follow_the_apps_routing() -> None:
     rendered = render(
         TEMPLATE,
-        values(NOTIFY_EMAIL_TO=[], NOTIFY_TELEGRAM_SEVERITIES=["critical"], GALFRIDAY_WATCHDOG_URL=""),
+        notify_settings(NOTIFY_EMAIL_TO=[], NOTIFY_TELEGRAM_SEVERITIES=["critical"], GALFRIDAY_WATCHDOG_URL=""),
     )
     by_name = receivers(rendered.config)
     assert channels(by_name["galfriday-critical"]) == {"webhook_configs", "telegram_configs"}
@@ -121,16 +98,16 @@ def test_unset_channels_are_left_out_and_severities_follow_the_apps_routing() ->
 
 
 def test_slack_format_uses_slack_configs() -> None:
-    critical = receivers(render(TEMPLATE, values(NOTIFY_WEBHOOK_FORMAT="slack")).config)["galfriday-critical"]
+    critical = receivers(render(TEMPLATE, notify_settings(NOTIFY_WEBHOOK_FORMAT="slack")).config)["galfriday-critical"]
     assert "webhook_configs" not in critical
     assert critical["slack_configs"][0]["api_url"] == "http://127.0.0.1:18599/hook"
 
 
 def test_refuses_a_config_where_critical_alerts_reach_nobody() -> None:
     with pytest.raises(AlertmanagerConfigError, match="reach nobody"):
-        render(TEMPLATE, values(NOTIFY_WEBHOOK_URL="", NOTIFY_EMAIL_TO=[], NOTIFY_TELEGRAM_BOT_TOKEN=""))
+        render(TEMPLATE, notify_settings(NOTIFY_WEBHOOK_URL="", NOTIFY_EMAIL_TO=[], NOTIFY_TELEGRAM_BOT_TOKEN=""))
     with pytest.raises(AlertmanagerConfigError, match="CHAT_ID must be a number"):
-        render(TEMPLATE, values(NOTIFY_TELEGRAM_CHAT_ID="@channel"))
+        render(TEMPLATE, notify_settings(NOTIFY_TELEGRAM_CHAT_ID="@channel"))
 
 
 def test_command_writes_the_settings_config_readable_by_its_owner_only(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
@@ -163,7 +140,7 @@ def test_exchange_down_inhibits_stale_data_and_rejections_in_a_real_alertmanager
     with http_receiver() as receiver:
         config = render(
             TEMPLATE,
-            values(
+            notify_settings(
                 NOTIFY_WEBHOOK_URL=f"{receiver.url}/hook",
                 NOTIFY_EMAIL_TO=[],
                 NOTIFY_TELEGRAM_BOT_TOKEN="",

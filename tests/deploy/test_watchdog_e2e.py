@@ -33,6 +33,7 @@ from tests.deploy.servers import (
     alertmanager_args,
     http_receiver,
     loopback_port,
+    notify_settings,
     program,
     running,
     shorten_routes,
@@ -61,24 +62,12 @@ def shortened_rules(path: Path) -> None:
 
 
 def alertmanager_config(path: Path, receiver: Receiver) -> None:
-    values: dict[str, Any] = {
-        "NOTIFY_WEBHOOK_URL": f"{receiver.url}/hook",
-        "NOTIFY_WEBHOOK_FORMAT": "json",
-        "NOTIFY_EMAIL_TO": [],
-        "DEFAULT_FROM_EMAIL": "gal-friday@localhost",
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": 25,
-        "EMAIL_HOST_USER": "",
-        "EMAIL_HOST_PASSWORD": "",
-        "EMAIL_USE_TLS": False,
-        "NOTIFY_TELEGRAM_API_URL": receiver.url,
-        "NOTIFY_TELEGRAM_BOT_TOKEN": "",
-        "NOTIFY_TELEGRAM_CHAT_ID": "",
-        "NOTIFY_WEBHOOK_SEVERITIES": ["critical", "warning"],
-        "NOTIFY_EMAIL_SEVERITIES": [],
-        "NOTIFY_TELEGRAM_SEVERITIES": [],
-        "GALFRIDAY_WATCHDOG_URL": f"{receiver.url}/deadman",
-    }
+    values = notify_settings(
+        NOTIFY_WEBHOOK_URL=f"{receiver.url}/hook",
+        NOTIFY_EMAIL_TO=[],
+        NOTIFY_TELEGRAM_BOT_TOKEN="",
+        GALFRIDAY_WATCHDOG_URL=f"{receiver.url}/deadman",
+    )
     config = shorten_routes(render(ALERTMANAGER_TEMPLATE.read_text(), values).config, f"{GROUP_WAIT_S}s")
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
