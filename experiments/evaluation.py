@@ -13,8 +13,7 @@ from core.errors import ApplicationError
 from experiments import services
 from experiments.analysis import experiment_analysis
 from experiments.models import ACTIVE_STATUSES, Experiment, Status
-from trading.alerts import alert_raise
-from trading.models import Alert
+from trading.alerts import alert_raise, alert_resolve
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +32,8 @@ def experiment_evaluate(*, experiment_id: int, now: datetime | None = None) -> d
     verdict = analysis.verdict
     if analysis.srm["status"] == "flag":
         _srm_alert(experiment, analysis.srm)
+    elif analysis.srm["status"] == "ok":  # the split matches its allocation again
+        alert_resolve(fingerprint=f"{SRM_ALERT_KIND}:experiment:{experiment.pk}")
     try:
         if verdict.state == "guardrail" and verdict.guardrail is not None:
             arm, guard = verdict.guardrail
@@ -55,6 +56,7 @@ def experiment_evaluate(*, experiment_id: int, now: datetime | None = None) -> d
                     "version": arm.version.version,
                     "guardrail": guard.as_dict() | {"name": guard.name},
                 },
+                fingerprint=f"{ALERT_KIND}:experiment:{experiment.pk}",
             )
             return {
                 "experiment": experiment.pk,
@@ -77,13 +79,8 @@ def experiment_evaluate(*, experiment_id: int, now: datetime | None = None) -> d
 
 def _srm_alert(experiment: Experiment, srm: dict[str, Any]) -> None:
     """A flagged sample-ratio mismatch (the router does not split as allocated) is worth a person's attention:
-    one warning per experiment while unacknowledged. The experiment concludes nothing while flagged."""
-
-    open_alerts = Alert.objects.filter(kind=SRM_ALERT_KIND, acknowledged_at__isnull=True).values_list(
-        "context", flat=True
-    )
-    if any(isinstance(c, dict) and c.get("experiment_id") == experiment.pk for c in open_alerts):
-        return
+    one alert per experiment while open (a repeat counts), resolved once the split matches again. The experiment
+    concludes nothing while flagged."""
     alert_raise(
         kind=SRM_ALERT_KIND,
         severity="warning",
@@ -91,4 +88,5 @@ def _srm_alert(experiment: Experiment, srm: dict[str, Any]) -> None:
         f"(p = {srm['p_value']:.2g}, counts {srm['counts']})",
         context={"experiment_id": experiment.pk, "model": experiment.model.name, "p_value": srm["p_value"],
                  "counts": srm["counts"], "expected_shares": srm["expected_shares"]},
+        fingerprint=f"{SRM_ALERT_KIND}:experiment:{experiment.pk}",
     )  # fmt: skip

@@ -153,7 +153,7 @@ def disconnection_alert(*, name: str, since: datetime, now: datetime) -> None:
         severity="critical",
         message=f"ingest worker {name} has been disconnected from the exchange since {since.isoformat()}",
         context={"worker": name, "since": since.isoformat(), "seconds": int((now - since).total_seconds())},
-        dedupe=True,
+        fingerprint=f"exchange_disconnected:{name}",  # alerting.rules.ingest resolves it on reconnection
     )
 
 

@@ -34,7 +34,7 @@ from reconciliation.engine import ExchangeView, Finding, LocalFill, LocalOrder, 
 from reconciliation.exchange import RestLedger
 from reconciliation.models import Discrepancy, ReconciliationRun
 from trading import lock_objects as trading_locks
-from trading.alerts import alert_raise
+from trading.alerts import alert_raise, alert_resolve
 from trading.executions import EventSource
 from trading.kill_switch import trading_halt, trading_state_set
 from trading.models import Alert, TradingState
@@ -134,6 +134,8 @@ def reconciliation_run(
         run.rest_calls, run.rest_cost = rest.calls, rest.cost
         run.counts = {**run.counts, "rest_calls_by_method": rest.by_method}
     run.save()
+    if run.status != RunStatus.FAILED:  # the exchange answered and the books were compared: no longer failing
+        alert_resolve(fingerprint=ALERT_FAILED)
     if run.trigger == Trigger.STARTUP and run.status in (RunStatus.CLEAN, RunStatus.CORRECTED):
         startup_gate_release(run=run)
     logger.info(
@@ -146,7 +148,7 @@ def reconciliation_run(
 def _alert_failure(run: ReconciliationRun) -> None:
     alert_raise(
         kind=ALERT_FAILED,
-        severity="warning",
+        severity="critical",
         message=f"Reconciliation run {run.pk} ({run.trigger}) failed: {run.error}",
         context={"run_id": run.pk},
         dedupe=True,
@@ -329,13 +331,14 @@ def _halt(run: ReconciliationRun, critical: list[Finding]) -> None:
         reason=f"reconciliation run {run.pk}: {len(critical)} discrepancies beyond tolerance ({', '.join(kinds)})",
         actor=run_actor(run),
         source=EventSource.RECONCILIATION,
+        alert_kind=Alert.Kind.RECONCILIATION_HALTED,
         context={"run_id": run.pk, "kinds": kinds},
     )
     Discrepancy.objects.filter(run=run, severity=engine.CRITICAL).update(action=Discrepancy.Action.HALTED)
     if not result.changed:
         # Already halted: the operator still has to see this run's findings.
         alert_raise(
-            kind=Alert.Kind.TRADING_HALTED,
+            kind=Alert.Kind.RECONCILIATION_HALTED,
             severity=Alert.Severity.CRITICAL,
             message=f"Reconciliation run {run.pk}: {len(critical)} beyond tolerance ({', '.join(kinds)})",
             context={"run_id": run.pk, "kinds": kinds},

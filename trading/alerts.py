@@ -4,7 +4,7 @@ live in `alerting.rules` (which domain apps never import).
 
 - A fingerprint names the condition (default: the kind; per object where the condition is, e.g.
   `drift:version:12`). While an alert of that fingerprint is open (firing or acknowledged), raising it again updates
-  that alert (count, last seen, message, context, severity) instead of adding one.
+  that alert (count, last seen, message, severity; the context merged) instead of adding one.
 - States: firing -> acknowledged (an operator) -> resolved (an operator, or `alert_resolve(fingerprint=...)` when
   the condition clears: actor "auto"). A resolved condition that comes back fires a new alert.
 - Silences (`AlertSilence`, matchers kind and/or fingerprint, start, end, reason, who) mute notifications of the
@@ -125,8 +125,10 @@ def alert_raise(
             change = REPEATED
         if change == REPEATED:
             # A repeat is not a state change: no audit row (count and last_seen_at are excluded from the history).
+            # Its context is merged into the alert's (what the first raiser said stays unless said anew).
+            merged = {**(alert.context if isinstance(alert.context, dict) else {}), **ctx}
             Alert.objects.filter(pk=alert.pk).update(
-                count=F("count") + 1, last_seen_at=now, message=message, context=ctx, severity=severity,
+                count=F("count") + 1, last_seen_at=now, message=message, context=merged, severity=severity,
                 silence=silence, kind=kind,
             )  # fmt: skip
             alert.refresh_from_db()

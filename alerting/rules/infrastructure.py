@@ -19,7 +19,7 @@ K = Alert.Kind
 INSPECT_TIMEOUT_S = 1.0  # how long the consumers of the queues get to answer a broadcast
 
 
-def _celery_app() -> Any:
+def celery_app() -> Any:
     # reason: galfriday_site.celery builds the app from settings; importing it at module level would make alerting's
     # import order depend on the composition root's.
     from galfriday_site.celery import app
@@ -33,7 +33,7 @@ def queue_backlog_rule(now: datetime) -> Verdict:
     threshold = int(settings.GALFRIDAY_ALERT_QUEUE_BACKLOG)
     sizes: dict[str, int] = {}
     try:
-        with _celery_app().connection_for_read() as conn:
+        with celery_app().connection_for_read() as conn:
             channel = conn.default_channel
             for name in settings.GALFRIDAY_CELERY_QUEUES:
                 try:
@@ -55,7 +55,7 @@ def queue_backlog_rule(now: datetime) -> Verdict:
 def consumed_queues() -> set[str] | None:
     """The queues some worker consumes (a broadcast to the workers), or None when the broker cannot broadcast
     (the embedded SQLAlchemy transport) or does not answer."""
-    app = _celery_app()
+    app = celery_app()
     try:
         with app.connection_for_read() as conn:
             if "fanout" not in conn.transport.implements.exchange_type:

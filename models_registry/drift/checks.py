@@ -53,7 +53,6 @@ from typing import Any
 import numpy as np
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import ApplicationError, NotFoundError
@@ -71,7 +70,7 @@ from models_registry.models import (
     features_decode,
 )
 from models_registry.outcomes import OutcomeRule, degradation_assess
-from trading.alerts import alert_raise
+from trading.alerts import alert_raise, alert_resolve
 from trading.models import Alert
 
 logger = logging.getLogger(__name__)
@@ -481,16 +480,19 @@ def _kinds(sections: Mapping[str, Any]) -> list[str]:
     return kinds
 
 
+def drift_fingerprint(version_id: int) -> str:
+    """The condition "this version drifted": one open alert per version (trading.alerts)."""
+    return f"{ALERT_KIND}:version:{version_id}"
+
+
 def open_drift_alert(version_id: int) -> bool:
-    """Whether an unacknowledged drift alert of the version is open."""
-    return Alert.objects.filter(
-        Q(kind=ALERT_KIND, acknowledged_at__isnull=True) & Q(context__version_id=version_id)
-    ).exists()
+    """Whether a drift alert of the version is open (firing or acknowledged)."""
+    return Alert.objects.filter(fingerprint=drift_fingerprint(version_id)).exclude(state=Alert.State.RESOLVED).exists()
 
 
 def _raise_alert(report: DriftReport) -> int | None:
-    if open_drift_alert(report.version_id):
-        return None
+    """Fire (or repeat) the version's drift alert; its id when newly fired."""
+    was_open = open_drift_alert(report.version_id)
     version = report.version
     reasons = []
     if "feature" in report.kinds:
@@ -512,8 +514,9 @@ def _raise_alert(report: DriftReport) -> int | None:
             "confirmed_by": list(report.confirmed_by),
             "change_point_at": _iso(report.change_point_at),
         },
+        fingerprint=drift_fingerprint(version.pk),
     )
-    return alert.pk if alert is not None else None
+    return None if was_open else alert.pk
 
 
 def drift_check(
@@ -597,6 +600,8 @@ def _check(version: ModelVersion, trigger: str, actor: str, as_of: datetime, sto
             if alert_id is not None:
                 report.alert_id = alert_id
                 report.save(update_fields=["alert_id"])
+        elif report.status == DriftReport.Status.OK:  # no drift any more: the version's alert resolves
+            alert_resolve(fingerprint=drift_fingerprint(version.pk))
     logger.info(
         "drift checked",
         extra={

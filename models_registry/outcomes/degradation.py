@@ -21,7 +21,7 @@ from models_registry.evaluation.intervals import (
 from models_registry.models import ModelVersion
 from models_registry.outcomes.arrays import MaturedArrays, matured_arrays
 from models_registry.outcomes.rules import OutcomeRule
-from trading.alerts import alert_raise
+from trading.alerts import alert_raise, alert_resolve
 from trading.models import Alert
 
 ALERT_KIND = "model_degraded"
@@ -69,26 +69,37 @@ def degradation_assess(*, version: ModelVersion, arrays: MaturedArrays | None = 
     return report
 
 
+def degradation_fingerprint(version_id: int) -> str:
+    """The condition "this version is degraded": one open alert per version (trading.alerts)."""
+    return f"{ALERT_KIND}:version:{version_id}"
+
+
 def open_degradation_alerts(version_ids: Iterable[int] | None = None) -> set[int]:
-    """Versions with an unacknowledged `model_degraded` alert."""
-    rows = Alert.objects.filter(kind=ALERT_KIND, acknowledged_at__isnull=True).values_list("context", flat=True)
+    """Versions with an open (firing or acknowledged) `model_degraded` alert."""
+    rows = Alert.objects.filter(kind=ALERT_KIND).exclude(state=Alert.State.RESOLVED).values_list("context", flat=True)
     found = {int(c["version_id"]) for c in rows if isinstance(c, dict) and isinstance(c.get("version_id"), int)}
     return found if version_ids is None else found & set(version_ids)
 
 
 def version_degradation_check(*, version_id: int) -> int | None:
-    """Raise a `model_degraded` alert when the version is degraded and has no open one; returns its id."""
+    """Fire the critical `model_degraded` alert of a degraded version (returns its id when newly fired; a repeat
+    of an open one returns None), and resolve it once the version is no longer degraded on enough outcomes."""
+    fingerprint = degradation_fingerprint(version_id)
     with transaction.atomic():
         version = ModelVersion.objects.select_for_update().select_related("model").filter(pk=version_id).first()
         if version is None:
             return None
         report = degradation_assess(version=version)
-        if not report["degraded"] or open_degradation_alerts([version_id]):
+        if not report["degraded"]:
+            if report["n_outcomes"] >= report["min_outcomes"]:  # thin evidence says nothing either way
+                alert_resolve(fingerprint=fingerprint)
             return None
+        was_open = bool(open_degradation_alerts([version_id]))
         alert = alert_raise(
             kind=ALERT_KIND,
-            severity="warning",
+            severity="critical",
             message=f"{version.model.name} v{version.version} degraded live: " + "; ".join(report["reasons"]),
             context={"version_id": version.pk, "model": version.model.name, "version": version.version, **report},
+            fingerprint=fingerprint,
         )
-    return alert.pk if alert is not None else None
+    return None if was_open else alert.pk

@@ -39,12 +39,17 @@ def fire(fingerprint: str | None = None, **kwargs: Any) -> Alert:
 
 
 def test_same_fingerprint_updates_one_open_alert_with_count_and_last_seen(changes) -> None:  # type: ignore[no-untyped-def]
-    first = fire("drift:version:1", context={"n": 1})
+    first = fire("drift:version:1", context={"n": 1, "first": True})
     second = fire("drift:version:1", message="drift on v1 again", context={"n": 2})
     other = fire("drift:version:2")
     assert second.pk == first.pk != other.pk
     second.refresh_from_db()
-    assert (second.count, second.message, second.context, second.state) == (2, "drift on v1 again", {"n": 2}, "firing")
+    assert (second.count, second.message, second.context, second.state) == (
+        2,
+        "drift on v1 again",
+        {"n": 2, "first": True},
+        "firing",
+    )
     assert second.last_seen_at is not None
     assert second.last_seen_at >= first.created_at
     assert [c for _, c, _ in changes] == ["fired", "repeated", "fired"]

@@ -262,6 +262,23 @@ def test_no_change_keeps_the_check_quiet(version: ModelVersion) -> None:
     assert not Alert.objects.filter(kind="drift").exists()
 
 
+def test_a_check_without_drift_resolves_the_versions_open_drift_alert(version: ModelVersion) -> None:
+    from models_registry.drift.checks import drift_fingerprint
+    from trading.alerts import alert_raise
+
+    other = alert_raise(kind="drift", severity="warning", message="another version", fingerprint="drift:version:0")
+    earlier = alert_raise(kind="drift", severity="warning", message="drift confirmed earlier",
+                          fingerprint=drift_fingerprint(version.pk), context={"version_id": version.pk})  # fmt: skip
+    end = _live(version, seed=22, proba=_validation_like(version, 600, seed=5))
+    report = drift_check(version_id=version.pk, now=end)
+    assert report is not None
+    assert report.status == DriftReport.Status.OK
+    earlier.refresh_from_db()
+    other.refresh_from_db()
+    assert (earlier.state, earlier.resolved_by) == ("resolved", "auto")
+    assert other.state == "firing"
+
+
 def test_a_volatility_regime_drifts_features_and_labels_and_is_confirmed_when_sustained(version: ModelVersion) -> None:
     end = _live(version, seed=23, scale=4.0, proba=_validation_like(version, 600, seed=6))
     first = drift_check(version_id=version.pk, now=end)

@@ -421,6 +421,24 @@ def test_degradation_alert_is_raised_once_when_live_is_clearly_worse() -> None:
     assert any("net return" in r for r in alert.context["reasons"])
     assert version_degradation_check(version_id=version.pk) is None  # one open alert per version
     assert Alert.objects.filter(kind="model_degraded", context__version_id=version.pk).count() == 1
+    alert.refresh_from_db()
+    assert (alert.severity, alert.state, alert.count) == ("critical", "firing", 2)
+
+
+def test_degradation_alert_resolves_when_live_matches_validation_again() -> None:
+    from models_registry.models import ModelVersion
+    from trading.models import Alert
+
+    version = _version(metrics={"direction_hit_rate": 0.6, "net_return_per_prediction": 0.0005})
+    end = datetime.now(tz=UTC).replace(second=0, microsecond=0)
+    _outcomes(version, np.tile([1, 0, 0, 0, 1], 200), end=end)  # hit rate 0.4: more than 10 % below 0.6
+    alert_id = version_degradation_check(version_id=version.pk)
+    assert alert_id is not None
+    # the same live record against a validation it matches: the condition cleared
+    ModelVersion.objects.filter(pk=version.pk).update(metrics={"direction_hit_rate": 0.4})
+    assert version_degradation_check(version_id=version.pk) is None
+    alert = Alert.objects.get(pk=alert_id)
+    assert (alert.state, alert.resolved_by) == ("resolved", "auto")
 
 
 def test_no_degradation_alert_when_live_matches_validation_or_evidence_is_thin() -> None:

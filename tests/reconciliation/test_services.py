@@ -85,7 +85,7 @@ def test_an_unexplained_traded_balance_halts_trading_with_an_alert(world: World)
     assert (d.severity, d.status, d.action) == ("critical", "open", "halted")
     assert d.difference == Decimal("5000")
     assert TradingState.objects.get().state == "halted"
-    assert Alert.objects.filter(kind="trading_halted", context__run_id=result.pk).exists()
+    assert Alert.objects.filter(kind="reconciliation_halted", context__run_id=result.pk).exists()
     # The operator checks it and accepts the exchange's balance: audited, resolved.
     services.discrepancy_resolve(discrepancy_id=d.pk, actor="user:ops", note="deposit", accept_exchange_balance=True)
     d.refresh_from_db()
