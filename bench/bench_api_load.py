@@ -136,7 +136,7 @@ def prepare(orders: int, users: int, runs: int) -> dict[str, Any]:
                 fee=qty * price * Decimal("0.004"),
                 liquidity="t",
                 source="exchange",
-                executed_at=o.closed_at,
+                executed_at=o.closed_at or now,
             )
             for i, o in enumerate(created)
         ],
@@ -267,7 +267,7 @@ def read_stats(prefix: str) -> dict[str, Any]:
 
     with open(f"{prefix}_stats.csv") as f:
         rows = list(csv.DictReader(f))
-    out = {"endpoints": {r["Name"]: row_of(r) for r in rows if r["Name"] != "Aggregated"}}
+    out: dict[str, Any] = {"endpoints": {r["Name"]: row_of(r) for r in rows if r["Name"] != "Aggregated"}}
     out["all"] = next(row_of(r) for r in rows if r["Name"] == "Aggregated")
     failures = Path(f"{prefix}_failures.csv")
     if failures.exists():

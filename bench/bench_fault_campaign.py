@@ -50,7 +50,7 @@ ACTOR = "fault-campaign"
 FORBIDDEN = {"galfriday_ci", "galfriday_bench", "galfriday"}
 
 
-def pg_dsn(database_url: str) -> dict[str, str]:
+def pg_dsn(database_url: str) -> dict[str, Any]:
     from urllib.parse import urlparse
 
     u = urlparse(database_url)
@@ -299,7 +299,7 @@ def table(result: dict[str, Any]) -> str:
         "|---|---|",
         *(f"| {name} | {by_check.get(name, 0)} |" for name in ("orders", "fills", "books", "bars", "reconciliation")),
     ]
-    runs = Counter()
+    runs: Counter[str] = Counter()
     for r in rounds:
         for status, n in r.get("reconciliation", {}).get("system_runs_by_status", {}).items():
             runs[status] += n

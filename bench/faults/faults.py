@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from bench.faults.services import pg_terminate_backends
 from bench.faults.system import SYMBOL, System
@@ -27,17 +28,19 @@ class Step:
 
 def _kill(system: System, name: str, at: float, rng: random.Random) -> list[Step]:
     child = system.processes[name]
-    return [
-        Step(at, f"SIGKILL {name}", child.kill),
-        Step(at + rng.uniform(1, 4), f"restart {name}", lambda: child.running() or child.start()),
-    ]
+
+    def restart() -> None:
+        if not child.running():
+            child.start()
+
+    return [Step(at, f"SIGKILL {name}", child.kill), Step(at + rng.uniform(1, 4), f"restart {name}", restart)]
 
 
 def _sim(system: System, at: float, body: dict[str, object]) -> Step:
     return Step(at, f"sim {body['fault']}", lambda: system.sim_post("/faults", body))
 
 
-def steps_for(name: str, system: System, at: float, rng: random.Random, pg: dict[str, str]) -> list[Step]:
+def steps_for(name: str, system: System, at: float, rng: random.Random, pg: dict[str, Any]) -> list[Step]:
     if name.startswith("kill:"):
         return _kill(system, name.removeprefix("kill:"), at, rng)
     if name == "redis_restart":

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,7 +164,7 @@ bind-address = "127.0.0.1:{port + 1}"
         self.child.stop(grace=10)
 
 
-def pg_terminate_backends(dsn: dict[str, str], database: str) -> int:
+def pg_terminate_backends(dsn: dict[str, Any], database: str) -> int:
     """pg_terminate_backend on every backend of `database` but this one; returns how many were terminated."""
     import psycopg  # reason: only the campaign's process needs the driver directly
 
@@ -175,7 +176,7 @@ def pg_terminate_backends(dsn: dict[str, str], database: str) -> int:
     return sum(1 for (ok,) in rows if ok)
 
 
-def pg_connections(dsn: dict[str, str], database: str) -> int:
+def pg_connections(dsn: dict[str, Any], database: str) -> int:
     import psycopg  # reason: as above
 
     with psycopg.connect(**dsn, dbname="postgres", autocommit=True) as conn:
