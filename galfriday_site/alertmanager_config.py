@@ -6,9 +6,10 @@ The template is Alertmanager's own configuration with `${NAME}` (a setting, requ
 `${NAME:-}` (optional) in string values. Rendering:
 - a channel entry (one item of a receiver's `*_configs`) whose required settings are empty is dropped: the channel
   is not configured;
-- in the `galfriday-<severity>` receivers, a channel is kept only when its NOTIFY_<CHANNEL>_SEVERITIES lists that
-  severity (the app's routing); the webhook is `webhook_configs` (Alertmanager's JSON) unless
-  NOTIFY_WEBHOOK_FORMAT is `slack` (then `slack_configs`, an incoming-webhook payload);
+- in the `galfriday-<severity>` receivers (the app's channels; not the dead man's switch), a channel is kept only
+  when its NOTIFY_<CHANNEL>_SEVERITIES lists that severity (the app's routing), and the webhook is
+  `webhook_configs` (Alertmanager's JSON) unless NOTIFY_WEBHOOK_FORMAT is `slack` (then `slack_configs`, an
+  incoming-webhook payload);
 - list settings are joined with commas (e-mail recipients), `chat_id` becomes an integer and `require_tls` a
   boolean, as Alertmanager wants them.
 A configuration in which critical alerts reach no channel is refused (`AlertmanagerConfigError`).
@@ -115,8 +116,8 @@ def render(template: str, values: Mapping[str, Any]) -> Rendered:
                 filled = _substitute(entry, lookup, missing)
                 if missing:
                     continue  # the channel is not configured
-                if channel == "WEBHOOK" and (kind == "slack_configs") != (webhook_format == "slack"):
-                    continue
+                if severity and channel == "WEBHOOK" and (kind == "slack_configs") != (webhook_format == "slack"):
+                    continue  # the app's webhook in its format; other receivers' webhooks are not the app's
                 if severity and channel:
                     wanted = {s.strip().lower() for s in values.get(f"NOTIFY_{channel}_SEVERITIES") or []}
                     if severity["severity"] not in wanted:

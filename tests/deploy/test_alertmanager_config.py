@@ -97,10 +97,18 @@ def test_unset_channels_are_left_out_and_severities_follow_the_apps_routing() ->
     assert any("GALFRIDAY_WATCHDOG_URL" in w for w in rendered.warnings)
 
 
-def test_slack_format_uses_slack_configs() -> None:
-    critical = receivers(render(TEMPLATE, notify_settings(NOTIFY_WEBHOOK_FORMAT="slack")).config)["galfriday-critical"]
+def test_slack_format_uses_slack_configs_and_keeps_the_dead_mans_switch(tmp_path: Path) -> None:
+    rendered = render(TEMPLATE, notify_settings(NOTIFY_WEBHOOK_FORMAT="slack"))
+    critical = receivers(rendered.config)["galfriday-critical"]
     assert "webhook_configs" not in critical
     assert critical["slack_configs"][0]["api_url"] == "http://127.0.0.1:18599/hook"
+    deadman = receivers(rendered.config)["deadmansswitch"]
+    assert deadman["webhook_configs"][0]["url"] == "http://127.0.0.1:18596/ping/abc"
+    assert rendered.warnings == []
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(rendered.as_yaml())
+    result = amtool("check-config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_refuses_a_config_where_critical_alerts_reach_nobody() -> None:
