@@ -8,10 +8,10 @@ import pytest
 from django.test import Client
 
 from dashboard.lifecycle.selectors import ci_bars
-from experiments.models import Experiment, ExperimentEvent, Status
+from experiments.models import ArmStatistics, Experiment, ExperimentEvent, Status
 from experiments.services import experiment_create
 from tests.dashboard.lifecycle.support import running_experiment
-from tests.experiments.support import cheap_model
+from tests.experiments.support import cheap_model, shadow_experiment
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("registry_settings")]
 
@@ -145,3 +145,16 @@ def test_staff_start_a_draft_from_its_page(staff: Client) -> None:
     response = staff.post(f"/api/experiments/{draft.pk}/start/", {"reason": "go"}, content_type="application/json")
     assert response.status_code == 200
     assert Experiment.objects.get(pk=draft.pk).status == Status.RUNNING
+
+
+def test_a_split_experiment_whose_arms_do_not_match_their_allocation_shows_the_srm_banner(viewer: Client) -> None:
+    model, _ = cheap_model(2)
+    experiment = shadow_experiment(
+        model, [2], mode="split", control_allocation_percent=50, treatments=[{"version": 2, "allocation_percent": 50}]
+    )
+    counts = {"control": 1000, "treatment-1": 700}
+    for arm in experiment.arms.all():
+        ArmStatistics.objects.update_or_create(arm=arm, defaults={"n_assigned": counts[arm.name]})
+    body = viewer.get(f"/experiments/{experiment.pk}/").content.decode()
+    assert 'id="srm-banner"' in body
+    assert "Sample ratio mismatch" in body
