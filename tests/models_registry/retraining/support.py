@@ -113,3 +113,31 @@ def matured_outcomes(version: ModelVersion, net_returns: np.ndarray, *, start: d
             for p, net in zip(predictions, net_returns, strict=True)
         ]
     )
+
+
+def scenario_bars(text: str, *, origin: datetime, first: int, last: int, seed: int = 7) -> pd.DataFrame:
+    """1-minute bars of a simulator scenario (`kraken_sim.scenarios`) from minute `first` to `last` after
+    `origin`, as the drift scenario test makes them (open = previous close, wicks of the minute's sigma), for
+    lengths other than that test's."""
+    from kraken_sim.scenarios import ScenarioPath, parse_scenario  # reason: only the scenario runs need it
+
+    path = ScenarioPath(parse_scenario(text), seed, "BTC/USD", 30_000.0)
+    logs = path.log_closes(first - 1, last)
+    minutes = np.arange(first, last + 1)
+    sigma = np.array([path.vol(int(m)) for m in minutes])
+    rng = np.random.default_rng(seed)
+    open_, close = np.exp(logs[:-1]), np.exp(logs[1:])
+    high = np.maximum(open_, close) * np.exp(sigma * np.abs(rng.normal(size=len(minutes))) * 0.5)
+    low = np.minimum(open_, close) * np.exp(-sigma * np.abs(rng.normal(size=len(minutes))) * 0.5)
+    return pd.DataFrame(
+        {
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": rng.lognormal(0.0, 0.8, len(minutes)),
+            "vwap": (high + low + close) / 3,
+            "trades": rng.integers(3, 13, len(minutes)).astype(float),
+        },
+        index=pd.DatetimeIndex([origin + timedelta(minutes=int(m)) for m in minutes]),
+    )
