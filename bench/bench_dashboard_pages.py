@@ -1,0 +1,290 @@
+"""Server time of the dashboard's Overview and Market & trades pages and of every read their scripts make
+(issue 16), on PostgreSQL holding 100,000 orders (each with a fill and a decision), 1,000,000 one-minute bars
+(relational time-series store) and 100,000 predictions.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/galfriday_dashboard_bench REDIS_URL=redis://127.0.0.1:6379/5 \\
+        .venv/bin/python bench/bench_dashboard_pages.py [--orders 100000] [--bars 1000000] \\
+        [--predictions 100000] [--requests 200] [--json out.json]
+
+Target: p95 under 150 ms for each page and each read. Needs a quiet machine.
+
+The database (`DATABASE_URL`, created if missing, migrated and EMPTIED: never point it at one you want) is filled
+by bulk inserts (bars by one `INSERT ... SELECT generate_series`), then each URL is requested `--requests` times
+in this process through Django's full request path (middleware, session login, view, template or serializer) with
+the test client: the time measured is the server's, without the network. The slow probes of the health strip
+(they wait on the exchange, the broker and a worker ping) are not pages and are left out.
+
+Prints one JSON object: the row counts and, per URL, p50/p90/p95/p99/max in ms; exits 1 when a p95 is over the
+target or a request fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TARGET_P95_MS = 150.0
+FORBIDDEN = {"galfriday_ci", "galfriday", "gf_h2_keep"}
+
+
+def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
+    """Bulk-insert the history; returns what the measured URLs need (a recent fill)."""
+    import hashlib  # reason: set-up only, after django.setup()
+
+    from django.db import connection
+
+    from bench.bench_execution_report import btc_usd_upsert
+    from models_registry.models import ModelVersion, Prediction, RegisteredModel, features_encode
+    from timeseries.models import TimeSeriesPoint
+    from trading.accounts import balance_set
+    from trading.models import Decision, EquitySnapshot, Fill, Instrument, MarketQuote, Order, Position
+
+    btc_usd_upsert()
+    instrument = Instrument.objects.get(symbol="BTC/USD")
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    price, qty = Decimal("60000.0"), Decimal("0.00100000")
+    model = RegisteredModel.objects.create(name="btc-usd-1m-direction")
+    version = ModelVersion.objects.create(
+        model=model,
+        version=1,
+        stage="production",
+        artifact_sha256=hashlib.sha256(b"bench").hexdigest(),
+        artifact_size=1,
+        signature=[{"name": n, "type": "float64"} for n in ("ret_1", "vol_15", "rsi_14")],
+        data_start=now - timedelta(days=200),
+        data_end=now - timedelta(days=10),
+        symbols=["BTC/USD"],
+        feature_set_name="bars_1m",
+        feature_set_version="1",
+    )
+    label = "btc-usd-1m-direction v1"
+
+    def bar_time(i: int, n: int) -> datetime:
+        return now - timedelta(minutes=n - i)
+
+    created = Order.objects.bulk_create(
+        [
+            Order(
+                client_order_id=f"bench-{i:07d}",
+                exchange_order_id=f"OBENCH-{i:07d}",
+                instrument=instrument,
+                side="buy" if i % 2 else "sell",
+                order_type="market",
+                quantity=qty,
+                state="filled",
+                filled_qty=qty,
+                filled_cost=qty * price,
+                avg_price=price,
+                fees=qty * price * Decimal("0.004"),
+                reason=f"decision BTC/USD:{i}",
+                send_attempts=1,
+                submitted_at=bar_time(i, orders) + timedelta(seconds=61),
+                accepted_at=bar_time(i, orders) + timedelta(seconds=61),
+                closed_at=bar_time(i, orders) + timedelta(seconds=62),
+            )
+            for i in range(orders)
+        ],
+        batch_size=5000,
+    )
+    fills = Fill.objects.bulk_create(
+        [
+            Fill(
+                order=o,
+                instrument=instrument,
+                exec_id=f"TBENCH-{i:07d}",
+                trade_id=i,
+                side=o.side,
+                quantity=qty,
+                price=price,
+                cost=qty * price,
+                fee=qty * price * Decimal("0.004"),
+                realised_pnl=Decimal("0.5") if i % 3 else Decimal("-0.4"),
+                liquidity="t",
+                source="exchange",
+                executed_at=o.closed_at,
+            )
+            for i, o in enumerate(created)
+        ],
+        batch_size=5000,
+    )
+    Decision.objects.bulk_create(
+        [
+            Decision(
+                decision_id=f"BTC/USD:{bar_time(i, orders).isoformat()}:{label}",
+                instrument=instrument,
+                bar_time=bar_time(i, orders),
+                model_version=label,
+                model_name=model.name,
+                model_version_number=1,
+                signal=1 if o.side == "buy" else -1,
+                confidence=Decimal("0.6"),
+                probabilities={"-1": 0.2, "0": 0.2, "1": 0.6},
+                expected_edge=Decimal("0.004"),
+                cost=Decimal("0.0026"),
+                capped_by="max_order_notional",
+                status="ordered",
+                order=o,
+            )
+            for i, o in enumerate(created)
+        ],
+        batch_size=5000,
+    )
+    features = features_encode([0.001, 0.004, 55.0])
+    Prediction.objects.bulk_create(
+        [
+            Prediction(
+                decision_id=f"BTC/USD:{bar_time(i, predictions).isoformat()}",
+                version=version,
+                symbol="BTC/USD",
+                features_hash="0" * 64,
+                probabilities={"-1": 0.2, "0": 0.2, "1": 0.6},
+                predicted_class=1,
+                signal=1,
+                confidence=0.6,
+                bar_time=bar_time(i, predictions),
+                horizon=60,
+                features=features,
+            )
+            for i in range(predictions)
+        ],
+        batch_size=5000,
+    )
+    table = TimeSeriesPoint._meta.db_table
+    with connection.cursor() as cursor:  # one statement for the bars: BTC/USD up to now, the rest ETH/USD
+        cursor.execute(
+            f"""
+            INSERT INTO {table} (measurement, series_key, tags, fields, time)
+            SELECT 'bars', 'bars,interval=1m,symbol=' || s.symbol,
+                   jsonb_build_object('interval', '1m', 'symbol', s.symbol),
+                   jsonb_build_object('open', jsonb_build_array('d', (60000 + mod(n, 500))::text),
+                                      'high', jsonb_build_array('d', (60020 + mod(n, 500))::text),
+                                      'low', jsonb_build_array('d', (59980 + mod(n, 500))::text),
+                                      'close', jsonb_build_array('d', (60005 + mod(n, 500))::text),
+                                      'volume', jsonb_build_array('d', '1.25'),
+                                      'trades', jsonb_build_array('i', 12)),
+                   %s - (s.offset_n + n) * interval '1 minute'
+            FROM generate_series(0, %s - 1) AS n,
+                 (VALUES ('BTC/USD', 0), ('ETH/USD', 0)) AS s(symbol, offset_n)
+            WHERE (s.symbol = 'BTC/USD' AND n < %s) OR (s.symbol = 'ETH/USD' AND n >= %s)
+            """,
+            [now, bars, bars // 2, bars // 2],
+        )
+    MarketQuote.objects.create(instrument=instrument, bid=price - 1, ask=price + 1, mid=price, quoted_at=now)
+    Position.objects.update_or_create(
+        instrument=instrument, defaults={"quantity": Decimal("0.01"), "avg_price": Decimal("59000.0")}
+    )
+    balance_set(asset="USD", total=Decimal("100000"))
+    EquitySnapshot.objects.bulk_create(
+        [
+            EquitySnapshot(
+                currency="USD",
+                equity=Decimal("100000") - i % 100,
+                realised_pnl=Decimal(0),
+                unrealised_pnl=Decimal(0),
+                fees=Decimal(0),
+                high_water_mark=Decimal("100000"),
+                drawdown=Decimal(i % 100) / Decimal("100000"),
+                taken_at=now - timedelta(seconds=10 * i),
+            )
+            for i in range(60_480)  # seven days of the risk monitor's 10 s snapshots
+        ],
+        batch_size=5000,
+    )
+    with connection.cursor() as cursor:  # fresh planner statistics after the bulk inserts
+        cursor.execute("ANALYZE")
+    return {"fill_id": fills[-1].pk, "orders": orders, "bars": bars, "predictions": predictions}
+
+
+def measure(urls: list[str], requests: int) -> dict[str, Any]:
+    from django.contrib.auth import get_user_model  # reason: after django.setup()
+    from django.test import Client
+
+    user = get_user_model().objects.create_user(username="bench-operator", password="pw-bench-123", is_staff=True)
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    results: dict[str, Any] = {}
+    for url in urls:
+        client.get(url)  # warm: the first request compiles templates and statements
+        samples = []
+        for _ in range(requests):
+            started = time.perf_counter_ns()
+            response = client.get(url)
+            samples.append(time.perf_counter_ns() - started)
+            if response.status_code != 200:
+                raise SystemExit(f"{url} answered {response.status_code}: {response.content[:300]!r}")
+        samples.sort()
+
+        def at(q: float, values: list[int] = samples) -> float:
+            return round(values[min(len(values) - 1, int(len(values) * q))] / 1e6, 2)
+
+        results[url] = {"n": len(samples), "p50_ms": at(0.5), "p90_ms": at(0.9), "p95_ms": at(0.95),
+                        "p99_ms": at(0.99), "max_ms": round(samples[-1] / 1e6, 2)}  # fmt: skip
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--bars", type=int, default=1_000_000)
+    parser.add_argument("--predictions", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=200, help="requests per URL")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "galfriday_site.settings")
+    os.environ.setdefault("GALFRIDAY_ENV_FILE", "/dev/null")
+    os.environ["INFLUXDB_URL"] = ""  # bars in PostgreSQL (the relational store)
+    import django  # reason: settings come from the environment set above
+
+    django.setup()
+    from django.conf import settings
+
+    from bench.bench_execution_report import cpu_model, prepare_database
+
+    if settings.DATABASES["default"]["NAME"] in FORBIDDEN:
+        raise SystemExit("refusing to empty that database")
+    prepare_database()
+    started = time.monotonic()
+    data = fill(args.orders, args.bars, args.predictions)
+    filled_s = round(time.monotonic() - started, 1)
+    urls = [
+        "/",
+        "/market/?symbol=BTC/USD",
+        "/api/trading/state/",
+        "/api/trading/equity/",
+        "/api/trading/pnl/",
+        "/api/trading/alerts/?unacknowledged=true&limit=50",
+        "/dashboard-api/market/candles/?symbol=BTC/USD&bars=480",
+        "/api/trading/fills/?symbol=BTC/USD&limit=50",
+        f"/dashboard-api/market/why/?fill={data['fill_id']}",
+    ]
+    results = measure(urls, args.requests)
+    worst = max(r["p95_ms"] for r in results.values())
+    report = {
+        "benchmark": "dashboard_pages",
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+        "rows": {k: data[k] for k in ("orders", "bars", "predictions")},
+        "fill_seconds": filled_s,
+        "target_p95_ms": TARGET_P95_MS,
+        "worst_p95_ms": worst,
+        "urls": results,
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+    return 0 if worst <= TARGET_P95_MS else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
