@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.faults.faults import FAULTS, Step, steps_for  # noqa: E402
+from bench.faults.faults import FAULTS, OPT_IN, Step, steps_for  # noqa: E402
 from bench.faults.services import pg_connections, port_open  # noqa: E402
 from bench.faults.system import BAR_SECONDS, System, SystemConfig, prepare_database  # noqa: E402
 
@@ -168,6 +168,7 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             work_dir=work,
             seed=args.seed,
             influx_database=os.environ.get("INFLUXDB_DATABASE") or "galfriday_campaign",
+            bar_intervals=args.bar_intervals,
         )
     )
     os.environ.update(system.env)
@@ -179,7 +180,7 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     pg = pg_dsn(database_url)
     database = database_url.rsplit("/", 1)[-1]
     schedule = [[f for f in part.split(",") if f] for part in args.schedule.split(";") if part] if args.schedule else []
-    unknown = {f for part in schedule for f in part} - set(FAULTS)
+    unknown = {f for part in schedule for f in part} - set(FAULTS) - set(OPT_IN)
     if unknown:
         raise SystemExit(f"unknown faults in --schedule: {sorted(unknown)}; known: {', '.join(FAULTS)}")
     rounds: list[dict[str, Any]] = []
@@ -234,6 +235,8 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             trading_set("halted", "fault campaign: the round's checks")
             bar_end = active_end.replace(microsecond=0) - timedelta(seconds=active_end.second % BAR_SECONDS)
             waited = wait_quiet(system, bar_end, args.quiet_timeout_s)
+            if args.settle_s:
+                time.sleep(args.settle_s)  # repairs that wait for the exchange (the 1-minute ohlc check)
             lo = round_started.replace(microsecond=0) - timedelta(seconds=round_started.second % BAR_SECONDS)
             violations, info = check_round(system, since, (lo, bar_end), round_started)
             record = {
@@ -293,7 +296,7 @@ def table(result: dict[str, Any]) -> str:
         "",
         "| fault | rounds |",
         "|---|---|",
-        *(f"| {name} | {faults.get(name, 0)} |" for name in FAULTS),
+        *(f"| {name} | {faults.get(name, 0)} |" for name in (*FAULTS, *OPT_IN) if name in FAULTS or faults.get(name)),
         "",
         "| check | violations |",
         "|---|---|",
@@ -326,6 +329,12 @@ def main() -> int:
     parser.add_argument("--active-s", type=float, default=25.0, help="trading seconds per round (faults inside)")
     parser.add_argument("--max-faults", type=int, default=3, help="faults per round: 1..N (default 3)")
     parser.add_argument("--quiet-timeout-s", type=float, default=150.0)
+    parser.add_argument("--settle-s", type=float, default=0.0, help="wait this long after quiet, before the checks")
+    parser.add_argument(
+        "--bar-intervals",
+        default="5",
+        help="INGEST_BAR_INTERVALS (the first drives decisions; add 60 for the ohlc check)",
+    )
     parser.add_argument(
         "--port-base", type=int, default=18710, help="Redis, InfluxDB, simulator: base .. base+5 (0: the first free)"
     )

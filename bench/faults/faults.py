@@ -5,7 +5,7 @@ Processes: SIGKILL of `manage.py ingest`, of either Celery worker, of beat (rest
 Redis restarted (SIGTERM, 1-3 s down), every PostgreSQL backend of the campaign's database terminated, InfluxDB
 SIGKILLed (3-10 s down). Simulator (`/_sim/faults`): WebSockets dropped, the private socket silenced (messages
 held or lost), a sequence gap on executions, executions withheld (with the sequence consumed: a gap), a corrupt
-book checksum, maintenance (2-6 s), REST rate-limit answers.
+book checksum, maintenance (2-6 s), REST rate-limit answers; on request (`OPT_IN`), a public trade message lost.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def steps_for(name: str, system: System, at: float, rng: random.Random, pg: dict
         return [_sim(system, at, {"fault": "skip_sequence", "channel": "executions", "count": rng.randint(1, 3)})]
     if name == "sim:withhold":
         return [_sim(system, at, {"fault": "withhold_executions", "count": 1, "consume_sequence": True})]
+    if name == "sim:withhold_trade":
+        return [_sim(system, at, {"fault": "withhold_market", "channel": "trade", "symbol": SYMBOL, "count": 1})]
     if name == "sim:checksum":
         return [_sim(system, at, {"fault": "corrupt_checksum", "symbol": SYMBOL, "count": rng.randint(1, 3)})]
     if name == "sim:maintenance":
@@ -92,4 +94,8 @@ FAULTS = (
     "sim:checksum",
     "sim:maintenance",
     "sim:rate_limit",
+    # Public trade messages lost on the socket: no sequence tells, only the 1-minute bars' check against the
+    # exchange's `ohlc` channel finds and repairs them (needs a 60 s interval: `--bar-intervals 5,60`), so it is
+    # not drawn by default: `--schedule sim:withhold_trade` with `--settle-s 75`.
 )
+OPT_IN = ("sim:withhold_trade",)

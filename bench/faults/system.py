@@ -51,6 +51,7 @@ class SystemConfig:
     seed: int = 1
     market_rate: int = 4
     influx_database: str = "galfriday_campaign"
+    bar_intervals: str = str(BAR_SECONDS)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -153,7 +154,7 @@ class System:
             "KRAKEN_TIMEOUT": "5",
             "GALFRIDAY_KRAKEN_TIER": "pro",
             "INGEST_SYMBOLS": SYMBOL,
-            "INGEST_BAR_INTERVALS": str(BAR_SECONDS),
+            "INGEST_BAR_INTERVALS": self.config.bar_intervals,
             "GALFRIDAY_PREDICTOR": "bench.faults.predictor.Alternating",
             "GALFRIDAY_SIZING_FRACTION": SIZING_FRACTION,
             "GALFRIDAY_NO_TRADE_BAND": "0",
@@ -241,6 +242,7 @@ class System:
             "influxdb": self.influx.url,
             "database": self.config.database_url.rsplit("/", 1)[-1],
             "bar_seconds": BAR_SECONDS,
+            "bar_intervals": self.config.bar_intervals,
         }
 
 
