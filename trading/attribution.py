@@ -42,8 +42,8 @@ def rows_save_audited(
     objs: list[Any], model: type[Any], fields: list[str] | None = None, *, inserting: list[Any] | None = None
 ) -> None:
     """Save changed rows of one audited model that already exist (locked by the caller) with their audit records,
-    attributed like the history signal would: `core.audit.audited_rows_update` (on PostgreSQL one
-    statement: the UPDATE and the history INSERT of exactly the rows it wrote).
+    attributed like the history signal would: `core.audit.audited_rows_update` (the UPDATE, then the audit rows
+    of exactly what it wrote).
 
     Why not `save()` / `bulk_update_with_history`: on the execution-report hot path the ORM's per-statement work
     (building and compiling `save()`'s UPDATE and the history signal's INSERT, or `bulk_update`'s CASE expressions)

@@ -87,11 +87,11 @@ class OrderBusy(TransientExecutionError):
 # --- applying what the exchange says --------------------------------------------------------------------------
 
 
-def exchange_order_apply(exchange_order: ExchangeOrder, *, actor: str) -> str | None:
+def exchange_order_apply(exchange_order: ExchangeOrder, *, actor: str, flush_wait: bool = True) -> str | None:
     """Apply the broker's events in order through `execution_report_apply`; returns the order's state."""
     state: str | None = None
     for event in exchange_order.events:
-        result = execution_report_apply(event=event, actor=actor)
+        result = execution_report_apply(event=event, actor=actor, flush_wait=flush_wait)
         state = result.state if result.state is not None else state
     return state
 
@@ -250,7 +250,10 @@ def _send(
         counters["rejected_by_exchange"] += 1
         logger.warning("order rejected by the exchange", extra={"order_id": order_id, "error": exc.error})
         return _outcome(order_id, "rejected", exc.error)
-    state = exchange_order_apply(ack, actor=actor)
+    # The acknowledgement need not wait for the disk (core.durability): the send attempt was committed durably
+    # before the request left, so if a crash loses this commit, the post-ack read-back (sync_order) or any later
+    # delivery asks the exchange and applies it again.
+    state = exchange_order_apply(ack, actor=actor, flush_wait=False)
     counters["sent"] += 1
     counters[f"sent_via_{ack.via or broker.name}"] += 1
     logger.info(

@@ -15,6 +15,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.durability import commit_without_flush_wait
 from core.errors import ApplicationError
 from core.metrics import ProcessCounters
 from trading import lock_objects
@@ -93,14 +94,20 @@ def _status_target(event: ExecutionEvent) -> OrderState | None:
 
 
 @transaction.atomic
-def execution_report_apply(*, event: ExecutionEvent, actor: str | None = None) -> ExecutionApplyResult:
+def execution_report_apply(
+    *, event: ExecutionEvent, actor: str | None = None, flush_wait: bool = True
+) -> ExecutionApplyResult:
     """Apply one execution event to the order, its fill, the position and the balances, in one transaction.
+    `flush_wait` False: the commit does not wait for the disk (`core.durability`), for the exchange's answer to our
+    own send, which the post-acknowledgement read-back and reconciliation apply again if a crash loses it.
 
     Idempotent and order-independent: a fill is keyed by its exec_id (a repeat is a no-op); an exchange status
     behind the order's state (a `new` after a trade) is stale and ignored; a fill for an order we had as canceled
     is applied (the exchange is the truth). An event for an order we cannot identify yet is parked and replayed
     when the order becomes known.
     """
+    if not flush_wait:
+        commit_without_flush_wait()
     with attributed(actor, event.source, f"{event.exec_type} {event.exec_id or event.order_id}") as who:
         order = _order_for_event(event, who)
         if order is None:

@@ -22,6 +22,7 @@ from django.db.models import DateTimeField, DecimalField, Q
 from django.utils import timezone
 
 from core.audit import audited_write, history_rows_insert
+from core.durability import commit_without_flush_wait
 from models_registry.evaluation.intervals import (
     direction_hit_array,
 )
@@ -254,8 +255,7 @@ def _write(created: list[dict[str, Any]], updated: list[PredictionOutcome], now:
             # Outcomes (and their audit rows) are derived data that the next pass recomputes: a crash within
             # ~0.6 s of this commit may lose it whole (never part of it), and the pass then redoes it. So the
             # commit does not wait for its WAL flush (~0.2 s of a 10,000-outcome pass on a loaded machine).
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit = off")
+            commit_without_flush_wait()
             defaults = {f.attname: f.get_default() for f in _NEW_FIELDS}
             _audited_copy([f.attname for f in _NEW_FIELDS], [{**defaults, **row} for row in created], "+", now)
             names = ["id", *OUTCOME_FIELDS]
