@@ -152,7 +152,13 @@ def check_round(
             info["reconciliation_wait"] = f"{type(exc).__name__}: {exc}"
             time.sleep(2)
     else:
-        reconciliation = ["the reconciliation slot stayed taken"]
+        from reconciliation.models import ReconciliationRun
+
+        held = ReconciliationRun.objects.filter(status="running").first()
+        reconciliation = [
+            "the reconciliation slot stayed taken for 60 s"
+            + (f" by run {held.pk} ({held.trigger}, started {held.started_at.isoformat()})" if held else "")
+        ]
     violations["reconciliation"] = reconciliation
     return violations, info
 
