@@ -127,6 +127,13 @@ POLICY: dict[str, dict[str, frozenset[str]]] = {
     "api:alerting:alert-resolve": {"POST": STAFF_ONLY},
     "api:alerting:silence-list": {"GET": AUTHENTICATED, "POST": STAFF_ONLY},
     "api:alerting:silence-expire": {"POST": STAFF_ONLY},
+    # notifications: the delivery and event logs and the channels for any user, test and re-queue for staff
+    "api:notifications:notification-list": {"GET": AUTHENTICATED},
+    "api:notifications:notification-detail": {"GET": AUTHENTICATED},
+    "api:notifications:notification-requeue": {"POST": STAFF_ONLY},
+    "api:notifications:notification-test": {"POST": STAFF_ONLY},
+    "api:notifications:channel-list": {"GET": AUTHENTICATED},
+    "api:notifications:event-list": {"GET": AUTHENTICATED},
 }
 
 REASON = {"reason": "permission matrix probe: this must not happen for a wrong role"}
