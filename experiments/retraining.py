@@ -92,7 +92,11 @@ def _rejection(experiment: Experiment, run: RetrainingRun) -> str | None:
 
 def retraining_run_advance(*, run: RetrainingRun) -> str | None:
     """Act on the run's ended experiment: 'promoted', 'rejected', or None while it runs."""
-    experiment = Experiment.objects.select_related("winner", "model").filter(pk=run.experiment_id).first()
+    experiment = (
+        Experiment.objects.select_related("winner", "model").filter(pk=run.experiment_id).first()
+        if run.experiment_id is not None
+        else None
+    )
     if experiment is None:
         retraining_reject(run_id=run.pk, reason=f"shadow experiment {run.experiment_id} no longer exists", actor=ACTOR)
         return "rejected"

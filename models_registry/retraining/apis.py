@@ -72,7 +72,7 @@ class StepSerializer(serializers.Serializer):
     version = serializers.IntegerField(source="version.version", allow_null=True, default=None)
     actor = serializers.CharField()
     detail = serializers.CharField()
-    data = serializers.JSONField()
+    details = serializers.JSONField(source="data")
     at = serializers.DateTimeField()
 
 
@@ -82,7 +82,7 @@ class RetrainingRunDetailSerializer(RetrainingRunSerializer):
 
 
 class LifecycleEntrySerializer(serializers.Serializer):
-    source = serializers.ChoiceField(choices=["stage", "retraining"])
+    origin = serializers.ChoiceField(choices=["stage", "retraining"])
     id = serializers.IntegerField()
     at = serializers.DateTimeField()
     kind = serializers.CharField()
@@ -93,7 +93,7 @@ class LifecycleEntrySerializer(serializers.Serializer):
     actor = serializers.CharField()
     reason = serializers.CharField()
     run = serializers.IntegerField(allow_null=True)
-    data = serializers.JSONField()
+    details = serializers.JSONField()
 
 
 class RetrainApi(APIView):

@@ -33,7 +33,7 @@ def probation_list(*, model_name: str) -> QuerySet[Probation]:
 
 def lifecycle_timeline(*, model_name: str, version: int | None = None) -> list[dict[str, Any]]:
     """The model's stage and alias moves and its retraining steps, oldest first, as one list of entries:
-    `{"source": "stage" | "retraining", "at", "kind", "version", "actor", "reason", ...}` (trigger -> report ->
+    `{"origin": "stage" | "retraining", "at", "kind", "version", "actor", "reason", ...}` (trigger -> report ->
     training -> challenger -> experiment -> promotion or rejection -> probation -> rollback)."""
     stages = StageEvent.objects.select_related("version", "previous_version").filter(model__name=model_name)
     steps = RetrainingEvent.objects.select_related("version").filter(model__name=model_name)
@@ -42,7 +42,7 @@ def lifecycle_timeline(*, model_name: str, version: int | None = None) -> list[d
         steps = steps.filter(version__version=version)
     entries: list[dict[str, Any]] = [
         {
-            "source": "stage",
+            "origin": "stage",
             "id": e.pk,
             "at": e.at,
             "kind": e.kind,
@@ -53,13 +53,13 @@ def lifecycle_timeline(*, model_name: str, version: int | None = None) -> list[d
             "actor": e.actor,
             "reason": e.reason,
             "run": None,
-            "data": {"gate_overridden": e.gate_overridden},
+            "details": {"gate_overridden": e.gate_overridden},
         }
         for e in stages
     ]
     entries += [
         {
-            "source": "retraining",
+            "origin": "retraining",
             "id": e.pk,
             "at": e.at,
             "kind": e.step,
@@ -70,9 +70,9 @@ def lifecycle_timeline(*, model_name: str, version: int | None = None) -> list[d
             "actor": e.actor,
             "reason": e.detail,
             "run": e.run_id,
-            "data": e.data,
+            "details": e.data,
         }
         for e in steps
     ]
-    entries.sort(key=lambda row: (row["at"], row["source"] != "retraining", row["id"]))
+    entries.sort(key=lambda row: (row["at"], row["origin"] != "retraining", row["id"]))
     return entries

@@ -58,7 +58,7 @@ def test_operator_trigger_starts_then_joins_and_shows_on_the_history(model_name:
     assert sorted(t["joined"] for t in detail["triggers"]) == [False, True]
     assert [s["step"] for s in detail["steps"]] == ["triggered", "joined"]
     history = api.get(f"/api/models/{model_name}/history/", {"include": "retraining"}).json()["results"]
-    assert [(h["source"], h["kind"]) for h in history] == [
+    assert [(h["origin"], h["kind"]) for h in history] == [
         ("stage", "stage"),
         ("retraining", "triggered"),
         ("retraining", "joined"),

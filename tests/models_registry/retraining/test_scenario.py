@@ -160,7 +160,7 @@ def test_regime_change_retrains_shadow_tests_and_ends_promoted_or_rejected_with_
     assert run.outcome
     champion = ModelVersion.objects.get(model=first.model, stage=Stage.PRODUCTION)
     assert champion == (run.challenger if run.status == RetrainingRun.Status.PROMOTED else first)
-    steps = [e["kind"] for e in lifecycle_timeline(model_name=first.model.name) if e["source"] == "retraining"]
+    steps = [e["kind"] for e in lifecycle_timeline(model_name=first.model.name) if e["origin"] == "retraining"]
     expected = ["triggered", "training_started", "challenger_registered", "experiment_started"]
     assert [s for s in steps if s in expected] == expected
     assert steps.index("experiment_started") < steps.index(run.status)
