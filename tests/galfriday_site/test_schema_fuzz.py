@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -51,6 +52,7 @@ from reconciliation.models import Discrepancy, ReconciliationRun
 from tests.experiments.support import cheap_model, shadow_experiment
 from tests.models_registry.factories import registry_settings  # noqa: F401  (a fixture: artifacts in tmp_path)
 from tests.trading.factories import InstrumentFactory, placed_order
+from trading.alerts import alert_raise, alert_silence_create
 from trading.permissions import TRADERS_GROUP
 
 pytestmark = [pytest.mark.django_db, pytest.mark.services("postgres")]
@@ -123,7 +125,7 @@ def auth_headers(user: Any) -> dict[str, str]:
 @pytest.fixture
 def real_ids(registry_settings) -> dict[str, Any]:  # type: ignore[no-untyped-def]  # noqa: F811
     """Rows for the path parameters to name: an order, a model with three versions (v1 in production) and a running
-    shadow experiment, a reconciliation run with a discrepancy."""
+    shadow experiment, a reconciliation run with a discrepancy, an alert and a silence."""
     instrument = InstrumentFactory()
     order = placed_order(instrument=instrument)
     model, versions = cheap_model(3, promote=1)
@@ -133,7 +135,11 @@ def real_ids(registry_settings) -> dict[str, Any]:  # type: ignore[no-untyped-de
     discrepancy = Discrepancy.objects.create(
         run=run, kind="balance_mismatch", severity="warning", asset="USD", difference=Decimal("0.5")
     )
+    alert = alert_raise(kind="drift", severity="warning", message="fuzz", fingerprint="drift:version:fuzz")
+    silence = alert_silence_create(kind="drift", reason="fuzz", actor="user:fuzz", duration=timedelta(hours=1))
     return {
+        "alert_id": alert.pk,
+        "silence_id": silence.pk,
         "order_id": order.pk,
         "name": model.name,
         "version": versions[0].version,
