@@ -142,3 +142,21 @@ def test_a_shadow_test_that_cannot_start_rejects_the_run_with_why(
     assert "already has a running experiment" in run.outcome
     v2.refresh_from_db()
     assert v2.stage == Stage.ARCHIVED
+
+
+def test_a_promoted_challenger_that_fails_probation_is_rolled_back_with_the_experiment_gate_on(
+    gated: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    from models_registry.retraining.probation import probation_rollback  # reason: only this test rolls back
+
+    model, (v1, v2, _) = cheap_model()
+    run = _trained_run(v1, v2, django_capture_on_commit_callbacks)
+    _conclude(run.experiment_id, "challenger")  # type: ignore[arg-type]
+    retraining_experiments_advance()
+    probation = Probation.objects.get(version=v2)
+    assert probation_rollback(probation_id=probation.pk, reasons=["worse than validation"])
+    v1.refresh_from_db()
+    v2.refresh_from_db()
+    assert (v1.stage, v2.stage) == (Stage.PRODUCTION, Stage.ARCHIVED)  # v1 never won against v2: no gate refuses it
+    steps = list(RetrainingEvent.objects.filter(model=model).values_list("step", flat=True))
+    assert steps[-1] == "rolled_back"
