@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -354,6 +355,10 @@ def main() -> int:
     parser.add_argument("--json", default="", help="write every round's record here")
     parser.add_argument("--keep-logs", default="", help="work directory (logs, data) to keep; default temporary")
     args = parser.parse_args()
+    # SIGTERM and SIGINT (even when started in the background, where SIGINT is ignored) end the campaign through
+    # its `finally`: every process it started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not args.port_base:
         args.port_base = free_port_base()
     if args.keep_logs:
