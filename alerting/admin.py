@@ -99,7 +99,8 @@ class AlertSilenceAdmin(SimpleHistoryAdmin):
         except ApplicationError as exc:
             self.message_user(request, f"{exc.message} {exc.details}", messages.ERROR)
             return
-        obj.pk = created.pk
+        for name in ("pk", "starts_at", "ends_at", "created_by", "created_at"):  # the admin logs and shows `obj`
+            setattr(obj, name, getattr(created, name))
 
     @admin.action(description="Expire selected silences now")
     def expire(self, request: HttpRequest, queryset: QuerySet[AlertSilence]) -> None:

@@ -602,7 +602,8 @@ class AlertSilence(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"silence {self.kind or '*'}/{self.fingerprint or '*'} until {self.ends_at:%Y-%m-%d %H:%M}"
+        until = f"{self.ends_at:%Y-%m-%d %H:%M}" if self.ends_at else "?"
+        return f"silence {self.kind or '*'}/{self.fingerprint or '*'} until {until}"
 
 
 class Decision(models.Model):
