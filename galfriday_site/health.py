@@ -199,8 +199,9 @@ def run_health_checks() -> list[ComponentHealth]:
             outcome = check()
         except Exception as exc:  # every failure of a component is reported, never raised to the caller
             elapsed = (time.perf_counter() - started) * 1000
-            logger.warning("health check failed", extra={"component": name, "error": repr(exc)})
             error = f"{type(exc).__name__}: {exc}"
+            # The component in the message itself: the line says what failed without its fields.
+            logger.warning("health check failed: %s: %s", name, error, extra={"component": name, "error": repr(exc)})
             details = exc.details if isinstance(exc, ComponentFailing) else None
             report.append(ComponentHealth(name, False, elapsed, "", name in required, error, details))
             continue

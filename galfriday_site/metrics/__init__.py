@@ -78,7 +78,9 @@ class _Guarded(Collector):
         try:
             metrics = list(self.inner.collect())
         except Exception as exc:  # a database or service outage: the rest of the scrape still answers
-            logger.warning("metrics collector failed", extra={"collector": self.name, "error": repr(exc)})
+            logger.warning(
+                "metrics collector failed: %s: %r", self.name, exc, extra={"collector": self.name, "error": repr(exc)}
+            )
             self.errors.add_metric([self.name], 1.0)
             return iter(())
         return iter(metrics)
