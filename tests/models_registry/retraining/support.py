@@ -32,10 +32,12 @@ def fast_retraining_settings(settings: Any) -> None:
     settings.MODELS_REGISTRY_RETRAINING_EXPERIMENT_BURN_IN = 10
 
 
-def stored_market(seed: int = 7) -> tuple[str, pd.DataFrame]:
-    """A fresh symbol with N_BARS synthetic bars in the time-series store."""
+def stored_market(seed: int = 7, *, end: datetime | None = None) -> tuple[str, pd.DataFrame]:
+    """A fresh symbol with N_BARS synthetic bars in the time-series store (ending at `end` when given)."""
     symbol = f"R{uuid.uuid4().hex[:8].upper()}/USD"
     bars = make_bars(N_BARS, seed=seed, book=False)
+    if end is not None:
+        bars.index = bars.index - bars.index[-1] + pd.Timestamp(end) - pd.Timedelta(minutes=1)
     store_bars(bars, symbol)
     return symbol, bars
 
