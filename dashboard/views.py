@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from dashboard import selectors
 from dashboard.formatting import money_places
@@ -14,18 +14,10 @@ from dashboard.pages import DashboardPage
 from trading import selectors as trading_selectors
 from trading.permissions import can_trade
 
-# Where an alert is acknowledged: the alerting API's route when it has one (the page hides the button otherwise).
-ALERT_ACK_ROUTES = (("api:alerting:alert-acknowledge", "alert_id"), ("api:alerting:alert-acknowledge", "pk"))
-
 
 def alert_ack_url() -> str:
-    """The acknowledge URL with `{id}` in place of the alert's id, or "" when no route acknowledges alerts."""
-    for name, kwarg in ALERT_ACK_ROUTES:
-        try:
-            return reverse(name, kwargs={kwarg: 987654321}).replace("987654321", "{id}")
-        except NoReverseMatch:
-            continue
-    return ""
+    """The alerting API's acknowledge URL with `{id}` in place of the alert's id."""
+    return reverse("api:alerting:alert-acknowledge", kwargs={"alert_id": 987654321}).replace("987654321", "{id}")
 
 
 # The health strip: these health checks (galfriday_site.health) and the Celery workers that answer a ping.

@@ -18,11 +18,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -30,11 +30,13 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.db import connection
 from django.test import Client
 
 from galfriday_site.consumers import SYSTEM_GROUP
 from tests.conftest import ROOT
 
+T = TypeVar("T")
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "var" / "screenshots"
 PORT_RANGE = range(18200, 18250)  # this harness's loopback ports; the simulator port below is never opened
@@ -224,3 +226,18 @@ def publish_system_event(event: dict[str, Any]) -> None:
     message = {"type": "system.event", "event": event}
     with ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(async_to_sync(get_channel_layer().group_send), SYSTEM_GROUP, message).result(timeout=10)
+
+
+def in_thread(function: Callable[[], T]) -> T:
+    """Run `function` in a thread of its own, as another process's producer would: Playwright's loop runs in the
+    test's thread, where `async_to_sync` (the publishing of a producer's events) refuses to run. The thread's
+    database connection is closed when it is done."""
+
+    def run() -> T:
+        try:
+            return function()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result(timeout=30)

@@ -14,11 +14,12 @@ import pytest
 from django.utils import timezone
 
 from tests.dashboard import scenario
-from tests.dashboard.conftest import publish_system_event
+from tests.dashboard.conftest import in_thread, publish_system_event
 from tests.waiting import wait_for
 from timeseries import get_store
 from timeseries.base import Point
 from trading import kill_switch
+from trading.alerts import alert_raise
 from trading.models import TradingState
 
 pytestmark = [pytest.mark.services("postgres", "redis"), pytest.mark.django_db(transaction=True)]
@@ -139,8 +140,23 @@ def test_a_reconnecting_websocket_resyncs_the_page(browser_page: Any) -> None:
     open_live(browser_page, "/")
     assert browser_page.locator("body").get_attribute("data-resyncs") == "1"
     # A change the page is never told about (no event): only a resync can show it.
-    kill_switch.trading_halt(reason="halted while the page was disconnected", actor="user:someone-else")
+    kill_switch.trading_state_set(state="halted", reason="halted while the page was disconnected", actor="user:x")
     browser_page.evaluate("window.gfLive.drop()")
     browser_page.wait_for_selector('body[data-resyncs="2"][data-live="live"]')
     browser_page.wait_for_selector("#state-badge[data-state='halted']")
     assert "halted while the page was disconnected" in browser_page.locator("#state-reason").inner_text()
+
+
+def test_an_alert_raised_while_the_page_is_open_appears_and_is_acknowledged_with_a_note(browser_page: Any) -> None:
+    open_live(browser_page, "/")
+    alert = in_thread(
+        lambda: alert_raise(kind="market_data_stale", severity="warning", message="BTC/USD quotes are 45 s old")
+    )
+    row = browser_page.locator(f"#alerts-table tr[data-alert='{alert.pk}']")
+    row.wait_for(timeout=2_000)  # through the alert's system event, not a reload
+    row.locator("button[data-ack]").click()
+    confirm_with_reason(browser_page, "looking at the feed")
+    browser_page.wait_for_selector(f"#alerts-table tr[data-alert='{alert.pk}']:has-text('acknowledged')")
+    alert.refresh_from_db()
+    assert alert.state == "acknowledged"
+    assert alert.acknowledged_by == "user:operator"

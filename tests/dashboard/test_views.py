@@ -30,7 +30,17 @@ def test_pages_need_a_login(client, path: str) -> None:  # type: ignore[no-untyp
 
 
 def test_overview_renders_the_state_and_the_drawdown_limit_of_the_risk_limits(operator_client) -> None:  # type: ignore[no-untyped-def]
-    RiskLimit.objects.filter(instrument__isnull=True).update(max_drawdown=Decimal("0.12"))  # the global row
+    global_limits = {
+        "max_order_notional": 1000,
+        "max_position_notional": 5000,
+        "max_gross_exposure": 10000,
+        "price_band": Decimal("0.05"),
+        "max_orders_per_minute": 10,
+        "max_data_age_seconds": 10,
+        "daily_loss_limit": 500,
+        "max_drawdown": Decimal("0.12"),
+    }
+    RiskLimit.objects.update_or_create(instrument=None, defaults=global_limits)
     response = operator_client.get("/")
     assert response.status_code == 200
     body = response.content.decode()
@@ -102,7 +112,7 @@ def test_equity_is_bucketed_with_the_worst_drawdown_and_the_limit(operator_clien
     scenario.build(timezone.now())
     data = operator_client.get("/api/trading/equity/").json()
     assert data["bucket"] == "hour"
-    assert data["max_drawdown"] == "0.150000"  # the global row seeded by the migrations
+    assert data["max_drawdown"] == "0.150000"  # the global row seeded by the migrations (or the same default)
     assert 24 <= len(data["points"]) <= 25
     assert max(Decimal(p["drawdown"]) for p in data["points"]) == Decimal("0.07407407")
 

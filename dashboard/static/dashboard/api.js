@@ -81,14 +81,15 @@ export function askReason(what) {
 }
 
 /**
- * A staff action: the dialog asks for the reason (required) and the confirmation, then POSTs {reason, ...extra}.
+ * A staff action: the dialog asks for the reason (required) and the confirmation, then POSTs {reason, ...extra}
+ * (the reason under `field` for an API that calls it otherwise, e.g. "note").
  * Returns the API's answer, or null when cancelled or refused (the refusal is shown in the status line).
  */
-export async function confirmedAction({ url, what, extra = {} }) {
+export async function confirmedAction({ url, what, extra = {}, field = "reason" }) {
   const reason = await askReason(what);
   if (reason === null) return null;
   try {
-    const result = await postJSON(url, { reason, ...extra });
+    const result = await postJSON(url, { [field]: reason, ...extra });
     flash(`Done: ${what}.`, "ok");
     return result;
   } catch (e) {

@@ -183,7 +183,7 @@ async function loadPnl() {
 // --- alerts ---------------------------------------------------------------------------------------------------
 
 async function loadAlerts() {
-  const data = await getJSON("/api/trading/alerts/?unacknowledged=true&limit=50");
+  const data = await getJSON("/api/alerting/alerts/?open=true&limit=50");
   const body = document.querySelector("#alerts-table tbody");
   if (!data.results.length) {
     body.innerHTML = '<tr><td colspan="4" class="empty">No open alert.</td></tr>';
@@ -191,15 +191,19 @@ async function loadAlerts() {
   }
   body.innerHTML = data.results.map((a) => `<tr data-alert="${a.id}">
       <td><span class="badge ${esc(a.severity)}">${esc(a.severity)}</span></td>
-      <td style="white-space:normal">${esc(a.message)}</td>
-      <td>${fmtTime(a.created_at)}</td>
-      <td>${cfg.alert_ack_url ? `<button type="button" data-ack="${a.id}">Acknowledge</button>` : ""}</td></tr>`).join("");
+      <td style="white-space:normal">${esc(a.message)}${a.count > 1 ? ` <span class="muted">×${a.count}</span>` : ""}</td>
+      <td>${fmtTime(a.last_seen_at || a.created_at)}</td>
+      <td>${a.state === "firing" && cfg.alert_ack_url
+        ? `<button type="button" data-ack="${a.id}">Acknowledge</button>`
+        : `<span class="muted" title="${esc(a.acknowledged_by)}">${esc(a.state)}</span>`}</td></tr>`).join("");
 }
 
 document.querySelector("#alerts-table").addEventListener("click", async (ev) => {
   const id = ev.target?.dataset?.ack;
   if (!id) return;
-  const result = await confirmedAction({ url: cfg.alert_ack_url.replace("{id}", id), what: `acknowledge alert ${id}` });
+  const result = await confirmedAction({
+    url: cfg.alert_ack_url.replace("{id}", id), what: `acknowledge alert ${id}`, field: "note",
+  });
   if (result) await loadAlerts().catch((e) => flash(`Reload failed: ${e.message}`, "error"));
 });
 
@@ -241,7 +245,8 @@ connectLive({
   resync,
   handlers: {
     trading_state: () => loadState().catch((e) => console.warn(e)),
-    alert: () => loadAlerts().catch((e) => console.warn(e)),
+    // A halt raises an alert (its event is the one a halt publishes): the state is reloaded with the alerts.
+    alert: () => Promise.all([loadAlerts(), loadState()]).catch((e) => console.warn(e)),
     fill: () => soon(() => Promise.all([loadPnl(), loadEquity()])),
     order: () => soon(loadPnl),
     equity: () => soon(() => Promise.all([loadPnl(), loadEquity()])),
