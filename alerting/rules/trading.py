@@ -3,6 +3,7 @@ order rejections, bar -> ack latency, low balances, and the risk monitor's blind
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -16,6 +17,7 @@ from trading import selectors
 from trading.models import Alert, Balance, Decision, EquitySnapshot, OrderEvent, TradingState
 from trading.order_states import OrderState
 
+logger = logging.getLogger(__name__)
 K = Alert.Kind
 #: A decision's bar closes this long after its bar_time (the decision pipeline runs on 1-minute bars).
 DECISION_BAR_SECONDS = 60
@@ -126,7 +128,8 @@ def balance_rule(now: datetime) -> Verdict:
         try:
             minimums[str(asset)] = Decimal(str(value))
         except InvalidOperation:
-            continue  # galfriday_site's settings check reports it
+            logger.warning("GALFRIDAY_ALERT_BALANCE_MIN: %r is not a number for %s; ignored", value, asset)
+            continue
     totals = dict(Balance.objects.filter(asset__in=minimums).values_list("asset", "total"))
     findings = [
         Finding(K.BALANCE_LOW, "warning", f"{asset} balance {totals.get(asset, Decimal(0))} is below {minimum}",
