@@ -23,15 +23,29 @@ from models_registry.outcomes.arrays import MaturedArrays, matured_arrays
 from models_registry.outcomes.live import VALIDATION_KEYS
 
 MODEL_LIMIT = 100  # registered models listed
-VERSION_LIMIT = 50  # newest versions of a model shown (serving versions always are)
-EVENT_LIMIT = 100  # newest stage and alias moves of a model
+VERSION_LIMIT = 20  # newest versions of a model shown (serving versions always are)
+EVENT_LIMIT = 50  # newest stage and alias moves of a model
 DRIFT_LIMIT = 10  # newest drift reports per serving version
 FEATURE_LIMIT = 30  # features of a drift report shown (drifted first, as the report stores them)
 EXPERIMENT_LIMIT = 50  # experiments listed
 SERIES_POINTS = 400  # points of a cumulative chart (downsampled, the last point always kept)
 CHART_VERSIONS = 6  # versions drawn on a model's cumulative net return chart
 SERVING_STAGES = (Stage.PRODUCTION, Stage.STAGING)
-_REPORT_BODY = ("windows", "thresholds", "features", "prediction", "label", "concept")  # large JSON, read when shown
+MODEL_EXPERIMENTS = 20  # newest experiments on a model's page
+# Only what the pages show: every timestamp costs a parse (psycopg's pure-Python loader) and the JSON bodies are large.
+_EVENT_FIELDS = (
+    "id", "kind", "from_stage", "to_stage", "alias", "actor", "reason", "gate_report", "gate_overridden", "at",
+    "version__id", "version__version", "previous_version__id", "previous_version__version",
+)  # fmt: skip
+_REPORT_SUMMARY = (
+    "id", "model__id", "model__name", "version__id", "version__version", "trigger", "actor", "as_of", "status",
+    "kinds", "confirmed", "confirmed_by", "consecutive", "change_point_at", "dataset_drift", "drift_share",
+    "n_features", "n_drifted", "prediction_psi", "error",
+)  # fmt: skip
+_EXPERIMENT_FIELDS = (
+    "id", "name", "status", "mode", "primary_metric", "started_at", "ended_at", "status_reason", "model__id",
+    "model__name", "winner__id", "winner__name", "winner__version__id", "winner__version__version",
+)  # fmt: skip
 
 
 # --- models ---------------------------------------------------------------------------------------------------
@@ -121,7 +135,8 @@ def model_page(*, name: str) -> ModelPage | None:
     model = registry_selectors.registered_model_get(name=name)
     if model is None:
         return None
-    base = _with_latest_drift(ModelVersion.objects.filter(model=model)).select_related("parent")
+    base = _with_latest_drift(ModelVersion.objects.filter(model=model).defer("signature", "hyperparameters"))
+    base = base.select_related("parent").defer("parent__signature", "parent__hyperparameters", "parent__metrics")
     newest = list(base.prefetch_related("aliases").order_by("-version")[: VERSION_LIMIT + 1])
     more_versions = len(newest) > VERSION_LIMIT
     newest = newest[:VERSION_LIMIT]
@@ -131,17 +146,20 @@ def model_page(*, name: str) -> ModelPage | None:
     events = list(
         StageEvent.objects.filter(model=model)
         .select_related("version", "previous_version")
+        .only(*_EVENT_FIELDS)
         .order_by("-at", "-id")[: EVENT_LIMIT + 1]
     )
     more_events = len(events) > EVENT_LIMIT
     serving = [v for v in versions if v.stage in SERVING_STAGES]
     drift = []
     for v in serving:
-        reports = list(drift_report_list(version=v).defer(*_REPORT_BODY)[:DRIFT_LIMIT])
+        reports = list(drift_report_list(version=v).only(*_REPORT_SUMMARY)[:DRIFT_LIMIT])
         latest = drift_report_list(version=v).values_list("features", flat=True).first() if reports else None
         features = list(latest or [])
         drift.append({"version": v, "reports": reports, "features": features[:FEATURE_LIMIT], "n": len(features)})
-    experiments = list(experiment_selectors.experiment_list(model_name=model.name)[:EXPERIMENT_LIMIT])
+    experiments = list(
+        experiment_selectors.experiment_list(model_name=model.name).only(*_EXPERIMENT_FIELDS)[:MODEL_EXPERIMENTS]
+    )
     chart = [v.version for v in serving] + [v.version for v in versions if v.stage not in SERVING_STAGES]
     return ModelPage(
         model=model,

@@ -30,8 +30,8 @@ from trading.models import Alert
 
 logger = logging.getLogger(__name__)
 
-RUN_LIMIT = 30  # newest reconciliation runs shown
-DISCREPANCY_LIMIT = 100  # open discrepancies shown (most severe first)
+RUN_LIMIT = 20  # newest reconciliation runs shown
+DISCREPANCY_LIMIT = 50  # open discrepancies shown (most severe first)
 WORKER_LIMIT = 20  # ingest heartbeat rows shown
 BACKFILL_LIMIT = 10  # newest gap repairs shown
 ALERT_LIMIT = 25  # newest alerts shown
@@ -44,11 +44,11 @@ SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 def reconciliation_overview() -> dict[str, Any]:
     """Trading mode (paper: no exchange account to reconcile), the newest runs, the last good one, and the open
     or acknowledged discrepancies, most severe first, with counts by severity."""
-    runs = list(reconciliation_selectors.run_list().order_by("-started_at", "-id")[:RUN_LIMIT])
+    runs = list(reconciliation_selectors.run_list().defer("counts").order_by("-started_at", "-id")[:RUN_LIMIT])
     open_qs = reconciliation_selectors.discrepancy_list(filters={"open": True})
     counts = Counter(dict(open_qs.order_by().values("severity").annotate(n=Count("id")).values_list("severity", "n")))
     discrepancies = sorted(
-        open_qs.select_related("instrument", "order").order_by("-created_at", "-id")[:DISCREPANCY_LIMIT],
+        open_qs.defer("evidence", "action_detail").order_by("-created_at", "-id")[:DISCREPANCY_LIMIT],
         key=lambda d: (SEVERITY_ORDER.get(d.severity, 9), -d.pk),
     )
     rows = []

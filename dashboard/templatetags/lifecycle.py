@@ -5,11 +5,14 @@ the `dashboard` library (`dashboard.formatting`); these format the floats of mod
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from django import template
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from dashboard.formatting import DASH
+from dashboard.formatting import DASH, format_time
 
 register = template.Library()
 
@@ -69,3 +72,46 @@ def seconds(value: Any) -> str:
     minutes, secs = divmod(rest, 60)
     clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
     return f"{days} d {clock}" if days else clock
+
+
+_DRIFT_BADGES = {
+    "drift": ("bad", "drift"),
+    "ok": ("ok", "ok"),
+    "insufficient_data": ("warn", "insufficient data"),
+    "failed": ("bad", "check failed"),
+}
+
+
+@register.simple_tag
+def drift_badge(status: str | None, confirmed: bool | None = False) -> SafeString:
+    """The badge of a drift check's status ("not checked" when there is none)."""
+    if status not in _DRIFT_BADGES:
+        return format_html('<span class="muted">{}</span>', "not checked")
+    tone, label = _DRIFT_BADGES[status]
+    if status == "drift" and confirmed:
+        label = "drift (confirmed)"
+    return format_html('<span class="badge {}">{}</span>', tone, label)
+
+
+@register.simple_tag
+def gate_report(results: Any, passed: bool | None = None, at: datetime | None = None) -> SafeString:
+    """A promotion gate report (the registry's GateResult dicts) as a collapsed list: each gate passed or failed
+    with its detail; the summary says whether all passed (when `passed` is given) and when it was evaluated."""
+    if passed is True:
+        summary = format_html('<span class="badge ok">{}</span>', "gates passed")
+    elif passed is False:
+        summary = format_html('<span class="badge bad">{}</span>', "gates failed")
+    else:
+        summary = SafeString("gate report")
+    if at is not None:
+        summary = format_html('{} <span class="muted">{}</span>', summary, format_time(at))
+    marks = [("pos", "✓") if g.get("passed") else ("neg", "✗") for g in (results or []) if isinstance(g, dict)]
+    gates = [g for g in (results or []) if isinstance(g, dict)]
+    rows = format_html_join(
+        "",
+        '<tr><td><span class="{}">{}</span></td><td>{}</td><td>{}</td></tr>',
+        ((tone, mark, g.get("name", ""), g.get("detail", "")) for (tone, mark), g in zip(marks, gates, strict=True)),
+    ) or format_html('<tr><td class="muted">{}</td></tr>', "no gate configured")
+    return format_html(
+        '<details class="gates"><summary>{}</summary><table><tbody>{}</tbody></table></details>', summary, rows
+    )
