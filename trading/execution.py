@@ -187,11 +187,16 @@ def _outcome(order_id: int, action: str, detail: str = "") -> ExecutionOutcome:
 # --- submit -------------------------------------------------------------------------------------------------
 
 
-def order_execute(*, order_id: int, broker: Broker, actor: str = "execution") -> ExecutionOutcome:
+def order_execute(
+    *, order_id: int, broker: Broker, actor: str = "execution", first_delivery: bool = False
+) -> ExecutionOutcome:
     """Send a `submitted` (or `unknown`) order to the exchange exactly once. Safe to run twice, concurrently, or
     after a run that died anywhere: an order already past `submitted` is not sent again, and an order the
     exchange already has (found by client order id) is applied, not placed again. The order is read once, under
-    its mutex (a duplicate delivery meeting a run in flight retries later and is then skipped)."""
+    its mutex (a duplicate delivery meeting a run in flight retries later and is then skipped).
+
+    `first_delivery`: the caller created the order, with its first send attempt counted in the order's own
+    commit (`trading.gateway.submission_sent_here`), and sends it right after: that attempt is this one."""
     with order_mutex(order_id):
         order = _load(order_id)
         if order is None:
@@ -209,7 +214,8 @@ def order_execute(*, order_id: int, broker: Broker, actor: str = "execution") ->
         # A previous delivery may have placed it and died before recording anything (it committed a send attempt
         # first, so `send_attempts > 0`), or the outcome of an attempt is unknown: ask first. Never attempted:
         # the exchange cannot have it, send at once.
-        maybe_sent = order.send_attempts > 0 or order.state == OrderState.UNKNOWN
+        counted = 1 if first_delivery and order.send_attempts == 1 else 0  # this delivery's own, already counted
+        maybe_sent = order.send_attempts > counted or order.state == OrderState.UNKNOWN
         found = _query(broker, ticket, wait=order.state == OrderState.UNKNOWN) if maybe_sent else None
         if found is not None:
             counters["found_before_send"] += 1
@@ -225,13 +231,20 @@ def order_execute(*, order_id: int, broker: Broker, actor: str = "execution") ->
             return _outcome(order_id, "found")
         if order.state == OrderState.UNKNOWN:
             order_mark_submitted(order_id=order_id, actor=actor)
-        return _send(order_id, ticket, broker, actor=actor)
+        return _send(order_id, ticket, broker, actor=actor, attempt_counted=bool(counted))
 
 
 def _send(
-    order_id: int, ticket: OrderTicket, broker: Broker, *, actor: str, resubmitted: bool = False
+    order_id: int,
+    ticket: OrderTicket,
+    broker: Broker,
+    *,
+    actor: str,
+    resubmitted: bool = False,
+    attempt_counted: bool = False,
 ) -> ExecutionOutcome:
-    _record_send_attempt(order_id)
+    if not attempt_counted:
+        _record_send_attempt(order_id)
     try:
         ack = broker.submit(ticket)
     except OrderOutcomeUnknown as exc:

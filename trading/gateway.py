@@ -47,6 +47,13 @@ def submissions_held() -> Iterator[list[int]]:
         _held.reset(token)
 
 
+def submission_sent_here() -> bool:
+    """Whether an order handed over now is sent by this process itself right after its commit (held by the
+    decision task, `submissions_held`, under `CeleryExecutionGateway`) rather than through the broker: its
+    creator then counts the send attempt in the order's own transaction (`order_execute`'s `first_delivery`)."""
+    return _held.get() is not None and isinstance(execution_gateway(), CeleryExecutionGateway)
+
+
 class ExecutionGateway(Protocol):
     def submit_order(self, *, order_id: int) -> None:
         """Send an order that passed the risk check (state `submitted`) to the exchange."""

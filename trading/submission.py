@@ -23,7 +23,7 @@ from core.errors import ApplicationError
 from core.metrics import ProcessCounters
 from trading import lock_objects, selectors
 from trading.executions import EventSource
-from trading.gateway import execution_gateway
+from trading.gateway import execution_gateway, submission_sent_here
 from trading.instruments import instrument_rules
 from trading.models import Instrument, Order, OrderEvent, TimeInForce, TradingState
 from trading.order_states import OrderState
@@ -180,6 +180,10 @@ def _submit_checked_locked(
             extra={"order_id": order.pk, "client_order_id": order.client_order_id, "codes": result.codes},
         )
         return SubmitDecision(order=order, submitted=False, failures=result.failures)
+    if earlier is not None and submission_sent_here():
+        # A new order this process sends right after the commit (the decision task's own send): its send attempt
+        # is counted here, in the order's durable commit, instead of in a commit of its own before the request.
+        order.send_attempts = 1
     order_transition_locked(
         order,
         OrderState.SUBMITTED,

@@ -179,7 +179,8 @@ def decide_on_bar(symbol: str, bar_start: str) -> dict[str, Any]:
 
     With `GALFRIDAY_EXECUTION_INLINE` (the default) the decision's order, once committed, is sent from here, in
     this process, instead of through the broker to `execute_order` and back: the same `order_execute` (its mutex,
-    its send-attempt mark, its answer applied), one hop less on the way to the exchange. When that fails for any
+    its answer applied; its send-attempt mark committed with the order itself), one hop and one commit less on
+    the way to the exchange. When that fails for any
     reason the order goes to `execute_order` as before, whose retries ask the exchange before sending again. A
     replayed task (its worker died after the commit) finds the decision made and hands an order that never reached
     the exchange to execution again."""
@@ -188,9 +189,10 @@ def decide_on_bar(symbol: str, bar_start: str) -> dict[str, Any]:
         return {"decision": decision.decision_id, "status": decision.status, "order_id": decision.order_id}
     with submissions_held() as held:
         decision = pipeline.decide_on_bar(symbol=symbol, bar_time=datetime.fromisoformat(bar_start))
+    created_here = set(held)  # with their first send attempt counted in their own commit (submission_sent_here)
     if not held and decision.order_id is not None and _unsent(decision.order_id):
         held.append(decision.order_id)  # a replay: the first run may have died before the order left
-    outcomes = [_execute_here(order_id) for order_id in held]
+    outcomes = [_execute_here(order_id, first_delivery=order_id in created_here) for order_id in held]
     return {
         "decision": decision.decision_id,
         "status": decision.status,
@@ -214,12 +216,15 @@ def _unsent(order_id: int) -> bool:
     ).exists()
 
 
-def _execute_here(order_id: int) -> str:
+def _execute_here(order_id: int, *, first_delivery: bool) -> str:
     """Send a just-decided order from this task; on any failure hand it to `execute_order` (its retries and
-    give-up rules apply there). Returns what happened, for the task's result."""
+    give-up rules apply there). `first_delivery`: created by this run, its first send attempt counted with it.
+    Returns what happened, for the task's result."""
     try:
         with audit_actor(_INLINE_ACTOR), _broker() as broker:
-            action = order_execute(order_id=order_id, broker=broker, actor=_INLINE_ACTOR).action
+            action = order_execute(
+                order_id=order_id, broker=broker, actor=_INLINE_ACTOR, first_delivery=first_delivery
+            ).action
     except Exception as exc:
         logger.warning(
             "inline execution failed: handed to execute_order", extra={"order_id": order_id, "error": repr(exc)}
