@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
+from galfriday_site.celery import app
 from models_registry.retraining.models import RetrainingRun, RetrainingTrigger
 from models_registry.retraining.services import TriggerResult, retraining_trigger
 from models_registry.services import model_version_promote
@@ -64,3 +65,4 @@ def test_two_concurrent_triggers_start_one_run_and_the_other_joins(kinds: tuple[
     assert len(runs) == 1
     assert runs[0].status == RetrainingRun.Status.QUEUED
     assert RetrainingTrigger.objects.filter(model=model, run=runs[0]).count() == 2
+    app.control.purge()  # the run's task, enqueued after the commit: no worker here

@@ -31,6 +31,7 @@ def test_triggered_run_is_trained_by_the_lifecycle_worker_and_shadow_tested(sett
     symbol, bars = stored_market(end=timezone.now().replace(second=0, microsecond=0))
     champion = trained_champion(symbol, bars)
     assert app.amqp.router.route({}, retraining_run_task.name)["queue"].name == "lifecycle"
+    app.control.purge()  # tasks other tests' triggers left on this broker (their run ids mean nothing here)
     with start_worker(app, pool="solo", perform_ping_check=False, queues=["lifecycle"], shutdown_timeout=30):
         started = retraining_trigger(
             model_name=champion.model.name, kind="operator", reason="worker wiring", actor="test"
