@@ -107,6 +107,8 @@ def probation_watch_promotions(*, now: datetime | None = None) -> list[int]:
         previous = _previous_champion(promoted)
         if previous is None:
             continue  # a first champion has nothing to roll back to
+        if Probation.objects.filter(version=previous, status=Probation.Status.ROLLED_BACK).exists():
+            continue  # restored by a rollback: watching it against the version that failed would flip-flop
         probation = probation_start(version=version, previous=previous, now=promoted.at)
         started.append(probation.pk)
     return started

@@ -76,6 +76,8 @@ def test_rollback_restores_the_previous_champion_and_serving_follows(
     probation.refresh_from_db()
     assert probation.status == Probation.Status.ROLLED_BACK
     assert RetrainingEvent.objects.filter(model=v1.model, step="rolled_back", version=v1).exists()
+    assert probation_check()["started"] == []  # the restored champion is not put on probation against v2
+    assert not Probation.objects.filter(version=v1).exists()
 
 
 def test_version_worse_than_its_validation_is_rolled_back_by_the_check(
