@@ -24,7 +24,7 @@ from django.utils.module_loading import import_string
 from core.audit import USER_ACTOR_PREFIX, audit_actor
 from core.errors import ApplicationError, ConflictError
 from trading import lock_objects
-from trading.alerts import alert_raise
+from trading.alerts import alert_raise, system_event_publish
 from trading.attribution import audit_reason
 from trading.executions import EventSource
 from trading.gateway import execution_gateway
@@ -39,7 +39,8 @@ State = TradingState.State
 
 @transaction.atomic
 def trading_state_set(*, state: str, reason: str, actor: str) -> TradingState:
-    """Switch ACTIVE / REDUCING / HALTED, saying who and why (both required)."""
+    """Switch ACTIVE / REDUCING / HALTED, saying who and why (both required); after commit, the `system` group
+    hears of it (topic "trading_state": open dashboards update; lossy, the REST API is the truth)."""
     if state not in TradingState.State.values:
         raise ApplicationError(
             "Invalid trading state.",
@@ -56,6 +57,8 @@ def trading_state_set(*, state: str, reason: str, actor: str) -> TradingState:
         current.changed_at = timezone.now()
         current.save()
     logger.warning("trading state set", extra={"state": state, "actor": actor, "reason": reason})
+    event = {"topic": "trading_state", "state": state, "reason": reason, "changed_by": actor}
+    transaction.on_commit(partial(system_event_publish, {**event, "at": current.changed_at.isoformat()}), robust=True)
     return current
 
 

@@ -140,7 +140,10 @@ def test_a_reconnecting_websocket_resyncs_the_page(browser_page: Any) -> None:
     open_live(browser_page, "/")
     assert browser_page.locator("body").get_attribute("data-resyncs") == "1"
     # A change the page is never told about (no event): only a resync can show it.
-    kill_switch.trading_state_set(state="halted", reason="halted while the page was disconnected", actor="user:x")
+    TradingState.objects.update_or_create(  # written directly: no service, so no event can tell the page
+        id=TradingState.SINGLETON_ID,
+        defaults={"state": "halted", "reason": "halted while the page was disconnected", "changed_by": "user:x"},
+    )
     browser_page.evaluate("window.gfLive.drop()")
     browser_page.wait_for_selector('body[data-resyncs="2"][data-live="live"]')
     browser_page.wait_for_selector("#state-badge[data-state='halted']")
@@ -160,3 +163,11 @@ def test_an_alert_raised_while_the_page_is_open_appears_and_is_acknowledged_with
     alert.refresh_from_db()
     assert alert.state == "acknowledged"
     assert alert.acknowledged_by == "user:operator"
+
+
+def test_a_trading_state_change_made_elsewhere_reaches_the_open_page(browser_page: Any) -> None:
+    open_live(browser_page, "/")
+    in_thread(lambda: kill_switch.trading_reduce(reason="reduce from the API", actor="user:elsewhere"))
+    browser_page.wait_for_selector("#state-badge[data-state='reducing']", timeout=2_000)  # its event, no reload
+    assert browser_page.locator("body").get_attribute("data-resyncs") == "1"
+    assert "user:elsewhere" in browser_page.locator("#state-by").inner_text()
