@@ -12,8 +12,9 @@ import pytest
 
 from experiments.models import Experiment, Status
 from experiments.services import experiment_pause
+from ingest.models import IngestStatus
 from reconciliation.models import Discrepancy
-from tests.dashboard.conftest import SCREENSHOTS, publish_system_event
+from tests.dashboard.conftest import SCREENSHOTS, in_thread, publish_system_event
 from tests.dashboard.lifecycle.support import alert, discrepancy, heartbeat, model_with_history, running_experiment
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("registry_settings")]
@@ -30,11 +31,11 @@ def _shot(page: Any, name: str) -> None:
 
 
 def test_every_lifecycle_page_loads_with_its_charts_and_no_error(browser_page: Any) -> None:
-    model, _ = model_with_history()
-    experiment = running_experiment()
-    discrepancy()
-    heartbeat()
-    alert()
+    model, _ = in_thread(model_with_history)  # producers run beside Playwright's loop in threads of their own
+    experiment = in_thread(running_experiment)
+    in_thread(discrepancy)
+    in_thread(heartbeat)
+    in_thread(alert)
     page = browser_page
 
     _open(page, "/models/")
@@ -71,7 +72,7 @@ def test_every_lifecycle_page_loads_with_its_charts_and_no_error(browser_page: A
 
 
 def test_staff_conclude_an_experiment_with_a_reason_and_the_page_shows_it(browser_page: Any) -> None:
-    experiment = running_experiment()
+    experiment = in_thread(running_experiment)
     page = browser_page
     _open(page, f"/experiments/{experiment.pk}/")
     page.click('#actions button[data-action="conclude"]')
@@ -86,7 +87,7 @@ def test_staff_conclude_an_experiment_with_a_reason_and_the_page_shows_it(browse
 
 
 def test_a_cancelled_dialog_changes_nothing(browser_page: Any) -> None:
-    experiment = running_experiment()
+    experiment = in_thread(running_experiment)
     page = browser_page
     _open(page, f"/experiments/{experiment.pk}/")
     page.click('#actions button[data-action="stop"]')
@@ -97,7 +98,7 @@ def test_a_cancelled_dialog_changes_nothing(browser_page: Any) -> None:
 
 
 def test_staff_resolve_a_discrepancy_with_a_note_and_it_leaves_the_list(browser_page: Any) -> None:
-    d = discrepancy()
+    d = in_thread(discrepancy)
     page = browser_page
     _open(page, "/reconciliation/")
     page.click(f'tr[data-discrepancy="{d.pk}"] button[data-action="resolve"]')
@@ -111,21 +112,24 @@ def test_staff_resolve_a_discrepancy_with_a_note_and_it_leaves_the_list(browser_
 
 
 def test_an_experiment_event_refreshes_the_open_page(browser_page: Any) -> None:
-    experiment = running_experiment()
+    experiment = in_thread(running_experiment)
     page = browser_page
     _open(page, f"/experiments/{experiment.pk}/")
-    experiment_pause(experiment_id=experiment.pk, actor="user:bob", reason="maintenance window")
+    in_thread(lambda: experiment_pause(experiment_id=experiment.pk, actor="user:bob", reason="maintenance window"))
     publish_system_event({"topic": "experiment", "experiment_id": experiment.pk, "status": "paused"})
     page.wait_for_selector('#experiment[data-status="paused"]', timeout=5000)
     assert page.locator('#actions button[data-action="resume"]').count() == 1
 
 
 def test_a_reconnecting_socket_resyncs_the_page(browser_page: Any) -> None:
-    heartbeat()
+    status = in_thread(heartbeat)
     page = browser_page
     _open(page, "/system/")
+    assert page.locator('dd[data-metric="reconnects"]').inner_text() == "3"
     resyncs = int(page.evaluate("document.body.dataset.resyncs"))
-    raised = alert("a new alert while the socket was down")
+    # a change that sends no event (the heartbeat row): only the resync after the reconnect can show it
+    stats = {**status.stats, "health": {**status.stats["health"], "reconnects": 7}}
+    in_thread(lambda: IngestStatus.objects.filter(pk=status.pk).update(stats=stats))
     page.evaluate("window.gfLive.drop()")
     page.wait_for_function(f"Number(document.body.dataset.resyncs) > {resyncs}")
-    page.wait_for_selector(f'tr[data-alert="{raised.pk}"]')
+    page.wait_for_function("document.querySelector('dd[data-metric=reconnects]').textContent === '7'")
