@@ -56,9 +56,21 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         queue="lifecycle",
         expires_seconds=60,
     ),
-    # The alert rules (alerting.rules): fire what holds, resolve what cleared; idempotent, a few reads per rule.
+    # The alert rules (alerting.rules): fire what holds, resolve what cleared; idempotent. The database's every 5 s
+    # (a few indexed reads each), the broker's (queue lengths, a broadcast to the workers) every 30 s.
     PeriodicTaskSpec(
-        "alert rules", "alerting.tasks.alert_rules_evaluate", every_seconds=30, queue="default", expires_seconds=30
+        "alert rules",
+        "alerting.tasks.alert_rules_evaluate",
+        every_seconds=5,
+        kwargs={"group": "database"},
+        expires_seconds=5,
+    ),
+    PeriodicTaskSpec(
+        "alert rules (broker)",
+        "alerting.tasks.alert_rules_evaluate",
+        every_seconds=30,
+        kwargs={"group": "broker"},
+        expires_seconds=30,
     ),
     # Notifications (notifications.delivery): enqueue pending messages that are due and whose own task is late or
     # lost (a channel down for long, a broker restart, quiet hours ending).

@@ -1,7 +1,8 @@
 """The alert rules. Each looks at the system and says which conditions of its kinds hold now; the alerts of the
 conditions that hold fire (or repeat), those of conditions that cleared resolve (alerting.rules.base).
 
-They run on the beat schedule (`alerting.tasks.alert_rules_evaluate`, every 30 s) and where the event happens
+They run on the beat schedule (`alerting.tasks.alert_rules_evaluate`: the database rules every 5 s, the broker's
+every 30 s) and where the event happens
 (alerting.signals: the trading state, equity snapshots, rejected orders, the ingest heartbeat). Conditions the
 domain apps see themselves raise and resolve their alerts where they happen, through trading.alerts: the kill
 switch, reconciliation runs (failed, halted), drift checks, model degradation, experiment guardrails and SRM,
@@ -44,6 +45,17 @@ RULES: dict[str, Rule] = {
 }
 
 
+#: Rules that ask the broker (a passive declare per queue; a broadcast that waits INSPECT_TIMEOUT_S for the
+#: workers' answers): every 30 s. The others read a few indexed rows: every 5 s, so a condition only the schedule
+#: sees is an alert within 5 s.
+BROKER_RULES = ("queue_backlog", "queue_no_worker")
+GROUPS: dict[str, tuple[str, ...]] = {
+    "all": tuple(RULES),
+    "broker": BROKER_RULES,
+    "database": tuple(name for name in RULES if name not in BROKER_RULES),
+}
+
+
 def rule_evaluate(name: str, *, now: datetime | None = None) -> dict[str, int]:
     """Run one rule and apply its verdict (fire what holds, resolve what cleared)."""
     rule = RULES[name]
@@ -64,4 +76,4 @@ def rules_evaluate(*, now: datetime | None = None, names: list[str] | None = Non
     return results
 
 
-__all__ = ["RULES", "Finding", "Rule", "Verdict", "rule_evaluate", "rules_evaluate"]
+__all__ = ["BROKER_RULES", "GROUPS", "RULES", "Finding", "Rule", "Verdict", "rule_evaluate", "rules_evaluate"]

@@ -41,19 +41,22 @@ class Rule:
 
 
 def findings_apply(verdict: Verdict) -> dict[str, int]:
-    """Fire every finding, resolve what cleared; counts of fired-or-repeated and resolved alerts."""
-    raised = resolved = 0
+    """Fire every finding, resolve what cleared; counts of alerts fired (new), repeated and resolved."""
+    fired = repeated = resolved = 0
     for kind, findings in verdict.items():
         if findings is None:
             continue
         for finding in findings:
-            alert_raise(
+            alert = alert_raise(
                 kind=finding.kind, severity=finding.severity, message=finding.message,
                 context=dict(finding.context), fingerprint=finding.key,
             )  # fmt: skip
-            raised += 1
+            if alert.count == 1:
+                fired += 1
+            else:
+                repeated += 1
         resolved += len(alert_resolve_all(kind=kind, keep={f.key for f in findings}))
-    return {"raised": raised, "resolved": resolved}
+    return {"fired": fired, "repeated": repeated, "resolved": resolved}
 
 
 def by_kind(kinds: Iterable[str], findings: Iterable[Finding]) -> dict[str, list[Finding] | None]:

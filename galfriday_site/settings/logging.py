@@ -77,11 +77,18 @@ def _paper_sweep_idle(result: dict[str, Any]) -> bool:
     return "skipped" in result or not result.get("filled")
 
 
+def _alert_rules_idle(result: dict[str, Any]) -> bool:
+    """alerting.tasks.alert_rules_evaluate: no alert fired or resolved and no rule failed (repeats are not news)."""
+    return all(isinstance(r, dict) and not r.get("error") and not r.get("fired") and not r.get("resolved")
+               for r in result.values())  # fmt: skip
+
+
 # Periodic tasks run every few seconds (galfriday_site.periodic), and what their result looks like when the run found
 # nothing to do.
 QUIET_PERIODIC_TASKS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "trading.tasks.risk_monitor_run": _risk_monitor_idle,
     "trading.tasks.paper_broker_sweep": _paper_sweep_idle,
+    "alerting.tasks.alert_rules_evaluate": _alert_rules_idle,
 }
 
 

@@ -14,7 +14,7 @@ from celery.contrib.testing.worker import start_worker
 from django.test import Client
 from django.utils import timezone
 
-from alerting.rules import rule_evaluate
+from alerting.rules import GROUPS, RULES, rule_evaluate
 from alerting.tasks import TASK_NAME, alert_rules_evaluate
 from galfriday_site.celery import app as celery_app
 from galfriday_site.periodic import PERIODIC_TASKS
@@ -58,15 +58,17 @@ def test_resuming_trading_resolves_the_kill_switch_alert_on_commit() -> None:
 
 
 @pytest.mark.django_db
-def test_the_rules_run_from_beat_every_30_seconds_and_the_task_is_idempotent() -> None:
-    spec = next(s for s in PERIODIC_TASKS if s.task == TASK_NAME)
-    assert spec.every_seconds == 30
+def test_the_rules_run_from_beat_and_the_task_is_idempotent() -> None:
+    specs = {s.kwargs["group"]: s.every_seconds for s in PERIODIC_TASKS if s.task == TASK_NAME}
+    assert specs == {"database": 5, "broker": 30}
+    assert set(GROUPS["database"]) | set(GROUPS["broker"]) == set(RULES)
     assert TASK_NAME in celery_app.tasks
     alerts.alert_raise(kind="trading_halted", severity="critical", message="stale halt")  # trading is active
-    first = alert_rules_evaluate()
-    second = alert_rules_evaluate()
-    assert first["kill_switch"] == {"raised": 0, "resolved": 1}
-    assert second["kill_switch"] == {"raised": 0, "resolved": 0}
+    first = alert_rules_evaluate(group="database")
+    second = alert_rules_evaluate(group="database")
+    assert set(first) == set(GROUPS["database"])
+    assert first["kill_switch"] == {"fired": 0, "repeated": 0, "resolved": 1}
+    assert second["kill_switch"] == {"fired": 0, "repeated": 0, "resolved": 0}
     assert not any("error" in result for result in first.values()), first
 
 
