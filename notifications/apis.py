@@ -152,6 +152,8 @@ class ChannelOutputSerializer(serializers.Serializer):
 
 
 class ChannelListApi(APIView):
+    paged = False  # three rows, always (galfriday_site.schema)
+
     @extend_schema(responses=ChannelOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         return Response(ChannelOutputSerializer(selectors.channel_overview(), many=True).data)

@@ -72,6 +72,7 @@ def test_a_channel_that_is_down_is_retried_logged_and_delivered_when_it_returns(
         timeout=60,
         what="three failed attempts",
     )
+    assert message is not None
     assert message.state == "pending"
     assert "unreachable" in message.last_error  # the delivery log says why
     receiver.start()
