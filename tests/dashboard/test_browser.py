@@ -74,6 +74,8 @@ def test_overview_loads_with_every_panel(browser_page: Any, history: scenario.Sc
     assert "15.00 %" in browser_page.locator("#drawdown-limit").inner_text()
     text = browser_page.locator("main").inner_text()
     assert "1234.567890123456" not in text  # no raw decimals
+    browser_page.click("#equity-range button[data-days='1']")  # one day by the minute: every half-hourly snapshot
+    browser_page.wait_for_function("Number(document.getElementById('equity-chart').dataset.points) >= 47")
 
 
 def test_market_page_loads_with_candles_and_markers(browser_page: Any, history: scenario.Scenario) -> None:

@@ -133,9 +133,20 @@ function drawEquity(data) {
   eqEl.dataset.points = String(xs.length);
 }
 
+let equityDays = 7;
+
 async function loadEquity() {
-  drawEquity(await getJSON("/api/trading/equity/"));
+  const since = new Date(Date.now() - equityDays * 86400e3).toISOString();
+  drawEquity(await getJSON(`/api/trading/equity/?since=${encodeURIComponent(since)}`));
 }
+
+$("equity-range").addEventListener("click", (ev) => {
+  const days = Number(ev.target?.dataset?.days);
+  if (!days) return;
+  equityDays = days;
+  for (const b of $("equity-range").querySelectorAll("button")) b.className = Number(b.dataset.days) === days ? "ok" : "";
+  loadEquity().catch((e) => flash(`Could not load the equity: ${e.message}`, "error"));
+});
 
 // --- PnL and positions ----------------------------------------------------------------------------------------
 
