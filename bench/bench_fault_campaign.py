@@ -128,7 +128,7 @@ def run_steps(steps: list[Step], t0: float, until: float) -> list[dict[str, Any]
 
 
 def check_round(
-    system: System, since: datetime, window: tuple[datetime, datetime], round_started: datetime
+    system: System, since: datetime, window: tuple[datetime, datetime], round_started: datetime, interval: int
 ) -> tuple[dict[str, list[str]], dict[str, Any]]:
     from django.db import connection
 
@@ -141,7 +141,7 @@ def check_round(
         "fills": checks.fills(state),
     }
     violations["books"], dust = checks.books(state, system.initial_balances)
-    violations["bars"], compared = checks.bars(system, since, window)
+    violations["bars"], compared = checks.bars(system, since, window, interval)
     reconciliation: list[str] = []
     info: dict[str, Any] = {"bars_compared_with_tape": compared, "balance_dust": dust}
     for _ in range(30):
@@ -244,8 +244,12 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             waited = wait_quiet(system, bar_end, args.quiet_timeout_s)
             if args.settle_s:
                 time.sleep(args.settle_s)  # repairs that wait for the exchange (the 1-minute ohlc check)
-            lo = round_started.replace(microsecond=0) - timedelta(seconds=round_started.second % BAR_SECONDS)
-            violations, info = check_round(system, since, (lo, bar_end), round_started)
+            step = args.check_interval
+            lo = datetime.fromtimestamp(int(round_started.timestamp()) // step * step, UTC)
+            hi = datetime.fromtimestamp(int(bar_end.timestamp()) // step * step, UTC)
+            if step > BAR_SECONDS:  # the bar the round started in, and the last one closed before it ended
+                lo, hi = lo - timedelta(seconds=step), max(hi, lo)
+            violations, info = check_round(system, since, (lo, hi), round_started, step)
             record = {
                 "round": n,
                 "faults": chosen,
@@ -337,6 +341,12 @@ def main() -> int:
     parser.add_argument("--max-faults", type=int, default=3, help="faults per round: 1..N (default 3)")
     parser.add_argument("--quiet-timeout-s", type=float, default=150.0)
     parser.add_argument("--settle-s", type=float, default=0.0, help="wait this long after quiet, before the checks")
+    parser.add_argument(
+        "--check-interval",
+        type=int,
+        default=BAR_SECONDS,
+        help="the bar series checked for holes and against the tape (seconds; default the decision bars)",
+    )
     parser.add_argument(
         "--bar-intervals",
         default="5",

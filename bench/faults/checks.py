@@ -117,26 +117,29 @@ def books(state: dict[str, Any], initial: dict[str, Decimal]) -> tuple[list[str]
     return out, dust
 
 
-def stored_bars(start: datetime, end: datetime) -> list[Any]:
+def stored_bars(start: datetime, end: datetime, interval: int = BAR_SECONDS) -> list[Any]:
     from timeseries import get_store
 
     store = get_store()
-    return list(store.query_range("bars", start, end, {"symbol": SYMBOL, "interval": f"{BAR_SECONDS}s"}))
+    label = f"{interval // 60}m" if interval % 60 == 0 else f"{interval}s"
+    return list(store.query_range("bars", start, end, {"symbol": SYMBOL, "interval": label}))
 
 
-def bars(system: System, since: datetime, window: tuple[datetime, datetime]) -> tuple[list[str], int]:
+def bars(
+    system: System, since: datetime, window: tuple[datetime, datetime], interval: int = BAR_SECONDS
+) -> tuple[list[str], int]:
     """No hole and no duplicate in the decision bars from `since` (the campaign's first bar) to the last stored;
     in `window` (the round), every bar equals the simulator's tape (trades, volume, open, close, high, low) when
     the tape still holds the window (else only the series' continuity is checked). Returns (violations, bars
     compared with the tape)."""
     out: list[str] = []
-    points = stored_bars(since - timedelta(seconds=BAR_SECONDS), datetime.now(UTC) + timedelta(minutes=1))
+    points = stored_bars(since - timedelta(seconds=interval), datetime.now(UTC) + timedelta(minutes=1), interval)
     if not points:
         return ["no bar stored"], 0
     times = [p.time.astimezone(UTC) for p in points]
     dupes = [t for t, n in Counter(times).items() if n > 1]
     out += [f"bar {t.isoformat()} stored {Counter(times)[t]} times" for t in dupes[:5]]
-    step = timedelta(seconds=BAR_SECONDS)
+    step = timedelta(seconds=interval)
     first, last = times[0], times[-1]
     expected = {first + step * i for i in range(int((last - first) / step) + 1)}
     holes = sorted(expected - set(times))
@@ -150,7 +153,7 @@ def bars(system: System, since: datetime, window: tuple[datetime, datetime]) -> 
     by_bar: dict[datetime, list[tuple[Decimal, Decimal, int, int]]] = {}
     for trade in tape:
         seconds = trade[2] // 10**9
-        by_bar.setdefault(datetime.fromtimestamp(seconds - seconds % BAR_SECONDS, UTC), []).append(trade)
+        by_bar.setdefault(datetime.fromtimestamp(seconds - seconds % interval, UTC), []).append(trade)
     compared = 0
     for point, start in zip(points, times, strict=True):
         if not lo <= start < hi or start + step > last:
