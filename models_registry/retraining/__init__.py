@@ -4,6 +4,7 @@ evaluation and gates, registers a challenger with its lineage, and hands it to a
 `challenger_registered` signal: the registry never imports experiments). Promotion happens only through the gates
 plus the experiment's win; a promoted version is watched on probation and rolled back when it does worse.
 
-Modules: `models` (records), `services` (writes), `probation` (the watch and the rollback), `selectors`
-(reads), `tasks` (Celery, `lifecycle` queue), `apis`, `admin`.
+Modules: `models` (records), `services` (triggers, the run, its conclusion), `scan` (confirmed drift and
+schedules become triggers), `probation` (the watch and the rollback), `selectors` (reads, the lifecycle
+timeline), `tasks` (Celery, `lifecycle` queue), `apis`, `admin`; `experiments.retraining` is the other half.
 """
