@@ -209,8 +209,8 @@ class TradingCollector(Collector):
         yield current
         yield _counts(
             "alerts_unacknowledged",
-            "Alerts nobody acknowledged",
-            Alert.objects.filter(acknowledged_at__isnull=True),
+            "Alerts firing (nobody acknowledged them and their condition has not cleared)",
+            Alert.objects.filter(state=Alert.State.FIRING),
             ["severity", "kind"],
         )
 
