@@ -202,3 +202,33 @@ def test_a_failing_receiver_does_not_break_the_raise_or_other_receivers(changes)
         alerts.alert_changed.disconnect(broken)
     assert changes == [(alert.pk, "fired", False)]
     assert alerts.counters["receiver_errors"] >= 1
+
+
+@pytest.mark.services("postgres")
+def test_concurrent_raises_of_one_condition_make_one_alert_counting_each() -> None:
+    """Eight threads (eight connections) fire the same fingerprint at once: the partial unique index keeps one open
+    alert, the losers of the race repeat it (PostgreSQL: SQLite would serialise them anyway)."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def raise_one() -> None:
+        try:
+            barrier.wait(timeout=30)
+            fire("race")
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=raise_one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    alert = Alert.objects.get(fingerprint="race")
+    assert alert.count == 8
