@@ -12,7 +12,7 @@ COPY . .
 # collectstatic needs settings that pass with DEBUG off; the build-time values are never used at run time.
 RUN SECRET_KEY=build-only DATABASE_URL=postgres://build@localhost/build REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput \
-    && mkdir -p /app/var && chown -R galfriday /app/var
+    && mkdir -p /app/var/metrics && chown -R galfriday /app/var
 USER galfriday
 
 EXPOSE 8000

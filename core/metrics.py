@@ -18,12 +18,25 @@ Only counters and histograms live here: they add up across processes, and a dead
 
 from __future__ import annotations
 
+import os
+import socket
 from collections import Counter as _BaseCounter
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, values
 
 PREFIX = "galfriday"
+_HOST = socket.gethostname().replace("_", "-")
+
+
+def process_identifier() -> str:
+    """What names this process's files in the shared directory: host and pid, so that processes of several
+    containers sharing one volume (each with its own pid 1) never write the same file."""
+    return f"{_HOST}-{os.getpid()}"
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.ValueClass = values.MultiProcessValue(process_identifier=process_identifier)
 
 EVENTS = Counter(
     f"{PREFIX}_events",

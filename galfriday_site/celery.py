@@ -13,7 +13,7 @@ from typing import Any
 from celery import Celery, signals
 from prometheus_client import multiprocess
 
-from core.metrics import TASK_OUTCOMES
+from core.metrics import TASK_OUTCOMES, process_identifier
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "galfriday_site.settings")
 
@@ -107,4 +107,4 @@ def _metrics_process_dead(**_: Any) -> None:
     """prometheus_client's multiprocess mode: a worker process that exits takes its live gauges with it (its
     counters and histograms stay counted). Nothing to do without PROMETHEUS_MULTIPROC_DIR."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.mark_process_dead(os.getpid())
+        multiprocess.mark_process_dead(process_identifier())
