@@ -179,6 +179,7 @@ def test_a_periodic_run_that_did_something_stays_at_info(captured: _Capture) -> 
         success(monitor, {"status": "breach", "breaches": ["max_drawdown"], "halted": True}),  # a halt: shown
         success(monitor, {"status": "ok", "breaches": [], "halted": False}),  # nothing: DEBUG, hidden at INFO
         success(sweep, {"filled": [], "busy": [], "books": 0}),  # nothing: hidden
+        success("alerting.tasks.alert_rules_evaluate", {"drawdown": {"raised": 0, "resolved": 0}}),  # hidden
     ):
         logger.handle(record)
     assert [r.levelname for r in captured.records] == ["INFO", "INFO"]
