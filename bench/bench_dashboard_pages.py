@@ -266,6 +266,7 @@ def main() -> int:
         "/api/trading/alerts/?unacknowledged=true&limit=50",
         "/dashboard-api/market/candles/?symbol=BTC/USD&bars=480",
         "/api/trading/fills/?symbol=BTC/USD&limit=50",
+        "/api/trading/decisions/?symbol=BTC/USD&limit=30",
         f"/dashboard-api/market/why/?fill={data['fill_id']}",
     ]
     results = measure(urls, args.requests)

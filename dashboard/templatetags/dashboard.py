@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 from django import template
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from dashboard import formatting
@@ -23,7 +22,7 @@ def nav_current(context: template.Context, prefix: str) -> SafeString:
     request = context.get("request")
     path = request.path if request is not None else ""
     current = path == prefix if prefix == "/" else path.startswith(prefix)
-    return format_html('aria-current="page" class="current"') if current else SafeString("")
+    return SafeString('aria-current="page" class="current"' if current else "")
 
 
 @register.filter

@@ -20,7 +20,7 @@ from timeseries import get_store
 from timeseries.base import Point
 from trading import kill_switch
 from trading.alerts import alert_raise
-from trading.models import TradingState
+from trading.models import Decision, TradingState
 
 pytestmark = [pytest.mark.services("postgres", "redis"), pytest.mark.django_db(transaction=True)]
 
@@ -173,3 +173,24 @@ def test_a_trading_state_change_made_elsewhere_reaches_the_open_page(browser_pag
     browser_page.wait_for_selector("#state-badge[data-state='reducing']", timeout=2_000)  # its event, no reload
     assert browser_page.locator("body").get_attribute("data-resyncs") == "1"
     assert "user:elsewhere" in browser_page.locator("#state-by").inner_text()
+
+
+def test_a_decision_that_did_not_trade_says_why(browser_page: Any, history: scenario.Scenario) -> None:
+    skipped = Decision.objects.create(
+        decision_id="BTC/USD:no-trade:momentum",
+        instrument=history.instrument,
+        bar_time=history.decision.bar_time + timedelta(minutes=1),
+        model_version="momentum baseline",
+        signal=1,
+        confidence=Decimal("0.55"),
+        expected_edge=Decimal("0.001"),
+        cost=Decimal("0.0052"),
+        status=Decision.Status.NO_TRADE,
+        reason="expected edge 0.10 % below the round-trip cost 0.52 %",
+    )
+    open_live(browser_page, "/market/?symbol=BTC/USD")
+    browser_page.click(f"#decisions-table tr[data-decision='{skipped.pk}'] a")
+    browser_page.wait_for_selector(f"#why[data-loaded='decision-{skipped.pk}']")
+    why = browser_page.locator("#why-body").inner_text()
+    assert "below the round-trip cost" in why
+    assert "not a registered model version" in why  # the baseline stores no prediction row, and the page says so

@@ -61,6 +61,7 @@ async function loadCandles() {
     })),
   ].sort((a, b) => a.time - b.time);
   markers.setMarkers(marks);
+  chart.timeScale().fitContent();
   $("candle-chart").dataset.candles = String(data.candles.length);
   $("candle-range").textContent = data.candles.length
     ? `${data.candles.length} bars, ${fmtTime(data.from)} – ${fmtTime(data.to)} · ${data.decisions.length} decisions · ${data.fills.length} fills`
@@ -82,6 +83,28 @@ async function loadFills() {
       <td class="num">${fmtMoney(f.price, places.price)}</td>
       <td class="num">${fmtMoney(f.fee, places.money)}</td></tr>`).join("");
 }
+
+async function loadDecisions() {
+  if (!symbol) return;
+  const data = await getJSON(`/api/trading/decisions/?symbol=${encodeURIComponent(symbol)}&limit=30`);
+  const body = document.querySelector("#decisions-table tbody");
+  if (!data.results.length) {
+    body.innerHTML = '<tr><td colspan="4" class="empty">No decision yet.</td></tr>';
+    return;
+  }
+  body.innerHTML = data.results.map((d) => `<tr data-decision="${d.id}" style="cursor:pointer">
+      <td><a href="#" data-decision="${d.id}">${fmtTime(d.bar_time)}</a></td>
+      <td class="${d.signal > 0 ? "pos" : d.signal < 0 ? "neg" : ""}">${d.signal > 0 ? "buy" : d.signal < 0 ? "sell" : "flat"} ${fmtPct(d.confidence, 0)}</td>
+      <td>${esc(d.status)}</td>
+      <td class="muted" style="white-space:normal">${esc(d.reason || (d.capped_by ? `capped by ${d.capped_by}` : ""))}</td></tr>`).join("");
+}
+
+document.querySelector("#decisions-table").addEventListener("click", (ev) => {
+  const row = ev.target.closest("[data-decision]");
+  if (!row) return;
+  ev.preventDefault();
+  explain({ decision: Number(row.dataset.decision) });
+});
 
 document.querySelector("#fills-table").addEventListener("click", (ev) => {
   const row = ev.target.closest("[data-fill]");
@@ -199,7 +222,7 @@ function reloadSoon() {
 }
 
 async function resync() {
-  await Promise.all([loadCandles(), loadFills()]);
+  await Promise.all([loadCandles(), loadFills(), loadDecisions()]);
 }
 
 makeChart();
