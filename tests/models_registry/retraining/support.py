@@ -1,10 +1,15 @@
-"""Builders for the retraining tests: stored bars of a fresh symbol, a champion trained on them with the
-registry's training (small, fast configuration), fast retraining settings, and matured outcomes of a version
-with chosen net returns (for probation)."""
+"""Builders for the retraining tests (and bench/bench_retraining.py): stored bars of a fresh symbol, a champion
+trained on them with the registry's training (small, fast configuration), fast retraining settings, matured
+outcomes of a version with chosen net returns (for probation), bars of a simulator scenario, and the loop at
+market time over them (`scenario_loop`)."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,7 +17,7 @@ import numpy as np
 import pandas as pd
 from django.utils import timezone
 
-from models_registry.models import ModelVersion, Prediction, PredictionOutcome, Stage
+from models_registry.models import DriftReport, ModelVersion, Prediction, PredictionOutcome, Stage
 from models_registry.services import model_version_promote
 from models_registry.training import TrainingConfig, TrainingResult, train_model
 from tests.models_registry.conftest import store_bars
@@ -143,3 +148,92 @@ def scenario_bars(text: str, *, origin: datetime, first: int, last: int, seed: i
         },
         index=pd.DatetimeIndex([origin + timedelta(minutes=int(m)) for m in minutes]),
     )
+
+
+@dataclass
+class LoopResult:
+    reports: list[DriftReport] = field(default_factory=list)
+    confirmed_at: datetime | None = None
+    training_seconds: float | None = None
+
+
+def scenario_loop(
+    bars: pd.DataFrame,
+    symbol: str,
+    *,
+    first: ModelVersion,
+    origin: datetime,
+    first_check: int,
+    last_minute: int,
+    check_every: int,
+    capture: Callable[..., Any] | None = None,
+) -> LoopResult:
+    """The retraining loop at market time over stored `bars`: every `check_every` minutes from `first_check` to
+    `last_minute` after `origin`, the champion (and a challenger in its shadow test) predict each minute since
+    the last step with their observations as the router and the shadow task write them (in bulk), outcomes
+    mature (-> the experiments' intake and the retraining advance), the champion's drift is checked, the scan
+    runs and a queued run is trained (the lifecycle worker's task) at market time. `capture` wraps the steps
+    whose after-commit callbacks must run (a test's django_capture_on_commit_callbacks; none in autocommit)."""
+    from django.core.cache import cache  # reason: the loop's imports stay off the unit tests' import path
+
+    from experiments.models import Experiment, ExperimentObservation
+    from models_registry.drift.checks import LOCK_KEY, drift_check
+    from models_registry.features import FEATURE_NAMES, compute_features
+    from models_registry.outcomes import LOCK_KEY as OUTCOMES_LOCK
+    from models_registry.outcomes import outcomes_mature
+    from models_registry.prediction import get_prediction_service
+    from models_registry.retraining.models import RetrainingRun
+    from models_registry.retraining.scan import retraining_scan
+    from models_registry.retraining.services import retraining_run
+
+    def committed() -> Any:
+        return capture(execute=True) if capture is not None else contextlib.nullcontext()
+
+    live = compute_features(bars)[list(FEATURE_NAMES)].loc[origin:]
+    service = get_prediction_service()
+    result = LoopResult()
+    done = origin
+    for step in range(first_check, last_minute + 1, check_every):
+        now = origin + timedelta(minutes=step)
+        chunk = live.loc[done : now - timedelta(minutes=1)]
+        done = now
+        ids = [f"loop:{symbol}:{t.isoformat()}" for t in chunk.index]
+        times = [t.to_pydatetime() for t in chunk.index]
+        champion = ModelVersion.objects.get(model=first.model, stage=Stage.PRODUCTION)
+        run = RetrainingRun.objects.filter(model=first.model, status=RetrainingRun.Status.SHADOW).first()
+        serving = [champion] + ([run.challenger] if run is not None and run.challenger is not None else [])
+        for version in serving:
+            service.predict_batch(
+                chunk, model_name=version.model.name, selector=version.version, decision_ids=ids, symbol=symbol,
+                bar_times=times,
+            )  # fmt: skip
+            if run is not None and run.experiment_id is not None:
+                experiment = Experiment.objects.get(pk=run.experiment_id)
+                arm = experiment.arms.get(version=version)
+                ExperimentObservation.objects.bulk_create(
+                    [
+                        ExperimentObservation(
+                            experiment=experiment, arm=arm, version_id=version.pk, decision_key=d, symbol=symbol,
+                            bar_time=t, latency_ms=1.0,
+                        )
+                        for d, t in zip(ids, times, strict=True)
+                    ],
+                    ignore_conflicts=True,
+                )  # fmt: skip
+        cache.delete(OUTCOMES_LOCK)
+        with committed():
+            outcomes_mature(now=now)  # -> outcomes_matured: the experiments' intake, then the retraining advance
+        cache.delete(LOCK_KEY.format(version_id=champion.pk))
+        report = drift_check(version_id=champion.pk, now=now)
+        assert report is not None
+        assert report.status != DriftReport.Status.FAILED, report.error
+        result.reports.append(report)
+        if report.confirmed and result.confirmed_at is None:
+            result.confirmed_at = now
+        retraining_scan(now=now)
+        for queued in RetrainingRun.objects.filter(model=first.model, status=RetrainingRun.Status.QUEUED):
+            started = time.perf_counter()
+            with committed():
+                retraining_run(run_id=queued.pk, now=now)  # the lifecycle worker's task, at market time
+            result.training_seconds = time.perf_counter() - started
+    return result

@@ -16,26 +16,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from experiments.evaluation import experiment_evaluate
 from experiments.models import Arm, Experiment, ExperimentObservation
 from experiments.retraining import retraining_experiments_advance
-from models_registry.drift.checks import LOCK_KEY, drift_check
-from models_registry.features import FEATURE_NAMES, compute_features
 from models_registry.models import DriftReport, ModelVersion, Stage
-from models_registry.outcomes import LOCK_KEY as OUTCOMES_LOCK
-from models_registry.outcomes import outcomes_mature
-from models_registry.prediction import get_prediction_service
 from models_registry.retraining.models import RetrainingRun, RetrainingTrigger
-from models_registry.retraining.scan import retraining_scan
 from models_registry.retraining.selectors import lifecycle_timeline
-from models_registry.retraining.services import retraining_run
 from models_registry.services import model_version_promote
 from models_registry.training import TrainingConfig, TrainingResult, train_model
 from tests.models_registry.conftest import store_bars
 from tests.models_registry.factories import registry_settings  # noqa: F401
+from tests.models_registry.retraining.support import scenario_loop
 from tests.models_registry.test_drift_scenario import (
     CHANGE_AT,
     CHECK_EVERY,
@@ -67,20 +60,6 @@ def fast_loop(settings: Any) -> None:
     settings.MODELS_REGISTRY_RETRAINING_EXPERIMENT_MAX_HOURS = 168.0
 
 
-def _observe(experiment: Experiment, version: ModelVersion, chunk: Any, decision_ids: list[str], symbol: str) -> None:
-    arm = experiment.arms.get(version=version)
-    ExperimentObservation.objects.bulk_create(
-        [
-            ExperimentObservation(
-                experiment=experiment, arm=arm, version_id=version.pk, decision_key=d, symbol=symbol,
-                bar_time=t.to_pydatetime(), latency_ms=1.0,
-            )
-            for d, t in zip(decision_ids, chunk.index, strict=True)
-        ],
-        ignore_conflicts=True,
-    )  # fmt: skip
-
-
 def _run(text: str, capture: Any) -> tuple[ModelVersion, list[DriftReport]]:
     symbol = f"S{uuid.uuid4().hex[:8].upper()}/USD"
     bars = _scenario_bars(text)
@@ -98,38 +77,11 @@ def _run(text: str, capture: Any) -> tuple[ModelVersion, list[DriftReport]]:
     first = result.version
     with capture(execute=True):
         model_version_promote(model_name=first.model.name, version=first.version, reason="first", actor="test")
-    live = compute_features(bars)[list(FEATURE_NAMES)].loc[ORIGIN:]
-    service = get_prediction_service()
-    reports: list[DriftReport] = []
-    done = ORIGIN
-    for step in range(WINDOW, LIVE_MINUTES + 1, CHECK_EVERY):
-        now = ORIGIN + timedelta(minutes=step)
-        chunk = live.loc[done : now - timedelta(minutes=1)]
-        done = now
-        ids = [f"e2e:{symbol}:{t.isoformat()}" for t in chunk.index]
-        champion = ModelVersion.objects.get(model=first.model, stage=Stage.PRODUCTION)
-        run = RetrainingRun.objects.filter(model=first.model, status=RetrainingRun.Status.SHADOW).first()
-        serving = [champion] + ([run.challenger] if run is not None and run.challenger is not None else [])
-        for version in serving:
-            service.predict_batch(
-                chunk, model_name=version.model.name, selector=version.version, decision_ids=ids, symbol=symbol,
-                bar_times=[t.to_pydatetime() for t in chunk.index],
-            )  # fmt: skip
-            if run is not None and run.experiment_id is not None:
-                _observe(Experiment.objects.get(pk=run.experiment_id), version, chunk, ids, symbol)
-        cache.delete(OUTCOMES_LOCK)
-        with capture(execute=True):
-            outcomes_mature(now=now)  # -> outcomes_matured: the experiments' intake, then the retraining advance
-        cache.delete(LOCK_KEY.format(version_id=champion.pk))
-        report = drift_check(version_id=champion.pk, now=now)
-        assert report is not None
-        assert report.status != DriftReport.Status.FAILED, report.error
-        reports.append(report)
-        retraining_scan(now=now)
-        for queued in RetrainingRun.objects.filter(model=first.model, status=RetrainingRun.Status.QUEUED):
-            with capture(execute=True):
-                retraining_run(run_id=queued.pk, now=now)  # the lifecycle worker's task, at market time
-    return first, reports
+    loop = scenario_loop(
+        bars, symbol, first=first, origin=ORIGIN, first_check=WINDOW, last_minute=LIVE_MINUTES,
+        check_every=CHECK_EVERY, capture=capture,
+    )  # fmt: skip
+    return first, loop.reports
 
 
 def test_regime_change_retrains_shadow_tests_and_ends_promoted_or_rejected_with_why(
