@@ -80,7 +80,10 @@ def test_events_recorded_together_join_one_open_message(quiet_settings: Any, mon
     Notification.objects.all().delete()  # what the alerts' own signals made (this test commits): start empty
     t0 = datetime.now(UTC)
 
-    in_threads([lambda a=a: alert_event_record(alert_id=a.pk, change="repeated", now=t0) for a in alerts])
+    def record(alert_id: int) -> Callable[[], Any]:
+        return lambda: alert_event_record(alert_id=alert_id, change="repeated", now=t0)
+
+    in_threads([record(a.pk) for a in alerts])
 
     [message] = Notification.objects.filter(channel="webhook")
     assert message.event_count == 6
