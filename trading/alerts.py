@@ -94,11 +94,14 @@ def alert_raise(
     context: Mapping[str, Any] | None = None,
     fingerprint: str | None = None,
     dedupe: bool = True,
+    ongoing: bool = False,
 ) -> Alert:
     """Fire the condition `fingerprint` (default: the kind), or repeat it when an alert of it is open.
 
-    `dedupe` is accepted for the callers written before fingerprints: every raise deduplicates now (the open alert
-    is updated and returned)."""
+    `ongoing`: the caller re-checks a lasting condition on a schedule (the alerting rules); while its alert is open,
+    that only refreshes last seen, message, context and silence: no count, no announcement, unless the severity
+    changed. `dedupe` is accepted for the callers written before fingerprints: every raise deduplicates now (the
+    open alert is updated and returned)."""
     del dedupe
     if severity not in Alert.Severity.values:
         raise ValueError(f"unknown alert severity {severity!r}")
@@ -123,20 +126,23 @@ def alert_raise(
                 change = REPEATED
         else:
             change = REPEATED
-        if change == REPEATED:
+            if ongoing and alert.severity == severity:
+                change = ""  # still holds: refreshed quietly
+        if change != FIRED:
             # A repeat is not a state change: no audit row (count and last_seen_at are excluded from the history).
             # Its context is merged into the alert's (what the first raiser said stays unless said anew).
             merged = {**(alert.context if isinstance(alert.context, dict) else {}), **ctx}
             Alert.objects.filter(pk=alert.pk).update(
-                count=F("count") + 1, last_seen_at=now, message=message, context=merged, severity=severity,
-                silence=silence, kind=kind,
+                count=F("count") + (1 if change == REPEATED else 0), last_seen_at=now, message=message,
+                context=merged, severity=severity, silence=silence, kind=kind,
             )  # fmt: skip
             alert.refresh_from_db()
     if change == FIRED:
         log = logger.critical if severity == Alert.Severity.CRITICAL else logger.warning
         log("alert raised: %s", message, extra={"alert_id": alert.pk, "kind": kind, "severity": severity,
                                                  "fingerprint": fp})  # fmt: skip
-    _announce(alert, change)
+    if change:
+        _announce(alert, change)
     return alert
 
 
@@ -166,6 +172,16 @@ def alert_resolve(
     logger.info("alert resolved", extra={"alert_id": alert.pk, "kind": alert.kind, "resolved_by": actor})
     _announce(alert, RESOLVED)
     return alert
+
+
+def alert_open_count(fingerprint: str) -> int | None:
+    """The count of the condition's open alert, None when none is open."""
+    return (
+        Alert.objects.filter(fingerprint=fingerprint)
+        .exclude(state=Alert.State.RESOLVED)
+        .values_list("count", flat=True)
+        .first()
+    )
 
 
 def alert_resolve_all(*, kind: str, keep: set[str] | frozenset[str] = frozenset()) -> list[Alert]:

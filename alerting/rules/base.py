@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from trading.alerts import alert_raise, alert_resolve_all
+from trading.alerts import alert_open_count, alert_raise, alert_resolve_all
 
 
 @dataclass(frozen=True)
@@ -41,19 +41,21 @@ class Rule:
 
 
 def findings_apply(verdict: Verdict) -> dict[str, int]:
-    """Fire every finding, resolve what cleared; counts of alerts fired (new), repeated and resolved."""
+    """Fire every finding, resolve what cleared; counts of alerts fired (new), repeated (a graver severity) and
+    resolved. A condition that still holds refreshes its alert quietly (`alert_raise(ongoing=True)`)."""
     fired = repeated = resolved = 0
     for kind, findings in verdict.items():
         if findings is None:
             continue
         for finding in findings:
+            before = alert_open_count(finding.key)
             alert = alert_raise(
                 kind=finding.kind, severity=finding.severity, message=finding.message,
-                context=dict(finding.context), fingerprint=finding.key,
+                context=dict(finding.context), fingerprint=finding.key, ongoing=True,
             )  # fmt: skip
-            if alert.count == 1:
+            if before is None:
                 fired += 1
-            else:
+            elif alert.count > before:
                 repeated += 1
         resolved += len(alert_resolve_all(kind=kind, keep={f.key for f in findings}))
     return {"fired": fired, "repeated": repeated, "resolved": resolved}

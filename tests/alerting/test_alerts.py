@@ -55,6 +55,18 @@ def test_same_fingerprint_updates_one_open_alert_with_count_and_last_seen(change
     assert [c for _, c, _ in changes] == ["fired", "repeated", "fired"]
 
 
+def test_an_ongoing_condition_is_refreshed_quietly_unless_its_severity_changes(changes) -> None:  # type: ignore[no-untyped-def]
+    first = fire("pool", kind="db_connections_high", ongoing=True, context={"share": 0.81})
+    again = fire("pool", kind="db_connections_high", ongoing=True, context={"share": 0.85})
+    assert (again.pk, again.count, again.context["share"]) == (first.pk, 1, 0.85)
+    assert again.last_seen_at is not None
+    assert first.last_seen_at is not None
+    assert again.last_seen_at >= first.last_seen_at
+    graver = fire("pool", kind="db_connections_high", ongoing=True, severity="critical")
+    assert (graver.count, graver.severity) == (2, "critical")
+    assert [c for _, c, _ in changes] == ["fired", "repeated"]
+
+
 def test_fingerprint_defaults_to_the_kind_and_dedupe_flag_is_accepted() -> None:
     a = alerts.alert_raise(kind="risk_monitor_blind", severity="warning", message="m", dedupe=True)
     b = alerts.alert_raise(kind="risk_monitor_blind", severity="warning", message="m")

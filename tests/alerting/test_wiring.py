@@ -19,6 +19,7 @@ from alerting.tasks import TASK_NAME, alert_rules_evaluate
 from galfriday_site.celery import app as celery_app
 from galfriday_site.periodic import PERIODIC_TASKS
 from ingest.services import status_save
+from tests.waiting import wait_for
 from trading import alerts
 from trading.kill_switch import trading_halt, trading_resume
 from trading.models import Alert, AlertSilence
@@ -76,13 +77,16 @@ def test_the_rules_run_from_beat_and_the_task_is_idempotent() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_a_queue_no_worker_consumes_fires_and_resolves_when_a_worker_consumes_it(settings) -> None:  # type: ignore[no-untyped-def]
     settings.GALFRIDAY_ALERT_QUEUES_REQUIRED = ["default", "lifecycle"]
-    with start_worker(celery_app, pool="solo", perform_ping_check=False, queues=["default"], shutdown_timeout=10):
+
+    def evaluated_until(expected: set[str]) -> bool:  # a worker answers the broadcast once its consumer runs
         rule_evaluate("queue_no_worker")
-        assert open_fingerprints("queue_no_worker") == {"queue_no_worker:lifecycle"}
+        return open_fingerprints("queue_no_worker") == expected
+
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, queues=["default"], shutdown_timeout=10):
+        wait_for(lambda: evaluated_until({"queue_no_worker:lifecycle"}), timeout=30, what="lifecycle unconsumed")
     with start_worker(celery_app, pool="solo", perform_ping_check=False, queues=["default", "lifecycle"],
                       shutdown_timeout=10):  # fmt: skip
-        rule_evaluate("queue_no_worker")
-        assert open_fingerprints("queue_no_worker") == set()
+        wait_for(lambda: evaluated_until(set()), timeout=30, what="every queue consumed")
     assert Alert.objects.get(kind="queue_no_worker").severity == "critical"
 
 
