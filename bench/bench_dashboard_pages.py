@@ -112,7 +112,7 @@ def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
                 realised_pnl=Decimal("0.5") if i % 3 else Decimal("-0.4"),
                 liquidity="t",
                 source="exchange",
-                executed_at=o.closed_at,
+                executed_at=bar_time(i, orders) + timedelta(seconds=62),
             )
             for i, o in enumerate(created)
         ],

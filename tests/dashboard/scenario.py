@@ -8,6 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 from models_registry.models import ModelVersion, Prediction, RegisteredModel, features_encode
 from tests.trading.factories import InstrumentFactory
@@ -138,7 +139,7 @@ def trade_chain(
 
 def build(now: datetime) -> Scenario:
     """The whole history: the trade a few minutes ago, equity over the last day, a marked open position."""
-    instrument = InstrumentFactory()
+    instrument = cast(Instrument, InstrumentFactory())
     version = model_version()
     bar_time = (now - timedelta(minutes=5)).replace(second=0, microsecond=0)
     prediction, decision, order, fill = trade_chain(instrument=instrument, version=version, bar_time=bar_time)

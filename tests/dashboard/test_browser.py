@@ -98,6 +98,7 @@ def test_halt_button_halts_trading_and_resume_restores_it(browser_page: Any) -> 
     confirm_with_reason(browser_page, "browser test: halt from the overview")
     browser_page.wait_for_selector("#state-badge[data-state='halted']")
     state = wait_for(lambda: TradingState.objects.filter(state="halted").first(), what="the halt in the database")
+    assert state is not None
     assert state.reason == "browser test: halt from the overview"
     assert state.changed_by == "user:operator"
     assert state.history.filter(state="halted").exists()  # audited
