@@ -131,3 +131,12 @@ def test_formatting_never_shows_raw_decimals() -> None:
     assert format_decimal(Decimal("-0.0000001"), 2) == "0.00"
     assert format_decimal(None, 2) == "–"
     assert format_time(datetime(2026, 12, 7, 18, 20, 15, 999, tzinfo=UTC)) == "2026-12-07 18:20:15 UTC"
+
+
+def test_a_reader_sees_the_trading_switches_disabled(client, django_user_model) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(django_user_model.objects.create_user(username="reader", password="pw-reader-123"))
+    body = client.get("/").content.decode()
+    assert body.count('disabled title="traders only"') == 3
+    assert '"can_trade": false' in body
+    # and the API refuses the reader anyway (the page is not the gate)
+    assert client.post("/api/trading/state/halt/", {"reason": "x"}, content_type="application/json").status_code == 403
