@@ -27,6 +27,7 @@ QUEUE_OF_APP = {
     "reconciliation": "reconciliation",
     "galfriday_site": "default",
     "notifications": "default",
+    "alerting": "default",
 }
 
 
