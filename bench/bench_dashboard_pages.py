@@ -263,7 +263,7 @@ def main() -> int:
         "/api/trading/state/",
         "/api/trading/equity/",
         "/api/trading/pnl/",
-        "/api/trading/alerts/?unacknowledged=true&limit=50",
+        "/api/alerting/alerts/?open=true&limit=50",
         "/dashboard-api/market/candles/?symbol=BTC/USD&bars=480",
         "/api/trading/fills/?symbol=BTC/USD&limit=50",
         "/api/trading/decisions/?symbol=BTC/USD&limit=30",
