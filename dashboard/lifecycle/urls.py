@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from dashboard.lifecycle import views
+from dashboard.lifecycle import events, views
+
+# The pages' live events, in the web process (where staff act); DashboardConfig.ready should call it for every
+# process (workers conclude, stop and check drift too).
+events.connect()
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("models/", views.ModelsPage.as_view(), name="models"),

@@ -92,4 +92,4 @@ async function resync() {
 
 drawSeries(config.series);
 drawCumulative().catch((e) => console.warn("experiment: the cumulative chart could not load", e));
-liveRegions({ topics: ["experiment", "promotion", "alert"], after: loadCharts });
+liveRegions({ topics: ["experiment", "outcomes", "stage", "alert"], after: loadCharts });

@@ -108,4 +108,4 @@ async function loadAll() {
 }
 
 loadAll().catch((e) => console.warn("models: a chart could not load", e));
-liveRegions({ topics: ["drift", "model", "stage", "experiment", "promotion", "outcomes"], after: loadAll });
+liveRegions({ topics: ["drift", "stage", "experiment", "outcomes", "alert"], after: loadAll });

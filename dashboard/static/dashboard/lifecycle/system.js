@@ -51,4 +51,4 @@ async function probe() {
 
 probe();
 setInterval(probe, PROBE_EVERY_MS);
-liveRegions({ topics: ["connection", "exchange_status", "gap", "alert", "reconnect", "ingest"] });
+liveRegions({ topics: ["connection", "exchange_status", "gap", "alert", "reconnect", "trading_state"] });
