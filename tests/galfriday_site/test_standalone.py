@@ -1,8 +1,8 @@
-"""`manage.py standalone` on embedded defaults: the simulator, web, a real Celery worker and beat, stopped cleanly
-by Ctrl-C.
+"""`manage.py standalone` on embedded defaults: an embedded Redis, the simulator, web, a real Celery worker and beat,
+stopped cleanly by Ctrl-C.
 
 Runs the command as a user would, in a process of its own with an empty environment (no PostgreSQL, Redis or
-InfluxDB URLs) and its own var/ directory, and talks to it over HTTP and through its embedded broker."""
+InfluxDB URLs) and its own var/ directory, and talks to it over HTTP and through its embedded Redis."""
 
 from __future__ import annotations
 
@@ -17,8 +17,12 @@ import httpx
 import pytest
 
 from galfriday_site.celery import make_celery_app
+from galfriday_site.management.commands.standalone import embedded_redis_url
 from tests import waiting
 from tests.conftest import ROOT, free_port
+
+# A fresh start migrates a new SQLite database before anything listens: about a minute on a loaded two-core machine.
+START_TIMEOUT = 240
 
 
 def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
@@ -30,6 +34,7 @@ class Standalone:
     def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
         self.port = port
         self.log = log
+        self.redis_url = embedded_redis_url(Path(env["GALFRIDAY_VAR_DIR"]), int(env["GALFRIDAY_EMBEDDED_REDIS_PORT"]))
         self.process = subprocess.Popen(
             [sys.executable, "manage.py", "standalone", "--port", str(port), "--concurrency", "1"],
             cwd=ROOT,
@@ -46,6 +51,10 @@ class Standalone:
         return self.process.wait(timeout=40)
 
 
+def serving(system: Standalone, what: str) -> httpx.Response:
+    return wait_for(lambda: httpx.get(f"http://127.0.0.1:{system.port}/api/health/", timeout=10), START_TIMEOUT, what)
+
+
 @pytest.fixture
 def standalone(embedded_env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
     started: list[Standalone] = []
@@ -56,6 +65,7 @@ def standalone(embedded_env: dict[str, str], tmp_path: Path):  # type: ignore[no
             "KRAKEN_SIM_REST_PORT": str(free_port()),
             "KRAKEN_SIM_WS_PORT": str(free_port()),
             "KRAKEN_SIM_WS_AUTH_PORT": str(free_port()),
+            "GALFRIDAY_EMBEDDED_REDIS_PORT": str(free_port()),
         }
         instance = Standalone(env, free_port(), tmp_path / f"standalone-{len(started)}.log")
         started.append(instance)
@@ -79,7 +89,7 @@ def test_standalone_serves_admin_and_health_runs_tasks_and_stops_cleanly(
     system = standalone()
     base = f"http://127.0.0.1:{system.port}"
 
-    anonymous = wait_for(lambda: httpx.get(f"{base}/api/health/", timeout=10), 90, "the web server")
+    anonymous = wait_for(lambda: httpx.get(f"{base}/api/health/", timeout=10), START_TIMEOUT, "the web server")
     assert anonymous.json() == {"status": "ok"}, anonymous.text  # the components are for staff
     # The admin user is created with a generated password that is printed once: staff see the components.
     password = wait_for(
@@ -94,6 +104,10 @@ def test_standalone_serves_admin_and_health_runs_tasks_and_stops_cleanly(
     assert required == dict.fromkeys(required, "ok")
     assert components["database"]["backend"] == "sqlite"
     assert components["timeseries"]["backend"] == "relational"
+    # Broker, cache and channel layer are the embedded Redis, shared by every process (not per-process memory).
+    assert components["broker"]["backend"] == "redis"
+    assert components["cache"]["backend"] == "RedisCache"
+    assert components["channel_layer"]["backend"] == "RedisChannelLayer"
     assert components["exchange"]["backend"].startswith("sim (http://127.0.0.1:")
     # The ingest worker reports in and stores bars from the simulator's market.
     ingest = wait_for(
@@ -111,18 +125,14 @@ def test_standalone_serves_admin_and_health_runs_tasks_and_stops_cleanly(
     # The admin user is created with a generated password that is printed once.
     assert "generated password" in wait_for(lambda: system.output(), 5, "output")
 
-    # The worker consumes from the embedded broker.
-    var = Path(embedded_env["GALFRIDAY_VAR_DIR"])
-    app = make_celery_app(
-        "standalone_client",
-        broker_url=f"sqla+sqlite:///{var / 'celery-broker.sqlite3'}",
-        result_backend=f"db+sqlite:///{var / 'celery-results.sqlite3'}",
-    )
+    # The worker consumes from the embedded Redis (its password is kept under var/, owner only).
+    app = make_celery_app("standalone_client", broker_url=system.redis_url, result_backend=system.redis_url)
     token = uuid.uuid4().hex
     assert app.send_task("galfriday_site.ping", args=[token], queue="trading").get(timeout=60)["token"] == token
+    assert (Path(embedded_env["GALFRIDAY_VAR_DIR"]) / "redis" / "password").stat().st_mode & 0o077 == 0
 
     children = child_pids(system.process.pid)
-    assert len(children) == 5  # simulator, ingest, web, worker, beat
+    assert len(children) == 7  # redis, simulator, ingest, web, worker, lifecycle worker, beat
     assert system.stop() == 0
     assert "stopped" in system.output()
     for pid in children:
@@ -131,10 +141,10 @@ def test_standalone_serves_admin_and_health_runs_tasks_and_stops_cleanly(
 
 def test_second_start_does_not_print_a_new_password(standalone) -> None:  # type: ignore[no-untyped-def]
     first = standalone()
-    wait_for(lambda: httpx.get(f"http://127.0.0.1:{first.port}/api/health/", timeout=10), 90, "first start")
+    serving(first, "first start")
     assert first.stop() == 0
     second = standalone()
-    wait_for(lambda: httpx.get(f"http://127.0.0.1:{second.port}/api/health/", timeout=10), 90, "second start")
+    serving(second, "second start")
     assert second.stop() == 0
     assert "generated password" in first.output()
     assert "generated password" not in second.output()
@@ -142,10 +152,11 @@ def test_second_start_does_not_print_a_new_password(standalone) -> None:  # type
 
 def test_children_stop_when_the_supervisor_is_killed(standalone) -> None:  # type: ignore[no-untyped-def]
     """SIGKILL leaves the supervisor no chance to stop its children (each in a session of its own, so Ctrl-C
-    reaches only the supervisor): the kernel sends them SIGTERM when it dies, and nothing is left running."""
+    reaches only the supervisor): the kernel sends them SIGTERM when it dies, and nothing is left running, the
+    embedded Redis included."""
     system = standalone()
-    wait_for(lambda: httpx.get(f"http://127.0.0.1:{system.port}/api/health/", timeout=10), 90, "the web server")
-    children = wait_for(lambda: (pids := child_pids(system.process.pid)) and len(pids) == 5 and pids, 30, "children")
+    serving(system, "the web server")
+    children = wait_for(lambda: (pids := child_pids(system.process.pid)) and len(pids) == 7 and pids, 30, "children")
     system.process.kill()
     system.process.wait(timeout=10)
 
