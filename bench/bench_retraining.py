@@ -126,21 +126,11 @@ def retrain(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scenario(args: argparse.Namespace) -> dict[str, Any]:
-    from django.core.cache import cache
-
-    from experiments.models import Experiment, ExperimentObservation
-    from models_registry.drift.checks import LOCK_KEY, drift_check
-    from models_registry.features import FEATURE_NAMES, compute_features
     from models_registry.models import ModelVersion, Stage
-    from models_registry.outcomes import LOCK_KEY as OUTCOMES_LOCK
-    from models_registry.outcomes import outcomes_mature
-    from models_registry.prediction import get_prediction_service
     from models_registry.retraining.models import RetrainingRun, RetrainingTrigger
-    from models_registry.retraining.scan import retraining_scan
-    from models_registry.retraining.services import retraining_run
     from models_registry.training import TrainingConfig, train_model
     from tests.models_registry.conftest import store_bars
-    from tests.models_registry.retraining.support import scenario_bars
+    from tests.models_registry.retraining.support import scenario_bars, scenario_loop
 
     change_at = int(args.change_hours * 60)
     live_minutes = int(args.live_hours * 60)
@@ -149,7 +139,6 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
         "random_walk": "random_walk",
     }
     out: dict[str, Any] = {"benchmark": "retraining_scenario", "change_at_minutes": change_at, "results": {}}
-    service = get_prediction_service()
     for name in args.scenarios.split(","):
         symbol = f"S{uuid.uuid4().hex[:8].upper()}/USD"
         bars = scenario_bars(texts[name], origin=ORIGIN, first=-args.train_days * 1440, last=live_minutes - 1)
@@ -164,49 +153,16 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
             actor="bench",
         ).version  # type: ignore[union-attr]
         promote_first(first)
-        live = compute_features(bars)[list(FEATURE_NAMES)].loc[ORIGIN:]
-        done, confirmed_at, train_s = ORIGIN, None, None
-        for step in range(1440, live_minutes + 1, args.check_minutes):
-            now = ORIGIN + timedelta(minutes=step)
-            chunk = live.loc[done : now - timedelta(minutes=1)]
-            done = now
-            ids = [f"bench:{symbol}:{t.isoformat()}" for t in chunk.index]
-            champion = ModelVersion.objects.get(model=first.model, stage=Stage.PRODUCTION)
-            run = RetrainingRun.objects.filter(model=first.model, status=RetrainingRun.Status.SHADOW).first()
-            serving = [champion] + ([run.challenger] if run is not None and run.challenger is not None else [])
-            for version in serving:
-                service.predict_batch(
-                    chunk, model_name=version.model.name, selector=version.version, decision_ids=ids, symbol=symbol,
-                    bar_times=[t.to_pydatetime() for t in chunk.index],
-                )  # fmt: skip
-                if run is not None and run.experiment_id is not None:
-                    experiment = Experiment.objects.get(pk=run.experiment_id)
-                    arm = experiment.arms.get(version=version)
-                    ExperimentObservation.objects.bulk_create(
-                        [
-                            ExperimentObservation(
-                                experiment=experiment, arm=arm, version_id=version.pk, decision_key=d,
-                                symbol=symbol, bar_time=t.to_pydatetime(), latency_ms=1.0,
-                            )
-                            for d, t in zip(ids, chunk.index, strict=True)
-                        ],
-                        ignore_conflicts=True,
-                    )  # fmt: skip
-            cache.delete(OUTCOMES_LOCK)
-            outcomes_mature(now=now)
-            cache.delete(LOCK_KEY.format(version_id=champion.pk))
-            report = drift_check(version_id=champion.pk, now=now)
-            if report is not None and report.confirmed and confirmed_at is None:
-                confirmed_at = now
-            retraining_scan(now=now)
-            for queued in RetrainingRun.objects.filter(model=first.model, status=RetrainingRun.Status.QUEUED):
-                t0 = time.perf_counter()
-                retraining_run(run_id=queued.pk, now=now)
-                train_s = time.perf_counter() - t0
+        loop = scenario_loop(
+            bars, symbol, first=first, origin=ORIGIN, first_check=1440, last_minute=live_minutes,
+            check_every=args.check_minutes,
+        )  # fmt: skip
+        change = ORIGIN + timedelta(minutes=change_at)
         runs = list(RetrainingRun.objects.filter(model=first.model).order_by("pk"))
         out["results"][name] = {
+            "drift_checks": len(loop.reports),
             "drift_confirmed_minutes_after_change": (
-                (confirmed_at - (ORIGIN + timedelta(minutes=change_at))).total_seconds() / 60 if confirmed_at else None
+                (loop.confirmed_at - change).total_seconds() / 60 if loop.confirmed_at else None
             ),
             "runs": [
                 {
@@ -215,15 +171,12 @@ def scenario(args: argparse.Namespace) -> dict[str, Any]:
                     "outcome": r.outcome,
                     "experiment": r.experiment_id,
                     "challenger": r.challenger.version if r.challenger else None,
-                    "window": [
-                        r.data_start.isoformat() if r.data_start else None,
-                        r.data_end.isoformat() if r.data_end else None,
-                    ],
+                    "window": [str(r.data_start), str(r.data_end)],
                 }
                 for r in runs
             ],  # fmt: skip
             "triggers": RetrainingTrigger.objects.filter(model=first.model).count(),
-            "training_s": round(train_s, 2) if train_s is not None else None,
+            "training_s": round(loop.training_seconds, 2) if loop.training_seconds is not None else None,
             "champion_at_end": ModelVersion.objects.get(model=first.model, stage=Stage.PRODUCTION).version,
         }
     return out

@@ -73,6 +73,7 @@ def test_rollback_restores_the_previous_champion_and_serving_follows(
     alert = Alert.objects.get(kind="model_rollback")
     assert alert.severity == "critical"
     assert alert.context["restored_version"] == v1.version
+    assert alert.fingerprint == f"model_rollback:{name}:v{v2.version}"  # one alert per rolled-back version
     probation.refresh_from_db()
     assert probation.status == Probation.Status.ROLLED_BACK
     assert RetrainingEvent.objects.filter(model=v1.model, step="rolled_back", version=v1).exists()
