@@ -51,6 +51,8 @@ class Outcome:
     status: str
     retry_in: float | None = None
     error: str = ""
+    channel: str = ""
+    at: datetime | None = None
 
 
 def _title(kind: str) -> str:
@@ -103,9 +105,12 @@ def _seal(notification_id: int, now: datetime) -> Outcome | None:
     if head["sealed_at"] is not None:
         return None
     lock_objects.channel_lock(head["channel"])
-    notification = lock_objects.notification_lock(notification_id)
+    # SKIP LOCKED: a message held by another transaction is being sent (so it is sealed) or re-queued; waiting here
+    # would hold the channel's row, and every event for the channel, for as long as that send takes.
+    notification = lock_objects.notification_lock_or_skip(notification_id)
     if notification is None:
-        return Outcome("missing")
+        exists = Notification.objects.filter(pk=notification_id).exists()
+        return Outcome("busy" if exists else "missing")
     if notification.state != Notification.State.PENDING:
         return Outcome("done")
     if notification.sealed_at is not None:
@@ -168,7 +173,6 @@ def _send(notification_id: int, now: datetime) -> Outcome:
     except channels.DeliveryError as exc:
         error = str(exc)[:2000]
         notification.last_error = error
-        ChannelState.objects.filter(channel=notification.channel).update(last_error=error, last_error_at=now)
         if exc.permanent:
             notification.state = Notification.State.FAILED
             notification.next_attempt_at = None
@@ -177,7 +181,7 @@ def _send(notification_id: int, now: datetime) -> Outcome:
                 "notification failed (permanent)",
                 extra={"notification_id": notification.pk, "channel": notification.channel, "error": error},
             )
-            return Outcome("failed", error=error)
+            return Outcome("failed", error=error, channel=notification.channel, at=now)
         delay = _retry_delay(notification.attempts, exc.retry_after)
         notification.next_attempt_at = now + timedelta(seconds=delay)
         notification.save(update_fields=fields)
@@ -191,18 +195,26 @@ def _send(notification_id: int, now: datetime) -> Outcome:
                 "error": error,
             },
         )
-        return Outcome("retry", retry_in=delay, error=error)
+        return Outcome("retry", retry_in=delay, error=error, channel=notification.channel, at=now)
     notification.state = Notification.State.SENT
     sent_at = timezone.now()
     notification.sent_at = sent_at
     notification.next_attempt_at = None
     notification.save(update_fields=fields)
-    ChannelState.objects.filter(channel=notification.channel).update(last_sent_at=sent_at)
     logger.info(
         "notification sent",
         extra={"notification_id": notification.pk, "channel": notification.channel, "attempts": notification.attempts},
     )
-    return Outcome("sent")
+    return Outcome("sent", channel=notification.channel, at=sent_at)
+
+
+def _channel_note(outcome: Outcome) -> None:
+    """The channel's last outcome, for the admin; after the message's transaction (the channel's row is locked before
+    a message's everywhere else, so it is never taken while a message is held)."""
+    if outcome.status == "sent":
+        ChannelState.objects.filter(channel=outcome.channel).update(last_sent_at=outcome.at)
+    elif outcome.status in ("failed", "retry"):
+        ChannelState.objects.filter(channel=outcome.channel).update(last_error=outcome.error, last_error_at=outcome.at)
 
 
 def notification_deliver(*, notification_id: int, now: datetime | None = None) -> Outcome:
@@ -212,7 +224,9 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     sealed = _seal(notification_id, now)
     if sealed is not None:
         return sealed
-    return _send(notification_id, now)
+    outcome = _send(notification_id, now)
+    _channel_note(outcome)
+    return outcome
 
 
 def notifications_redrive(*, now: datetime | None = None) -> list[int]:
