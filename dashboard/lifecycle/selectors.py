@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from django.db.models import Count, Max, OuterRef, Prefetch, Q, Subquery
 
+from dashboard.formatting import money_places
 from experiments import selectors as experiment_selectors
 from experiments.models import ACTIVE_STATUSES, Comparison, Experiment
 from experiments.results import experiment_results
@@ -259,7 +260,17 @@ def experiment_page(*, experiment_id: int) -> dict[str, Any] | None:
         return None
     results = experiment_results(experiment_id)
     as_of = datetime.fromisoformat(results["as_of"])
-    return {"experiment": experiment, "results": results, "bars": ci_bars(results), "as_of": as_of}
+    control = next((a for a in experiment.arms.all() if a.role == "control"), None)
+    symbols = list(control.version.symbols or []) if control is not None else []
+    currency = symbols[0].rsplit("/", 1)[-1] if symbols else "USD"
+    return {
+        "experiment": experiment,
+        "results": results,
+        "bars": ci_bars(results),
+        "as_of": as_of,
+        "currency": currency,
+        "money_places": money_places(currency),
+    }
 
 
 def ci_bars(results: dict[str, Any]) -> dict[str, dict[str, Any]]:

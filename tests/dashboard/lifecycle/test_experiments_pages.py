@@ -53,6 +53,7 @@ def test_detail_shows_arms_deltas_with_ci_bars_and_events(viewer: Client) -> Non
     assert "“go”" in body  # the start event's reason
     assert "srm-banner" not in body  # shadow: every arm sees every decision
     assert " UTC" in body
+    assert 'data-pnl="control">0.00<' in body  # what the arm traded, to the quote currency's cents
     # staff buttons are not offered to a non-staff user
     assert 'data-action="conclude"' not in body
 
