@@ -267,3 +267,9 @@ connectLive({
   },
 });
 setInterval(() => loadHealth().catch((e) => console.warn("health unavailable", e)), 30000);
+// Marks move without an event per quote: PnL and positions every 15 s, the equity curve (10 s snapshots) every 60 s.
+const whileLive = (fn) => () => {
+  if (document.body.dataset.live === "live" && !document.hidden) fn().catch((e) => console.warn("reload failed", e));
+};
+setInterval(whileLive(loadPnl), 15000);
+setInterval(whileLive(loadEquity), 60000);
