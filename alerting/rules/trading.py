@@ -68,13 +68,22 @@ def daily_loss_rule(now: datetime) -> Verdict:
     return by_kind((K.DAILY_LOSS_BREACH,), findings)
 
 
+#: The alerts a halt raises (trading.kill_switch.trading_halt's alert_kind): one of them open says "halted".
+HALT_KINDS = (K.TRADING_HALTED, K.RECONCILIATION_HALTED, K.DRAWDOWN_BREACH, K.DAILY_LOSS_BREACH)
+
+
 def kill_switch_rule(now: datetime) -> Verdict:
     """The kill switch raises its alert when it engages (trading.kill_switch); this resolves the halt alerts once
-    trading runs again. While halted it adds nothing (an operator who resolved the alert is not paged again)."""
+    trading runs again, and keeps "trading halted" firing while it is halted and no alert of the halt is open (say
+    the drawdown that halted it recovered: trading stays halted until a person resumes it)."""
     state = selectors.trading_state_get()
-    if state.state == TradingState.State.HALTED:
+    if state.state != TradingState.State.HALTED:
+        return {K.TRADING_HALTED: [], K.RECONCILIATION_HALTED: []}
+    if Alert.objects.filter(kind__in=HALT_KINDS).exclude(state=Alert.State.RESOLVED).exists():
         return {K.TRADING_HALTED: None, K.RECONCILIATION_HALTED: None}
-    return {K.TRADING_HALTED: [], K.RECONCILIATION_HALTED: []}
+    finding = Finding(K.TRADING_HALTED, "critical", f"Trading is halted (by {state.changed_by}): {state.reason}",
+                      context={"actor": state.changed_by, "reason": state.reason})  # fmt: skip
+    return {K.TRADING_HALTED: [finding], K.RECONCILIATION_HALTED: None}
 
 
 def rejections_rule(now: datetime) -> Verdict:

@@ -181,6 +181,19 @@ def test_kill_switch_alert_resolves_when_trading_resumes() -> None:
     assert resolved("trading_halted") == ["trading_halted"]
 
 
+def test_a_halt_stays_an_alert_after_the_drawdown_that_caused_it_recovers() -> None:
+    trading_halt(reason="drawdown 16 % reaches the limit", actor="risk:monitor", alert_kind="drawdown_breach")
+    equity_snapshot(equity="9900", high_water_mark="10000")
+    rule_evaluate("drawdown")
+    assert resolved("drawdown_breach") == ["drawdown_breach"]
+    rule_evaluate("kill_switch")
+    halted = open_alerts("trading_halted")["trading_halted"]
+    assert (halted.severity, halted.context["actor"]) == ("critical", "risk:monitor")
+    trading_resume(reason="reviewed", actor="user:ann", may_lift_safety_halt=True)
+    rule_evaluate("kill_switch")
+    assert resolved("trading_halted") == ["trading_halted"]
+
+
 def test_order_rejections_spike_fires_and_resolves_when_the_window_passes(settings) -> None:  # type: ignore[no-untyped-def]
     settings.GALFRIDAY_ALERT_REJECTIONS_MIN = 3
     settings.GALFRIDAY_ALERT_REJECTIONS_WINDOW_S = 300
