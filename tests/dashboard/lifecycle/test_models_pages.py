@@ -11,6 +11,7 @@ from django.test import Client
 from dashboard.lifecycle.selectors import SERIES_POINTS, downsample
 from models_registry.models import ModelVersion
 from tests.dashboard.lifecycle.support import model_with_history, outcomes
+from tests.experiments.support import cheap_model
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("registry_settings")]
 
@@ -112,3 +113,16 @@ def test_the_apis_the_model_page_fetches_answer_for_its_serving_versions(viewer:
         calibration = viewer.get(f"/api/models/{model.name}/versions/{version}/calibration/")
         assert calibration.status_code == 200
     assert ModelVersion.objects.filter(model=model, stage="production").count() == 1
+
+
+def test_a_serving_version_without_outcomes_still_answers_every_read_of_its_page(viewer: Client) -> None:
+    model, _ = cheap_model(2, promote=1)
+    assert viewer.get(f"/models/{model.name}/").status_code == 200
+    for url in (
+        f"/api/models/{model.name}/versions/1/live-metrics/",
+        f"/api/models/{model.name}/versions/1/calibration/",
+        f"/dashboard-api/models/{model.name}/cumulative-net-return/",
+    ):
+        assert viewer.get(url).status_code == 200, url
+    doc = viewer.get(f"/dashboard-api/models/{model.name}/cumulative-net-return/").json()
+    assert [(v["version"], v["n"], v["cumulative"]) for v in doc["versions"]] == [(2, 0, []), (1, 0, [])]
