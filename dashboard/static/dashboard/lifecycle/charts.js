@@ -32,14 +32,18 @@ export function lineChart(el, series, { format = (v) => String(v), zeroLine = tr
   el.innerHTML = "";
   if (!series.length || !series.some((s) => s.t.length)) return null;
   const width = Math.max(320, el.clientWidth || 600);
+  const data = mergeSeries(series);
+  const xs = data[0];
+  // one instant only: an hour either side, so the point sits in a readable window instead of a span of years
+  const xRange = xs.length && xs[0] === xs[xs.length - 1] ? [xs[0] - 3600, xs[0] + 3600] : null;
   const opts = {
     width, height,
     scales: {
-      x: { time: true, range: (u, min, max) => (min === max ? [min - 3600, max + 3600] : [min, max]) },
+      x: xRange ? { time: true, auto: false, range: xRange } : { time: true },
       ...(yRange ? { y: { range: () => yRange } } : {}),
     },
     axes: [
-      { stroke: "#8a96a3", grid: { stroke: "#2a3440" }, size: 40, values: (u, ticks) => ticks.map(utcTick) },
+      { stroke: "#8a96a3", grid: { stroke: "#2a3440" }, size: 40, space: 90, values: (u, ticks) => ticks.map(utcTick) },
       { stroke: "#8a96a3", grid: { stroke: "#2a3440" }, size: 70, values: (u, vals) => vals.map(format) },
     ],
     series: [
@@ -58,7 +62,7 @@ export function lineChart(el, series, { format = (v) => String(v), zeroLine = tr
       u.ctx.restore();
     }] } : {},
   };
-  el._plot = new window.uPlot(opts, mergeSeries(series), el);
+  el._plot = new window.uPlot(opts, data, el);
   return el._plot;
 }
 
