@@ -9,8 +9,9 @@ directory, the simulator on its default scenario with its 14 days of history, fr
 database (read-only) until every symbol's model has a production version and `--fills` decisions have their first
 paper fill (0: promotions only), then stops the system with Ctrl-C (SIGINT). Prints JSON: seconds from the start of
 `migrate` to each promotion, the promoted versions' gate metrics, how long `migrate` took, and closed bar → paper
-fill per decision (from the bar's end, `bar_time` + 1 minute, to the fill's `recorded_at`: p50, p95, max), with
-the system's own `galfriday_bar_to_ack_seconds` histogram read from its `/metrics` at the end.
+fill per decision (to the fill's `recorded_at` from the bar's close, its end plus the ingest worker's 2 s grace,
+and from its end: p50, p95, max), with the system's own `galfriday_bar_to_ack_seconds` histogram (from the bar's
+end) read from its `/metrics` at the end.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def production_versions(db: Path) -> list[dict[str, Any]]:
 
 
 BAR_LENGTH = timedelta(minutes=1)
+# The ingest worker closes a bar at its end plus this grace (ingest.worker's bar_grace_s), for late trades.
+BAR_GRACE_SECONDS = 2.0
 
 
 def _utc(text: str) -> datetime:
@@ -182,8 +185,12 @@ def main() -> int:
             "first_promotion_seconds": min((p["seconds"] for p in promoted.values()), default=None),
             "promoted": sorted(promoted.values(), key=lambda p: p["seconds"]),
             "all_promoted": len(promoted) == expected,
-            "bar_to_paper_fill_seconds": (latency := quantiles([f["seconds"] for f in fills])),
-            "bar_to_paper_fill_target_met": latency["p95"] is not None and latency["p95"] < 1.0,
+            "bar_end_to_paper_fill_seconds": quantiles([f["seconds"] for f in fills]),
+            # The figure the target is about: from the moment the ingest worker closes the bar (end + grace).
+            "closed_bar_to_paper_fill_seconds": (
+                latency := quantiles([round(f["seconds"] - BAR_GRACE_SECONDS, 3) for f in fills])
+            ),
+            "closed_bar_to_paper_fill_target_met": latency["p95"] is not None and latency["p95"] < 1.0,
             "fills": fills[-args.fills :] if args.fills else fills,
             "bar_to_ack_histogram_from_metrics": ack,
         }

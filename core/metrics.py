@@ -49,7 +49,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 BAR_TO_ACK = Histogram(
     f"{PREFIX}_bar_to_ack_seconds",
-    "Closed bar (its end) to the exchange's acknowledgement of the decision's order, per symbol",
+    "Bar end to the exchange's acknowledgement of the decision's order, per symbol (the bar closes 2 s after its end)",
     ["symbol"],
     buckets=LATENCY_BUCKETS,
 )
