@@ -24,9 +24,10 @@ most of the figure), the broker, the worker's seal and send, the HTTP request. F
 storm: ``--events`` raises spread evenly over ``--seconds``, each on one of ``--fingerprints`` conditions drawn
 at random (seeded; kinds and severities mixed: a new condition fires, a known one repeats), with the production
 flood settings unless given. Then it waits until no message is pending (the flood summary is due when the window
-has room again) and counts: events logged (must equal the raises), events routed to the webhook, messages and
-their kinds, requests the receiver got, and whether every routed event was carried by exactly one sent message
-(nothing lost).
+has room again) and counts: raises accounted for (the alerts' counts: a repeat is counted on its alert, and logged
+as an event when it is sent), conditions fired and their events logged (one each), events routed to the webhook,
+messages and their kinds, requests the receiver got, and whether every routed event was carried by exactly one
+sent message (nothing lost).
 
 Prints one JSON object; exits 1 when something was lost, a signature did not verify or a message is not sent.
 """
@@ -161,6 +162,7 @@ def run_storm(receiver: Receiver, events: int, seconds: float, fingerprints: int
 
     from notifications.models import AlertEvent, Notification, NotificationItem
     from trading.alerts import alert_raise
+    from trading.models import Alert
 
     chooser = random.Random(17)
     started = time.monotonic()
@@ -177,6 +179,7 @@ def run_storm(receiver: Receiver, events: int, seconds: float, fingerprints: int
         lambda: not Notification.objects.filter(state="pending").exists() and time.monotonic(), 3600, "no pending"
     )
     webhook = Notification.objects.filter(channel="webhook")
+    storm_alerts = Alert.objects.filter(fingerprint__startswith="storm-")
     routed = AlertEvent.objects.filter(routed_to__contains=["webhook"]).count()
     carried = NotificationItem.objects.filter(notification__channel="webhook").count()
     carried_sent = NotificationItem.objects.filter(notification__channel="webhook", notification__state="sent").count()
@@ -185,6 +188,8 @@ def run_storm(receiver: Receiver, events: int, seconds: float, fingerprints: int
         "events_raised": events,
         "raise_seconds": round(raise_s, 1),
         "drained_after_s": round(drained_at - started, 1),
+        "raises_counted_on_alerts": storm_alerts.aggregate(n=Sum("count"))["n"],
+        "alerts_fired": storm_alerts.count(),
         "events_logged": AlertEvent.objects.count(),
         "events_by_change": {c: AlertEvent.objects.filter(change=c).count() for c in ("fired", "repeated")},
         "events_routed_to_webhook": routed,
@@ -285,8 +290,10 @@ def main() -> int:
     if receiver.bad_signatures:
         problems.append(f"{receiver.bad_signatures} requests with a bad signature")
     if args.mode == "storm":
-        if result["events_logged"] != result["events_raised"]:
-            problems.append("events lost from the log")
+        if result["raises_counted_on_alerts"] != result["events_raised"]:
+            problems.append("raises lost (the alerts' counts)")
+        if result["events_by_change"]["fired"] != result["alerts_fired"]:
+            problems.append("fired events lost from the log")
         if not (
             result["events_routed_to_webhook"]
             == result["events_carried_by_webhook_messages"]

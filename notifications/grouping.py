@@ -1,7 +1,8 @@
 """From an alert change to the messages that will carry it.
 
 `alert_event_record` is called for every change the alerting app announces (`trading.alerts.alert_changed`, after
-commit) and for reminders. It always writes the event to the log (`AlertEvent`), then routes it:
+commit) and for reminders. It writes the event to the log (`AlertEvent`; a repeat only when it is sent: the alert
+counts its repeats itself), then routes it:
 
 - fired: to every channel whose routing accepts the alert's severity and kind (not when a silence covers it);
 - repeated (raised again while open) and reminder (still open): to the routed channels that have not carried the
@@ -82,13 +83,17 @@ def alert_event_record(
     *, alert_id: int, change: str, silenced: bool = False, now: datetime | None = None
 ) -> AlertEvent | None:
     """Log the change of alert `alert_id` and attach it to the messages that will carry it (see the module).
-    None when the alert does not exist (any more)."""
+    None when the alert does not exist (any more), and for a repeat that goes nowhere: the alerting rules raise an
+    open condition again on every evaluation (every few seconds), and the alert itself counts those (`count`,
+    `last_seen_at`); the log keeps every fired, acknowledged and resolved change and every repeat that is sent."""
     now = now or timezone.now()
     alert = Alert.objects.filter(pk=alert_id).first()
     if alert is None:
         logger.warning("notification for a missing alert", extra={"alert_id": alert_id, "change": change})
         return None
     channels = sorted(_channels_for(alert, change=change, silenced=silenced, now=now))
+    if change == "repeated" and not channels:
+        return None
     event = AlertEvent.objects.create(
         alert_id=alert.pk,
         change=change,
