@@ -308,3 +308,20 @@ def test_a_permanent_error_fails_the_message_and_a_requeue_sends_it(webhook: Htt
     assert notification_deliver(notification_id=message.pk).status == "sent"
     assert len(webhook.received) == 1
     assert message.history.filter(actor="user:ops", state="pending").exists()
+
+
+def test_an_alert_reaches_every_configured_channel(
+    webhook: HttpReceiver, telegram: HttpReceiver, mailbox: list[dict[str, Any]]
+) -> None:
+    t0 = datetime.now(UTC)
+    alert = fire("reconciliation_failed", "critical")
+    event = record(alert, "fired", t0)
+    assert event.routed_to == ["email", "telegram", "webhook"]
+    for message in Notification.objects.order_by("channel"):
+        assert notification_deliver(notification_id=message.pk, now=t0 + timedelta(seconds=3)).status == "sent"
+
+    [mail] = mailbox
+    assert "Subject: [Gal-Friday] CRITICAL: Reconciliation failed" in mail["data"]
+    assert "reconciliation_failed happened" in mail["data"]
+    assert "Reconciliation failed" in telegram.received[0].json()["text"]
+    assert webhook.received[0].json()["alerts"][0]["runbook_url"].endswith("#reconciliation-failed")
