@@ -4,6 +4,7 @@ and the registry's isolated artifact settings. The browser tests use the dashboa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +13,14 @@ from django.test import Client
 from tests.dashboard import conftest as harness
 from tests.models_registry.factories import registry_settings  # noqa: F401
 
-harness.PORT_RANGE = range(18300, 18340)  # the lifecycle pages' browser tests keep to their own ports
+
+@pytest.fixture(scope="session", autouse=True)
+def _lifecycle_ports() -> Iterator[None]:
+    """The lifecycle pages' browser tests keep to this helper's loopback ports (when they start the server)."""
+    previous = harness.PORT_RANGE
+    harness.PORT_RANGE = range(18300, 18340)
+    yield
+    harness.PORT_RANGE = previous
 
 
 @pytest.fixture
