@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from django.urls import URLPattern, URLResolver, path
 
-from dashboard.lifecycle import events, views
-
-# The pages' live events, in the web process (where staff act); DashboardConfig.ready should call it for every
-# process (workers conclude, stop and check drift too).
-events.connect()
+from dashboard.lifecycle import views
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("models/", views.ModelsPage.as_view(), name="models"),
