@@ -258,6 +258,7 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "trading_at_round_end": state_at_end,
                 "orders": Order.objects.count() - orders_before,
                 "fills": Fill.objects.count() - fills_before,
+                "fills_total": Fill.objects.count(),
                 "quiet_wait_s": round(waited, 1),
                 "pg_connections_before": connections_before,
                 "pg_connections_after": pg_connections(pg, database),
