@@ -82,6 +82,9 @@ POLICY: dict[str, dict[str, frozenset[str]]] = {
     # dashboard: the read endpoints the pages' scripts fetch
     "dashboard:market-candles": {"GET": AUTHENTICATED},
     "dashboard:market-why": {"GET": AUTHENTICATED},
+    "dashboard:model-cumulative": {"GET": AUTHENTICATED},
+    "dashboard:system-health": {"GET": AUTHENTICATED},
+    "dashboard:system-celery": {"GET": AUTHENTICATED},
     # model registry: reads for any user, changes and the artifact for staff
     "api:models_registry:model-list": {"GET": AUTHENTICATED, "POST": STAFF_ONLY},
     "api:models_registry:model-detail": {"GET": AUTHENTICATED},
@@ -101,6 +104,10 @@ POLICY: dict[str, dict[str, frozenset[str]]] = {
     "api:models_registry:alias-remove": {"POST": STAFF_ONLY},
     "api:models_registry:history": {"GET": AUTHENTICATED},
     "api:models_registry:production": {"GET": AUTHENTICATED},
+    # retraining: runs and policy for any user, a trigger and a policy change for staff
+    "api:models_registry:retrain": {"GET": AUTHENTICATED, "POST": STAFF_ONLY},
+    "api:models_registry:retraining-run": {"GET": AUTHENTICATED},
+    "api:models_registry:retraining-policy": {"GET": AUTHENTICATED, "PUT": STAFF_ONLY},
     # reconciliation: reads for any user, the trigger and discrepancy handling for staff
     "api:reconciliation:run-list": {"GET": AUTHENTICATED},
     "api:reconciliation:run-trigger": {"POST": STAFF_ONLY},
