@@ -653,6 +653,12 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["-bar_time", "-id"]
+        indexes = [
+            # a symbol's latest decisions (the dashboard's market page and its chart markers)
+            models.Index(fields=["instrument", "-bar_time"], name="decision_instrument_bar_time"),
+            # a model's decisions over an experiment's window (experiments.selectors.arm_trading)
+            models.Index(fields=["model_name", "created_at"], name="decision_model_created"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(signal__in=[-1, 0, 1]), name="decision_signal_range"),
             models.CheckConstraint(
