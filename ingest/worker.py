@@ -29,7 +29,7 @@ import gc
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -64,6 +64,23 @@ from timeseries.writer import TimeSeriesWriter
 from trading.kraken_clients import kraken_nonce_source
 
 logger = logging.getLogger(__name__)
+
+
+# How far behind its estimate of the exchange's clock the worker closes bars (the estimate's error: lag, jitter).
+CLOCK_MARGIN = timedelta(seconds=1)
+
+
+def next_bar_close(now: datetime, intervals: Sequence[int], *, grace: timedelta, margin: timedelta) -> datetime:
+    """The first instant after `now` (exchange clock) at which a bar of one of `intervals` (seconds) is past its
+    end, its grace and the clock margin: when the bar clock closes bars in a quiet market."""
+    epoch = datetime(1970, 1, 1, tzinfo=now.tzinfo)
+    due: datetime | None = None
+    for interval in intervals:
+        elapsed = (now - grace - margin - epoch).total_seconds()
+        end = epoch + timedelta(seconds=(elapsed // interval + 1) * interval)
+        candidate = end + grace + margin
+        due = candidate if due is None or candidate < due else due
+    return due if due is not None else now + timedelta(seconds=60)
 
 
 @dataclass
@@ -281,6 +298,7 @@ class IngestWorker:
         self._spawn(self.writer.run(), "timeseries-writer")
         self._spawn(self._every(config.quote_flush_s, self._flush_quotes), "quotes")
         self._spawn(self._every(config.heartbeat_s, self._heartbeat), "heartbeat")
+        self._spawn(self._bar_clock(), "bar-clock")
         if config.private:
             self._spawn(self._every(config.heartbeat_s, self.private_stream.apply_journal), "journal")
         logger.info("ingest running", extra={"symbols": config.symbols, "private": config.private})
@@ -453,9 +471,20 @@ class IngestWorker:
             self.counters["quote_failures"] += 1
             logger.warning("quotes not written", extra={"error": repr(exc)})
 
+    async def _bar_clock(self) -> None:
+        """Close a quiet market's bars as soon as their grace has passed on the exchange clock, instead of at the
+        next heartbeat (up to `heartbeat_s` later): the decision of a bar waits for its close."""
+        grace = timedelta(seconds=self.config.bar_grace_s)
+        while not self._closing:
+            now = self.exchange_now()
+            due = next_bar_close(now, self.config.bar_intervals, grace=grace, margin=CLOCK_MARGIN)
+            await asyncio.sleep(max(0.0, (due - now).total_seconds()))
+            if not self._closing:
+                await self.advance_clock(self.exchange_now() - CLOCK_MARGIN)
+
     async def _heartbeat(self) -> None:
         if not self._closing:
-            await self.advance_clock(self.exchange_now() - timedelta(seconds=1))
+            await self.advance_clock(self.exchange_now() - CLOCK_MARGIN)
             await self.checkpoint.save(self.feed.last_closed)
         await self.health_monitor.beat()
 
