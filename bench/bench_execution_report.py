@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import platform
@@ -63,6 +64,8 @@ def bench_environment(var_dir: str) -> dict[str, str]:
         # Production's settings: DEBUG off (no query log on every cursor) with a key of its own for the run.
         "DEBUG": "false",
         "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
+        # and a model-artifact key (a production start refuses to run without one: galfriday.E007)
+        "MODELS_REGISTRY_ARTIFACT_KEYS": "bench:" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="),
     }
 
 
