@@ -36,6 +36,9 @@ class ReconciliationRun(models.Model):
     window_start = models.DateTimeField(null=True, blank=True, help_text="exchange history compared from")
     window_end = models.DateTimeField(null=True, blank=True, help_text="exchange history compared up to")
     started_at = models.DateTimeField()
+    owner = models.CharField(
+        max_length=255, blank=True, default="", help_text="host:pid of the process running it (a dead one frees it)"
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
     rest_ms = models.FloatField(null=True, blank=True, help_text="time spent in REST calls (waits included)")

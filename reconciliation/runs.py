@@ -11,6 +11,8 @@ block of `galfriday_site.settings` (documented in `.env.example`).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
@@ -71,14 +73,42 @@ def run_actor(run: ReconciliationRun) -> str:
 # --- starting and finishing a run -------------------------------------------------------------------------------
 
 
+def process_owner() -> str:
+    """What names the process running a run: its host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_dead(owner: str) -> bool:
+    """Whether `owner` (host:pid) is a process of this host that no longer exists. Another host's process, or a
+    pid in use again, counts as alive: such a run waits for the stale limit instead."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, owned by another user
+        return False
+    return False
+
+
 def _abandon_stale_runs(now: datetime) -> None:
+    """Free the single `running` slot from a run whose process died (a killed worker leaves its run `running`):
+    at once when its owner was a process of this host that is gone, else after the stale limit."""
     stale = now - timedelta(seconds=int(settings.GALFRIDAY_RECONCILIATION_STALE_SECONDS))
-    for run in ReconciliationRun.objects.filter(status=RunStatus.RUNNING, started_at__lt=stale):
+    for run in ReconciliationRun.objects.filter(status=RunStatus.RUNNING):
+        if run.started_at < stale:
+            why = "abandoned: still running after the stale limit (worker lost?)"
+        elif run.owner and owner_dead(run.owner):
+            why = f"abandoned: its process {run.owner} is gone"
+        else:
+            continue
         run.status = RunStatus.FAILED
         run.finished_at = now
-        run.error = "abandoned: still running after the stale limit (worker lost?)"
+        run.error = why
         run.save(update_fields=["status", "finished_at", "error"])
-        logger.error("abandoned reconciliation run marked failed", extra={"run_id": run.pk})
+        logger.error("abandoned reconciliation run marked failed", extra={"run_id": run.pk, "why": why})
 
 
 def run_start(*, trigger: str, requested_by: str = ACTOR, reason: str = "") -> ReconciliationRun:
@@ -90,7 +120,7 @@ def run_start(*, trigger: str, requested_by: str = ACTOR, reason: str = "") -> R
     try:
         with transaction.atomic():
             return ReconciliationRun.objects.create(
-                trigger=trigger, requested_by=requested_by, reason=reason, started_at=now
+                trigger=trigger, requested_by=requested_by, reason=reason, started_at=now, owner=process_owner()
             )
     except IntegrityError as exc:
         running = ReconciliationRun.objects.filter(status=RunStatus.RUNNING).first()

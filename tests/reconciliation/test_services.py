@@ -3,6 +3,9 @@ rate budget, operator actions and the API."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -156,6 +159,26 @@ def test_an_abandoned_running_run_is_failed_and_the_slot_freed(settings) -> None
     stuck.refresh_from_db()
     assert stuck.status == "failed"
     assert "abandoned" in stuck.error
+
+
+def test_a_run_whose_process_died_frees_the_slot_at_once_a_live_ones_does_not() -> None:
+    """A worker killed mid-run leaves its run `running`: the next run frees the slot at once when the run's owner
+    was a process of this host that is gone, not after the stale limit (15 minutes of refused runs, and a start-up
+    gate never released). A live owner, or another host's process, keeps the slot."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = runs.run_start(trigger="schedule")
+    ReconciliationRun.objects.filter(pk=dead.pk).update(owner=f"{socket.gethostname()}:{gone.pid}")
+    fresh = runs.run_start(trigger="startup")
+    dead.refresh_from_db()
+    assert (dead.status, fresh.status) == ("failed", "running")
+    assert f"{gone.pid} is gone" in dead.error
+    assert fresh.owner == runs.process_owner()
+    with pytest.raises(runs.ReconciliationRunning):  # this process is alive: its run keeps the slot
+        runs.run_start(trigger="gap")
+    ReconciliationRun.objects.filter(pk=fresh.pk).update(owner=f"another-host:{gone.pid}")
+    with pytest.raises(runs.ReconciliationRunning):  # another host's process: only the stale limit frees it
+        runs.run_start(trigger="gap")
 
 
 def test_run_stays_within_the_starter_rest_budget(world: World) -> None:
