@@ -127,8 +127,11 @@ def web_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """One browser per module of browser tests. Not per session: Playwright's sync API runs its event loop in this
+    thread for as long as it is started, so every async test after it (consumers, the ingest worker) would fail
+    with a loop already running, and DJANGO_ALLOW_ASYNC_UNSAFE would hide async-safety errors in them."""
     from playwright.sync_api import sync_playwright  # heavy; only browser tests pay for it
 
     if not Path(CHROMIUM).exists():
