@@ -61,6 +61,8 @@ class TradeExplanationApi(APIView):
     risk check, the decision (sizing, the limit that capped it, expected edge against cost) and the prediction
     (model and version, class probabilities, features)."""
 
+    error_statuses = ("404",)  # the fill or decision the query names may not exist (the schema documents it)
+
     class FilterSerializer(serializers.Serializer):
         fill = serializers.IntegerField(min_value=1, required=False)
         decision = serializers.IntegerField(min_value=1, required=False)

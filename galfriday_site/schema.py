@@ -55,8 +55,8 @@ class AutoSchema(SpectacularAutoSchema):
         open_to_all = all(isinstance(p, AllowAny) for p in self.view.get_permissions())
         if not open_to_all:
             codes += ["401", "403"]
-        if "{" in self.path:
-            codes.append("404")
+        if "{" in self.path or "404" in getattr(self.view, "error_statuses", ()):
+            codes.append("404")  # a path parameter, or a view that looks its object up from the query
         if self.method in ("POST", "PUT", "PATCH", "DELETE"):
             codes += ["409", "413", "415", "422"]
         if getattr(self.view, "throttle_classes", None):
