@@ -49,11 +49,18 @@ async def test_a_quiet_markets_bar_closes_without_waiting_for_the_heartbeat(
     try:
         await until(lambda: worker.ws.connection_state.value == "connected", timeout=30)
         traded = worker.counters["trades"]
-        for _ in range(5):  # a few trades, then a quiet market: no trade after them closes their bars
-            sim.market.step()
-        await until(lambda: worker.counters["trades"] > traded, timeout=10)
-        # A 1-second bar closes 1.2 s after its end (grace 0.2 s, margin 1 s); the heartbeat is 10 minutes away.
-        await until(lambda: worker.feed.counters["bars_closed"] >= 1, timeout=10)
+
+        def step_until_traded() -> bool:
+            if worker.counters["trades"] > traded:
+                return True
+            sim.market.step()  # not every step trades
+            return False
+
+        await until(step_until_traded, timeout=20)
+        # Then a quiet market: no later trade can close the last bar that traded. A 1-second bar closes 1.2 s
+        # after its end (grace 0.2 s, margin 1 s); the heartbeat is 10 minutes away.
+        closed = worker.feed.counters["bars_closed"]
+        await until(lambda: worker.feed.counters["bars_closed"] > closed, timeout=20)
     finally:
         stop.set()
         await asyncio.wait_for(running, timeout=15)
