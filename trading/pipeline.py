@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 ZERO = Decimal(0)
 BARS_PER_YEAR = 525_600
 ACTOR = "pipeline"
+# The decision pipeline's bars: a decision's bar starts at `bar_time` and closes one length later.
+BAR_LENGTH = timedelta(minutes=1)
 EDGE_QUANTUM = Decimal("0.00000001")
 
 
@@ -109,7 +111,7 @@ def decide_on_bar(*, symbol: str, bar_time: datetime, now: datetime | None = Non
     (`order_place_in_transaction`: created, risk-checked, submitted) and records the decision with it."""
     now = now or timezone.now()
     max_age = float(settings.GALFRIDAY_DECISION_MAX_AGE_S)
-    bar_end = bar_time + timedelta(minutes=1)
+    bar_end = bar_time + BAR_LENGTH
     # One moment of the cache generations for the whole decision (the router's and the model's in one round trip).
     with audit_actor(ACTOR, reason=f"bar {symbol} {bar_time.isoformat()}"), generations_snapshot():
         if (now - bar_end).total_seconds() > max_age:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from celery import Task, shared_task, signals
@@ -202,8 +202,6 @@ def decide_on_bar(symbol: str, bar_start: str) -> dict[str, Any]:
 
 
 _INLINE_ACTOR = "celery:trading.tasks.decide_on_bar"
-# The decision pipeline's bars close one minute after their start (trading.pipeline.decide_on_bar).
-DECISION_BAR_LENGTH = timedelta(minutes=1)
 
 
 def _unsent(order_id: int) -> bool:
@@ -242,5 +240,5 @@ def _observe_bar_to_ack(order_id: int) -> None:
     row = Decision.objects.filter(order_id=order_id).values_list("instrument__symbol", "bar_time").first()
     if row is not None:
         symbol, bar_time = row
-        waited = (timezone.now() - (bar_time + DECISION_BAR_LENGTH)).total_seconds()
+        waited = (timezone.now() - (bar_time + pipeline.BAR_LENGTH)).total_seconds()
         BAR_TO_ACK.labels(symbol).observe(max(0.0, waited))
