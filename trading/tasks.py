@@ -105,7 +105,7 @@ def execute_order(self: Task, order_id: int) -> dict[str, Any]:
         with audit_actor(actor), _broker() as broker:
             outcome = order_execute(order_id=order_id, broker=broker, actor=actor)
         if outcome.action == "sent":
-            _observe_bar_to_ack(order_id)
+            _observe_order_bar_to_ack(order_id)
         return outcome.to_json()
     except OrderBusy as exc:
         # Another run holds the order (or a killed worker's mutex has not expired yet): wait it out; the run that
@@ -192,7 +192,11 @@ def decide_on_bar(symbol: str, bar_start: str) -> dict[str, Any]:
     created_here = set(held)  # with their first send attempt counted in their own commit (submission_sent_here)
     if not held and decision.order_id is not None and _unsent(decision.order_id):
         held.append(decision.order_id)  # a replay: the first run may have died before the order left
-    outcomes = [_execute_here(order_id, first_delivery=order_id in created_here) for order_id in held]
+    bar_end = decision.bar_time + pipeline.BAR_LENGTH
+    outcomes = [
+        _execute_here(order_id, first_delivery=order_id in created_here, symbol=symbol, bar_end=bar_end)
+        for order_id in held
+    ]
     return {
         "decision": decision.decision_id,
         "status": decision.status,
@@ -214,10 +218,10 @@ def _unsent(order_id: int) -> bool:
     ).exists()
 
 
-def _execute_here(order_id: int, *, first_delivery: bool) -> str:
+def _execute_here(order_id: int, *, first_delivery: bool, symbol: str, bar_end: datetime) -> str:
     """Send a just-decided order from this task; on any failure hand it to `execute_order` (its retries and
-    give-up rules apply there). `first_delivery`: created by this run, its first send attempt counted with it.
-    Returns what happened, for the task's result."""
+    give-up rules apply there). `first_delivery`: created by this run, its first send attempt counted with it;
+    `symbol`, `bar_end`: its decision's. Returns what happened, for the task's result."""
     try:
         with audit_actor(_INLINE_ACTOR), _broker() as broker:
             action = order_execute(
@@ -230,15 +234,18 @@ def _execute_here(order_id: int, *, first_delivery: bool) -> str:
         execution_gateway().submit_order(order_id=order_id)
         return "handed_over"
     if action == "sent":
-        _observe_bar_to_ack(order_id)
+        _observe_bar_to_ack(symbol, bar_end)
     return action
 
 
-def _observe_bar_to_ack(order_id: int) -> None:
-    """The latency target closed bar → exchange acknowledgement (`galfriday_bar_to_ack_seconds`), for an order that
-    a decision placed: from its bar's end to now, just after the exchange's answer was applied."""
+def _observe_bar_to_ack(symbol: str, bar_end: datetime) -> None:
+    """The latency target closed bar → exchange acknowledgement (`galfriday_bar_to_ack_seconds`): from the
+    decision's bar end to now, just after the exchange's answer was applied."""
+    BAR_TO_ACK.labels(symbol).observe(max(0.0, (timezone.now() - bar_end).total_seconds()))
+
+
+def _observe_order_bar_to_ack(order_id: int) -> None:
+    """`_observe_bar_to_ack` for an order sent by `execute_order`, if a decision placed it."""
     row = Decision.objects.filter(order_id=order_id).values_list("instrument__symbol", "bar_time").first()
     if row is not None:
-        symbol, bar_time = row
-        waited = (timezone.now() - (bar_time + pipeline.BAR_LENGTH)).total_seconds()
-        BAR_TO_ACK.labels(symbol).observe(max(0.0, waited))
+        _observe_bar_to_ack(row[0], row[1] + pipeline.BAR_LENGTH)

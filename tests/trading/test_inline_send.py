@@ -17,6 +17,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from core.metrics import BAR_TO_ACK
 from tests.trading.sim_support import ThreadedSim, point_settings_at, sim  # noqa: F401  (fixture)
 from tests.trading.test_pipeline import rising, write_bars
 from trading import gateway, tasks, ws_session
@@ -59,6 +60,17 @@ def queries_to_the_exchange(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return asked
 
 
+def bar_to_ack(symbol: str) -> tuple[float, float]:
+    """This process's `galfriday_bar_to_ack_seconds` for the symbol: (count, sum)."""
+    values = {
+        sample.name: sample.value
+        for family in BAR_TO_ACK.collect()
+        for sample in family.samples
+        if sample.labels.get("symbol") == symbol and sample.name.endswith(("_count", "_sum"))
+    }
+    return values.get("galfriday_bar_to_ack_seconds_count", 0.0), values.get("galfriday_bar_to_ack_seconds_sum", 0.0)
+
+
 def _bar() -> datetime:
     return timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=1)
 
@@ -70,9 +82,14 @@ def test_the_first_send_needs_no_commit_and_no_question_of_its_own(
 ) -> None:
     bar_time = _bar()
     write_bars(rising(), end=bar_time)
+    count_before, sum_before = bar_to_ack("BTC/USD")
     with CaptureQueriesContext(connection) as captured:
         result = tasks.decide_on_bar("BTC/USD", bar_time.isoformat())
+    waited = (timezone.now() - (bar_time + timedelta(minutes=1))).total_seconds()
     assert result["status"] == Decision.Status.ORDERED, result
+    count_after, sum_after = bar_to_ack("BTC/USD")
+    assert count_after == count_before + 1  # the latency target's histogram: from the bar's end to the ack
+    assert 0 < sum_after - sum_before <= waited
     assert result["sent"] == ["sent"]
     order = Order.objects.get(pk=result["order_id"])
     assert order.exchange_order_id
