@@ -51,7 +51,11 @@ class ReconciliationRun(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        indexes = [models.Index(fields=["status", "-started_at"])]
+        indexes = [
+            models.Index(fields=["status", "-started_at"]),
+            # the API's run list, newest first: a page without sorting the table
+            models.Index(fields=["-started_at", "-id"], name="recon_run_started_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["status"], condition=Q(status="running"), name="recon_run_single_flight"),
             models.CheckConstraint(
