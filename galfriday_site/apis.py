@@ -19,7 +19,8 @@ class HealthApi(APIView):
 
     Open to anyone (load balancers and orchestrators call it), unthrottled: HTTP 200 when every required component
     is ok, 503 otherwise, with the overall status only. Authenticated staff also see each component (backend,
-    latency, error, the ingest worker's details): addresses, hosts and exception texts are not for anonymous eyes.
+    latency, error, the ingest worker's details) and when they were checked: addresses, hosts and exception texts
+    are not for anonymous eyes. A round of checks serves the web process for HEALTH_CHECK_CACHE_S (1 s).
     """
 
     permission_classes = [AllowAny]
@@ -36,6 +37,7 @@ class HealthApi(APIView):
     class OutputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=["ok", "failing"])
         components = serializers.DictField(child=serializers.JSONField(), required=False, help_text="staff only")
+        checked_at = serializers.DateTimeField(required=False, help_text="staff only: when the checks ran")
 
     @extend_schema(responses={200: OutputSerializer, 503: OutputSerializer})
     def get(self, request: Request) -> Response:
@@ -45,6 +47,9 @@ class HealthApi(APIView):
         user = request.user
         if user and user.is_authenticated and user.is_staff:
             body["components"] = {c.name: self.ComponentSerializer(c.as_dict()).data for c in report}
+            checked_at = min((c.checked_at for c in report if c.checked_at), default=None)
+            if checked_at is not None:
+                body["checked_at"] = serializers.DateTimeField().to_representation(checked_at)
         return Response(body, status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE)
 
 

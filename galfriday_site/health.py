@@ -3,22 +3,31 @@
 Each check reads settings when it runs (not at import), talks to the component for real, and is bounded by
 HEALTH_CHECK_TIMEOUT seconds. A check returns its backend's name, or the name and a dict of details (the ingest
 worker's rates, lag, queues and repairs from its heartbeat row), reported under `details`.
+
+`run_health_checks` is what every caller uses (`/api/health/`, `/metrics`, the dashboard's health strip, the
+heartbeat): it reuses the latest run for HEALTH_CHECK_CACHE_S seconds (the web process: 1 s; elsewhere 0, every
+call checks), one run at a time per process, so callers polling often (a load balancer, Prometheus, every open
+dashboard) cost the components one round of checks a second instead of one each. Each component says when it was
+checked (`checked_at`). A settings change (`override_settings`) forgets the latest run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
+from django.core.signals import setting_changed
 from django.db import connections
 from django.utils import timezone
 from kombu import Connection
@@ -39,6 +48,7 @@ class ComponentHealth:
     required: bool
     error: str = ""
     details: dict[str, Any] | None = None
+    checked_at: datetime | None = None  # when this round of checks started
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -190,8 +200,41 @@ CHECKS: dict[str, Callable[[], str | tuple[str, dict[str, Any]]]] = {
 }
 
 
+_clock = time.monotonic
+_latest_lock = threading.Lock()
+_latest: tuple[float, list[ComponentHealth]] | None = None  # (_clock() when the run started, its report)
+
+
 def run_health_checks() -> list[ComponentHealth]:
+    """Every component's health: the latest run when it is younger than HEALTH_CHECK_CACHE_S seconds, otherwise a
+    new one (threads asking meanwhile wait for it rather than checking too)."""
+    global _latest
+    max_age = float(settings.HEALTH_CHECK_CACHE_S)
+    if max_age <= 0:
+        return _check_every_component()
+    with _latest_lock:
+        if _latest is not None and _clock() - _latest[0] < max_age:
+            return list(_latest[1])
+        started = _clock()
+        report = _check_every_component()
+        _latest = (started, report)
+        return list(report)
+
+
+def forget_latest_health(**_: Any) -> None:
+    """The next `run_health_checks` checks for real (connected to `setting_changed`: an overridden setting may
+    point a check elsewhere)."""
+    global _latest
+    with _latest_lock:
+        _latest = None
+
+
+setting_changed.connect(forget_latest_health, dispatch_uid="galfriday_site.health.forget_latest_health")
+
+
+def _check_every_component() -> list[ComponentHealth]:
     required = set(settings.HEALTH_REQUIRED_COMPONENTS)
+    checked_at = timezone.now()
     report: list[ComponentHealth] = []
     for name, check in CHECKS.items():
         started = time.perf_counter()
@@ -203,9 +246,11 @@ def run_health_checks() -> list[ComponentHealth]:
             # The component in the message itself: the line says what failed without its fields.
             logger.warning("health check failed: %s: %s", name, error, extra={"component": name, "error": repr(exc)})
             details = exc.details if isinstance(exc, ComponentFailing) else None
-            report.append(ComponentHealth(name, False, elapsed, "", name in required, error, details))
+            report.append(ComponentHealth(name, False, elapsed, "", name in required, error, details, checked_at))
             continue
         elapsed = (time.perf_counter() - started) * 1000
         backend, details = outcome if isinstance(outcome, tuple) else (outcome, None)
-        report.append(ComponentHealth(name, True, elapsed, backend, name in required, details=details))
+        report.append(
+            ComponentHealth(name, True, elapsed, backend, name in required, details=details, checked_at=checked_at)
+        )
     return report

@@ -678,6 +678,9 @@ HEALTH_REQUIRED_COMPONENTS = env.list(
     "HEALTH_REQUIRED_COMPONENTS", default=["database", "broker", "cache", "channel_layer", "timeseries"]
 )
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=3.0)
+# How long a round of health checks is reused (seconds): in the web process /api/health/, /metrics and the dashboard
+# share one round a second; elsewhere (worker, beat, tests) 0: every call checks (galfriday_site.health).
+HEALTH_CHECK_CACHE_S = env.float("HEALTH_CHECK_CACHE_S", default=1.0 if GALFRIDAY_PROCESS == "web" else 0.0)
 # /metrics (Prometheus): with a token, `Authorization: Bearer <token>` is required; without, loopback clients only.
 GALFRIDAY_METRICS_TOKEN = env.str("GALFRIDAY_METRICS_TOKEN", default="")
 # Metrics from every process (prometheus_client's multiprocess mode, core.metrics): each process writes its counters
