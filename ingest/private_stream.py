@@ -90,7 +90,9 @@ class PrivateStream:
     async def on_balances(self, message: ChannelMessage[BalanceUpdate]) -> None:
         received = utcnow()
         try:
-            applied = await sync_to_async(services.balances_apply)(message.items, snapshot=message.type == "snapshot")
+            applied = await sync_to_async(services.balances_apply)(
+                message.items, snapshot=message.type == "snapshot", as_of=message.as_of, received=received
+            )
             self.counters["balance_updates"] += applied
         except Exception as exc:  # the next snapshot or reconciliation restates balances; counted and logged
             self.counters["balance_failures"] += 1

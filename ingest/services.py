@@ -105,17 +105,22 @@ def execution_to_record(execution: Execution) -> dict[str, Any] | None:
         return None
 
 
-def balances_apply(updates: Iterable[BalanceUpdate], *, snapshot: bool) -> int:
+def balances_apply(
+    updates: Iterable[BalanceUpdate], *, snapshot: bool, as_of: datetime | None, received: datetime
+) -> int:
     """Apply what the `balances` channel says, without counting a trade twice.
 
     Fills already move balances (`execution_report_apply`), so a `trade` ledger entry is not applied again. A
-    snapshot (on every (re)subscription) states the exchange's balance, and so does the resulting balance of
-    any other ledger entry (deposit, withdrawal, staking, reward, ...). Reconciliation corrects any drift."""
+    snapshot (on every (re)subscription) states the exchange's balance as of `as_of` (the exchange's time of the
+    subscription; the receipt time when unknown), and so does the resulting balance of any other ledger entry
+    (deposit, withdrawal, staking, reward, ...) as of its time: `balance_set` counts each fill once whichever of
+    the statement and the fill comes first. Reconciliation corrects any drift."""
     applied = 0
     for update in updates:
         if not snapshot and update.type == "trade":
             continue
-        balance_set(asset=update.asset, total=update.balance, actor=ACTOR)
+        stated = (as_of if snapshot else update.timestamp) or received
+        balance_set(asset=update.asset, total=update.balance, actor=ACTOR, as_of=stated)
         applied += 1
     return applied
 

@@ -4,7 +4,7 @@ snapshots with the high-water mark and drawdown, and the fee corrections reconci
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
@@ -15,23 +15,74 @@ from core.errors import ApplicationError, NotFoundError
 from trading import lock_objects
 from trading.attribution import attributed
 from trading.executions import EventSource
-from trading.models import Balance, EquitySnapshot, Fill, Instrument, OrderEvent, Position
+from trading.models import Balance, EquitySnapshot, Fill, Instrument, OrderEvent, Position, Side
 from trading.orders import order_event_new
 from trading.pnl import ZERO, drawdown, q_money, unrealised_pnl
 
 logger = logging.getLogger(__name__)
 
 
+def fill_balance_delta(
+    *, base: str, quote: str, side: str, qty: Decimal, cost: Decimal, fees: Iterable[tuple[str, Decimal]]
+) -> dict[str, Decimal]:
+    """How one fill moves the balances: the base by the quantity, the quote by the cost, each fee off its asset."""
+    delta: dict[str, Decimal] = {base: qty if side == Side.BUY else -qty, quote: -cost if side == Side.BUY else cost}
+    for asset, fee in fees:
+        delta[asset] = delta.get(asset, ZERO) - fee
+    return delta
+
+
+def fills_after(asset: str, as_of: datetime) -> Decimal:
+    """What our fills executed after `as_of` moved `asset` by (what a balance statement as of then does not hold)."""
+    moved = ZERO
+    for fill in Fill.objects.filter(executed_at__gt=as_of).select_related("instrument"):
+        instrument = fill.instrument
+        if asset not in (instrument.base, instrument.quote) and all(f["asset"] != asset for f in fill.fee_details):
+            continue
+        delta = fill_balance_delta(
+            base=instrument.base,
+            quote=instrument.quote,
+            side=fill.side,
+            qty=fill.quantity,
+            cost=fill.cost,
+            fees=[(f["asset"], Decimal(f["qty"])) for f in fill.fee_details],
+        )
+        moved += delta.get(asset, ZERO)
+    return moved
+
+
 @transaction.atomic
 def balance_set(
-    *, asset: str, total: Decimal, source: EventSource = EventSource.EXCHANGE, actor: str | None = None
+    *,
+    asset: str,
+    total: Decimal,
+    source: EventSource = EventSource.EXCHANGE,
+    actor: str | None = None,
+    as_of: datetime | None = None,
 ) -> Balance:
-    """Set an asset's balance from an exchange snapshot (the exchange's number wins over our running total)."""
+    """Set an asset's balance from the exchange (its number wins over our running total).
+
+    `as_of` (a statement of the private `balances` channel: a snapshot, as of the exchange's time it took the
+    subscription, or a ledger entry's resulting balance, as of the entry) says which trades `total` includes: those
+    executed at or before it. Fills are applied in no guaranteed order with the statements (the two channels after a
+    delay or a reconnect, REST syncs, reconciliation), so a trade is counted once either way: a fill executed after
+    `as_of` that is already applied is added to `total` here, and a fill at or before it applied later does not
+    move the balance again (`execution_report_apply`). A statement older than the last one is ignored. Without
+    `as_of` (a REST read, a paper account) `total` is set as given."""
     if not asset:
         raise ApplicationError("Invalid balance.", code="validation_error", details={"asset": "required"})
     with attributed(actor, source, f"balance snapshot {asset}"):
         balance = lock_objects.balances_lock([asset])[asset]
-        if balance.total != total:
+        if as_of is not None:
+            if balance.exchange_as_of is not None and as_of < balance.exchange_as_of:
+                logger.info(
+                    "balance statement older than the last one ignored",
+                    extra={"asset": asset, "as_of": as_of.isoformat(), "last": balance.exchange_as_of.isoformat()},
+                )
+                return balance
+            total += fills_after(asset, as_of)
+            balance.exchange_as_of = as_of
+        if balance.total != total or as_of is not None:
             balance.total = total
             balance.save()
     return balance

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -19,6 +18,7 @@ from core.durability import commit_without_flush_wait
 from core.errors import ApplicationError
 from core.metrics import ProcessCounters
 from trading import lock_objects
+from trading.accounts import fill_balance_delta
 from trading.attribution import attributed, rows_save_audited
 from trading.executions import ExecType, ExecutionEvent
 from trading.models import (
@@ -30,7 +30,6 @@ from trading.models import (
     OrderType,
     ParkedExecution,
     Position,
-    Side,
     TimeInForce,
 )
 from trading.order_states import TERMINAL, OrderState, can_transition, is_stale
@@ -337,12 +336,15 @@ def _fill_apply(order: Order, event: ExecutionEvent, at: datetime) -> Fill:
             details={"exec_id": event.exec_id, "filled": str(order.filled_qty), "quantity": str(order.quantity)},
         )
     fee_quote = ZERO
-    balance_delta: dict[str, Decimal] = {
-        instrument.base: qty if order.side == Side.BUY else -qty,
-        instrument.quote: -cost if order.side == Side.BUY else cost,
-    }
+    balance_delta = fill_balance_delta(
+        base=instrument.base,
+        quote=instrument.quote,
+        side=order.side,
+        qty=qty,
+        cost=cost,
+        fees=[(fee.asset, fee.qty) for fee in event.fees],
+    )
     for fee in event.fees:
-        balance_delta[fee.asset] = balance_delta.get(fee.asset, ZERO) - fee.qty
         if fee.asset == instrument.quote:
             fee_quote += fee.qty
         elif fee.asset == instrument.base:
@@ -380,6 +382,16 @@ def _fill_apply(order: Order, event: ExecutionEvent, at: datetime) -> Fill:
     balances = lock_objects.balances_lock(balance_delta)
     moved = []
     for asset, delta in balance_delta.items():
+        as_of = balances[asset].exchange_as_of
+        if as_of is not None and at <= as_of:
+            # A balance statement of the exchange at or after this trade already holds it (trading.accounts.
+            # balance_set): moving the balance again would count the trade twice.
+            counters["fill_already_in_balance"] += 1
+            logger.info(
+                "fill already in the balance statement",
+                extra={"exec_id": event.exec_id, "asset": asset, "as_of": as_of.isoformat()},
+            )
+            continue
         if delta:
             balances[asset].total += delta
             moved.append(balances[asset])

@@ -108,6 +108,12 @@ class Balance(models.Model):
 
     asset = models.CharField(max_length=16, unique=True)
     total = money_field(default=Decimal(0))
+    exchange_as_of = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="exchange time of the last balance statement (snapshot or ledger entry) set on `total`: a fill "
+        "executed at or before it is already in `total` and does not move it again",
+    )
     updated_at = models.DateTimeField(auto_now=True)
     history = audited_history()
 
@@ -155,6 +161,8 @@ class Order(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
+            # the API's order list, newest first: a page without sorting the table
+            models.Index(fields=["-created_at", "-id"], name="order_created_idx"),
             models.Index(fields=["state"]),
             models.Index(fields=["instrument", "-created_at"]),
             # The risk check's order-rate window (orders submitted in the last minute).
@@ -654,6 +662,8 @@ class Decision(models.Model):
     class Meta:
         ordering = ["-bar_time", "-id"]
         indexes = [
+            # the API's decision list, newest bar first: a page without sorting the table
+            models.Index(fields=["-bar_time", "-id"], name="decision_bar_time_idx"),
             # a symbol's latest decisions (the dashboard's market page and its chart markers)
             models.Index(fields=["instrument", "-bar_time"], name="decision_instrument_bar_time"),
             # a model's decisions over an experiment's window (experiments.selectors.arm_trading)

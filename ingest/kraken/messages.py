@@ -303,12 +303,15 @@ class Instrument:
 
 @dataclass(frozen=True, slots=True)
 class ChannelMessage(Generic[T]):
-    """A channel's snapshot or update; ``sequence`` is set on private channels."""
+    """A channel's snapshot or update; ``sequence`` is set on private channels. ``as_of`` (a ``balances``
+    snapshot only): the exchange's time when it took the subscription (its ack's ``time_in``), so the snapshot
+    includes every trade executed before it; None when unknown."""
 
     channel: str
     type: str
     items: tuple[T, ...]
     sequence: int | None = None
+    as_of: datetime | None = None
 
 
 Message = Ack | Heartbeat | ChannelMessage[Any]

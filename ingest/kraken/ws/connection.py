@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -46,6 +47,7 @@ class Subscription:
     # private channels
     last_seq: int | None = None
     reconcile_on_snapshot: bool = False
+    acked_at: datetime | None = None  # the exchange's time_in of the last subscribe ack (what a snapshot includes)
 
     @property
     def key(self) -> tuple[str, str | None]:

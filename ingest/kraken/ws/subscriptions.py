@@ -65,6 +65,7 @@ class Subscriptions:
             return
         sub.session = endpoint.session
         sub.state = "pending"
+        sub.acked_at = None
         params: dict[str, Any] = {"channel": sub.channel, **sub.params}
         if sub.symbol is not None:
             params["symbol"] = [sub.symbol]
@@ -84,6 +85,7 @@ class Subscriptions:
 
     def _acked(self, endpoint: Endpoint, sub: Subscription, ack: Ack) -> None:
         if ack.success:
+            sub.acked_at = ack.time_in
             sub.state = "active"
             sub.error = None
             sub.confirmed_once = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ingest.kraken.errors import MalformedMessage
@@ -85,6 +86,10 @@ class UserStream:
         elif seq is None:
             ctx.note_malformed(f"{channel}:sequence", "private message without a sequence")
         elif parsed.type == "snapshot":
+            if channel == "balances":
+                # What the snapshot includes: every trade before the exchange took the subscription (the
+                # ack's time_in; the ack comes before the snapshot). Balances use it to never count a trade twice.
+                parsed = replace(parsed, as_of=sub.acked_at)
             sub.last_seq = seq
             sub.resyncing = False
             if sub.reconcile_on_snapshot:
