@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
+from django.test import TestCase
 from django.utils import timezone
 
 from core.audit import audit_trail
@@ -17,8 +20,16 @@ from core.errors import ApplicationError, ConflictError, NotFoundError
 from trading import alerts
 from trading.models import Alert, AlertSilence
 
-# Transactional: the signal and the event go out after commit, which a test transaction never reaches.
-pytestmark = pytest.mark.django_db(transaction=True)
+# The signal and the event go out after commit, which a test's transaction never reaches: `committed()` runs what a
+# commit would (the on-commit callbacks registered inside it). The test of the after-commit timing itself, and the
+# one with several connections, commit for real (transactional: slower, a flush after each).
+pytestmark = pytest.mark.django_db
+
+
+@contextmanager
+def committed() -> Iterator[None]:
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        yield
 
 
 @pytest.fixture
@@ -35,7 +46,8 @@ def changes() -> Any:
 
 def fire(fingerprint: str | None = None, **kwargs: Any) -> Alert:
     params: dict[str, Any] = {"kind": "drift", "severity": "warning", "message": "drift on v1"} | kwargs
-    return alerts.alert_raise(fingerprint=fingerprint, **params)
+    with committed():
+        return alerts.alert_raise(fingerprint=fingerprint, **params)
 
 
 def test_same_fingerprint_updates_one_open_alert_with_count_and_last_seen(changes) -> None:  # type: ignore[no-untyped-def]
@@ -81,20 +93,23 @@ def test_unknown_severity_is_refused() -> None:
     assert not Alert.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)
 def test_signal_is_sent_only_after_commit(changes) -> None:  # type: ignore[no-untyped-def]
     with transaction.atomic():
-        alert = fire("fp")
+        alert = alerts.alert_raise(kind="drift", severity="warning", message="drift on v1", fingerprint="fp")
         assert changes == []
     assert changes == [(alert.pk, "fired", False)]
 
 
 def test_acknowledge_then_repeat_stays_acknowledged_and_resolve_ends_it(changes) -> None:  # type: ignore[no-untyped-def]
     alert = fire("fp")
-    alerts.alert_acknowledge(alert_id=alert.pk, actor="user:ann", note="looking")
+    with committed():
+        alerts.alert_acknowledge(alert_id=alert.pk, actor="user:ann", note="looking")
     again = fire("fp")
     assert (again.pk, again.state, again.count, again.acknowledged_by) == (alert.pk, "acknowledged", 2, "user:ann")
-    alerts.alert_acknowledge(alert_id=alert.pk, actor="user:bob")  # idempotent
-    resolved = alerts.alert_resolve(fingerprint="fp")
+    with committed():
+        alerts.alert_acknowledge(alert_id=alert.pk, actor="user:bob")  # idempotent
+        resolved = alerts.alert_resolve(fingerprint="fp")
     assert resolved is not None
     assert resolved.state == "resolved"
     assert resolved.resolved_by == "auto"
@@ -146,7 +161,8 @@ def test_silence_marks_matching_alerts_silenced_until_it_expires(changes) -> Non
     assert unrelated.silence_id is None
     assert not alerts.alert_is_silenced(unrelated)
     assert changes[-2:] == [(silenced.pk, "fired", True), (unrelated.pk, "fired", False)]
-    alerts.alert_silence_expire(silence_id=silence.pk, actor="user:ann")
+    with committed():
+        alerts.alert_silence_expire(silence_id=silence.pk, actor="user:ann")
     assert not alerts.alert_is_silenced(silenced)
     again = fire("drift:version:2")
     assert again.silence_id is None
@@ -217,6 +233,7 @@ def test_a_failing_receiver_does_not_break_the_raise_or_other_receivers(changes)
 
 
 @pytest.mark.services("postgres")
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_raises_of_one_condition_make_one_alert_counting_each() -> None:
     """Eight threads (eight connections) fire the same fingerprint at once: the partial unique index keeps one open
     alert, the losers of the race repeat it (PostgreSQL: SQLite would serialise them anyway)."""

@@ -15,10 +15,12 @@ from django.utils import timezone
 from alerting.rules import RULES, rule_evaluate, rules_evaluate
 from ingest.models import IngestStatus
 from reconciliation.models import ReconciliationRun
-from tests.trading.factories import EthInstrumentFactory, InstrumentFactory, equity_snapshot, placed_order
+from tests.trading.factories import EthInstrumentFactory, InstrumentFactory, equity_snapshot, placed_order, trade
 from trading.accounts import balance_set
+from trading.execution_reports import execution_report_apply
 from trading.instruments import market_quote_set
 from trading.kill_switch import trading_halt, trading_resume
+from trading.limits import risk_limit_set
 from trading.models import Alert, Decision, Order
 from trading.orders import order_mark_rejected
 from trading.selectors import risk_limits_effective
@@ -192,6 +194,37 @@ def test_a_halt_stays_an_alert_after_the_drawdown_that_caused_it_recovers() -> N
     trading_resume(reason="reviewed", actor="user:ann", may_lift_safety_halt=True)
     rule_evaluate("kill_switch")
     assert resolved("trading_halted") == ["trading_halted"]
+
+
+def test_daily_loss_at_the_limit_is_critical_and_resolves_on_recovery() -> None:
+    market = InstrumentFactory()
+    market_quote_set(instrument=market, bid=D("99.9"), ask=D("100.1"), at=timezone.now())
+    risk_limit_set(instrument=None, values={"daily_loss_limit": D("50")}, reason="tight", actor="user:risk")
+    order = placed_order(instrument=market, qty="10")
+    execution_report_apply(event=trade("OL-1", "T-l1", "10", "100", cl_ord_id=order.client_order_id))
+    rule_evaluate("daily_loss")
+    assert open_alerts("daily_loss_breach") == {}
+    market_quote_set(instrument=market, bid=D("93.9"), ask=D("94.1"), at=timezone.now())  # 10 BTC lose 60 USD
+    rule_evaluate("daily_loss")
+    alert = open_alerts("daily_loss_breach")["daily_loss_breach"]
+    assert alert.severity == "critical"
+    assert D(alert.context["pnl"]) == D("-60")
+    assert D(alert.context["limit"]) == D("50")
+    market_quote_set(instrument=market, bid=D("99.9"), ask=D("100.1"), at=timezone.now())
+    rule_evaluate("daily_loss")
+    assert resolved("daily_loss_breach") == ["daily_loss_breach"]
+
+
+def test_reconciliation_halt_alert_resolves_when_trading_resumes() -> None:
+    trading_halt(reason="books disagree with the exchange", actor="reconciliation", alert_kind="reconciliation_halted")
+    halted = open_alerts("reconciliation_halted")["reconciliation_halted"]
+    assert halted.severity == "critical"
+    rule_evaluate("kill_switch")  # halted, and an alert of the halt is open: nothing else fires
+    assert open_alerts("trading_halted") == {}
+    assert "reconciliation_halted" in open_alerts("reconciliation_halted")
+    trading_resume(reason="reconciled by hand", actor="user:ann", may_lift_safety_halt=True)
+    rule_evaluate("kill_switch")
+    assert resolved("reconciliation_halted") == ["reconciliation_halted"]
 
 
 def test_order_rejections_spike_fires_and_resolves_when_the_window_passes(settings) -> None:  # type: ignore[no-untyped-def]
