@@ -21,7 +21,7 @@ from trading.execution_reports import execution_report_apply
 from trading.instruments import market_quote_set
 from trading.kill_switch import trading_halt, trading_resume
 from trading.limits import risk_limit_set
-from trading.models import Alert, Decision, Order
+from trading.models import Alert, Decision, Instrument, Order
 from trading.orders import order_mark_rejected
 from trading.selectors import risk_limits_effective
 
@@ -197,7 +197,7 @@ def test_a_halt_stays_an_alert_after_the_drawdown_that_caused_it_recovers() -> N
 
 
 def test_daily_loss_at_the_limit_is_critical_and_resolves_on_recovery() -> None:
-    market = InstrumentFactory()
+    market: Instrument = InstrumentFactory()  # type: ignore[assignment]
     market_quote_set(instrument=market, bid=D("99.9"), ask=D("100.1"), at=timezone.now())
     risk_limit_set(instrument=None, values={"daily_loss_limit": D("50")}, reason="tight", actor="user:risk")
     order = placed_order(instrument=market, qty="10")
