@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -76,6 +75,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--rate", type=float, default=20.0, help="events per second")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--port", type=int, help="the web process's loopback port (default: a free one of the harness's)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "galfriday_site.settings")
     os.environ.setdefault("GALFRIDAY_ENV_FILE", "/dev/null")
@@ -84,7 +86,6 @@ def main() -> int:
     import django  # reason: settings come from the environment
 
     django.setup()
-    import httpx
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.test import Client
@@ -93,69 +94,41 @@ def main() -> int:
 
     from bench.bench_execution_report import cpu_model, prepare_database
     from tests.dashboard.conftest import CHROMIUM, loopback_port, web_env
+    from tests.loopback import uvicorn_server
 
     prepare_database()
     user = get_user_model().objects.create_user(username="bench-viewer", password="pw-bench-123", is_staff=True)
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    port = loopback_port()
+    port = args.port or loopback_port()
     env = {**web_env(), "DJANGO_SETTINGS_MODULE": "galfriday_site.settings"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "galfriday_site.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/api/health/", timeout=5)
-                break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the web server did not start") from None
-                time.sleep(0.2)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-            context = browser.new_context(base_url=base)
-            context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": base}])
-            page = context.new_page()
-            page.goto("/")
-            page.wait_for_selector('body[data-live="live"]', timeout=30_000)
-            page.evaluate(OBSERVER)
-            errors: list[BaseException] = []
-            sender = threading.Thread(target=publish, args=(args.events, args.rate, errors))
-            sender.start()
-            sender.join()
-            if errors:
-                raise errors[0]
-            with contextlib.suppress(PlaywrightTimeout):  # lost events are reported below
-                page.wait_for_function(f"window.__latencies.length >= {args.events}", timeout=10_000)
-            latencies: list[float] = sorted(page.evaluate("window.__latencies"))
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
+    log = ROOT / "var" / "bench-dashboard-events-web.log"
+    with uvicorn_server(env, port=port, log=log) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        context = browser.new_context(base_url=base)
+        context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": base}])
+        page = context.new_page()
+        page.goto("/")
+        page.wait_for_selector('body[data-live="live"]', timeout=30_000)
+        page.evaluate(OBSERVER)
+        errors: list[BaseException] = []
+        sender = threading.Thread(target=publish, args=(args.events, args.rate, errors))
+        sender.start()
+        sender.join()
+        if errors:
+            raise errors[0]
+        with contextlib.suppress(PlaywrightTimeout):  # lost events are reported below
+            page.wait_for_function(f"window.__latencies.length >= {args.events}", timeout=10_000)
+        latencies: list[float] = sorted(page.evaluate("window.__latencies"))
+        browser.close()
 
     def at(q: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(len(latencies) * q))], 2) if latencies else float("nan")
 
     report: dict[str, Any] = {
         "benchmark": "dashboard_event_to_browser",
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load": os.getloadavg()},
         "sent": args.events,
         "seen": len(latencies),
         "rate_per_s": args.rate,

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -73,6 +74,8 @@ def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
     def bar_time(i: int, n: int) -> datetime:
         return now - timedelta(minutes=n - i)
 
+    stages: dict[str, float] = {}  # seconds per step of the fill
+    mark = time.monotonic()
     created = Order.objects.bulk_create(
         [
             Order(
@@ -97,6 +100,7 @@ def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
         ],
         batch_size=5000,
     )
+    stages["orders"], mark = round(time.monotonic() - mark, 1), time.monotonic()
     fills = Fill.objects.bulk_create(
         [
             Fill(
@@ -118,6 +122,7 @@ def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
         ],
         batch_size=5000,
     )
+    stages["fills"], mark = round(time.monotonic() - mark, 1), time.monotonic()
     Decision.objects.bulk_create(
         [
             Decision(
@@ -140,6 +145,7 @@ def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
         ],
         batch_size=5000,
     )
+    stages["decisions"], mark = round(time.monotonic() - mark, 1), time.monotonic()
     features = features_encode([0.001, 0.004, 55.0])
     Prediction.objects.bulk_create(
         [
@@ -160,6 +166,7 @@ def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
         ],
         batch_size=5000,
     )
+    stages["predictions"], mark = round(time.monotonic() - mark, 1), time.monotonic()
     table = TimeSeriesPoint._meta.db_table
     with connection.cursor() as cursor:  # one statement for the bars: BTC/USD up to now, the rest ETH/USD
         cursor.execute(
@@ -180,6 +187,7 @@ def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
             """,
             [now, bars, bars // 2, bars // 2],
         )
+    stages["bars"], mark = round(time.monotonic() - mark, 1), time.monotonic()
     MarketQuote.objects.create(instrument=instrument, bid=price - 1, ask=price + 1, mid=price, quoted_at=now)
     Position.objects.update_or_create(
         instrument=instrument, defaults={"quantity": Decimal("0.01"), "avg_price": Decimal("59000.0")}
@@ -201,16 +209,20 @@ def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
         ],
         batch_size=5000,
     )
+    stages["equity_and_state"], mark = round(time.monotonic() - mark, 1), time.monotonic()
     with connection.cursor() as cursor:  # fresh planner statistics after the bulk inserts
         cursor.execute("ANALYZE")
-    return {"fill_id": fills[-1].pk, "orders": orders, "bars": bars, "predictions": predictions}
+    stages["analyze"] = round(time.monotonic() - mark, 1)
+    return {"fill_id": fills[-1].pk, "orders": orders, "bars": bars, "predictions": predictions, "stages": stages}
 
 
 def measure(urls: list[str], requests: int) -> dict[str, Any]:
     from django.contrib.auth import get_user_model  # reason: after django.setup()
     from django.test import Client
 
-    user = get_user_model().objects.create_user(username="bench-operator", password="pw-bench-123", is_staff=True)
+    user = get_user_model().objects.filter(username="bench-operator").first() or get_user_model().objects.create_user(
+        username="bench-operator", password="pw-bench-123", is_staff=True
+    )
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     results: dict[str, Any] = {}
@@ -233,14 +245,28 @@ def measure(urls: list[str], requests: int) -> dict[str, Any]:
     return results
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options both page benchmarks take."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--predictions", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200, help="requests per URL")
     parser.add_argument("--json", type=Path, help="also write the result here")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the history an earlier run of this benchmark left (migrated)"
+    )
+    return parser
+
+
+def run(
+    benchmark: str,
+    args: argparse.Namespace,
+    filled: Callable[[argparse.Namespace], dict[str, Any]],
+    urls: Callable[[dict[str, Any]], list[str]],
+) -> int:
+    """Set Django up on `DATABASE_URL`, empty and fill it with `filled(args)` (or, with `--reuse`, only migrate and
+    re-analyse what is there), measure `urls(data)`, print the report; 1 when a p95 is over the target."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "galfriday_site.settings")
     os.environ.setdefault("GALFRIDAY_ENV_FILE", "/dev/null")
     os.environ["INFLUXDB_URL"] = ""  # bars in PostgreSQL (the relational store)
@@ -248,34 +274,31 @@ def main() -> int:
 
     django.setup()
     from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
 
     from bench.bench_execution_report import cpu_model, prepare_database
 
     if settings.DATABASES["default"]["NAME"] in FORBIDDEN:
         raise SystemExit("refusing to empty that database")
-    prepare_database()
     started = time.monotonic()
-    data = fill(args.orders, args.bars, args.predictions)
+    if args.reuse:
+        call_command("migrate", verbosity=0, interactive=False)
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    else:
+        prepare_database()
+    data = filled(args)
     filled_s = round(time.monotonic() - started, 1)
-    urls = [
-        "/",
-        "/market/?symbol=BTC/USD",
-        "/api/trading/state/",
-        "/api/trading/equity/",
-        "/api/trading/pnl/",
-        "/api/alerting/alerts/?open=true&limit=50",
-        "/dashboard-api/market/candles/?symbol=BTC/USD&bars=480",
-        "/api/trading/fills/?symbol=BTC/USD&limit=50",
-        "/api/trading/decisions/?symbol=BTC/USD&limit=30",
-        f"/dashboard-api/market/why/?fill={data['fill_id']}",
-    ]
-    results = measure(urls, args.requests)
+    results = measure(urls(data), args.requests)
     worst = max(r["p95_ms"] for r in results.values())
     report = {
-        "benchmark": "dashboard_pages",
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
+        "benchmark": benchmark,
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load": os.getloadavg()},
         "rows": {k: data[k] for k in ("orders", "bars", "predictions")},
+        "reused": args.reuse,
         "fill_seconds": filled_s,
+        "fill_stages_seconds": data.get("stages"),
         "target_p95_ms": TARGET_P95_MS,
         "worst_p95_ms": worst,
         "urls": results,
@@ -285,6 +308,46 @@ def main() -> int:
     if args.json:
         args.json.write_text(text)
     return 0 if worst <= TARGET_P95_MS else 1
+
+
+def history(args: argparse.Namespace) -> dict[str, Any]:
+    """`fill`'s history, or with `--reuse` what a previous fill left."""
+    if not args.reuse:
+        return fill(args.orders, args.bars, args.predictions)
+    from models_registry.models import Prediction  # reason: after django.setup()
+    from timeseries.models import TimeSeriesPoint
+    from trading.models import Fill, Order
+
+    last = Fill.objects.order_by("-pk").first()
+    if last is None:
+        raise SystemExit("--reuse: the database holds no history (run once without --reuse)")
+    return {
+        "fill_id": last.pk,
+        "orders": Order.objects.count(),
+        "bars": TimeSeriesPoint.objects.filter(measurement="bars").count(),
+        "predictions": Prediction.objects.count(),
+    }
+
+
+def main() -> int:
+    args = arguments(__doc__ or "").parse_args()
+    return run(
+        "dashboard_pages",
+        args,
+        history,
+        lambda data: [
+            "/",
+            "/market/?symbol=BTC/USD",
+            "/api/trading/state/",
+            "/api/trading/equity/",
+            "/api/trading/pnl/",
+            "/api/alerting/alerts/?open=true&limit=50",
+            "/dashboard-api/market/candles/?symbol=BTC/USD&bars=480",
+            "/api/trading/fills/?symbol=BTC/USD&limit=50",
+            "/api/trading/decisions/?symbol=BTC/USD&limit=30",
+            f"/dashboard-api/market/why/?fill={data['fill_id']}",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,7 @@ or a request fails.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.bench_dashboard_pages import FORBIDDEN, TARGET_P95_MS, fill, measure  # noqa: E402
+from bench.bench_dashboard_pages import arguments, run  # noqa: E402
+from bench.bench_dashboard_pages import history as dashboard_history  # noqa: E402
 
 MODEL = "btc-usd-1m-direction"
 
@@ -175,34 +173,24 @@ def fill_lifecycle(staging_outcomes: int) -> dict[str, Any]:
     return {"experiment_id": experiment.pk}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--orders", type=int, default=100_000)
-    parser.add_argument("--bars", type=int, default=1_000_000)
-    parser.add_argument("--predictions", type=int, default=100_000)
-    parser.add_argument("--staging-outcomes", type=int, default=20_000)
-    parser.add_argument("--requests", type=int, default=200, help="requests per URL")
-    parser.add_argument("--json", type=Path, help="also write the result here")
-    args = parser.parse_args()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "galfriday_site.settings")
-    os.environ.setdefault("GALFRIDAY_ENV_FILE", "/dev/null")
-    os.environ["INFLUXDB_URL"] = ""  # bars in PostgreSQL (the relational store)
-    import django  # reason: settings come from the environment set above
+def history(args: argparse.Namespace) -> dict[str, Any]:
+    """`bench_dashboard_pages`'s history and the lifecycle pages' rows, or with `--reuse` what a previous run left."""
+    if not args.reuse:
+        data = dashboard_history(args)
+        data.update(fill_lifecycle(args.staging_outcomes))
+        return data
+    from experiments.models import Experiment  # reason: after django.setup()
 
-    django.setup()
-    from django.conf import settings
+    experiment = Experiment.objects.order_by("-pk").first()
+    if experiment is None:
+        raise SystemExit("--reuse: the database holds no lifecycle history (run once without --reuse)")
+    return {**dashboard_history(args), "experiment_id": experiment.pk}
 
-    from bench.bench_execution_report import cpu_model, prepare_database
 
-    if settings.DATABASES["default"]["NAME"] in FORBIDDEN:
-        raise SystemExit("refusing to empty that database")
-    prepare_database()
-    started = time.monotonic()
-    data = fill(args.orders, args.bars, args.predictions)
-    data.update(fill_lifecycle(args.staging_outcomes))
-    filled_s = round(time.monotonic() - started, 1)
+def urls(data: dict[str, Any]) -> list[str]:
     experiment = data["experiment_id"]
-    urls = [
+    since = (datetime.now(UTC) - timedelta(days=100)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return [
         "/models/",
         f"/models/{MODEL}/",
         f"/dashboard-api/models/{MODEL}/cumulative-net-return/?versions=1,2,3,4,5,6",
@@ -211,27 +199,16 @@ def main() -> int:
         "/experiments/",
         f"/experiments/{experiment}/",
         f"/api/experiments/{experiment}/results/",
-        f"/dashboard-api/models/{MODEL}/cumulative-net-return/?versions=1,2&since="
-        + (datetime.now(UTC) - timedelta(days=100)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f"/dashboard-api/models/{MODEL}/cumulative-net-return/?versions=1,2&since={since}",
         "/reconciliation/",
         "/system/",
     ]
-    results = measure(urls, args.requests)
-    worst = max(r["p95_ms"] for r in results.values())
-    report = {
-        "benchmark": "lifecycle_pages",
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count()},
-        "rows": {k: data[k] for k in ("orders", "bars", "predictions")},
-        "fill_seconds": filled_s,
-        "target_p95_ms": TARGET_P95_MS,
-        "worst_p95_ms": worst,
-        "urls": results,
-    }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
-    return 0 if worst <= TARGET_P95_MS else 1
+
+
+def main() -> int:
+    parser = arguments(__doc__ or "")
+    parser.add_argument("--staging-outcomes", type=int, default=20_000)
+    return run("lifecycle_pages", parser.parse_args(), history, urls)
 
 
 if __name__ == "__main__":

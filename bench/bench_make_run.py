@@ -34,12 +34,19 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICE_URLS = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
+SERVICE_URLS: tuple[str, ...] = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL")
 SERVICE_URLS += ("CHANNEL_LAYER_URL", "INFLUXDB_URL", "INFLUXDB_DATABASE", "INFLUXDB_TOKEN")
 SHOWN = ("psr", "dsr", "net_pnl", "excess_net_pnl_vs_hold", "excess_net_pnl_vs_momentum", "ece", "n_oos_trades")
 
 
+PORT_BASE: int | None = None  # --port-base: consecutive ports from here instead of free ones
+
+
 def free_port() -> int:
+    global PORT_BASE
+    if PORT_BASE is not None:
+        PORT_BASE += 1
+        return PORT_BASE - 1
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -79,20 +86,30 @@ def bar_to_fill(db: Path) -> list[dict[str, Any]]:
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
             rows = conn.execute(
-                "SELECT d.decision_id, i.symbol, d.bar_time, MIN(f.recorded_at) FROM trading_decision d "
+                "SELECT d.decision_id, i.symbol, d.bar_time, d.created_at, o.created_at, o.submitted_at, "
+                "MIN(f.recorded_at) FROM trading_decision d JOIN trading_order o ON o.id = d.order_id "
                 "JOIN trading_fill f ON f.order_id = d.order_id JOIN trading_instrument i ON i.id = d.instrument_id "
-                "GROUP BY d.decision_id, i.symbol, d.bar_time"
+                "GROUP BY d.decision_id, i.symbol, d.bar_time, d.created_at, o.created_at, o.submitted_at"
             ).fetchall()
     except sqlite3.Error:
         return []
+
+    def since_end(bar_time: str, at: str | None) -> float | None:
+        return None if at is None else round((_utc(at) - (_utc(bar_time) + BAR_LENGTH)).total_seconds(), 3)
+
     return [
         {
             "decision": decision,
             "symbol": symbol,
             "bar_time": bar_time,
-            "seconds": round((_utc(filled) - (_utc(bar_time) + BAR_LENGTH)).total_seconds(), 3),
+            "seconds": since_end(bar_time, filled),
+            # Where the time goes, each from the bar's end (local clock): the decision row written, the order
+            # created and sent to the exchange.
+            "decision_created": since_end(bar_time, decided),
+            "order_created": since_end(bar_time, ordered),
+            "order_submitted": since_end(bar_time, submitted),
         }
-        for decision, symbol, bar_time, filled in rows
+        for decision, symbol, bar_time, decided, ordered, submitted, filled in rows
     ]
 
 
@@ -129,7 +146,10 @@ def main() -> int:
     parser.add_argument("--symbols", default="BTC/USD,ETH/USD")
     # The default scenario's first model trades a few times an hour: allow about 20 minutes per fill.
     parser.add_argument("--fills", type=int, default=5, help="decisions with a paper fill to wait for (0: none)")
+    parser.add_argument("--port-base", type=int, help="take the system's 5 ports from here (default: free ports)")
     args = parser.parse_args()
+    global PORT_BASE
+    PORT_BASE = args.port_base
     expected = len([s for s in args.symbols.split(",") if s])
 
     with tempfile.TemporaryDirectory(prefix="galfriday-make-run-") as tmp:
@@ -191,6 +211,12 @@ def main() -> int:
             # The figure the target is about: from the moment the ingest worker closes the bar (end + grace).
             "closed_bar_to_paper_fill_seconds": (
                 latency := quantiles([round(f["seconds"] - BAR_GRACE_SECONDS, 3) for f in fills])
+            ),
+            "bar_end_to_decision_created_seconds": quantiles(
+                [f["decision_created"] for f in fills if f["decision_created"] is not None]
+            ),
+            "bar_end_to_order_submitted_seconds": quantiles(
+                [f["order_submitted"] for f in fills if f["order_submitted"] is not None]
             ),
             "closed_bar_to_paper_fill_target_met": latency["p95"] is not None and latency["p95"] < 1.0,
             "fills": fills[-args.fills :] if args.fills else fills,

@@ -14,17 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -35,6 +30,8 @@ from django.test import Client
 
 from galfriday_site.consumers import SYSTEM_GROUP
 from tests.conftest import ROOT
+from tests.loopback import loopback_port as shared_loopback_port
+from tests.loopback import uvicorn_server
 
 T = TypeVar("T")
 CHROMIUM = "/usr/bin/chromium"
@@ -45,14 +42,7 @@ CLOSED_EXCHANGE_PORT = 18299
 
 def loopback_port() -> int:
     """A free loopback port of the harness's range (fixed ranges keep parallel workers' servers apart)."""
-    for port in PORT_RANGE:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORT_RANGE}")
+    return shared_loopback_port(PORT_RANGE)
 
 
 def web_env() -> dict[str, str]:
@@ -85,46 +75,8 @@ def web_server(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
         pytest.skip("the browser tests run against PostgreSQL (DATABASE_URL)")
     if not os.environ.get("REDIS_URL"):
         pytest.skip("the browser tests need the Redis channel layer (REDIS_URL)")
-    port = loopback_port()
-    log = (ROOT / "var" / "dashboard-web-server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "galfriday_site.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=web_env(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:  # a server starting: poll its port (tests.waiting is for conditions inside a test)
-            if proc.poll() is not None:
-                raise AssertionError(f"the web server exited; see {log.name}")
-            try:
-                httpx.get(f"{base}/api/health/", timeout=5)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("the web server did not answer within 60 s") from None
-                time.sleep(0.2)
+    with uvicorn_server(web_env(), port=loopback_port(), log=ROOT / "var" / "dashboard-web-server.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
 
 
 @pytest.fixture(scope="module")

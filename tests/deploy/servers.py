@@ -6,9 +6,7 @@ style URL): there is no internet here."""
 from __future__ import annotations
 
 import json
-import random
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REQUIRE_SERVICES, ROOT
+from tests.loopback import loopback_port as shared_loopback_port
 
 PORTS = range(18500, 18600)
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -29,17 +28,8 @@ ALERTMANAGER_TEMPLATE = ROOT / "deploy" / "alertmanager.yml"
 
 
 def loopback_port() -> int:
-    """A free port of this suite's range (random start, so parallel runs rarely race for the same one)."""
-    ports = list(PORTS)
-    start = random.randrange(len(ports))
-    for port in ports[start:] + ports[:start]:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port in 18500-18599")
+    """A free port of this suite's range."""
+    return shared_loopback_port(PORTS)
 
 
 def program(*names: str) -> str:

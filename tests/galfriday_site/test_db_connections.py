@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from django.db import connection
 
 from galfriday_site.checks import web_connection_problems
 from tests.conftest import ROOT, free_port
+from tests.loopback import uvicorn_server
 
 REQUESTS = 400
 CONCURRENCY = 16
@@ -44,44 +44,9 @@ def _web_env(**extra: str) -> dict[str, str]:
 @contextmanager
 def web_server(env: dict[str, str]) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "galfriday_site.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"the web server exited: {proc.stdout.read()[-3000:] if proc.stdout else ''}")
-            try:
-                httpx.get(f"{base}/api/auth/token/", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("the web server did not answer within 60 s") from None
-                time.sleep(0.2)
+    log = ROOT / "var" / f"web-conn-test-{port}.log"
+    with uvicorn_server(env, port=port, log=log, ready_path="/api/auth/token/") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def web_connections() -> list[str]:
