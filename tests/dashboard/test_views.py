@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from dashboard.formatting import format_decimal, format_time
 from tests.dashboard import scenario
-from trading.models import RiskLimit
+from trading import performance
+from trading.models import EquitySnapshot, RiskLimit
 
 pytestmark = pytest.mark.django_db
 
@@ -115,6 +116,37 @@ def test_equity_is_bucketed_with_the_worst_drawdown_and_the_limit(operator_clien
     assert data["max_drawdown"] == "0.150000"  # the global row seeded by the migrations (or the same default)
     assert 24 <= len(data["points"]) <= 25
     assert max(Decimal(p["drawdown"]) for p in data["points"]) == Decimal("0.07407407")
+
+
+def _snapshots(now: datetime, count: int, step: timedelta) -> None:
+    EquitySnapshot.objects.bulk_create(
+        EquitySnapshot(
+            taken_at=now - step * (count - i), currency="USD", equity=Decimal(1000 + i % 7),
+            realised_pnl=Decimal(0), unrealised_pnl=Decimal(0), fees=Decimal(0), high_water_mark=Decimal(1010),
+            drawdown=Decimal(i % 7) / Decimal(1000),
+        )
+        for i in range(count)
+    )  # fmt: skip
+
+
+def test_a_long_equity_window_aggregates_a_sample_of_the_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(performance, "EQUITY_SAMPLE_ROWS", 100)
+    now = timezone.now()
+    _snapshots(now, 1000, timedelta(minutes=10))  # ~7 days: hourly buckets
+    bucket, points = performance.equity_series(currency="USD", since=now - timedelta(days=7), until=now)
+    assert bucket == "hour"
+    assert 90 <= sum(p.snapshots for p in points) <= 100  # every 10th of the 1,000
+    assert all(Decimal(1000) <= p.equity_low <= p.equity <= p.equity_high <= Decimal(1006) for p in points)
+
+
+def test_a_minute_bucketed_equity_window_aggregates_every_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(performance, "EQUITY_SAMPLE_ROWS", 100)
+    now = timezone.now()
+    _snapshots(now, 1000, timedelta(seconds=10))
+    bucket, points = performance.equity_series(currency="USD", since=now - timedelta(days=1), until=now)
+    assert bucket == "minute"
+    assert sum(p.snapshots for p in points) == 1000
+    assert max(p.drawdown for p in points) == Decimal("0.006")
 
 
 def test_equity_rejects_an_inverted_window(operator_client) -> None:  # type: ignore[no-untyped-def]
