@@ -541,7 +541,9 @@ def run(
             deadline_s = 60.0 if i == 0 else 10.0  # the first loads the model and opens the exchange connection
             sent_wall = datetime.now(UTC)
             t0 = time.perf_counter_ns()
-            sent = app.send_task("trading.tasks.decide_on_bar", args=[SYMBOL, bar_time.isoformat()])
+            sent = app.send_task(  # as the ingest worker sends it (no result subscribed)
+                "trading.tasks.decide_on_bar", args=[SYMBOL, bar_time.isoformat()], ignore_result=True
+            )
             order = None
             polls = 0
             while True:

@@ -14,6 +14,13 @@ from ingest.worker import IngestConfig, IngestWorker
 from timeseries import get_store
 
 
+def enqueue(task: str, args: list[Any]) -> None:
+    """The ingest worker's hand-over to Celery, by task name. Nothing here reads a result: without
+    `ignore_result` each send would also subscribe this process to the task's result channel on Redis (a round
+    trip and a subscription per bar)."""
+    celery_app.send_task(task, args=args, ignore_result=True)
+
+
 class Command(BaseCommand):
     help = (
         "Keep Kraken's WebSocket connections open (public market data; private executions and balances when API "
@@ -64,9 +71,6 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-
-        def enqueue(task: str, args: list[Any]) -> None:
-            celery_app.send_task(task, args=args)
 
         worker = IngestWorker(config, store=get_store(), channel_layer=get_channel_layer(), enqueue=enqueue)
         self.stdout.write(f"ingest: {', '.join(config.symbols)} from {config.ws_url} (Ctrl-C stops)")
