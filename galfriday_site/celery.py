@@ -27,6 +27,11 @@ def make_celery_app(main: str = "galfriday_site", **overrides: Any) -> Celery:
         if "broker_url" in overrides and not str(overrides["broker_url"]).startswith(("redis://", "rediss://")):
             overrides.setdefault("broker_transport_options", {})  # the Redis socket options mean nothing there
         celery_app.conf.update(**overrides)
+    if str(celery_app.conf.broker_url).startswith("redis://") and not celery_app.conf.broker_transport:
+        # kombu's Redis transport with the fix of galfriday_site.broker: a worker whose Redis restarts while it
+        # holds an unacknowledged message keeps running. Not for rediss://, whose TLS default kombu derives from
+        # the scheme's transport name.
+        celery_app.conf.broker_transport = "galfriday_site.broker:Transport"
     celery_app.autodiscover_tasks()
     return celery_app
 
