@@ -56,14 +56,15 @@ PERIODIC_TASKS: list[PeriodicTaskSpec] = [
         queue="lifecycle",
         expires_seconds=60,
     ),
-    # The alert rules (alerting.rules): fire what holds, resolve what cleared; idempotent. The database's every 5 s
-    # (a few indexed reads each), the broker's (queue lengths, a broadcast to the workers) every 30 s.
+    # The alert rules (alerting.rules): fire what holds, resolve what cleared; idempotent. The database's every 2 s
+    # (a few indexed reads each; condition -> notification delivered p99 < 5 s, BENCHMARKS.md), the broker's (queue
+    # lengths, a broadcast to the workers) every 30 s.
     PeriodicTaskSpec(
         "alert rules",
         "alerting.tasks.alert_rules_evaluate",
-        every_seconds=5,
+        every_seconds=2,
         kwargs={"group": "database"},
-        expires_seconds=5,
+        expires_seconds=4,
     ),
     PeriodicTaskSpec(
         "alert rules (broker)",

@@ -1,7 +1,7 @@
 """The alert rules. Each looks at the system and says which conditions of its kinds hold now; the alerts of the
 conditions that hold fire (or repeat), those of conditions that cleared resolve (alerting.rules.base).
 
-They run on the beat schedule (`alerting.tasks.alert_rules_evaluate`: the database rules every 5 s, the broker's
+They run on the beat schedule (`alerting.tasks.alert_rules_evaluate`: the database rules every 2 s, the broker's
 every 30 s) and where the event happens
 (alerting.signals: the trading state, equity snapshots, rejected orders, the ingest heartbeat). Conditions the
 domain apps see themselves raise and resolve their alerts where they happen, through trading.alerts: the kill
@@ -46,8 +46,8 @@ RULES: dict[str, Rule] = {
 
 
 #: Rules that ask the broker (a passive declare per queue; a broadcast that waits INSPECT_TIMEOUT_S for the
-#: workers' answers): every 30 s. The others read a few indexed rows: every 5 s, so a condition only the schedule
-#: sees is an alert within 5 s.
+#: workers' answers): every 30 s. The others read a few indexed rows: every 2 s, so a condition only the schedule
+#: sees is an alert within about 2 s (and a notification within the group wait more: BENCHMARKS.md).
 BROKER_RULES = ("queue_backlog", "queue_no_worker")
 GROUPS: dict[str, tuple[str, ...]] = {
     "all": tuple(RULES),
