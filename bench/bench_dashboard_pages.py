@@ -4,15 +4,16 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/galfriday_dashboard_bench REDIS_URL=redis://127.0.0.1:6379/5 \\
         .venv/bin/python bench/bench_dashboard_pages.py [--orders 100000] [--bars 1000000] \\
-        [--predictions 100000] [--requests 200] [--json out.json]
+        [--predictions 100000] [--requests 200] [--json out.json] [--reuse]
 
 Target: p95 under 150 ms for each page and each read. Needs a quiet machine.
 
 The database (`DATABASE_URL`, created if missing, migrated and EMPTIED: never point it at one you want) is filled
-by bulk inserts (bars by one `INSERT ... SELECT generate_series`), then each URL is requested `--requests` times
-in this process through Django's full request path (middleware, session login, view, template or serializer) with
-the test client: the time measured is the server's, without the network. The slow probes of the health strip
-(they wait on the exchange, the broker and a worker ping) are not pages and are left out.
+by one `INSERT ... SELECT generate_series` per table (no Python object per row; `--reuse` measures a database an
+earlier run filled, after migrating it), then each URL is requested `--requests` times in this process through
+Django's full request path (middleware, session login, view, template or serializer) with the test client: the
+time measured is the server's, without the network. The slow probes of the health strip (they wait on the
+exchange, the broker and a worker ping) are not pages and are left out.
 
 Prints one JSON object: the row counts and, per URL, p50/p90/p95/p99/max in ms; exits 1 when a p95 is over the
 target or a request fails.
@@ -70,103 +71,69 @@ def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
         feature_set_version="1",
     )
     label = "btc-usd-1m-direction v1"
-
-    def bar_time(i: int, n: int) -> datetime:
-        return now - timedelta(minutes=n - i)
-
     stages: dict[str, float] = {}  # seconds per step of the fill
     mark = time.monotonic()
-    created = Order.objects.bulk_create(
-        [
-            Order(
-                client_order_id=f"bench-{i:07d}",
-                exchange_order_id=f"OBENCH-{i:07d}",
-                instrument=instrument,
-                side="buy" if i % 2 else "sell",
-                order_type="market",
-                quantity=qty,
-                state="filled",
-                filled_qty=qty,
-                filled_cost=qty * price,
-                avg_price=price,
-                fees=qty * price * Decimal("0.004"),
-                reason=f"decision BTC/USD:{i}",
-                send_attempts=1,
-                submitted_at=bar_time(i, orders) + timedelta(seconds=61),
-                accepted_at=bar_time(i, orders) + timedelta(seconds=61),
-                closed_at=bar_time(i, orders) + timedelta(seconds=62),
-            )
-            for i in range(orders)
-        ],
-        batch_size=5000,
-    )
-    stages["orders"], mark = round(time.monotonic() - mark, 1), time.monotonic()
-    fills = Fill.objects.bulk_create(
-        [
-            Fill(
-                order=o,
-                instrument=instrument,
-                exec_id=f"TBENCH-{i:07d}",
-                trade_id=i,
-                side=o.side,
-                quantity=qty,
-                price=price,
-                cost=qty * price,
-                fee=qty * price * Decimal("0.004"),
-                realised_pnl=Decimal("0.5") if i % 3 else Decimal("-0.4"),
-                liquidity="t",
-                source="exchange",
-                executed_at=bar_time(i, orders) + timedelta(seconds=62),
-            )
-            for i, o in enumerate(created)
-        ],
-        batch_size=5000,
-    )
-    stages["fills"], mark = round(time.monotonic() - mark, 1), time.monotonic()
-    Decision.objects.bulk_create(
-        [
-            Decision(
-                decision_id=f"BTC/USD:{bar_time(i, orders).isoformat()}:{label}",
-                instrument=instrument,
-                bar_time=bar_time(i, orders),
-                model_version=label,
-                model_name=model.name,
-                model_version_number=1,
-                signal=1 if o.side == "buy" else -1,
-                confidence=Decimal("0.6"),
-                probabilities={"-1": 0.2, "0": 0.2, "1": 0.6},
-                expected_edge=Decimal("0.004"),
-                cost=Decimal("0.0026"),
-                capped_by="max_order_notional",
-                status="ordered",
-                order=o,
-            )
-            for i, o in enumerate(created)
-        ],
-        batch_size=5000,
-    )
-    stages["decisions"], mark = round(time.monotonic() - mark, 1), time.monotonic()
-    features = features_encode([0.001, 0.004, 55.0])
-    Prediction.objects.bulk_create(
-        [
-            Prediction(
-                decision_id=f"BTC/USD:{bar_time(i, predictions).isoformat()}",
-                version=version,
-                symbol="BTC/USD",
-                features_hash="0" * 64,
-                probabilities={"-1": 0.2, "0": 0.2, "1": 0.6},
-                predicted_class=1,
-                signal=1,
-                confidence=0.6,
-                bar_time=bar_time(i, predictions),
-                horizon=60,
-                features=features,
-            )
-            for i in range(predictions)
-        ],
-        batch_size=5000,
-    )
-    stages["predictions"], mark = round(time.monotonic() - mark, 1), time.monotonic()
+    # Orders, fills, decisions and predictions by INSERT ... SELECT generate_series (no Python objects): order i
+    # (0 = the oldest) belongs to the bar that started n - i minutes before `now`, was sent 61 s and filled 62 s
+    # after it; its decision is that bar's (the same as the ORM's bulk_create wrote, about 10x faster).
+    iso = """to_char(b.t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')"""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {Order._meta.db_table} (client_order_id, exchange_order_id, side, order_type, post_only,
+                time_in_force, quantity, state, filled_qty, filled_cost, avg_price, fees, reason, external,
+                created_at, submitted_at, accepted_at, closed_at, updated_at, instrument_id, send_attempts,
+                last_event_sequence)
+            SELECT 'bench-' || lpad(i::text, 7, '0'), 'OBENCH-' || lpad(i::text, 7, '0'),
+                CASE WHEN mod(i, 2) = 1 THEN 'buy' ELSE 'sell' END, 'market', false, 'gtc', %(qty)s, 'filled', %(qty)s,
+                %(qty)s * %(price)s, %(price)s, %(qty)s * %(price)s * 0.004, 'decision BTC/USD:' || i, false,
+                b.t + interval '61 seconds', b.t + interval '61 seconds', b.t + interval '61 seconds',
+                b.t + interval '62 seconds', b.t + interval '62 seconds', %(instrument)s, 1, 0
+            FROM generate_series(0, %(n)s - 1) AS i, LATERAL (SELECT %(now)s - (%(n)s - i) * interval '1 minute' AS t) b
+            ORDER BY i
+            """,
+            {"qty": qty, "price": price, "instrument": instrument.pk, "n": orders, "now": now},
+        )
+        stages["orders"], mark = round(time.monotonic() - mark, 1), time.monotonic()
+        cursor.execute(
+            f"""
+            INSERT INTO {Fill._meta.db_table} (exec_id, trade_id, side, quantity, price, cost, fee, fee_details,
+                liquidity, realised_pnl, source, executed_at, recorded_at, instrument_id, order_id)
+            SELECT 'TBENCH-' || substr(o.client_order_id, 7), substr(o.client_order_id, 7)::bigint, o.side,
+                o.quantity, o.avg_price, o.filled_cost, o.fees, '[]'::jsonb, 't',
+                CASE WHEN mod(substr(o.client_order_id, 7)::bigint, 3) = 0 THEN -0.4 ELSE 0.5 END, 'exchange',
+                o.closed_at, o.closed_at, o.instrument_id, o.id
+            FROM {Order._meta.db_table} o WHERE o.client_order_id LIKE 'bench-%%' ORDER BY o.id
+            """
+        )
+        stages["fills"], mark = round(time.monotonic() - mark, 1), time.monotonic()
+        cursor.execute(
+            f"""
+            INSERT INTO {Decision._meta.db_table} (decision_id, instrument_id, bar_time, model_version, model_name,
+                model_version_number, signal, confidence, probabilities, expected_edge, cost, capped_by,
+                current_qty, target_qty, order_qty, status, reason, order_id, created_at)
+            SELECT 'BTC/USD:' || {iso} || ':' || %(label)s, o.instrument_id, b.t, %(label)s, %(model)s, 1,
+                CASE WHEN o.side = 'buy' THEN 1 ELSE -1 END, 0.6, '{{"-1": 0.2, "0": 0.2, "1": 0.6}}'::jsonb,
+                0.004, 0.0026, 'max_order_notional', 0, 0, 0, 'ordered', '', o.id, b.t + interval '61 seconds'
+            FROM {Order._meta.db_table} o, LATERAL (SELECT o.submitted_at - interval '61 seconds' AS t) b
+            WHERE o.client_order_id LIKE 'bench-%%' ORDER BY o.id
+            """,
+            {"label": label, "model": model.name},
+        )
+        stages["decisions"], mark = round(time.monotonic() - mark, 1), time.monotonic()
+        cursor.execute(
+            f"""
+            INSERT INTO {Prediction._meta.db_table} (decision_id, version_id, symbol, features_hash, probabilities,
+                predicted_class, signal, confidence, bar_time, horizon, features, created_at)
+            SELECT 'BTC/USD:' || {iso}, %(version)s, 'BTC/USD', repeat('0', 64),
+                '{{"-1": 0.2, "0": 0.2, "1": 0.6}}'::jsonb, 1, 1, 0.6, b.t, 60, %(features)s,
+                b.t + interval '61 seconds'
+            FROM generate_series(0, %(n)s - 1) AS i, LATERAL (SELECT %(now)s - (%(n)s - i) * interval '1 minute' AS t) b
+            ORDER BY i
+            """,
+            {"version": version.pk, "features": features_encode([0.001, 0.004, 55.0]), "n": predictions, "now": now},
+        )
+        stages["predictions"], mark = round(time.monotonic() - mark, 1), time.monotonic()
     table = TimeSeriesPoint._meta.db_table
     with connection.cursor() as cursor:  # one statement for the bars: BTC/USD up to now, the rest ETH/USD
         cursor.execute(
@@ -193,27 +160,22 @@ def fill(orders: int, bars: int, predictions: int) -> dict[str, Any]:
         instrument=instrument, defaults={"quantity": Decimal("0.01"), "avg_price": Decimal("59000.0")}
     )
     balance_set(asset="USD", total=Decimal("100000"))
-    EquitySnapshot.objects.bulk_create(
-        [
-            EquitySnapshot(
-                currency="USD",
-                equity=Decimal("100000") - i % 100,
-                realised_pnl=Decimal(0),
-                unrealised_pnl=Decimal(0),
-                fees=Decimal(0),
-                high_water_mark=Decimal("100000"),
-                drawdown=Decimal(i % 100) / Decimal("100000"),
-                taken_at=now - timedelta(seconds=10 * i),
-            )
-            for i in range(60_480)  # seven days of the risk monitor's 10 s snapshots
-        ],
-        batch_size=5000,
-    )
+    with connection.cursor() as cursor:  # seven days of the risk monitor's 10 s snapshots
+        cursor.execute(
+            f"""
+            INSERT INTO {EquitySnapshot._meta.db_table} (currency, equity, realised_pnl, unrealised_pnl, fees,
+                high_water_mark, drawdown, taken_at)
+            SELECT 'USD', 100000 - mod(i, 100), 0, 0, 0, 100000, mod(i, 100) / 100000.0, %s - i * interval '10 seconds'
+            FROM generate_series(0, 60479) AS i ORDER BY i
+            """,
+            [now],
+        )
     stages["equity_and_state"], mark = round(time.monotonic() - mark, 1), time.monotonic()
     with connection.cursor() as cursor:  # fresh planner statistics after the bulk inserts
         cursor.execute("ANALYZE")
     stages["analyze"] = round(time.monotonic() - mark, 1)
-    return {"fill_id": fills[-1].pk, "orders": orders, "bars": bars, "predictions": predictions, "stages": stages}
+    last_fill = Fill.objects.order_by("-executed_at", "-id").values_list("pk", flat=True).first()
+    return {"fill_id": last_fill, "orders": orders, "bars": bars, "predictions": predictions, "stages": stages}
 
 
 def measure(urls: list[str], requests: int) -> dict[str, Any]:
