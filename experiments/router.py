@@ -211,7 +211,9 @@ def _observation_insert(
 def shadow_enqueue(experiment_id: int, decision_key: str) -> None:
     """Hand the treatments' predictions for a decision to a worker (by task name, ids only)."""
     try:
-        app.send_task(SHADOW_TASK, kwargs={"experiment_id": experiment_id, "decision_key": decision_key})
+        app.send_task(  # nobody reads its result: no result subscription (a round trip) per decision
+            SHADOW_TASK, kwargs={"experiment_id": experiment_id, "decision_key": decision_key}, ignore_result=True
+        )
         counters["shadow_enqueued"] += 1
     except Exception:
         # the broker is down: the decision stands; the intake's catch-up makes the prediction later

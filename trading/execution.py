@@ -306,7 +306,9 @@ def _schedule_sync(order_id: int) -> None:
     try:
         # By name (the tasks import this module): the registered task when this process has it, else sent.
         current_app.signature(SYNC_ORDER_TASK, kwargs={"order_id": order_id}).apply_async(
-            countdown=delay, queue="trading"
+            countdown=delay,
+            queue="trading",
+            ignore_result=True,  # nobody reads it: no result subscription
         )
     except Exception as exc:  # a broker hiccup must not turn a placed order into a failed task: count and log
         counters["post_ack_sync_not_scheduled"] += 1

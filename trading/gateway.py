@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Any, Protocol
 
 from celery import current_app
 from django.conf import settings
@@ -88,13 +88,18 @@ class CeleryExecutionGateway:
             held.append(order_id)
             return
         expires = float(settings.GALFRIDAY_EXECUTION_SUBMIT_EXPIRES_S)
-        current_app.send_task(self.submit_task, kwargs={"order_id": order_id}, queue=self.queue, expires=expires)
+        self._send(self.submit_task, {"order_id": order_id}, expires=expires)
 
     def cancel_order(self, *, order_id: int) -> None:
-        current_app.send_task(self.cancel_task, kwargs={"order_id": order_id}, queue=self.queue)
+        self._send(self.cancel_task, {"order_id": order_id})
 
     def cancel_all_orders(self, *, reason: str = "cancel all") -> None:
-        current_app.send_task(self.cancel_all_task, kwargs={"reason": reason}, queue=self.queue)
+        self._send(self.cancel_all_task, {"reason": reason})
+
+    def _send(self, task: str, kwargs: dict[str, Any], **options: Any) -> None:
+        # The caller never reads the task's result: without ignore_result each send would subscribe this process
+        # to the result's channel on Redis (and unsubscribe when the result object goes).
+        current_app.send_task(task, kwargs=kwargs, queue=self.queue, ignore_result=True, **options)
 
 
 def execution_gateway() -> ExecutionGateway:
