@@ -4,6 +4,8 @@
         .venv/bin/python bench/bench_notifications.py latency [--alerts 100] [--group-wait-s 2]
     DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/bench_notifications.py storm \\
         [--events 1000] [--seconds 60] [--fingerprints 200] [--flood-limit 10] [--flood-window-s 300]
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/bench_notifications.py [--port 9550] rules \\
+        [--conditions 120] [--assets 8] [--mean-gap-s 2] [--group-wait-s 1]
 
 Targets (issue 17): condition -> notification delivered p99 under 5 s; a storm of 1,000 alert events in a minute
 gives a bounded number of grouped messages, and nothing is lost from the log.
@@ -21,6 +23,19 @@ commit, the event logged and grouped, the group wait (``NOTIFY_GROUP_WAIT_S``, d
 most of the figure), the broker, the worker's seal and send, the HTTP request. Flood control is set out of reach
 (``NOTIFY_FLOOD_LIMIT`` 1,000,000) because one message per alert is the point here.
 
+rules: the whole production path, from a condition in the database to a person's inbox. Celery beat runs too, on
+the production schedule (``setup_periodic_tasks``) with only the alert rules' database group, the notifications'
+re-drive and reminders enabled, and the e-mail channel is on as well, through Django's SMTP backend to a real SMTP
+server (aiosmtpd) in this process on ``--port`` + 1. ``--assets`` assets each have a minimum balance
+(GALFRIDAY_ALERT_BALANCE_MIN, a rule only the schedule sees); at random times (exponential gaps of mean
+``--mean-gap-s``) an idle asset's balance is set below its minimum (``trading.accounts.balance_set``, as the ingest
+worker does from the exchange's balances; the condition holds from its commit), and once the alert reached both
+receivers the balance is restored, and the resolution is waited for at both. ``--conditions`` such cycles. Parts:
+condition -> alert raised (its ``created_at``: the beat interval, the queue, the pass), raised -> delivered per
+channel (the group wait, the broker, the seal and send), condition -> delivered per channel and on both ("all"), and
+the same for the condition clearing (the clear follows a delivery, so it is in phase with the beat: its figures
+are not a uniform sample of the interval). Flood control is out of reach, as in ``latency``.
+
 storm: ``--events`` raises spread evenly over ``--seconds``, each on one of ``--fingerprints`` conditions drawn
 at random (seeded; kinds and severities mixed: a new condition fires, a known one repeats), with the production
 flood settings unless given. Then it waits until no message is pending (the flood summary is due when the window
@@ -36,9 +51,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import email
 import hashlib
 import hmac
+import io
 import json
+import logging
 import os
 import platform
 import random
@@ -47,6 +65,7 @@ import sys
 import tempfile
 import threading
 import time
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -58,7 +77,7 @@ from bench.bench_execution_report import bench_environment, prepare_database  # 
 from bench.stats import percentiles  # noqa: E402
 
 SECRET = "bench-webhook-secret"
-PORT = 18899  # this helper's loopback range ends here
+PORT = 9550  # --port; the SMTP server of `rules` listens on the next one
 KINDS = [
     ("exchange_disconnected", "critical"),
     ("reconciliation_failed", "critical"),
@@ -110,6 +129,34 @@ class Receiver:
         self.server.server_close()
 
 
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on loopback standing in for the operator's mail server (no internet here):
+    stamps each message's arrival (time.time_ns) with its delivery id (the X-GalFriday-Delivery header)."""
+
+    def __init__(self, port: int) -> None:
+        from aiosmtpd.controller import Controller
+
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command lines
+
+        self.requests: list[tuple[int, int]] = []
+        self.lock = threading.Lock()
+        mailbox = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                arrived = time.time_ns()
+                message = email.message_from_bytes(envelope.content)
+                with mailbox.lock:
+                    mailbox.requests.append((arrived, int(message["X-GalFriday-Delivery"])))
+                return "250 Message accepted for delivery"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
     celery = str(Path(sys.executable).with_name("celery"))
     args = [celery, "-A", "galfriday_site", "worker", "-Q", "default", "--pool", "solo", "--concurrency", "1"]
@@ -122,6 +169,28 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
         f"bench-notify-{os.getpid()}@%h",
     ]
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+
+
+def start_beat(env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    """Celery beat on django-celery-beat's database schedule, as production runs it."""
+    celery = str(Path(sys.executable).with_name("celery"))
+    args = [celery, "-A", "galfriday_site", "beat", "-S", "django", "--loglevel", "WARNING"]
+    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+
+
+def schedule_alerting_only() -> list[str]:
+    """The production schedule (setup_periodic_tasks), with only the alert rules' database group and the
+    notifications' re-drive and reminders enabled: nothing else runs (no worker consumes the other queues, and the
+    broker group's queue_no_worker would fire on them)."""
+    from django.core.management import call_command
+    from django_celery_beat.models import PeriodicTask
+
+    from galfriday_site.periodic import MANAGED_PREFIX
+
+    call_command("setup_periodic_tasks", stdout=io.StringIO())
+    keep = [MANAGED_PREFIX + n for n in ("alert rules", "notifications re-drive", "notification reminders")]
+    PeriodicTask.objects.exclude(name__in=keep).update(enabled=False)
+    return sorted(PeriodicTask.objects.filter(enabled=True).values_list("name", flat=True))
 
 
 def wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.005) -> Any:
@@ -155,6 +224,109 @@ def run_latency(receiver: Receiver, alerts: int, warmup: int, gap_s: float) -> d
             samples.append(arrived - started)
         time.sleep(gap_s)
     return {"condition_to_delivered": percentiles(samples, count_key="alerts")}
+
+
+def run_rules(
+    webhook: Receiver, mailbox: Mailbox, conditions: int, assets: list[str], mean_gap_s: float
+) -> dict[str, Any]:
+    """Conditions made true in the database, found by the beat-scheduled rules, delivered on both channels: see the
+    module. Returns the distributions of each part, per channel."""
+    from notifications.models import NotificationItem
+    from trading.accounts import balance_set
+    from trading.models import Alert
+
+    chooser = random.Random(17)
+    channels = ("webhook", "email")
+    # asset -> ("low", t0) | ("restored", t1, alert_id)
+    state: dict[str, tuple[Any, ...]] = {}
+    delivered: dict[tuple[int, str, str], int] = {}  # (alert_id, change, channel) -> first arrival
+    fingerprints: dict[int, str] = {}
+    cycles: list[dict[str, Any]] = []
+    seen = {"webhook": 0, "email": 0}
+    started = 0
+    next_start = time.monotonic()
+    deadline_s = 120.0
+
+    def arrivals() -> None:
+        with webhook.lock:
+            hooks = [(t, int(body["delivery_id"])) for t, body in webhook.requests[seen["webhook"] :]]
+            seen["webhook"] = len(webhook.requests)
+        with mailbox.lock:
+            mails = list(mailbox.requests[seen["email"] :])
+            seen["email"] = len(mailbox.requests)
+        for channel, got in (("webhook", hooks), ("email", mails)):
+            for arrived, delivery_id in got:
+                for alert_id, change in NotificationItem.objects.filter(notification_id=delivery_id).values_list(
+                    "event__alert_id", "event__change"
+                ):
+                    delivered.setdefault((alert_id, change, channel), arrived)
+
+    def alert_of(asset: str, change: str) -> int | None:
+        for (alert_id, ch, _), _t in list(delivered.items()):
+            if ch != change:
+                continue
+            if alert_id not in fingerprints:
+                fingerprints[alert_id] = Alert.objects.values_list("fingerprint", flat=True).get(pk=alert_id)
+            if fingerprints[alert_id] == f"balance_low:{asset}" and not any(
+                c.get("alert_id") == alert_id for c in cycles
+            ):
+                return alert_id
+        return None
+
+    while len(cycles) < conditions:
+        now = time.monotonic()
+        idle = [a for a in assets if a not in state]
+        if started < conditions and now >= next_start and idle:
+            asset = chooser.choice(idle)
+            balance_set(asset=asset, total=Decimal("1"))  # committed: the condition holds from here
+            state[asset] = ("low", time.time_ns(), now)
+            started += 1
+            next_start = now + chooser.expovariate(1.0 / mean_gap_s)
+        arrivals()
+        for asset, st in list(state.items()):
+            if time.monotonic() - st[2] > deadline_s:
+                raise SystemExit(f"{asset}: nothing delivered within {deadline_s} s of {st[0]}")
+            if st[0] == "low":
+                alert_id = alert_of(asset, "fired")
+                if alert_id is None or not all((alert_id, "fired", c) in delivered for c in channels):
+                    continue
+                balance_set(asset=asset, total=Decimal("1000"))  # the condition clears
+                state[asset] = ("restored", time.time_ns(), time.monotonic(), alert_id, st[1])
+            else:
+                _, cleared, _, alert_id, made_true = st
+                if not all((alert_id, "resolved", c) in delivered for c in channels):
+                    continue
+                alert = Alert.objects.get(pk=alert_id)
+                assert alert.resolved_at is not None
+                raised, resolved = alert.created_at.timestamp() * 1e9, alert.resolved_at.timestamp() * 1e9
+                cycle: dict[str, Any] = {"alert_id": alert_id, "asset": asset}
+                cycle["condition_to_raised"] = raised - made_true
+                if raised < made_true:
+                    raise SystemExit(f"{asset}: alert {alert_id} was raised before its condition held")
+                cycle["clear_to_resolved"] = resolved - cleared
+                for c in channels:
+                    cycle[f"condition_to_delivered:{c}"] = delivered[(alert_id, "fired", c)] - made_true
+                    cycle[f"raised_to_delivered:{c}"] = delivered[(alert_id, "fired", c)] - raised
+                    cycle[f"clear_to_delivered:{c}"] = delivered[(alert_id, "resolved", c)] - cleared
+                cycle["condition_to_delivered:all"] = max(cycle[f"condition_to_delivered:{c}"] for c in channels)
+                cycles.append(cycle)
+                del state[asset]
+        time.sleep(0.01)
+
+    def dist(key: str) -> dict[str, Any]:
+        return percentiles([int(c[key]) for c in cycles], count_key="conditions")
+
+    keys = ["condition_to_raised", "clear_to_resolved"] + [
+        f"{part}:{c}"
+        for part in ("condition_to_delivered", "raised_to_delivered", "clear_to_delivered")
+        for c in (*channels, "all")
+        if not (c == "all" and part != "condition_to_delivered")
+    ]
+    return {
+        "conditions": len(cycles),
+        "over_5_s": sum(1 for c in cycles if c["condition_to_delivered:all"] > 5e9),
+        **{key: dist(key) for key in keys},
+    }
 
 
 def run_storm(receiver: Receiver, events: int, seconds: float, fingerprints: int) -> dict[str, Any]:
@@ -219,6 +391,12 @@ def main() -> int:
     storm.add_argument("--group-wait-s", type=float, default=None)
     storm.add_argument("--flood-limit", type=int, default=None, help="NOTIFY_FLOOD_LIMIT (default: setting's)")
     storm.add_argument("--flood-window-s", type=int, default=None, help="NOTIFY_FLOOD_WINDOW_S (default: setting's)")
+    rules = sub.add_parser("rules")
+    rules.add_argument("--conditions", type=int, default=120)
+    rules.add_argument("--assets", type=int, default=8, help="conditions that may hold at once")
+    rules.add_argument("--mean-gap-s", type=float, default=2.0, help="mean time between conditions (exponential)")
+    rules.add_argument("--group-wait-s", type=float, default=None)
+    parser.add_argument("--port", type=int, default=PORT, help="the webhook receiver's; SMTP on the next one")
     parser.add_argument("--log-dir", default="")
     args = parser.parse_args()
 
@@ -227,7 +405,7 @@ def main() -> int:
             **os.environ,
             **bench_environment(var_dir),
             "PYTHONPATH": str(ROOT),
-            "NOTIFY_WEBHOOK_URL": f"http://127.0.0.1:{PORT}/hook",
+            "NOTIFY_WEBHOOK_URL": f"http://127.0.0.1:{args.port}/hook",
             "NOTIFY_WEBHOOK_SECRET": SECRET,
             "NOTIFY_WEBHOOK_FORMAT": "json",
             "NOTIFY_EMAIL_TO": "",
@@ -238,7 +416,17 @@ def main() -> int:
         }
         if args.group_wait_s is not None:
             env["NOTIFY_GROUP_WAIT_S"] = str(args.group_wait_s)
-        if args.mode == "latency":
+        assets = [f"BENCH{i:02d}" for i in range(getattr(args, "assets", 0))]
+        if args.mode == "rules":
+            env.update(
+                NOTIFY_EMAIL_TO="ops@example.com",
+                EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+                EMAIL_HOST="127.0.0.1",
+                EMAIL_PORT=str(args.port + 1),
+                EMAIL_USE_TLS="false",
+                GALFRIDAY_ALERT_BALANCE_MIN=",".join(f"{a}=100" for a in assets),
+            )
+        if args.mode in ("latency", "rules"):
             env["NOTIFY_FLOOD_LIMIT"] = "1000000"
         else:
             if args.flood_limit is not None:
@@ -257,8 +445,17 @@ def main() -> int:
         app.control.purge()
         log_dir = Path(args.log_dir) if args.log_dir else Path(var_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
-        receiver = Receiver(PORT)
+        receiver = Receiver(args.port)
+        mailbox = Mailbox(args.port + 1) if args.mode == "rules" else None
+        schedule = []
+        if args.mode == "rules":
+            from trading.accounts import balance_set
+
+            for asset in assets:  # above the minimum before the rules first run (a missing balance is zero)
+                balance_set(asset=asset, total=Decimal("1000"))
+            schedule = schedule_alerting_only()
         worker = start_worker(env, log_dir / "worker.log")
+        beat = start_beat(env, log_dir / "beat.log") if args.mode == "rules" else None
         try:
             wait_until(
                 lambda: worker.poll() is not None or app.control.ping(timeout=1.0), 120, "the worker", interval_s=0.5
@@ -267,15 +464,26 @@ def main() -> int:
                 raise SystemExit(f"the worker exited ({worker.returncode}); see {log_dir / 'worker.log'}")
             if args.mode == "latency":
                 result = run_latency(receiver, args.alerts, args.warmup, args.gap_ms / 1000)
+            elif args.mode == "rules":
+                assert mailbox is not None
+                result = {
+                    "schedule": schedule,
+                    **run_rules(receiver, mailbox, args.conditions, assets, args.mean_gap_s),
+                }
             else:
                 result = run_storm(receiver, args.events, args.seconds, args.fingerprints)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            for process in (beat, worker):
+                if process is None:
+                    continue
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
             receiver.stop()
+            if mailbox is not None:
+                mailbox.stop()
         result = {
             "mode": args.mode,
             "group_wait_s": settings.NOTIFY_GROUP_WAIT_S,
