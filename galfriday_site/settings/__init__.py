@@ -476,7 +476,7 @@ GALFRIDAY_RECONCILIATION_CORRECT_UNTRADED_BALANCES = env.bool(
 # --- Alerting (in-app alerts and their rules: trading.alerts, alerting.rules) ------------------------------------
 # Each alert kind links to its runbook section: this base followed by "#<kind>".
 GALFRIDAY_ALERT_RUNBOOK_BASE_URL = env.str("GALFRIDAY_ALERT_RUNBOOK_BASE_URL", default="alerting/RUNBOOK.md")
-# Thresholds of the rules (alerting.tasks.alert_rules_evaluate from beat: the database rules every 5 s, the
+# Thresholds of the rules (alerting.tasks.alert_rules_evaluate from beat: the database rules every 2 s, the
 # broker's every 30 s; others at the event). The WebSocket rule uses INGEST_DISCONNECT_ALERT_SECONDS; drawdown and
 # daily loss use the risk limits.
 # Drawdown warning at this fraction of the max_drawdown limit (the limit itself halts trading: critical).
