@@ -80,7 +80,8 @@ class RunListApi(APIView):
     @extend_schema(parameters=[FilterSerializer], responses=RunOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         filters = _valid(self.FilterSerializer, request.query_params)
-        return paginated_response(request, self, selectors.run_list(filters=filters), RunOutputSerializer)
+        rows = selectors.run_list(filters=filters)
+        return paginated_response(request, self, rows, RunOutputSerializer, from_values=True)
 
 
 class RunDetailApi(APIView):
@@ -126,9 +127,8 @@ class DiscrepancyListApi(APIView):
     @extend_schema(parameters=[FilterSerializer], responses=DiscrepancyOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
         filters = _valid(self.FilterSerializer, request.query_params)
-        return paginated_response(
-            request, self, selectors.discrepancy_list(filters=filters), DiscrepancyOutputSerializer
-        )
+        rows = selectors.discrepancy_list(filters=filters)
+        return paginated_response(request, self, rows, DiscrepancyOutputSerializer, from_values=True)
 
 
 class DiscrepancyDetailApi(APIView):

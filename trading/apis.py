@@ -89,9 +89,8 @@ class OrderListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        return paginated_response(
-            request, self, selectors.order_list(filters=filters.validated_data), OrderOutputSerializer
-        )
+        rows = selectors.order_list(filters=filters.validated_data)
+        return paginated_response(request, self, rows, OrderOutputSerializer, from_values=True)
 
 
 class OrderDetailApi(APIView):
@@ -134,9 +133,8 @@ class FillListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        return paginated_response(
-            request, self, selectors.fill_list(filters=filters.validated_data), FillOutputSerializer
-        )
+        rows = selectors.fill_list(filters=filters.validated_data)
+        return paginated_response(request, self, rows, FillOutputSerializer, from_values=True)
 
 
 class DecisionOutputSerializer(serializers.Serializer):
@@ -178,9 +176,8 @@ class DecisionListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        return paginated_response(
-            request, self, selectors.decision_list(filters=filters.validated_data), DecisionOutputSerializer
-        )
+        rows = selectors.decision_list(filters=filters.validated_data)
+        return paginated_response(request, self, rows, DecisionOutputSerializer, from_values=True)
 
 
 class PositionListApi(APIView):

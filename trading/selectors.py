@@ -65,7 +65,7 @@ def order_get(*, order_id: int) -> Order | None:
         Order.objects.select_related("instrument", "decision")
         .prefetch_related(
             Prefetch("events", queryset=OrderEvent.objects.order_by("sequence")),
-            Prefetch("fills", queryset=Fill.objects.order_by("executed_at", "id")),
+            Prefetch("fills", queryset=Fill.objects.select_related("instrument").order_by("executed_at", "id")),
         )
         .filter(pk=order_id)
         .first()

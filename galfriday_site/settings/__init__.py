@@ -583,6 +583,9 @@ REST_FRAMEWORK = {
 }
 # The largest `limit` a list endpoint serves (larger values are capped).
 GALFRIDAY_API_MAX_LIMIT = env.int("GALFRIDAY_API_MAX_LIMIT", default=1000)
+# A list's `count` is exact up to this many rows past the page; beyond, it says "at least" (`count_exact` false), so
+# a page of a long list costs no COUNT(*) of the whole table (core.pagination).
+GALFRIDAY_API_COUNT_AHEAD = env.int("GALFRIDAY_API_COUNT_AHEAD", default=1000)
 # A request body larger than this is refused with 413 before it is read (bytes; Django's own limit for forms).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 SPECTACULAR_SETTINGS = {
