@@ -10,7 +10,8 @@ database (read-only) until every symbol's model has a production version and `--
 paper fill (0: promotions only), then stops the system with Ctrl-C (SIGINT). Prints JSON: seconds from the start of
 `migrate` to each promotion, the promoted versions' gate metrics, how long `migrate` took, and closed bar → paper
 fill per decision (to the fill's `recorded_at` from the bar's close, its end plus the ingest worker's 2 s grace,
-and from its end: p50, p95, max), with the system's own `galfriday_bar_to_ack_seconds` histogram (from the bar's
+and from its end: p50, p95, max; with the bar end to the decision row and the order sent, and the decision
+row to the fill), with the system's own `galfriday_bar_to_ack_seconds` histogram (from the bar's
 end) read from its `/metrics` at the end.
 """
 
@@ -70,7 +71,8 @@ def production_versions(db: Path) -> list[dict[str, Any]]:
 
 
 BAR_LENGTH = timedelta(minutes=1)
-# The ingest worker closes a bar at its end plus this grace (ingest.worker's bar_grace_s), for late trades.
+# The ingest worker closes a bar at its end plus this grace (ingest.worker's bar_grace_s), for late trades; a quiet
+# market's bar is closed by the bar clock one CLOCK_MARGIN (1 s) later still, at end + 3 s.
 BAR_GRACE_SECONDS = 2.0
 
 
@@ -214,6 +216,10 @@ def main() -> int:
             ),
             "bar_end_to_decision_created_seconds": quantiles(
                 [f["decision_created"] for f in fills if f["decision_created"] is not None]
+            ),
+            # The decision pipeline's part: from the decision row written to the paper fill recorded.
+            "decision_written_to_paper_fill_seconds": quantiles(
+                [round(f["seconds"] - f["decision_created"], 3) for f in fills if f["decision_created"] is not None]
             ),
             "bar_end_to_order_submitted_seconds": quantiles(
                 [f["order_submitted"] for f in fills if f["order_submitted"] is not None]
