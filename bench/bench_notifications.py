@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/galfriday_bench REDIS_URL=redis://127.0.0.1:6379/8 \\
         .venv/bin/python bench/bench_notifications.py latency [--alerts 100] [--group-wait-s 2]
     DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/bench_notifications.py storm \\
-        [--events 1000] [--seconds 60] [--fingerprints 200] [--flood-limit 10] [--flood-window-s 300]
+        [--events 1000] [--seconds 60] [--fingerprints 200] [--flood-limit 10] [--flood-window-s 300] [--email]
     DATABASE_URL=... REDIS_URL=... .venv/bin/python bench/bench_notifications.py [--port 9550] rules \\
         [--conditions 120] [--assets 8] [--mean-gap-s 2] [--group-wait-s 1]
 
@@ -38,7 +38,8 @@ are not a uniform sample of the interval). Flood control is out of reach, as in 
 
 storm: ``--events`` raises spread evenly over ``--seconds``, each on one of ``--fingerprints`` conditions drawn
 at random (seeded; kinds and severities mixed: a new condition fires, a known one repeats), with the production
-flood settings unless given. Then it waits until no message is pending (the flood summary is due when the window
+flood settings unless given (``--email``: the e-mail channel on too, to a real SMTP server as in ``rules``).
+Then it waits until no message is pending (the flood summary is due when the window
 has room again) and counts: raises accounted for (the alerts' counts: a repeat is counted on its alert, and logged
 as an event when it is sent), conditions fired and their events logged (one each), events routed to the webhook,
 messages and their kinds, requests the receiver got, and whether every routed event was carried by exactly one
@@ -329,7 +330,9 @@ def run_rules(
     }
 
 
-def run_storm(receiver: Receiver, events: int, seconds: float, fingerprints: int) -> dict[str, Any]:
+def run_storm(
+    receiver: Receiver, events: int, seconds: float, fingerprints: int, mailbox: Mailbox | None = None
+) -> dict[str, Any]:
     from django.db.models import Sum
 
     from notifications.models import AlertEvent, Notification, NotificationItem
@@ -373,6 +376,31 @@ def run_storm(receiver: Receiver, events: int, seconds: float, fingerprints: int
         "event_count_sum": webhook.aggregate(n=Sum("event_count"))["n"] or 0,
         "receiver_requests": len(receiver.requests),
         "events_in_received_payloads": sum(body["event_count"] for _, body in receiver.requests),
+        **({"email": storm_email(mailbox)} if mailbox is not None else {}),
+    }
+
+
+def storm_email(mailbox: Mailbox) -> dict[str, Any]:
+    """The e-mail channel's side of a storm: its messages, and whether each sent one reached the SMTP server once."""
+    from django.db.models import Sum
+
+    from notifications.models import AlertEvent, Notification, NotificationItem
+
+    mail = Notification.objects.filter(channel="email")
+    received = [delivery_id for _, delivery_id in mailbox.requests]
+    sent_ids = sorted(mail.filter(state="sent").values_list("pk", flat=True))
+    return {
+        "events_routed": AlertEvent.objects.filter(routed_to__contains=["email"]).count(),
+        "events_carried_by_messages": NotificationItem.objects.filter(notification__channel="email").count(),
+        "events_carried_by_sent_messages": NotificationItem.objects.filter(
+            notification__channel="email", notification__state="sent"
+        ).count(),
+        "messages": mail.count(),
+        "messages_by_kind": {k: mail.filter(kind=k).count() for k in ("alerts", "summary")},
+        "messages_sent": len(sent_ids),
+        "event_count_sum": mail.aggregate(n=Sum("event_count"))["n"] or 0,
+        "smtp_messages_received": len(received),
+        "each_sent_message_received_once": sorted(received) == sent_ids,
     }
 
 
@@ -391,6 +419,7 @@ def main() -> int:
     storm.add_argument("--group-wait-s", type=float, default=None)
     storm.add_argument("--flood-limit", type=int, default=None, help="NOTIFY_FLOOD_LIMIT (default: setting's)")
     storm.add_argument("--flood-window-s", type=int, default=None, help="NOTIFY_FLOOD_WINDOW_S (default: setting's)")
+    storm.add_argument("--email", action="store_true", help="the e-mail channel on too (a real SMTP server)")
     rules = sub.add_parser("rules")
     rules.add_argument("--conditions", type=int, default=120)
     rules.add_argument("--assets", type=int, default=8, help="conditions that may hold at once")
@@ -417,7 +446,7 @@ def main() -> int:
         if args.group_wait_s is not None:
             env["NOTIFY_GROUP_WAIT_S"] = str(args.group_wait_s)
         assets = [f"BENCH{i:02d}" for i in range(getattr(args, "assets", 0))]
-        if args.mode == "rules":
+        if args.mode == "rules" or getattr(args, "email", False):
             env.update(
                 NOTIFY_EMAIL_TO="ops@example.com",
                 EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
@@ -446,7 +475,7 @@ def main() -> int:
         log_dir = Path(args.log_dir) if args.log_dir else Path(var_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         receiver = Receiver(args.port)
-        mailbox = Mailbox(args.port + 1) if args.mode == "rules" else None
+        mailbox = Mailbox(args.port + 1) if args.mode == "rules" or getattr(args, "email", False) else None
         schedule = []
         if args.mode == "rules":
             from trading.accounts import balance_set
@@ -471,7 +500,7 @@ def main() -> int:
                     **run_rules(receiver, mailbox, args.conditions, assets, args.mean_gap_s),
                 }
             else:
-                result = run_storm(receiver, args.events, args.seconds, args.fingerprints)
+                result = run_storm(receiver, args.events, args.seconds, args.fingerprints, mailbox)
         finally:
             for process in (beat, worker):
                 if process is None:
@@ -509,6 +538,12 @@ def main() -> int:
             == result["events_in_received_payloads"]
         ):
             problems.append("routed events not all carried by exactly one sent message")
+        mail = result.get("email")
+        if mail is not None and not (
+            mail["events_routed"] == mail["events_carried_by_messages"] == mail["events_carried_by_sent_messages"]
+            and mail["each_sent_message_received_once"]
+        ):
+            problems.append("e-mail: routed events not all carried by a sent message received once")
     if problems:
         print("bench_notifications: " + "; ".join(problems), file=sys.stderr)
         return 1
