@@ -34,10 +34,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -108,6 +110,28 @@ def wait_quiet(system: System, bars_until: datetime, timeout_s: float) -> float:
             connection.close()
         time.sleep(1.0)
     return time.monotonic() - started
+
+
+T = TypeVar("T")
+
+
+def db_retry(fn: Callable[[], T], what: str, timeout_s: float = 180.0) -> T:
+    """`fn()` with the campaign's own database access retried: the PostgreSQL server is shared, and at its
+    connection limit ("too many clients", other users' load) it refuses the campaign's checks for a while. The
+    system under test meets the same refusal as a fault; the harness waits it out (printed, not a violation)."""
+    import psycopg
+    from django.db import OperationalError, connection
+
+    started = time.monotonic()
+    while True:
+        try:
+            return fn()
+        except (OperationalError, psycopg.OperationalError) as exc:
+            if time.monotonic() - started > timeout_s:
+                raise
+            print(f"  (campaign's database access, {what}: {exc}; retrying)", flush=True)
+            connection.close()
+            time.sleep(5.0)
 
 
 def run_steps(steps: list[Step], t0: float, until: float) -> list[dict[str, Any]]:
@@ -220,8 +244,8 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for name in chosen:
                 steps += steps_for(name, system, rng.uniform(1, args.active_s * 0.7), rng, pg)
             round_started = datetime.now(UTC)
-            orders_before, fills_before = Order.objects.count(), Fill.objects.count()
-            connections_before = pg_connections(pg, database)
+            orders_before, fills_before = db_retry(lambda: (Order.objects.count(), Fill.objects.count()), "counts")
+            connections_before = db_retry(partial(pg_connections, pg, database), "connections")
             t0 = time.monotonic()
             done = run_steps(steps, t0, args.active_s)
             active_end = datetime.now(UTC)
@@ -237,9 +261,9 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             connection.close()
             from trading.models import TradingState
 
-            state = TradingState.objects.first()
+            state = db_retry(TradingState.objects.first, "trading state")
             state_at_end = {"state": state.state, "reason": state.reason, "by": state.changed_by} if state else {}
-            trading_set("halted", "fault campaign: the round's checks")
+            db_retry(lambda: trading_set("halted", "fault campaign: the round's checks"), "halt")
             bar_end = active_end.replace(microsecond=0) - timedelta(seconds=active_end.second % BAR_SECONDS)
             waited = wait_quiet(system, bar_end, args.quiet_timeout_s)
             if args.settle_s:
@@ -249,19 +273,20 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             hi = datetime.fromtimestamp(int(bar_end.timestamp()) // step * step, UTC)
             if step > BAR_SECONDS:  # the bar the round started in, and the last one closed before it ended
                 lo, hi = lo - timedelta(seconds=step), max(hi, lo)
-            violations, info = check_round(system, since, (lo, hi), round_started, step)
+            violations, info = db_retry(partial(check_round, system, since, (lo, hi), round_started, step), "checks")
+            orders_after, fills_after = db_retry(lambda: (Order.objects.count(), Fill.objects.count()), "counts")
             record = {
                 "round": n,
                 "faults": chosen,
                 "steps": done,
                 "exited_unprompted": restarted,
                 "trading_at_round_end": state_at_end,
-                "orders": Order.objects.count() - orders_before,
-                "fills": Fill.objects.count() - fills_before,
-                "fills_total": Fill.objects.count(),
+                "orders": orders_after - orders_before,
+                "fills": fills_after - fills_before,
+                "fills_total": fills_after,
                 "quiet_wait_s": round(waited, 1),
                 "pg_connections_before": connections_before,
-                "pg_connections_after": pg_connections(pg, database),
+                "pg_connections_after": db_retry(partial(pg_connections, pg, database), "connections"),
                 "violations": {k: v for k, v in violations.items() if v},
                 **info,
                 "seconds": round(time.monotonic() - t0, 1),
@@ -279,7 +304,7 @@ def campaign(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     print(f"    {kind}: {v}", flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps({"rounds": rounds}, indent=2, default=str))
-            trading_set("active", f"fault campaign: round {n + 1}")
+            db_retry(partial(trading_set, "active", f"fault campaign: round {n + 1}"), "resume")
     finally:
         system.stop()
     return {
