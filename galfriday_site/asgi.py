@@ -21,6 +21,13 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from galfriday_site.checks import web_connection_problems  # noqa: E402
 from galfriday_site.routing import websocket_urlpatterns  # noqa: E402
 
+if settings.GALFRIDAY_PROCESS != "web":
+    # The settings were loaded before this module said it is the web process (something imported at the package's
+    # import read them): they chose the worker's persistent connections. Refuse rather than leak connections.
+    raise ImproperlyConfigured(
+        "galfriday_site.asgi: the settings were loaded before GALFRIDAY_PROCESS=web was set; nothing imported by "
+        "the galfriday_site package may read Django settings at import time."
+    )
 _problems = web_connection_problems(process=settings.GALFRIDAY_PROCESS, databases=settings.DATABASES)
 if _problems:
     raise ImproperlyConfigured("; ".join(f"{p.id}: {p.msg} {p.hint}" for p in _problems))

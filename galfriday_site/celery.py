@@ -27,11 +27,17 @@ def make_celery_app(main: str = "galfriday_site", **overrides: Any) -> Celery:
         if "broker_url" in overrides and not str(overrides["broker_url"]).startswith(("redis://", "rediss://")):
             overrides.setdefault("broker_transport_options", {})  # the Redis socket options mean nothing there
         celery_app.conf.update(**overrides)
-    if str(celery_app.conf.broker_url).startswith("redis://") and not celery_app.conf.broker_transport:
+
+    @celery_app.on_after_configure.connect(weak=False)
+    def _redis_transport(sender: Celery, **_: Any) -> None:
         # kombu's Redis transport with the fix of galfriday_site.broker: a worker whose Redis restarts while it
         # holds an unacknowledged message keeps running. Not for rediss://, whose TLS default kombu derives from
-        # the scheme's transport name.
-        celery_app.conf.broker_transport = "galfriday_site.broker:Transport"
+        # the scheme's transport name. Decided when the configuration loads, not here: reading `conf` at import
+        # loads Django's settings while `galfriday_site` itself is imported, before galfriday_site.asgi has said
+        # it is the web process (GALFRIDAY_PROCESS), and the web would keep a database connection per thread.
+        if str(sender.conf.broker_url).startswith("redis://") and not sender.conf.broker_transport:
+            sender.conf.broker_transport = "galfriday_site.broker:Transport"
+
     celery_app.autodiscover_tasks()
     return celery_app
 
