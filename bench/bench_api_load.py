@@ -79,6 +79,7 @@ def prepare(orders: int, users: int, runs: int) -> dict[str, Any]:
     from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
+    from django.db import connection
 
     from bench.bench_execution_report import btc_usd_upsert
     from galfriday_site.tokens import api_token_issue
@@ -192,6 +193,8 @@ def prepare(orders: int, users: int, runs: int) -> dict[str, Any]:
         ],
         batch_size=2000,
     )
+    with connection.cursor() as cursor:  # statistics as a database that has been running has them (autovacuum's)
+        cursor.execute("ANALYZE")
     user_model = get_user_model()
     tokens = []
     for i in range(users):

@@ -7,8 +7,9 @@ standard library with gevent on import, so nothing of the project or its tests i
 Needs `GALFRIDAY_LOAD_FIXTURE`: a JSON file written by the bench with the read-only users' API tokens and the ids of
 real rows (orders, reconciliation runs). Each simulated client holds one token (round robin) and sends
 `GALFRIDAY_LOAD_RPS_PER_USER` requests per second (constant throughput), as a proxy would forward them
-(`X-Forwarded-Proto: https`, so the production settings' HTTPS redirect does not apply). The mix: list, detail and
-health reads, weighted as an operator's dashboard and an integration poll them.
+(`X-Forwarded-Proto: https`, so the production settings' HTTPS redirect does not apply). The mix
+(`bench/api_load_mix.py`, which `bench/profile_api_reads.py` measures in-process too): list, detail and health
+reads, weighted as an operator's dashboard and an integration poll them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ import itertools
 import json
 import os
 import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
-from locust import FastHttpUser, constant_throughput, task
+from locust import FastHttpUser, constant_throughput
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.api_load_mix import MIX  # plain data: the mix the profile measures too
 
 with open(os.environ["GALFRIDAY_LOAD_FIXTURE"]) as f:
     FIXTURE = json.load(f)
@@ -28,51 +35,19 @@ RUN_IDS = FIXTURE["run_ids"]
 RPS_PER_USER = float(os.environ.get("GALFRIDAY_LOAD_RPS_PER_USER", "10"))
 
 
+def read(name: str, template: str) -> Callable[[ReadOnlyClient], None]:
+    def task(user: ReadOnlyClient) -> None:
+        path = template.format(order_id=random.choice(ORDER_IDS), run_id=random.choice(RUN_IDS))
+        user.client.get(path, headers=user.headers, name=name)
+
+    task.__name__ = name.replace(" ", "_")
+    return task
+
+
 class ReadOnlyClient(FastHttpUser):
     wait_time = constant_throughput(RPS_PER_USER)
+    # as locust expands a {task: weight} dict: each task `weight` times in the list it draws from
+    tasks = [task for name, weight, template in MIX for task in [read(name, template)] * weight]
 
     def on_start(self) -> None:
         self.headers = {"Authorization": f"Token {next(TOKENS)}", "X-Forwarded-Proto": "https"}
-
-    def get(self, path: str, name: str) -> None:
-        self.client.get(path, headers=self.headers, name=name)
-
-    @task(20)
-    def orders(self) -> None:
-        self.get("/api/trading/orders/?limit=50", "orders list")
-
-    @task(20)
-    def order(self) -> None:
-        self.get(f"/api/trading/orders/{random.choice(ORDER_IDS)}/", "order detail")
-
-    @task(12)
-    def fills(self) -> None:
-        self.get("/api/trading/fills/?limit=50", "fills list")
-
-    @task(10)
-    def decisions(self) -> None:
-        self.get("/api/trading/decisions/?limit=50", "decisions list")
-
-    @task(8)
-    def positions(self) -> None:
-        self.get("/api/trading/positions/", "positions")
-
-    @task(8)
-    def balances(self) -> None:
-        self.get("/api/trading/balances/", "balances")
-
-    @task(6)
-    def state(self) -> None:
-        self.get("/api/trading/state/", "trading state")
-
-    @task(6)
-    def run_list(self) -> None:
-        self.get("/api/reconciliation/runs/?limit=50", "reconciliation runs list")
-
-    @task(5)
-    def run_detail(self) -> None:
-        self.get(f"/api/reconciliation/runs/{random.choice(RUN_IDS)}/", "reconciliation run detail")
-
-    @task(5)
-    def health(self) -> None:
-        self.get("/api/health/", "health")
