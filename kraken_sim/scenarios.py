@@ -15,8 +15,12 @@ Scenarios (``--scenario NAME[:k=v,...]``):
 
 - ``random_walk`` (``vol``): d = 0; no edge at any horizon.
 - ``trend`` (``drift``, ``regime_minutes``, ``vol``): the learnable scenario.
-- ``regime_change`` (trend's, plus ``change_at``, ``vol_mult``): after ``change_at`` minutes d = 0 (the edge
-  vanishes) and sigma is multiplied by ``vol_mult`` (default 1).
+- ``regime_change`` (trend's, plus ``change_at``, ``vol_mult``, ``half_life``): after ``change_at`` minutes d = 0
+  (the momentum edge vanishes) and sigma is multiplied by ``vol_mult`` (default 1). With ``half_life`` > 0 the
+  market moves to another learnable regime, reversal: from the change on, the log price is its level at the
+  change plus a Gaussian AR(1) deviation ``x_t = phi x_{t-1} + sigma' eps_t`` (``x`` = 0 at the change,
+  ``phi = 2^(-1 / half_life)``, ``sigma' = sigma * vol_mult``), so ``r_t = x_t - x_{t-1}``: a move away from the
+  level predicts a move back, and a model that learnt momentum before the change now loses.
 - ``volatility_change`` (trend's with ``drift`` 0 by default, plus ``change_at``, ``vol_mult`` default 2): sigma
   is multiplied at the change, the drift stays (label drift).
 - ``regimes``: the historical regime-mix order-flow generator of ``kraken_sim.market`` (no ground truth).
@@ -39,6 +43,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from scipy.signal import lfilter
 
 from kraken_sim.errors import ConfigError
 
@@ -60,6 +65,13 @@ _VOL = ParamSpec(0.001, 1e-6, 0.05, "sigma of the 1-minute log return")
 _DRIFT = ParamSpec(0.0002, 0.0, 0.01, "|mean| of the 1-minute log return while the hidden regime lasts")
 _REGIME = ParamSpec(240, 3, 10**9, "mean regime length in minutes (switch probability 1/regime_minutes)", True)
 _CHANGE_AT = ParamSpec(60, 0, 10**7, "minutes after the simulator's start when the change happens", True)
+_HALF_LIFE = ParamSpec(
+    0.0,
+    0.0,
+    10**6,
+    "after the change, half-life in minutes of the price's reversion to its level at the change "
+    "(0: none, the edge vanishes)",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +89,15 @@ SCENARIOS: dict[str, ScenarioKind] = {
         {"drift": _DRIFT, "regime_minutes": _REGIME, "vol": _VOL},
     ),
     "regime_change": ScenarioKind(
-        "trend until change_at, then the edge vanishes (d = 0), sigma x vol_mult",
+        "trend until change_at, then the edge vanishes (d = 0), sigma x vol_mult; with half_life > 0 the price "
+        "then reverts to its level at the change (another learnable edge, the opposite sign)",
         {
             "drift": _DRIFT,
             "regime_minutes": _REGIME,
             "vol": _VOL,
             "change_at": _CHANGE_AT,
             "vol_mult": ParamSpec(1.0, 0.01, 100.0, "sigma multiplier applied at the change"),
+            "half_life": _HALF_LIFE,
         },
     ),
     "volatility_change": ScenarioKind(
@@ -108,6 +122,12 @@ class Phase:
     start: int | None
     drift: float
     vol: float
+    half_life: float = 0.0  # > 0: the log price reverts to its level at the phase's start (AR(1) deviation)
+
+    @property
+    def phi(self) -> float:
+        """The AR(1) coefficient of the deviation (0 without reversion)."""
+        return 2.0 ** (-1.0 / self.half_life) if self.half_life > 0 else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +166,9 @@ class ScenarioSpec:
             return [Phase("all", None, drift, vol)]
         change = int(p["change_at"])
         after_drift = 0.0 if self.name == "regime_change" else drift
-        return [Phase("before", None, drift, vol), Phase("after", change, after_drift, vol * p["vol_mult"])]
+        half_life = p.get("half_life", 0.0)
+        after = Phase("after", change, after_drift, vol * p["vol_mult"], half_life)
+        return [Phase("before", None, drift, vol), after]
 
     def phase_at(self, minute: int) -> Phase:
         phases = self.phases()
@@ -276,6 +298,8 @@ class ScenarioPath:
             states = s_prev * np.where(np.cumsum(flips) % 2 == 0, 1, -1)
             drift, vol = self._params(block)
             returns = drift * states + vol * eps
+            if self._after.half_life > 0 and self._change is not None:
+                self._revert(block, returns, eps, l_prev)
             closes = l_prev + np.cumsum(returns)
         else:
             r_next, s_next, l_next = self._block(block + 1)
@@ -294,6 +318,19 @@ class ScenarioPath:
         out = (returns, states.astype(np.int8), closes)
         self._blocks[block] = out
         return out
+
+    def _revert(self, block: int, returns: np.ndarray, eps: np.ndarray, l_prev: float) -> None:
+        """Replace the returns of the block's minutes from the change on by the reversion's (in place):
+        x_t = phi x_{t-1} + sigma' eps_t, r_t = x_t - x_{t-1}; x before the block is the last close minus the
+        level at the change (the close of minute change - 1), 0 in the change's own block."""
+        assert self._change is not None
+        first = max(self._change - block * BLOCK, 0)
+        if first >= BLOCK:
+            return
+        phi = self._after.phi
+        x_prev = 0.0 if first > 0 or block * BLOCK == self._change else l_prev - self.log_close(self._change - 1)
+        x = lfilter([1.0], [1.0, -phi], self._after.vol * eps[first:], zi=[phi * x_prev])[0]
+        returns[first:] = np.diff(np.concatenate(([x_prev], x)))
 
     def _range(self, first: int, last: int, column: int) -> np.ndarray:
         """Column over minutes ``first..last`` inclusive."""
@@ -456,6 +493,41 @@ def _batch_se(values: np.ndarray, batches: int = MC_BATCHES) -> float:
     return float(means.std(ddof=1) / math.sqrt(batches))
 
 
+def reversal_truth(vol: float, phi: float, horizon: int) -> dict[str, Any]:
+    """Truth of the reversal phase (stationary Gaussian AR(1) deviation x, innovation sigma, coefficient phi) at
+    ``horizon`` h, in closed form. x_t is observed (the log price minus its level at the change), and
+    R_h = x_{t+h} - x_t = -(1 - phi^h) x_t + sum_{k<h} phi^k sigma eps_{t+h-k}: the optimal forecast is
+    S = -(1 - phi^h) x_t, with var S = (1 - phi^h)^2 sigma^2 / (1 - phi^2) and noise variance
+    sigma^2 (1 - phi^{2h}) / (1 - phi^2). (S, R_h) is bivariate normal with correlation rho = sd S / sd R_h, so
+    P(sign S = sign R_h) = 1/2 + arcsin(rho) / pi (the orthant probability, e.g. Johnson & Kotz, "Distributions
+    in Statistics: Continuous Multivariate Distributions", ch. 36), and E[R_h 1{S > 0}] = E[S 1{S > 0}] =
+    sd S / sqrt(2 pi). The oracle knows no more than the filter (the state is observed)."""
+    var_x = vol * vol / (1.0 - phi * phi)
+    a = 1.0 - phi**horizon
+    var_s = a * a * var_x
+    var_r = var_s + vol * vol * (1.0 - phi ** (2 * horizon)) / (1.0 - phi * phi)
+    rho = math.sqrt(var_s / var_r)
+    hit = 0.5 + math.asin(rho) / math.pi
+    long_ret = math.sqrt(var_s) / math.sqrt(2.0 * math.pi)
+    return {
+        "drift": 0.0,
+        "vol": vol,
+        "half_life": math.log(0.5) / math.log(phi),
+        "hit_rate_optimal": hit,
+        "hit_rate_optimal_se": 0.0,
+        "hit_rate_oracle": hit,
+        "hit_rate_oracle_se": 0.0,
+        "expected_return_optimal_long": long_ret,
+        "expected_return_optimal_long_se": 0.0,
+        "expected_return_optimal_long_per_trade": 2.0 * long_ret,
+        "long_fraction": 0.5,
+        "corr_optimal": rho,
+        "method": "closed form (stationary Gaussian AR(1) deviation from the level at the change; the first "
+        "half-lives after the change are not yet stationary)",
+        "decisions": None,
+    }
+
+
 def _phase_truth(drift: float, vol: float, switch_prob: float, horizon: int, minutes: int) -> dict[str, Any]:
     if drift == 0.0:
         return {
@@ -538,7 +610,10 @@ def ground_truth(spec: ScenarioSpec, horizon: int = 15, *, minutes: int = MC_MIN
         raise ValueError("horizon must be in 1..10000 bars")
     phases = []
     for phase in spec.phases():
-        truth = _phase_truth(phase.drift, phase.vol, spec.switch_prob, horizon, minutes)
+        if phase.half_life > 0:
+            truth = reversal_truth(phase.vol, phase.phi, horizon)
+        else:
+            truth = _phase_truth(phase.drift, phase.vol, spec.switch_prob, horizon, minutes)
         phases.append({"phase": phase.name, "from_minute": phase.start, **truth})
     return {
         "scenario": spec.text,

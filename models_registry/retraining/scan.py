@@ -2,7 +2,9 @@
 
 - every confirmed drift report (sustained over consecutive checks, or an online detector's change point) on a
   model's champion that has not triggered yet: one trigger each, in the order the checks ran (the first starts a
-  run, later ones join it, or are suppressed by the cooldown after it);
+  run, later ones join it, or are suppressed by the cooldown after it). A report whose change point is known
+  (`services.change_point_of`) waits until the bars after it fill the policy's `min_window_hours`
+  (`services.ready_at`), so the run trains on the new regime, not mostly on the one that ended;
 - a due schedule: the policy's `schedule_hours` since the model's last started run (or since the champion was
   registered when it never retrained);
 - runs stuck queued or training past the task's time limit (a lost worker) are abandoned, so the next trigger
@@ -24,6 +26,7 @@ from models_registry.retraining.services import (
     ACTOR,
     abandon_stale,
     last_started_at,
+    ready_at,
     retraining_policy,
     retraining_trigger,
 )
@@ -35,7 +38,7 @@ SCAN_ACTOR = f"{ACTOR}:scan"
 def retraining_scan(*, now: datetime | None = None) -> dict[str, Any]:
     """One pass (see the module doc); returns what it did."""
     now = now or timezone.now()
-    done: dict[str, Any] = {"drift": [], "schedule": [], "abandoned": []}
+    done: dict[str, Any] = {"drift": [], "waiting": [], "schedule": [], "abandoned": []}
     for model in RegisteredModel.objects.order_by("pk"):
         stale = RetrainingRun.objects.filter(
             model=model, status__in=[RetrainingRun.Status.QUEUED, RetrainingRun.Status.TRAINING]
@@ -54,13 +57,21 @@ def retraining_scan(*, now: datetime | None = None) -> dict[str, Any]:
             .order_by("as_of", "id")
         )
         for report in reports:
+            ready = ready_at(model=model, report=report)
+            if ready > now:
+                done["waiting"].append({"drift_report": report.pk, "until": ready.isoformat()})
+                continue
+            reason = f"drift confirmed on v{champion.version} at {report.as_of.isoformat()}"
+            if ready > report.as_of:
+                hours = retraining_policy(model=model).min_window_hours
+                reason += f" (waited for {hours:g} h of bars after the change)"
             result = retraining_trigger(
                 model_name=model.name,
                 kind=TriggerKind.DRIFT,
-                reason=f"drift confirmed on v{champion.version} at {report.as_of.isoformat()}",
+                reason=reason,
                 actor=SCAN_ACTOR,
                 drift_report_id=report.pk,
-                now=report.as_of,
+                now=ready,
             )
             done["drift"].append(result.as_dict())
         policy = retraining_policy(model=model)

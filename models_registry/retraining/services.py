@@ -29,6 +29,7 @@ from django.utils import timezone
 from core.audit import audit_actor
 from core.errors import ApplicationError, ConflictError, NotFoundError
 from models_registry import lock_objects, services
+from models_registry.features import WARMUP_BARS
 from models_registry.models import DriftReport, ModelVersion, RegisteredModel, Stage, TrainingRun
 from models_registry.retraining.models import (
     ACTIVE_RUN_STATUSES,
@@ -234,6 +235,32 @@ class TriggerResult:
         }
 
 
+def change_point_of(report: DriftReport) -> datetime | None:
+    """Where the regime a drift report saw began, for the training window: an online detector's change point
+    when one fired; else, for drift confirmed by consecutive checks, the last check of the same version before
+    the report that found no drift (the data after it is the changed regime's, but for at most one check
+    interval before the change became visible); None when every check of the version found drift."""
+    if report.change_point_at is not None:
+        return report.change_point_at
+    clean = (
+        DriftReport.objects.filter(version_id=report.version_id, as_of__lt=report.as_of, status=DriftReport.Status.OK)
+        .order_by("-as_of")
+        .values_list("as_of", flat=True)
+        .first()
+    )
+    return clean
+
+
+def ready_at(*, model: RegisteredModel, report: DriftReport) -> datetime:
+    """When a confirmed drift report may start a run: once the bars after its change point fill the policy's
+    `min_window_hours` (a run started sooner would train mostly on the regime that just ended), else at once."""
+    change = change_point_of(report)
+    if change is None:
+        return report.as_of
+    policy = retraining_policy(model=model)
+    return max(report.as_of, change + timedelta(hours=policy.min_window_hours))
+
+
 def _suppression(model: RegisteredModel, kind: str, report: DriftReport | None, now: datetime) -> str:
     """Why an automatic trigger starts nothing ('' when it may start a run)."""
     if kind == TriggerKind.OPERATOR:
@@ -330,7 +357,7 @@ def _trigger(
                 actor=actor,
                 drift_report=report,
                 parent=champion,
-                change_point_at=report.change_point_at if report is not None else None,
+                change_point_at=change_point_of(report) if report is not None else None,
             )
         trigger = RetrainingTrigger.objects.create(
             model=model, run=run, kind=kind, drift_report=report, actor=actor, reason=reason, at=now
@@ -447,7 +474,7 @@ def retraining_run(*, run_id: int, now: datetime | None = None) -> RetrainingRun
             raise RetrainingInvalid("the model has no champion to retrain (nothing to take symbol and config from)")
         result = train_model(
             symbol=str(parent.symbols[0]),
-            start=run.data_start,
+            start=_read_from(run),
             end=run.data_end,
             config=training_config_of(parent),
             model_name=run.model.name,
@@ -465,6 +492,16 @@ def retraining_run(*, run_id: int, now: datetime | None = None) -> RetrainingRun
         return RetrainingRun.objects.get(pk=run.pk)
     assert isinstance(result, TrainingResult)
     return challenger_adopt(run_id=run.pk, version_id=result.version.pk, actor=actor)
+
+
+def _read_from(run: RetrainingRun) -> datetime:
+    """Where the run's training reads bars from: its window's start, or, when a change point bounds the window,
+    the features' warm-up before it (the warm-up rows are not samples: every sample is then a bar of the window,
+    after the change, and the window needs only samples + horizon bars, not the warm-up too)."""
+    assert run.data_start is not None
+    if run.change_point_at is not None:
+        return run.data_start - timedelta(minutes=WARMUP_BARS)
+    return run.data_start
 
 
 def retraining_fail(*, run_id: int, error: str, actor: str) -> None:

@@ -41,7 +41,9 @@ def test_scenario_spec_fills_defaults_and_takes_overrides() -> None:
     assert trend.p == {"drift": 0.0002, "regime_minutes": 240, "vol": 0.001}
     assert trend.switch_prob == pytest.approx(1 / 240)
     custom = parse_scenario("regime_change:drift=0.0003, change_at=90,vol_mult=1.5")
-    assert custom.p == {"drift": 0.0003, "regime_minutes": 240, "vol": 0.001, "change_at": 90, "vol_mult": 1.5}
+    assert custom.p == {
+        "drift": 0.0003, "regime_minutes": 240, "vol": 0.001, "change_at": 90, "vol_mult": 1.5, "half_life": 0,
+    }  # fmt: skip
     assert [(p.name, p.start, p.drift, p.vol) for p in custom.phases()] == [
         ("before", None, 0.0003, 0.001),
         ("after", 90, 0.0, 0.0015),
@@ -147,6 +149,43 @@ def test_regime_change_equals_trend_before_its_change_and_loses_the_drift_after(
     assert np.array_equal(trend.returns(-5000, 59), change.returns(-5000, 59))
     noise = (trend.returns(60, 5000) - 0.0002 * trend.states(60, 5000)) / 0.001
     assert np.allclose(change.returns(60, 5000), 0.002 * noise)
+
+
+def test_regime_change_with_a_half_life_reverts_to_the_level_at_the_change() -> None:
+    """Another learnable regime after the change: log price = level at the change + an AR(1) deviation with
+    phi = 2^(-1/half_life) and innovations sigma x vol_mult (the same noise), whatever range is asked first."""
+    trend = ScenarioPath(parse_scenario("trend"), 3, "BTC/USD", 60000.0)
+    text = "regime_change:change_at=60,vol_mult=2,half_life=10"
+    change = ScenarioPath(parse_scenario(text), 3, "BTC/USD", 60000.0)
+    assert np.array_equal(trend.returns(-5000, 59), change.returns(-5000, 59))
+    phi = 2 ** (-1 / 10)
+    eps = (trend.returns(60, 5000) - 0.0002 * trend.states(60, 5000)) / 0.001
+    x = change.log_closes(59, 5000) - change.log_close(59)
+    assert x[0] == 0.0
+    assert np.allclose(x[1:] - phi * x[:-1], 0.002 * eps, atol=1e-12)  # across the day blocks too
+    later_first = ScenarioPath(parse_scenario(text), 3, "BTC/USD", 60000.0)
+    assert np.array_equal(later_first.log_closes(3000, 5000), change.log_closes(3000, 5000))
+
+
+def test_the_reversal_truth_matches_its_simulation() -> None:
+    """The closed form (orthant probability of the bivariate normal forecast and return) against the path."""
+    h = 15
+    spec = parse_scenario("regime_change:change_at=0,vol_mult=2,half_life=15")
+    after = ground_truth(spec, h)["phases"][1]
+    phi = 2 ** (-1 / 15)
+    assert after["phase"] == "after"
+    assert after["hit_rate_optimal"] == pytest.approx(0.5 + math.asin(0.5) / math.pi, abs=1e-3)  # rho = 1/2 at h
+    assert after["half_life"] == pytest.approx(15)
+    path = ScenarioPath(spec, 11, "BTC/USD", 60000.0)
+    x = path.log_closes(500, 400_000) - path.log_close(-1)  # after 500 minutes: stationary
+    forecast, realised = -(1 - phi**h) * x[:-h], x[h:] - x[:-h]
+    hits = np.sign(forecast) == np.sign(realised)
+    se = math.sqrt(0.25 * 2 * h / len(hits))  # overlapping windows: ~ n / (2h) independent decisions
+    assert abs(hits.mean() - after["hit_rate_optimal"]) < 4 * se
+    long = np.where(forecast > 0, realised, 0.0).mean()
+    assert long == pytest.approx(after["expected_return_optimal_long"], rel=0.1)
+    with pytest.raises(ConfigError, match="half_life"):
+        parse_scenario("regime_change:half_life=-1")
 
 
 # -- history through REST ---------------------------------------------------------------------------------

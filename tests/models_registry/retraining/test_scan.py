@@ -1,6 +1,7 @@
 """The scan that turns confirmed drift and due schedules into triggers without an operator: a confirmed report on
 the champion triggers once (a second scan adds nothing), a report that is not confirmed or is on a version that is
-no longer the champion triggers nothing, and a schedule triggers when due."""
+no longer the champion triggers nothing, a report whose change point is known waits until the bars after it fill
+the policy's minimum window, and a schedule triggers when due."""
 
 from __future__ import annotations
 
@@ -49,6 +50,36 @@ def test_a_confirmed_report_on_the_champion_triggers_once(champion: ModelVersion
     assert run.drift_report == confirmed
     assert retraining_scan()["drift"] == []  # the report already triggered
     assert RetrainingTrigger.objects.filter(model=champion.model).count() == 1
+
+
+def test_a_report_after_a_clean_check_waits_for_the_minimum_window_after_it(champion: ModelVersion) -> None:
+    RetrainingPolicy.objects.create(model=champion.model, min_window_hours=6.0)
+    clean = DriftReport.objects.create(
+        model=champion.model, version=champion, trigger="schedule", actor="drift", status="ok",
+        as_of=timezone.now() - timedelta(minutes=45), kinds=[],
+    )  # fmt: skip
+    _report(champion, confirmed=False, minutes_ago=30)
+    confirmed = _report(champion, confirmed=True, minutes_ago=15)
+    done = retraining_scan()
+    assert done["drift"] == []
+    assert done["waiting"] == [{"drift_report": confirmed.pk, "until": (clean.as_of + timedelta(hours=6)).isoformat()}]
+    assert not RetrainingTrigger.objects.exists()
+    done = retraining_scan(now=clean.as_of + timedelta(hours=6))
+    assert [d["started"] for d in done["drift"]] == [True]
+    run = RetrainingRun.objects.get(model=champion.model)
+    assert run.change_point_at == clean.as_of  # the window starts after the last check that saw no drift
+    assert "waited for 6 h of bars after the change" in run.reason
+
+
+def test_a_detector_change_point_bounds_the_wait(champion: ModelVersion) -> None:
+    RetrainingPolicy.objects.create(model=champion.model, min_window_hours=2.0)
+    report = _report(champion, confirmed=True)
+    report.change_point_at = report.as_of - timedelta(hours=1)
+    report.save(update_fields=["change_point_at"])
+    assert retraining_scan()["drift"] == []
+    assert retraining_scan(now=report.as_of + timedelta(minutes=59))["drift"] == []
+    assert [d["started"] for d in retraining_scan(now=report.as_of + timedelta(hours=1))["drift"]] == [True]
+    assert RetrainingRun.objects.get(model=champion.model).change_point_at == report.change_point_at
 
 
 def test_a_report_on_a_former_champion_triggers_nothing(champion: ModelVersion) -> None:
