@@ -247,7 +247,8 @@ def during_bar_to_ack(args: argparse.Namespace, ack_env: dict[str, str]) -> dict
 
     symbol = f"B{uuid.uuid4().hex[:10].upper()}/USD"
     bars = make_bars(args.days * 1440, seed=7, book=False)
-    bars.index = bars.index - bars.index[0] + pd.Timestamp(ORIGIN - timedelta(days=args.days))
+    now = datetime.now(UTC).replace(second=0, microsecond=0)  # the worker's run ends its window at its own now
+    bars.index = bars.index - bars.index[0] + pd.Timestamp(now - timedelta(days=args.days))
     for first in range(0, len(bars), STORE_CHUNK):
         store_bars(bars.iloc[first : first + STORE_CHUNK], symbol)
     config = TrainingConfig(model=args.model, n_splits=args.folds, min_samples=300)
@@ -390,6 +391,8 @@ def main() -> None:
         # this process queues the retraining on the lifecycle worker's broker
         os.environ["REDIS_URL"] = os.environ["CELERY_BROKER_URL"] = args.lifecycle_redis_url
 
+    # A year of bars is one read of the store: InfluxDB's default 5-s client timeout expired under load.
+    os.environ.setdefault("INFLUXDB_TIMEOUT", "120")
     import django
 
     django.setup()
