@@ -201,32 +201,50 @@ CHECKS: dict[str, Callable[[], str | tuple[str, dict[str, Any]]]] = {
 
 
 _clock = time.monotonic
-_latest_lock = threading.Lock()
-_latest: tuple[float, list[ComponentHealth]] | None = None  # (_clock() when the run started, its report)
+_round = threading.Condition()
+_latest: tuple[float, list[ComponentHealth]] | None = None  # (_clock() when the round ended, its report)
+_running = False  # a round is being checked (outside the lock)
+_epoch = 0  # moved by forget_latest_health: a round that started before it is not kept
 
 
 def run_health_checks() -> list[ComponentHealth]:
-    """Every component's health: the latest run when it is younger than HEALTH_CHECK_CACHE_S seconds, otherwise a
-    new one (threads asking meanwhile wait for it rather than checking too)."""
-    global _latest
+    """Every component's health: the latest round when it ended less than HEALTH_CHECK_CACHE_S seconds ago,
+    otherwise a new one. One round at a time, checked without holding the lock: callers that arrive while it runs
+    wait for it and take its report (however long a slow check makes it), so a slow component costs every caller
+    one round, never a queue of rounds."""
+    global _latest, _running
     max_age = float(settings.HEALTH_CHECK_CACHE_S)
     if max_age <= 0:
         return _check_every_component()
-    with _latest_lock:
+    with _round:
+        while _running:
+            seen = _latest
+            _round.wait_for(lambda: not _running)
+            if _latest is not None and _latest is not seen:
+                return list(_latest[1])  # the round that ran while this caller waited
+            # that round failed or was forgotten: another waiter may have started one already (the loop waits)
         if _latest is not None and _clock() - _latest[0] < max_age:
             return list(_latest[1])
-        started = _clock()
+        _running, epoch = True, _epoch
+    report: list[ComponentHealth] | None = None
+    try:
         report = _check_every_component()
-        _latest = (started, report)
         return list(report)
+    finally:
+        with _round:
+            _running = False
+            if report is not None and epoch == _epoch:
+                _latest = (_clock(), report)
+            _round.notify_all()
 
 
 def forget_latest_health(**_: Any) -> None:
     """The next `run_health_checks` checks for real (connected to `setting_changed`: an overridden setting may
-    point a check elsewhere)."""
-    global _latest
-    with _latest_lock:
+    point a check elsewhere); a round running meanwhile is not kept."""
+    global _latest, _epoch
+    with _round:
         _latest = None
+        _epoch += 1
 
 
 setting_changed.connect(forget_latest_health, dispatch_uid="galfriday_site.health.forget_latest_health")

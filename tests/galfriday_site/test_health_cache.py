@@ -5,6 +5,7 @@ a settings change forgets it, and 0 (the default outside the web process) checks
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -108,3 +109,32 @@ def test_a_settings_change_forgets_the_round(runs: Counter[str]) -> None:
         assert not {c.name: c.ok for c in health.run_health_checks()}["broker"]
     assert {c.name: c.ok for c in health.run_health_checks()}["broker"]
     assert runs["broker"] == 3
+
+
+@override_settings(HEALTH_CHECK_CACHE_S=1)
+def test_a_round_slower_than_the_cache_costs_each_caller_one_round_not_a_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[float] = []
+
+    def slow() -> str:  # a check slower than the cache's age (a slow exchange, a timeout)
+        calls.append(time.monotonic())
+        time.sleep(1.5)
+        return "slow"
+
+    monkeypatch.setattr(health, "CHECKS", {"slow": slow})
+    health.forget_latest_health()
+    waits: list[float] = []
+
+    def ask() -> None:
+        started = time.monotonic()
+        health.run_health_checks()
+        waits.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    health.forget_latest_health()
+    assert len(calls) == 1  # the callers that came while it ran took its report
+    assert len(waits) == 4
+    assert max(waits) < 3.0  # one round each (1.5 s), not one after another (1.5, 3, 4.5, 6 s)
