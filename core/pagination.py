@@ -19,6 +19,8 @@ from rest_framework.response import Response
 
 from core.rows import ValuesSerializer
 
+MAX_COUNT_BOUND = 2**62
+
 
 class LimitOffsetPagination(pagination.LimitOffsetPagination):
     def __init__(self) -> None:
@@ -40,7 +42,8 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
         """The rows, counted up to GALFRIDAY_API_COUNT_AHEAD past `page_end`; whether that is all of them."""
         if not isinstance(queryset, QuerySet):
             return len(queryset), True
-        bound = page_end + int(settings.GALFRIDAY_API_COUNT_AHEAD)
+        # capped below PostgreSQL's bigint (a LIMIT past it is an error): a page that far out is empty anyway
+        bound = min(page_end + int(settings.GALFRIDAY_API_COUNT_AHEAD), MAX_COUNT_BOUND)
         counted = queryset.order_by()[: bound + 1].count()  # COUNT(*) over a LIMITed subquery of the keys
         return counted, counted <= bound
 

@@ -63,3 +63,11 @@ def test_the_schema_describes_the_envelope(client: APIClient, staff_user) -> Non
     page = schema["components"]["schemas"]["PaginatedTradingOrderList"]
     assert page["required"] == ["count", "count_exact", "results"]
     assert page["properties"]["count_exact"]["type"] == "boolean"
+
+
+def test_an_offset_past_any_table_is_an_empty_page(client: APIClient) -> None:
+    OrderFactory.create_batch(2)
+    response = client.get("/api/trading/orders/", {"offset": 9223372036854775000})  # near bigint's end
+    assert response.status_code == 200, response.content
+    page = response.json()
+    assert (page["count"], page["results"], page["next"]) == (2, [], None)
