@@ -72,7 +72,8 @@ def production_versions(db: Path) -> list[dict[str, Any]]:
 
 BAR_LENGTH = timedelta(minutes=1)
 # The ingest worker closes a bar at its end plus this grace (ingest.worker's bar_grace_s), for late trades; a quiet
-# market's bar is closed by the bar clock one CLOCK_MARGIN (1 s) later still, at end + 3 s.
+# market's bar is closed by the bar clock at the same time (the grace covers the clock margin: ingest.worker.
+# clock_margin), at end + 2 s.
 BAR_GRACE_SECONDS = 2.0
 
 

@@ -66,8 +66,17 @@ from trading.kraken_clients import kraken_nonce_source
 logger = logging.getLogger(__name__)
 
 
-# How far behind its estimate of the exchange's clock the worker closes bars (the estimate's error: lag, jitter).
+# The error of the worker's estimate of the exchange's clock (lag, jitter): how late a bar's trade may arrive by
+# that estimate. A bar's grace already waits that long for its late trades, so the bar clock waits only for the part
+# of the margin the grace does not cover (`clock_margin`).
 CLOCK_MARGIN = timedelta(seconds=1)
+
+
+def clock_margin(grace: timedelta) -> timedelta:
+    """How far behind its estimate of the exchange's clock the bar clock closes bars with this grace: what
+    CLOCK_MARGIN exceeds the grace by (none with the default grace of 2 s: a quiet market's bar closes at its end
+    plus the grace, as a trade after the grace would close it)."""
+    return max(timedelta(0), CLOCK_MARGIN - grace)
 
 
 def next_bar_close(now: datetime, intervals: Sequence[int], *, grace: timedelta, margin: timedelta) -> datetime:
@@ -475,16 +484,17 @@ class IngestWorker:
         """Close a quiet market's bars as soon as their grace has passed on the exchange clock, instead of at the
         next heartbeat (up to `heartbeat_s` later): the decision of a bar waits for its close."""
         grace = timedelta(seconds=self.config.bar_grace_s)
+        margin = clock_margin(grace)
         while not self._closing:
             now = self.exchange_now()
-            due = next_bar_close(now, self.config.bar_intervals, grace=grace, margin=CLOCK_MARGIN)
+            due = next_bar_close(now, self.config.bar_intervals, grace=grace, margin=margin)
             await asyncio.sleep(max(0.0, (due - now).total_seconds()))
             if not self._closing:
-                await self.advance_clock(self.exchange_now() - CLOCK_MARGIN)
+                await self.advance_clock(self.exchange_now() - margin)
 
     async def _heartbeat(self) -> None:
         if not self._closing:
-            await self.advance_clock(self.exchange_now() - CLOCK_MARGIN)
+            await self.advance_clock(self.exchange_now() - clock_margin(timedelta(seconds=self.config.bar_grace_s)))
             await self.checkpoint.save(self.feed.last_closed)
         await self.health_monitor.beat()
 

@@ -1,5 +1,6 @@
-"""The ingest worker's bar clock: in a quiet market a bar closes as soon as its end, its grace and the clock margin
-have passed on the exchange clock, not at the next heartbeat (the decision of a bar waits for its close)."""
+"""The ingest worker's bar clock: in a quiet market a bar closes as soon as its end, its grace and what the clock
+margin exceeds the grace by have passed on the exchange clock, not at the next heartbeat (the decision of a bar
+waits for its close)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from channels.layers import InMemoryChannelLayer
 
-from ingest.worker import IngestWorker, next_bar_close
+from ingest.worker import CLOCK_MARGIN, IngestWorker, clock_margin, next_bar_close
 from kraken_sim import Simulator
 from tests.ingest.test_worker import config, sim  # noqa: F401  (fixture)
 from tests.waiting import until
@@ -22,6 +23,17 @@ MARGIN = timedelta(seconds=1)
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def test_the_clock_waits_only_for_the_margin_the_grace_does_not_cover() -> None:
+    assert timedelta(seconds=1) == CLOCK_MARGIN
+    assert clock_margin(timedelta(seconds=2)) == timedelta(0)  # the default grace: a bar closes at end + 2 s
+    assert clock_margin(timedelta(seconds=1)) == timedelta(0)
+    assert clock_margin(timedelta(seconds=0.2)) == timedelta(seconds=0.8)
+    assert clock_margin(timedelta(0)) == CLOCK_MARGIN
+    assert next_bar_close(at("2026-12-07 10:00:30"), (60,), grace=GRACE, margin=clock_margin(GRACE)) == at(
+        "2026-12-07 10:01:02"
+    )
 
 
 def test_the_next_close_is_the_next_bar_end_after_grace_and_margin() -> None:
@@ -57,8 +69,9 @@ async def test_a_quiet_markets_bar_closes_without_waiting_for_the_heartbeat(
             return False
 
         await until(step_until_traded, timeout=20)
-        # Then a quiet market: no later trade can close the last bar that traded. A 1-second bar closes 1.2 s
-        # after its end (grace 0.2 s, margin 1 s); the heartbeat is 10 minutes away.
+        # Then a quiet market: no later trade can close the last bar that traded. A 1-second bar closes 1 s after
+        # its end (grace 0.2 s, and the 0.8 s of the clock margin it does not cover); the heartbeat is 10 minutes
+        # away.
         closed = worker.feed.counters["bars_closed"]
         await until(lambda: worker.feed.counters["bars_closed"] > closed, timeout=20)
     finally:
