@@ -177,8 +177,10 @@ def fill_fee_correct(
         position.fees += delta
         position.save()
         balance = lock_objects.balances_lock([fee_asset])[fee_asset]
-        balance.total -= delta
-        balance.save()
+        if balance.exchange_as_of is None or fill.executed_at > balance.exchange_as_of:
+            balance.total -= delta
+            balance.save()
+        # else: a balance statement of the exchange at or after the fill already holds the fee it charged
         amended = order_event_new(
             order,
             kind=OrderEvent.Kind.AMENDED,

@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 
 from tests.trading.factories import T0, placed_order, trade
-from trading.accounts import balance_set
+from trading.accounts import balance_set, fill_fee_correct
 from trading.execution_reports import execution_report_apply
-from trading.models import Balance
+from trading.models import Balance, Fill
 
 pytestmark = pytest.mark.django_db
 D = Decimal
@@ -64,3 +64,17 @@ def test_without_a_statement_time_fills_move_balances_as_before() -> None:
     assert totals() == {"BTC": D("0.5"), "USD": D("1049.8")}
     balance_set(asset="BTC", total=D("2"))  # a REST read (reconciliation): set as given
     assert totals()["BTC"] == D("2")
+
+
+def test_a_fee_correction_the_statement_already_holds_does_not_move_the_balance_again() -> None:
+    balance_set(asset="BTC", total=D("1"), as_of=at(0))
+    balance_set(asset="USD", total=D("1000"), as_of=at(0))
+    execution_report_apply(event=sell_fill("T-fee", 5))  # fee 0.2 recorded
+    assert totals() == {"BTC": D("0.5"), "USD": D("1049.8")}
+    balance_set(asset="USD", total=D("1049.9"), as_of=at(10))  # the exchange charged 0.1 in the end
+    fill_fee_correct(exec_id="T-fee", fee=D("0.1"), fee_asset="USD")
+    assert totals() == {"BTC": D("0.5"), "USD": D("1049.9")}  # not 1050.0: the statement holds the true fee
+    assert Fill.objects.get(exec_id="T-fee").fee == D("0.1")
+    execution_report_apply(event=sell_fill("T-later", 15))  # a fill after the statement still moves it
+    fill_fee_correct(exec_id="T-later", fee=D("0.1"), fee_asset="USD")
+    assert totals() == {"BTC": D("0"), "USD": D("1099.8")}  # 1049.9 + 50 - 0.2, then the 0.1 back
