@@ -22,8 +22,10 @@ What runs:
 
 Prints one JSON object: requests, failures, requests/s, p50/p95/p99/max overall and per endpoint (locust's
 percentiles), the connection counts (before, during: per-second samples, max, mean, first and second half max;
-after). Exits 1 on any failed request or when connections grew (the second half's max above the first half's by
-more than `--connection-slack`, or more left after than before).
+after). Exits 1 on any failed request, when the web held more connections at once than there are clients (each
+has at most one request in flight, and a request holds one connection: more is a leak), or when more are left after
+than before. (Until session 7 it compared the run's second half with its first, which a slower second half, more
+requests in flight on a loaded machine, tripped without a leak.)
 """
 
 from __future__ import annotations
@@ -307,7 +309,6 @@ def main() -> int:
     )
     parser.add_argument("--orders", type=int, default=20000, help="orders (each with a fill and a decision)")
     parser.add_argument("--runs", type=int, default=2000, help="reconciliation runs")
-    parser.add_argument("--connection-slack", type=int, default=2, help="allowed rise of the connection max")
     parser.add_argument("--json", default="", help="write the result here too")
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/galfriday_load"
@@ -406,8 +407,8 @@ def main() -> int:
     if stats["all"]["failures"]:
         problems.append(f"{stats['all']['failures']} failed requests")
     during = conns["during"]
-    if during["web_second_half_max"] > during["web_first_half_max"] + args.connection_slack:
-        problems.append(f"connections grew: {during['web_first_half_max']} -> {during['web_second_half_max']}")
+    if during["web_max"] > args.users:
+        problems.append(f"{during['web_max']} web connections at once for {args.users} clients")
     if conns["after"]["web"] > conns["before"]["web"]:
         problems.append(f"connections left: {conns['before']['web']} before, {conns['after']['web']} after")
     if problems:

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from galfriday_site.celery import app as project_app
 from galfriday_site.celery import make_celery_app
 
 app = make_celery_app(
@@ -16,6 +17,10 @@ app = make_celery_app(
     result_backend=None,
     task_ignore_result=True,
 )
+# A new Celery app makes itself the process's current app, and pytest imports this module when it collects the
+# suite: every later `current_app` (the execution hand-overs, the post-ack sync) would publish to this test's dead
+# broker. The project's app stays current; the worker started on this module uses `app` by name.
+project_app.set_current()
 
 
 @app.task(name="restart_test.hold", acks_late=True)

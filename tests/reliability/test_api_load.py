@@ -1,8 +1,8 @@
 """The load test's CI subset (issue 18): `bench/bench_api_load.py` for 15 s at a lower rate against the real ASGI
 server (uvicorn, DEBUG off, PostgreSQL, Redis, the production throttles) with locust as a subprocess (locust
-gevent-patches the standard library on import: nothing here imports it). Asserts no failed request and no growth
-of the web's PostgreSQL connections (the bench exits 1 on either); no latency assertion (the bench measures that
-on a quiet machine).
+gevent-patches the standard library on import: nothing here imports it). Asserts no failed request, no more of the
+web's PostgreSQL connections at once than clients and none left after (the bench exits 1 on each); no latency
+assertion (the bench measures that on a quiet machine).
 
 The bench empties its database: it uses `<DATABASE_URL's database>_load`, never the test database.
 """
@@ -43,5 +43,5 @@ def test_api_reads_under_load_fail_none_and_leave_no_connection(tmp_path: Path) 
     connections = result["connections"]
     assert connections["after"]["web"] <= connections["before"]["web"], connections
     during = connections["during"]
-    assert during["web_second_half_max"] <= during["web_first_half_max"] + 2, during
+    assert during["web_max"] <= 8, during  # one connection per request in flight, one request per client
     assert proc.returncode == 0, proc.stderr[-2000:]
